@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""CDK entry point: read the environment configs once, build one stage per environment.
+
+    npx cdk synth '**'              every environment in config/
+    npx cdk synth '**' -c env=dev   one environment (comma-separate several)
+
+Nothing below this file reads environment variables or CDK context.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aws_cdk import App
+
+from mlops_platform.app_builder import build_app
+from mlops_platform.config import ConfigError, load_environments
+
+
+def main() -> int:
+    selected = App().node.try_get_context("env")  # a throwaway App only to read -c env=...
+    names = [name.strip() for name in str(selected).split(",") if name.strip()] if selected else None
+    try:
+        configs = load_environments(names)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    try:
+        build_app(configs).synth()
+    except RuntimeError as error:  # jsii surfaces synthesis and validation failures this way
+        print(str(error).splitlines()[0], file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Infrastructure of the SageMaker MLOps platform: configuration, stages, stacks and constructs."""

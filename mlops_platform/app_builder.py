@@ -1,0 +1,31 @@
+"""Build the CDK app from validated configs; shared by app.py, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import App
+
+from .compliance import add_compliance_checks
+from .config import PlatformConfig
+from .stage import PlatformStage
+
+
+# Feature flags live here, not in cdk.json, so that `cdk synth`, the tests and the benchmarks
+# synthesize the same templates.
+FEATURE_FLAGS = {
+    "@aws-cdk/aws-iam:minimizePolicies": True,
+    "@aws-cdk/core:validationReportJson": True,
+    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
+    "@aws-cdk/aws-ec2:restrictDefaultSecurityGroup": True,
+    "@aws-cdk/core:target-partitions": ["aws"],
+}
+
+
+def build_app(configs: Sequence[PlatformConfig], outdir: str | None = None) -> App:
+    """One stage per environment, with the compliance packs over the whole app."""
+    app = App(context=FEATURE_FLAGS, **({"outdir": outdir} if outdir else {}))
+    for config in configs:
+        PlatformStage(app, config)
+    add_compliance_checks(app)
+    return app

@@ -1,0 +1,39 @@
+"""One CDK Stage per environment, holding that environment's stacks."""
+
+from __future__ import annotations
+
+from aws_cdk import Environment, Stage, Tags
+from constructs import Construct
+
+from .config import PlatformConfig
+from .stacks.foundation import FoundationStack
+
+
+class PlatformStage(Stage):
+    """All stacks of one environment, deployed to the account and region its config names."""
+
+    def __init__(self, scope: Construct, config: PlatformConfig) -> None:
+        super().__init__(
+            scope, config.environment, env=Environment(account=config.account, region=config.region)
+        )
+        self.config = config
+        self.foundation = FoundationStack(
+            self, "Foundation",
+            stack_name=f"{config.name_prefix}-foundation",
+            description=f"MLOps platform foundation ({config.environment}): key, buckets, roles, network",
+            termination_protection=config.is_production,
+            config=config,
+        )
+        _tag(self, config)
+
+
+def _tag(scope: Construct, config: PlatformConfig) -> None:
+    tags = {
+        "project": config.tags.project,
+        "environment": config.environment,
+        "cost-centre": config.tags.cost_centre,
+        **({"owner": config.tags.owner} if config.tags.owner else {}),
+        **config.tags.extra,
+    }
+    for key, value in tags.items():
+        Tags.of(scope).add(key, value)
