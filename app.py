@@ -3,6 +3,7 @@
 
     npx cdk synth '**'              every environment in config/
     npx cdk synth '**' -c env=dev   one environment (comma-separate several)
+    -c config_dir=path               read the environment files from another folder
 
 Nothing below this file reads environment variables or CDK context.
 """
@@ -10,18 +11,22 @@ Nothing below this file reads environment variables or CDK context.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from aws_cdk import App
 
 from mlops_platform.app_builder import build_app
 from mlops_platform.config import ConfigError, load_environments
+from mlops_platform.config.loader import CONFIG_DIR
 
 
 def main() -> int:
-    selected = App().node.try_get_context("env")  # a throwaway App only to read -c env=...
+    context = App().node  # a throwaway App, only to read -c env=... and -c config_dir=...
+    selected = context.try_get_context("env")
+    config_dir = context.try_get_context("config_dir")
     names = [name.strip() for name in str(selected).split(",") if name.strip()] if selected else None
     try:
-        configs = load_environments(names)
+        configs = load_environments(names, Path(config_dir) if config_dir else CONFIG_DIR)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2

@@ -17,6 +17,11 @@ class PlatformStage(Stage):
             scope, config.environment, env=Environment(account=config.account, region=config.region)
         )
         self.config = config
+        # Pin the zone list CDK would otherwise look up in the account, so synthesis is offline.
+        self.node.set_context(
+            f"availability-zones:account={config.account}:region={config.region}",
+            list(config.vpc.zones_in(config.region)),
+        )
         self.foundation = FoundationStack(
             self, "Foundation",
             stack_name=f"{config.name_prefix}-foundation",

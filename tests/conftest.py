@@ -23,3 +23,84 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+
+# --- Synthesis, shared by every template test -------------------------------------------------
+# jsii costs seconds per process, so the whole app (every environment in config/) is built and
+# synthesized once per session; tests read the templates and the cdk-nag report from it.
+
+import json  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@dataclass
+class Synthesis:
+    outdir: Path
+    configs: dict  # environment name -> PlatformConfig
+    error: str | None
+    report: dict
+    templates: dict = field(default_factory=dict)  # environment -> stack id -> template dict
+    template_files: dict = field(default_factory=dict)  # environment -> stack id -> Path
+
+    def template(self, environment: str, stack: str) -> dict:
+        if self.error:
+            pytest.fail(f"synthesis failed: {self.error}")
+        return self.templates[environment][stack]
+
+
+def _read_assembly(outdir: Path, synthesis: Synthesis) -> None:
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    for artifact in manifest["artifacts"].values():
+        if artifact["type"] != "cdk:cloud-assembly":
+            continue
+        stage_dir = outdir / artifact["properties"]["directoryName"]
+        stage = artifact["properties"]["displayName"]
+        stage_manifest = json.loads((stage_dir / "manifest.json").read_text())
+        for stack_artifact in stage_manifest["artifacts"].values():
+            if stack_artifact["type"] != "aws:cloudformation:stack":
+                continue
+            stack_id = stack_artifact["displayName"].split("/", 1)[1]
+            path = stage_dir / stack_artifact["properties"]["templateFile"]
+            synthesis.templates.setdefault(stage, {})[stack_id] = json.loads(path.read_text())
+            synthesis.template_files.setdefault(stage, {})[stack_id] = path
+
+
+@pytest.fixture(scope="session")
+def synthesis(tmp_path_factory) -> Synthesis:
+    from mlops_platform.app_builder import build_app
+    from mlops_platform.config import load_environments
+
+    configs = load_environments()
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = build_app(configs, outdir=str(outdir))
+    error = None
+    try:
+        app.synth()
+    except RuntimeError as exc:  # a failed validation still writes the assembly and the report
+        error = str(exc).splitlines()[0]
+    report_path = outdir / "validation-report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    result = Synthesis(outdir, {c.environment: c for c in configs}, error, report)
+    if (outdir / "manifest.json").exists():
+        _read_assembly(outdir, result)
+    return result
+
+
+
+@pytest.fixture(scope="session")
+def cdk_template(synthesis):
+    """``cdk_template(env, stack)`` -> aws_cdk.assertions.Template, built once per pair."""
+    from aws_cdk.assertions import Template
+
+    cache: dict = {}
+
+    def get(environment: str, stack: str):
+        key = (environment, stack)
+        if key not in cache:
+            cache[key] = Template.from_json(synthesis.template(environment, stack))
+        return cache[key]
+
+    return get

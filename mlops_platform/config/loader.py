@@ -98,6 +98,11 @@ def load_config(path: Path) -> PlatformConfig:
     return config
 
 
+def environment_names(config_dir: Path = CONFIG_DIR) -> tuple[str, ...]:
+    """Names of the environments that have a file in ``config_dir``."""
+    return tuple(path.stem for path in sorted(config_dir.glob("*.yaml")))
+
+
 def load_environments(names: Iterable[str] | None = None, config_dir: Path = CONFIG_DIR) -> list[PlatformConfig]:
     """Load the named environments, or every ``*.yaml`` in ``config_dir`` when ``names`` is None.
 

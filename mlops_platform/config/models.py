@@ -142,9 +142,19 @@ class VpcConfig(StrictModel):
         default=2, ge=2, le=3,
         description="Availability zones; SageMaker endpoints in a VPC need subnets in at least two.",
     )
+    availability_zones: tuple[str, ...] | None = Field(
+        default=None,
+        description="Zone names to use, in the environment's region. When not set: the region "
+        "name followed by a, b, c (first `max_azs` of them). Explicit so synthesis needs no AWS "
+        "lookup; set it where your account lacks one of those zones.",
+    )
     flow_log_retention_days: LogRetentionDays = Field(
         default=90, description="Retention of the VPC flow-log group."
     )
+
+    def zones_in(self, region: str) -> tuple[str, ...]:
+        """The availability zones the VPC spans in ``region``."""
+        return self.availability_zones or tuple(f"{region}{letter}" for letter in "abc"[: self.max_azs])
 
 
 class StorageConfig(StrictModel):
@@ -183,6 +193,19 @@ class PlatformConfig(StrictModel):
     )
     vpc: VpcConfig = Field(default_factory=VpcConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+
+    @field_validator("vpc")
+    @classmethod
+    def _zones_in_region(cls, value: VpcConfig, info: ValidationInfo) -> VpcConfig:
+        region = info.data.get("region")
+        if value.availability_zones is not None and region:
+            if len(value.availability_zones) != value.max_azs:
+                raise ValueError(f"availability_zones must list exactly max_azs ({value.max_azs}) zones")
+            strays = [zone for zone in value.availability_zones
+                      if not re.fullmatch(rf"{re.escape(region)}[a-z]", zone)]
+            if strays:
+                raise ValueError(f"availability_zones {strays} are not zones of region {region}")
+        return value
 
     @field_validator("removal_policy")
     @classmethod

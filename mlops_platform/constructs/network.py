@@ -26,7 +26,7 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
 @dataclass(frozen=True)
 class PlatformNetworkProps:
     cidr: str
-    max_azs: int
+    availability_zones: tuple[str, ...]
     key: kms.IKey
     flow_log_retention: logs.RetentionDays
     removal_policy: RemovalPolicy
@@ -52,7 +52,7 @@ class PlatformNetwork(Construct):
             self,
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(props.cidr),
-            max_azs=props.max_azs,
+            availability_zones=list(props.availability_zones),
             nat_gateways=0,
             restrict_default_security_group=True,
             subnet_configuration=[

@@ -64,7 +64,7 @@ class FoundationStack(Stack):
                 self, "Network",
                 PlatformNetworkProps(
                     cidr=config.vpc.cidr,
-                    max_azs=config.vpc.max_azs,
+                    availability_zones=config.vpc.zones_in(config.region),
                     key=self.key,
                     flow_log_retention=retention(config.vpc.flow_log_retention_days),
                     removal_policy=removal,

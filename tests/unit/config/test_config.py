@@ -1,0 +1,135 @@
+"""Configuration: the shipped files load, and every kind of bad value is one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops_platform.config import ConfigError, RemovalPolicy, load_config, load_environments
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def valid(**overrides) -> dict:
+    data = yaml.safe_load((ROOT / "config" / "dev.yaml").read_text())
+    data.update(overrides)
+    return data
+
+
+def write(tmp_path: Path, data: dict, name: str = "dev") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def error_of(tmp_path: Path, data: dict, name: str = "dev") -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, data, name))
+    return str(caught.value)
+
+
+def test_shipped_environments_load():
+    configs = {c.environment: c for c in load_environments()}
+    assert set(configs) == {"dev", "staging", "prod"}
+    assert configs["prod"].removal_policy is RemovalPolicy.RETAIN
+    assert configs["dev"].removal_policy is RemovalPolicy.DESTROY
+    assert configs["prod"].vpc.enabled and not configs["dev"].vpc.enabled
+
+
+@pytest.mark.parametrize(
+    "overrides,field,value,allowed",
+    [
+        ({"vpcc": {"enabled": True}}, "vpcc", "{'enabled': True}", "unknown field (allowed: environment, account"),
+        ({"log_retention_days": "a year"}, "log_retention_days", "'a year'", "valid integer"),
+        ({"account": "12345"}, "account", "'12345'", "12-digit AWS account id"),
+        ({"account": 111111111111}, "account", "111111111111", "valid string"),
+        ({"region": "moon-east-1"}, "region", "'moon-east-1'", "eu-west-1"),
+        ({"name_prefix": "MLOps_Dev"}, "name_prefix", "'MLOps_Dev'", "lower-case letters, digits"),
+        ({"name_prefix": "a-very-long-prefix-name-x"}, "name_prefix", "'a-very-long-prefix-name-x'", "at most 20"),
+        ({"removal_policy": "delete"}, "removal_policy", "'delete'", "'retain' or 'destroy'"),
+        ({"log_retention_days": 42}, "log_retention_days", "42", "retention periods"),
+        ({"vpc": {"max_azs": 7}}, "vpc.max_azs", "7", "less than or equal to 3"),
+        ({"tags": {"project": "p", "cost_centre": "c", "colour": "x"}}, "tags.colour", "'x'", "allowed: project, cost_centre"),
+    ],
+)
+def test_bad_value_is_one_clear_line(tmp_path, overrides, field, value, allowed):
+    message = error_of(tmp_path, valid(**overrides))
+    assert "\n" not in message
+    assert message.startswith(f"{tmp_path / 'dev.yaml'}: field '{field}' = {value}") or message.startswith(
+        f"{tmp_path / 'dev.yaml'}: field '{field}'"
+    ), message
+    assert value in message
+    assert allowed in message
+
+
+def test_missing_account(tmp_path):
+    data = valid()
+    del data["account"]
+    assert error_of(tmp_path, data).endswith("field 'account' is missing: required")
+
+
+def test_prod_cannot_destroy_its_data(tmp_path):
+    data = valid(environment="prod", removal_policy="destroy")
+    message = error_of(tmp_path, data, name="prod")
+    assert "field 'removal_policy' = 'destroy'" in message
+    assert "allowed is 'retain'" in message
+
+
+def test_environment_must_match_file_name(tmp_path):
+    message = error_of(tmp_path, valid(environment="staging"), name="dev")
+    assert "field 'environment' = 'staging': must match the file name ('dev')" in message
+
+
+def test_zones_must_be_in_region(tmp_path):
+    data = valid(vpc={"enabled": True, "max_azs": 2, "availability_zones": ["eu-west-1a", "us-east-1b"]})
+    assert "['us-east-1b'] are not zones of region eu-west-1" in error_of(tmp_path, data)
+
+
+def test_not_yaml(tmp_path):
+    path = tmp_path / "dev.yaml"
+    path.write_text("environment: dev\naccount: [unclosed\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "not valid YAML" in str(caught.value) and "line" in str(caught.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "qa.yaml")
+
+
+def test_every_broken_file_is_reported(tmp_path):
+    write(tmp_path, valid(account="1"), "dev")
+    write(tmp_path, valid(environment="prod", removal_policy="retain", region="nowhere-1"), "prod")
+    with pytest.raises(ConfigError) as caught:
+        load_environments(config_dir=tmp_path)
+    assert len(caught.value.lines) == 2
+
+
+def test_defaults_are_documented_behaviour():
+    config = load_environments(["dev"])[0]
+    assert config.vpc.zones_in("eu-west-1") == ("eu-west-1a", "eu-west-1b")
+    assert config.storage.data_capture_expiry_days == 30
+
+
+def test_app_prints_one_line_and_exits_non_zero(tmp_path):
+    """The CLI path: no traceback, exit code 2, file + field + value + rule on stderr."""
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    write(config_dir, valid(region="mars-1"), "dev")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "CDK_CONTEXT_JSON": f'{{"config_dir": "{config_dir}"}}'},
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "dev.yaml" in line]
+    assert len(lines) == 1 and "field 'region' = 'mars-1'" in lines[0]
