@@ -35,6 +35,14 @@ def acknowledge(scope: IConstruct, rule: str, reason: str) -> None:
     Validations.of(scope).acknowledge(Acknowledgment(id=f"{pack}::{rule}", reason=reason))
 
 
+def acknowledge_inline_policy(role: IConstruct, reason: str | None = None) -> None:
+    """Acknowledge NIST IAMNoInlinePolicy on a role's CDK-written default policy."""
+    acknowledge(
+        role.node.find_child("DefaultPolicy"), "NIST.800.53.R5-IAMNoInlinePolicy",
+        reason or "CDK grants write this role's identity policy; it is attached to this one role.",
+    )
+
+
 def acknowledge_wildcards(scope: IConstruct, findings: Iterable[str], reason: str) -> None:
     """Acknowledge AwsSolutions-IAM5 for exactly the listed wildcards of one policy.
 
@@ -56,6 +64,11 @@ def logical_id(element: IConstruct) -> str:
 def objects_of(resource: IConstruct, attribute: str = "Arn") -> str:
     """cdk-nag's finding detail for ``<resource ARN>/*`` (all objects of a bucket, say)."""
     return f"Resource::<{logical_id(resource)}.{attribute}>/*"
+
+
+def objects_under(bucket_name: str, prefix: str = "") -> str:
+    """cdk-nag's finding detail for objects of a bucket referenced by name (``name/prefix*``)."""
+    return partition_arn(f"s3:::{bucket_name}/{prefix}*")
 
 
 def partition_arn(arn_after_partition: str) -> str:

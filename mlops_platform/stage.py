@@ -6,7 +6,9 @@ from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
 from .config import PlatformConfig
+from .stacks.feature_store import FeatureStoreStack
 from .stacks.foundation import FoundationStack
+from .stacks.training import TrainingStack
 
 
 class PlatformStage(Stage):
@@ -28,6 +30,21 @@ class PlatformStage(Stage):
             description=f"MLOps platform foundation ({config.environment}): key, buckets, roles, network",
             termination_protection=config.is_production,
             config=config,
+        )
+        self.feature_store = FeatureStoreStack(
+            self, "FeatureStore",
+            stack_name=f"{config.name_prefix}-feature-store",
+            description=f"MLOps platform feature groups ({config.environment})",
+            termination_protection=config.is_production,
+            config=config, foundation=self.foundation,
+        )
+        self.training = TrainingStack(
+            self, "Training",
+            stack_name=f"{config.name_prefix}-training",
+            description=f"MLOps platform pipelines, registry and experiment tracking ({config.environment})",
+            termination_protection=config.is_production,
+            config=config, foundation=self.foundation, feature_store=self.feature_store,
+            notifications=self.foundation.notifications,
         )
         _tag(self, config)
 

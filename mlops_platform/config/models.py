@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from enum import Enum
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (
@@ -176,6 +176,253 @@ class StorageConfig(StrictModel):
     )
 
 
+_SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_FEATURE_NAME = re.compile(r"^[a-zA-Z0-9]([-_]*[a-zA-Z0-9]){0,63}$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+ \S+ \S+ \S+ \S+ \S+\))$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _check_sagemaker_name(value: str) -> str:
+    if not _SAGEMAKER_NAME.match(value):
+        raise ValueError("must be 1-63 letters, digits and hyphens, starting and ending with a letter or digit")
+    return value
+
+
+def _check_instance_type(value: str) -> str:
+    if not _INSTANCE_TYPE.match(value):
+        raise ValueError("must be a SageMaker instance type such as ml.m5.xlarge")
+    return value
+
+
+def _check_schedule(value: str) -> str:
+    if not _SCHEDULE.match(value):
+        raise ValueError("must be an EventBridge Scheduler expression: rate(N unit) or cron(m h dom mon dow year)")
+    return value
+
+
+def _check_email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("must be an e-mail address")
+    return value
+
+
+def _check_feature_name(value: str) -> str:
+    if not _FEATURE_NAME.match(value):
+        raise ValueError("must be 1-64 letters, digits, '-' and '_', starting and ending with a letter or digit")
+    return value
+
+
+SageMakerName = Annotated[str, AfterValidator(_check_sagemaker_name)]
+InstanceType = Annotated[str, AfterValidator(_check_instance_type)]
+ScheduleExpression = Annotated[str, AfterValidator(_check_schedule)]
+Email = Annotated[str, AfterValidator(_check_email)]
+FeatureName = Annotated[str, AfterValidator(_check_feature_name)]
+RelativePath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-/]+$")]
+
+
+class NotificationsConfig(StrictModel):
+    """The environment's SNS topic: model approvals, deployments, alarms, budgets."""
+
+    emails: tuple[Email, ...] = Field(
+        default=(), description="Subscribed by e-mail (each address confirms once). None: no subscription."
+    )
+
+
+class ApprovalStatus(str, Enum):
+    PENDING = "PendingManualApproval"
+    APPROVED = "Approved"
+
+
+class NewDataTrigger(StrictModel):
+    """Start the pipeline when an object lands under a raw-data prefix."""
+
+    prefix: RelativePath = Field(description="Key prefix in the raw-data bucket, e.g. `example/incoming/`.")
+    suffix: str = Field(
+        default="_SUCCESS",
+        description="Only keys ending with this start a run: write a marker object after a complete "
+        "drop so that a 1,000-file upload starts one run, not 1,000.",
+    )
+
+
+class PipelineCode(StrictModel):
+    """Where the step code comes from (paths relative to the repository root)."""
+
+    preprocess_script: RelativePath = Field(default="training/example_classifier/preprocess.py")
+    evaluate_script: RelativePath = Field(default="training/example_classifier/evaluate.py")
+    train_source_dir: RelativePath = Field(
+        default="training/example_classifier",
+        description="Directory packed as sourcedir.tar.gz for the XGBoost container's script mode.",
+    )
+    train_entry_point: str = Field(default="train.py", description="Script inside `train_source_dir`.")
+
+
+class TrainingPipelineConfig(StrictModel):
+    """One SageMaker Pipeline: preprocess -> train -> evaluate -> condition -> register | fail."""
+
+    name: SageMakerName = Field(description="Pipeline name suffix; the pipeline is `<name_prefix>-<name>`.")
+    model_package_group: SageMakerName = Field(
+        description="Registry group the pipeline registers into (created by the platform)."
+    )
+    input_prefix: RelativePath = Field(
+        description="Default input: this prefix of the raw-data bucket (the InputDataUri parameter)."
+    )
+    feature_group: FeatureName | None = Field(
+        default=None,
+        description="Read training data from this feature group's offline store instead of `input_prefix`.",
+    )
+    code: PipelineCode = Field(default_factory=PipelineCode)
+    framework_version: str = Field(default="1.7-1", description="XGBoost container version.")
+    sklearn_version: str = Field(default="1.2-1", description="scikit-learn processing container version.")
+    evaluate_image: Literal["xgboost", "sklearn"] = Field(
+        default="xgboost",
+        description="Container of the Evaluate step: `xgboost` (the training image; it also has "
+        "scikit-learn and pandas) loads XGBoost models; `sklearn` for scikit-learn models.",
+    )
+    processing_instance_type: InstanceType = "ml.m5.large"
+    processing_instance_count: int = Field(default=1, ge=1, le=20)
+    training_instance_type: InstanceType = "ml.m5.xlarge"
+    training_instance_count: int = Field(
+        default=1, ge=1, le=64,
+        description="Instances of the training job. More than one only helps when the training "
+        "script distributes the work (the example's train.py trains on one instance).",
+    )
+    hyperparameters: dict[str, str | int | float] = Field(
+        default_factory=lambda: {"max_depth": 5, "eta": 0.2, "num_round": 100, "objective": "binary:logistic"}
+    )
+    metric: str = Field(default="auc", description="Key under binary_classification_metrics in evaluation.json.")
+    metric_threshold: float = Field(default=0.8, ge=0, le=1, description="Register only at or above this value.")
+    approval_status: ApprovalStatus = Field(
+        default=ApprovalStatus.PENDING,
+        description="Approval status of registered models; `Approved` auto-approves (dev only).",
+    )
+    schedule: ScheduleExpression | None = Field(
+        default=None, description="Run on this schedule (EventBridge Scheduler, UTC); none when not set."
+    )
+    new_data_trigger: NewDataTrigger | None = Field(default=None, description="Run when new data lands.")
+    inference_instance_types: tuple[InstanceType, ...] = ("ml.m5.large",)
+
+
+class RegistryConfig(StrictModel):
+    """Model Registry settings shared by every model package group of the environment."""
+
+    share_with_accounts: tuple[AccountId, ...] = Field(
+        default=(),
+        description="Accounts (e.g. prod's) that may read the registered models and their artifacts.",
+    )
+
+
+class TrackingBackend(str, Enum):
+    MLFLOW = "mlflow"
+    WANDB = "wandb"
+    NONE = "none"
+
+
+class ExperimentTrackingConfig(StrictModel):
+    """Where training runs are logged."""
+
+    backend: TrackingBackend = Field(
+        default=TrackingBackend.NONE,
+        description="`mlflow`: a managed SageMaker MLflow tracking server; `wandb`: Weights & Biases "
+        "with its API key in Secrets Manager; `none`: no tracking (costs nothing while idle).",
+    )
+    mlflow_size: Literal["Small", "Medium", "Large"] = "Small"
+    mlflow_version: str | None = Field(default=None, description="MLflow version; SageMaker's default when not set.")
+    mlflow_weekly_maintenance: str = Field(default="Sun:03:30", pattern=r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun):\d{2}:\d{2}$")
+    wandb_secret_name: str | None = Field(
+        default=None, description="Secrets Manager secret holding the W&B API key (backend `wandb`)."
+    )
+
+    @model_validator(mode="after")
+    def _wandb_needs_secret(self) -> ExperimentTrackingConfig:
+        if self.backend is TrackingBackend.WANDB and not self.wandb_secret_name:
+            raise ValueError("backend 'wandb' needs wandb_secret_name (the Secrets Manager secret with the API key)")
+        return self
+
+
+class FeatureType(str, Enum):
+    INTEGRAL = "Integral"
+    FRACTIONAL = "Fractional"
+    STRING = "String"
+
+
+class FeatureDefinitionConfig(StrictModel):
+    name: FeatureName
+    type: FeatureType
+
+
+class FeatureGroupConfig(StrictModel):
+    """One Feature Store feature group. Changing its name, identifier, event-time feature or store
+    settings replaces the group (and loses its online data)."""
+
+    name: FeatureName = Field(description="Group name suffix; the group is `<name_prefix>-<name>`.")
+    description: str | None = None
+    record_identifier: FeatureName
+    event_time_feature: FeatureName
+    features: tuple[FeatureDefinitionConfig, ...] = Field(min_length=2, max_length=2500)
+    online: bool = Field(default=True, description="Online store for low-latency reads by the inference API.")
+    offline: bool = Field(default=True, description="Offline store (Iceberg on S3, Glue table) for training.")
+    online_storage_type: Literal["Standard", "InMemory"] = "Standard"
+    online_ttl_days: int | None = Field(default=None, ge=1, le=3650, description="Expire online records; never when not set.")
+    throughput_mode: Literal["OnDemand", "Provisioned"] = "OnDemand"
+
+    @model_validator(mode="after")
+    def _schema_is_consistent(self) -> FeatureGroupConfig:
+        names = [f.name for f in self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"features {duplicates} are declared more than once")
+        types = {f.name: f.type for f in self.features}
+        if self.record_identifier not in types:
+            raise ValueError(f"record_identifier '{self.record_identifier}' is not among the features")
+        if self.event_time_feature not in types:
+            raise ValueError(f"event_time_feature '{self.event_time_feature}' is not among the features")
+        if types[self.event_time_feature] is FeatureType.INTEGRAL:
+            raise ValueError("event_time_feature must be Fractional (epoch seconds) or String (ISO 8601)")
+        if not (self.online or self.offline):
+            raise ValueError("a feature group needs an online store, an offline store, or both")
+        if self.online_ttl_days and not self.online:
+            raise ValueError("online_ttl_days needs online: true")
+        return self
+
+    def as_schema(self, group_name: str) -> dict:
+        """The schema the ingestion code validates against (mlops_runtime.features)."""
+        return {
+            "name": group_name,
+            "record_identifier": self.record_identifier,
+            "event_time_feature": self.event_time_feature,
+            "features": [{"name": f.name, "type": f.type.value} for f in self.features],
+        }
+
+
+class TrainingConfig(StrictModel):
+    pipelines: tuple[TrainingPipelineConfig, ...] = ()
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    experiment_tracking: ExperimentTrackingConfig = Field(default_factory=ExperimentTrackingConfig)
+
+    @model_validator(mode="after")
+    def _unique_pipelines(self) -> TrainingConfig:
+        names = [p.name for p in self.pipelines]
+        if len(names) != len(set(names)):
+            raise ValueError(f"pipeline names must be unique, got {names}")
+        return self
+
+
+class FeatureStoreConfig(StrictModel):
+    feature_groups: tuple[FeatureGroupConfig, ...] = ()
+
+
+class LambdaConfig(StrictModel):
+    """Settings shared by the platform's Lambda functions."""
+
+    architecture: Literal["arm64", "x86_64"] = Field(default="arm64", description="Graviton is ~20% cheaper.")
+    powertools_layer_version: int = Field(
+        default=27, ge=1,
+        description="Version of the public Powertools for AWS Lambda (Python) v3 layer "
+        "(arn:aws:lambda:<region>:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-<arch>).",
+    )
+
+
 class PlatformConfig(StrictModel):
     """One environment of the platform (one CDK stage, one account/region)."""
 
@@ -193,6 +440,10 @@ class PlatformConfig(StrictModel):
     )
     vpc: VpcConfig = Field(default_factory=VpcConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    lambdas: LambdaConfig = Field(default_factory=LambdaConfig)
+    feature_store: FeatureStoreConfig = Field(default_factory=FeatureStoreConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     @field_validator("vpc")
     @classmethod
@@ -205,6 +456,25 @@ class PlatformConfig(StrictModel):
                       if not re.fullmatch(rf"{re.escape(region)}[a-z]", zone)]
             if strays:
                 raise ValueError(f"availability_zones {strays} are not zones of region {region}")
+        return value
+
+    @field_validator("training")
+    @classmethod
+    def _training_fits_environment(cls, value: TrainingConfig, info: ValidationInfo) -> TrainingConfig:
+        feature_store = info.data.get("feature_store")
+        groups = {g.name: g for g in feature_store.feature_groups} if feature_store else {}
+        for index, pipeline in enumerate(value.pipelines):
+            where = f"pipelines[{index}]"
+            if pipeline.feature_group is not None:
+                group = groups.get(pipeline.feature_group)
+                if group is None:
+                    raise ValueError(f"{where}.feature_group '{pipeline.feature_group}' is not declared in "
+                                     f"feature_store.feature_groups (declared: {sorted(groups) or 'none'})")
+                if not group.offline:
+                    raise ValueError(f"{where}.feature_group '{group.name}' has no offline store to train from")
+            if info.data.get("environment") == "prod" and pipeline.approval_status is ApprovalStatus.APPROVED:
+                raise ValueError(f"{where}.approval_status 'Approved' is not allowed in prod: models "
+                                 "promoted to prod need a human approval (PendingManualApproval)")
         return value
 
     @field_validator("removal_policy")

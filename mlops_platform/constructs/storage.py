@@ -19,6 +19,7 @@ _REPLICATION_REASON = (
 
 @dataclass(frozen=True)
 class AccessLogBucketProps:
+    bucket_name: str
     removal_policy: RemovalPolicy
     expiry_days: int
 
@@ -36,6 +37,7 @@ class AccessLogBucket(Construct):
         self.bucket = s3.Bucket(
             self,
             "Bucket",
+            bucket_name=props.bucket_name,
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
             minimum_tls_version=1.2,
@@ -70,6 +72,7 @@ class SecureBucketProps:
     ``expiry_days`` deletes current objects after that many days (None keeps them).
     """
 
+    bucket_name: str
     key: kms.IKey
     access_log_bucket: s3.IBucket
     log_prefix: str
@@ -77,6 +80,7 @@ class SecureBucketProps:
     noncurrent_version_expiry_days: int
     expiry_days: int | None = None
     infrequent_access_after_days: int | None = None
+    event_bridge_enabled: bool = False
     extra_lifecycle_rules: list[s3.LifecycleRule] = field(default_factory=list)
 
 
@@ -103,6 +107,7 @@ class SecureBucket(Construct):
         self.bucket = s3.Bucket(
             self,
             "Bucket",
+            bucket_name=props.bucket_name,
             encryption=s3.BucketEncryption.KMS,
             encryption_key=props.key,
             bucket_key_enabled=True,
@@ -117,4 +122,10 @@ class SecureBucket(Construct):
             auto_delete_objects=props.removal_policy is RemovalPolicy.DESTROY,
             lifecycle_rules=rules,
         )
+        if props.event_bridge_enabled:
+            # Native CloudFormation property: no notification custom resource (and its Lambda).
+            cfn_bucket = self.bucket.node.default_child
+            cfn_bucket.add_property_override(
+                "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+            )
         acknowledge(self.bucket, "NIST.800.53.R5-S3BucketReplicationEnabled", _REPLICATION_REASON)

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from ..config import PlatformConfig
 from ..constructs.encryption import PlatformKey, PlatformKeyProps
 from ..constructs.logging import retention
+from ..constructs.notifications import Notifications, NotificationsProps
 from ..constructs.network import PlatformNetwork, PlatformNetworkProps
 from ..constructs.sagemaker_role import SageMakerExecutionRole, SageMakerExecutionRoleProps
 from ..constructs.storage import AccessLogBucket, AccessLogBucketProps, SecureBucket, SecureBucketProps
+
+
+# Prefix of the artifacts bucket where pipelines write their outputs (models, evaluations).
+PIPELINE_OUTPUT_PREFIX = "pipelines"
+
+
+def bucket_name(config: PlatformConfig, purpose: str) -> str:
+    """Deterministic, globally unique bucket name: other stacks refer to buckets by name.
+
+    Referring by name (not by exported ARN) keeps the stacks free of CloudFormation exports,
+    which would lock the foundation against changes.
+    """
+    return f"{config.name_prefix}-{purpose}-{config.account}-{config.region}"
 
 
 def removal_policy_of(config: PlatformConfig) -> RemovalPolicy:
@@ -35,11 +51,12 @@ class FoundationStack(Stack):
 
         self.access_log_bucket = AccessLogBucket(
             self, "AccessLogs",
-            AccessLogBucketProps(removal_policy=removal, expiry_days=storage.access_log_expiry_days),
+            AccessLogBucketProps(bucket_name=bucket_name(config, "access-logs"), removal_policy=removal, expiry_days=storage.access_log_expiry_days),
         ).bucket
 
         def data_bucket(construct_id: str, log_prefix: str, **overrides) -> SecureBucket:
             props = dict(
+                bucket_name=bucket_name(config, log_prefix),
                 key=self.key,
                 access_log_bucket=self.access_log_bucket,
                 log_prefix=log_prefix,
@@ -50,13 +67,20 @@ class FoundationStack(Stack):
             props.update(overrides)
             return SecureBucket(self, construct_id, SecureBucketProps(**props))
 
-        self.raw_data_bucket = data_bucket("RawData", "raw-data").bucket
+        # EventBridge notifications let new data start training pipelines.
+        self.raw_data_bucket = data_bucket("RawData", "raw-data", event_bridge_enabled=True).bucket
         self.artifacts_bucket = data_bucket("Artifacts", "artifacts").bucket
         self.data_capture_bucket = data_bucket(
             "DataCapture", "data-capture",
             expiry_days=storage.data_capture_expiry_days, infrequent_access_after_days=None,
         ).bucket
         self.feedback_bucket = data_bucket("Feedback", "feedback").bucket
+
+        self.notifications = Notifications(
+            self, "Notifications",
+            NotificationsProps(topic_name=f"{config.name_prefix}-notifications", key=self.key,
+                               emails=config.notifications.emails),
+        ).topic
 
         self.network: PlatformNetwork | None = None
         if config.vpc.enabled:
@@ -71,6 +95,9 @@ class FoundationStack(Stack):
                 ),
             )
 
+        self._config = config
+        self._share_registered_models(config.training.registry.share_with_accounts)
+
         self.sagemaker_role = SageMakerExecutionRole(
             self, "SageMakerExecutionRole",
             SageMakerExecutionRoleProps(
@@ -82,3 +109,21 @@ class FoundationStack(Stack):
                 security_group=self.network.workload_security_group if self.network else None,
             ),
         ).role
+
+    def _share_registered_models(self, accounts: tuple[str, ...]) -> None:
+        """Consumer accounts (e.g. prod) read pipeline outputs, i.e. registered model artifacts."""
+        for account in accounts:
+            principal = iam.AccountPrincipal(account)
+            self.artifacts_bucket.grant_read(principal, f"{PIPELINE_OUTPUT_PREFIX}/*")
+            self.key.grant_decrypt(principal)
+
+    def import_bucket(self, scope: Construct, purpose: str) -> s3.IBucket:
+        """This environment's ``purpose`` bucket, referenced by name from another stack.
+
+        Grants on it cover its objects and the platform key, with no cross-stack export.
+        """
+        return s3.Bucket.from_bucket_attributes(
+            scope, f"Imported{''.join(p.capitalize() for p in purpose.split('-'))}Bucket",
+            bucket_name=bucket_name(self._config, purpose),
+            encryption_key=self.key,
+        )

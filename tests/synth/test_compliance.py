@@ -55,16 +55,17 @@ def test_acknowledgements_are_narrow(synthesis):
             assert where.count("/") >= 2, f"{violation['acknowledgedId']} acknowledged at {where}"
 
 
-def _template_cases():
-    return [(env, stack) for env in ENVIRONMENTS for stack in ("Foundation",)]
-
-
-@pytest.mark.parametrize("environment,stack", _template_cases())
-def test_cfn_lint_clean(synthesis, environment, stack):
-    path = synthesis.template_files[environment][stack]
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_cfn_lint_clean(synthesis, environment):
     region = synthesis.configs[environment].region
-    matches = lint_file(path, config=ManualArgs(regions=[region]))
-    errors = [f"{m.rule.id} {m.message} ({m.path_string})" for m in matches if m.rule.severity == "error"]
+    files = synthesis.template_files[environment]
+    assert {"Foundation", "FeatureStore", "Training"} <= set(files)
+    errors = [
+        f"{stack}: {m.rule.id} {m.message} ({m.path_string})"
+        for stack, path in files.items()
+        for m in lint_file(path, config=ManualArgs(regions=[region]))
+        if m.rule.severity == "error"
+    ]
     assert errors == []
 
 

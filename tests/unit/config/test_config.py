@@ -14,8 +14,8 @@ from mlops_platform.config import ConfigError, RemovalPolicy, load_config, load_
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def valid(**overrides) -> dict:
-    data = yaml.safe_load((ROOT / "config" / "dev.yaml").read_text())
+def valid(base: str = "dev", **overrides) -> dict:
+    data = yaml.safe_load((ROOT / "config" / f"{base}.yaml").read_text())
     data.update(overrides)
     return data
 
@@ -73,8 +73,7 @@ def test_missing_account(tmp_path):
 
 
 def test_prod_cannot_destroy_its_data(tmp_path):
-    data = valid(environment="prod", removal_policy="destroy")
-    message = error_of(tmp_path, data, name="prod")
+    message = error_of(tmp_path, valid("prod", removal_policy="destroy"), name="prod")
     assert "field 'removal_policy' = 'destroy'" in message
     assert "allowed is 'retain'" in message
 
@@ -104,7 +103,7 @@ def test_missing_file(tmp_path):
 
 def test_every_broken_file_is_reported(tmp_path):
     write(tmp_path, valid(account="1"), "dev")
-    write(tmp_path, valid(environment="prod", removal_policy="retain", region="nowhere-1"), "prod")
+    write(tmp_path, valid("prod", region="nowhere-1"), "prod")
     with pytest.raises(ConfigError) as caught:
         load_environments(config_dir=tmp_path)
     assert len(caught.value.lines) == 2
@@ -133,3 +132,50 @@ def test_app_prints_one_line_and_exits_non_zero(tmp_path):
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if "dev.yaml" in line]
     assert len(lines) == 1 and "field 'region' = 'mars-1'" in lines[0]
+
+
+def _with_pipeline(base: str = "dev", **pipeline_overrides) -> dict:
+    data = valid(base)
+    pipeline = dict(data["training"]["pipelines"][0], **pipeline_overrides)
+    data["training"]["pipelines"] = [pipeline]
+    return data
+
+
+def test_prod_cannot_auto_approve_models(tmp_path):
+    message = error_of(tmp_path, _with_pipeline("prod", approval_status="Approved"), name="prod")
+    assert "field 'training'" in message and "not allowed in prod" in message
+
+
+def test_pipeline_feature_group_must_be_declared(tmp_path):
+    message = error_of(tmp_path, _with_pipeline(feature_group="orders"))
+    assert "feature_group 'orders' is not declared" in message and "customers" in message
+
+
+@pytest.mark.parametrize(
+    "overrides,expected",
+    [
+        ({"training_instance_type": "m5.xlarge"}, "SageMaker instance type"),
+        ({"schedule": "every monday"}, "EventBridge Scheduler expression"),
+        ({"metric_threshold": 1.5}, "less than or equal to 1"),
+        ({"approval_status": "Yes"}, "'PendingManualApproval' or 'Approved'"),
+        ({"name": "-bad-"}, "letters, digits and hyphens"),
+    ],
+)
+def test_bad_pipeline_settings(tmp_path, overrides, expected):
+    message = error_of(tmp_path, _with_pipeline(**overrides))
+    assert "field 'training.pipelines[0]." in message and expected in message
+
+
+def test_feature_group_schema_rules(tmp_path):
+    data = valid()
+    group = data["feature_store"]["feature_groups"][0]
+    group["event_time_feature"] = "tenure_months"  # Integral: not a valid event time type
+    assert "event_time_feature must be Fractional" in error_of(tmp_path, data)
+    group["event_time_feature"] = "missing"
+    assert "event_time_feature 'missing' is not among the features" in error_of(tmp_path, data)
+
+
+def test_wandb_needs_its_secret(tmp_path):
+    data = valid()
+    data["training"]["experiment_tracking"] = {"backend": "wandb"}
+    assert "needs wandb_secret_name" in error_of(tmp_path, data)

@@ -1,0 +1,1 @@
+"""Feature Store ingestion: schemas and record validation (``schema``), writers (``store``), ``ingest``."""

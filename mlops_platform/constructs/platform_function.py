@@ -1,0 +1,154 @@
+"""A Python Lambda function with the platform's baseline, shared by every handler.
+
+Baseline: its own role (no AWS-managed policies), an encrypted log group with retention, JSON
+logs, X-Ray tracing, environment variables encrypted with the platform key, reserved
+concurrency, an encrypted dead-letter queue for asynchronous invocations (EventBridge, S3),
+placement in the VPC when the environment has one, and Powertools from its public layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from ..compliance import acknowledge, acknowledge_inline_policy, acknowledge_wildcards
+from .logging import retention
+
+RUNTIME_DIR = Path(__file__).resolve().parents[2] / "lambda"
+POWERTOOLS_ACCOUNT = "017000801446"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+
+
+@dataclass(frozen=True)
+class FunctionNetwork:
+    vpc: ec2.IVpc
+    subnets: ec2.SubnetSelection
+    security_group: ec2.ISecurityGroup
+
+
+@dataclass(frozen=True)
+class PlatformFunctionProps:
+    """``handler`` is a dotted path inside ``lambda/`` (e.g. ``mlops_runtime.handlers.x.handler``)."""
+
+    function_name: str
+    handler: str
+    description: str
+    key: kms.IKey
+    log_retention_days: int
+    removal_policy: RemovalPolicy
+    architecture: str = "arm64"
+    powertools_layer_version: int = 27
+    environment: dict[str, str] = field(default_factory=dict)
+    memory_mb: int = 256
+    timeout: Duration = Duration.seconds(30)
+    reserved_concurrency: int = 10
+    network: FunctionNetwork | None = None
+
+
+def runtime_code(scope: Construct) -> lambda_.Code:
+    """One asset of ``lambda/`` per stack: the runtime package only, no tests or caches."""
+    stack = Stack.of(scope)
+    existing = stack.node.try_find_child("RuntimeCode")
+    if existing is not None:
+        return existing.code  # type: ignore[attr-defined]
+    holder = Construct(stack, "RuntimeCode")
+    holder.code = lambda_.Code.from_asset(  # type: ignore[attr-defined]
+        str(RUNTIME_DIR),
+        exclude=["requirements*.txt", "**/__pycache__", "**/*.pyc", "**/.pytest_cache"],
+    )
+    return holder.code  # type: ignore[attr-defined]
+
+
+class PlatformFunction(Construct):
+    def __init__(self, scope: Construct, construct_id: str, props: PlatformFunctionProps) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        arm = props.architecture == "arm64"
+        self.role = iam.Role(
+            self, "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Runs {props.function_name}",
+        )
+        self.log_group = logs.LogGroup(
+            self, "Logs",
+            log_group_name=f"/aws/lambda/{props.function_name}",
+            encryption_key=props.key,
+            retention=retention(props.log_retention_days),
+            removal_policy=props.removal_policy,
+        )
+        self.dead_letter_queue = sqs.Queue(
+            self, "DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=props.key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=props.removal_policy,
+        )
+        layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "Powertools",
+            f"arn:{stack.partition}:lambda:{stack.region}:{POWERTOOLS_ACCOUNT}:layer:"
+            f"AWSLambdaPowertoolsPythonV3-python313-{'arm64' if arm else 'x86_64'}:"
+            f"{props.powertools_layer_version}",
+        )
+        self.function = lambda_.Function(
+            self, "Function",
+            function_name=props.function_name,
+            description=props.description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
+            handler=props.handler,
+            code=runtime_code(self),
+            layers=[layer],
+            role=self.role,
+            memory_size=props.memory_mb,
+            timeout=props.timeout,
+            reserved_concurrent_executions=props.reserved_concurrency,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": props.function_name,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                **props.environment,
+            },
+            environment_encryption=props.key,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            tracing=lambda_.Tracing.ACTIVE,
+            dead_letter_queue=self.dead_letter_queue,
+            vpc=props.network.vpc if props.network else None,
+            vpc_subnets=props.network.subnets if props.network else None,
+            security_groups=[props.network.security_group] if props.network else None,
+        )
+        self._acknowledge(props)
+
+    def _acknowledge(self, props: PlatformFunctionProps) -> None:
+        acknowledge(
+            self.function, "AwsSolutions-L1",
+            "Pinned to python3.13, the newest runtime the public Powertools v3 layer is published "
+            "for; bump together with the layer.",
+        )
+        policy = self.role.node.find_child("DefaultPolicy")
+        acknowledge_wildcards(
+            policy, ["Resource::*"],
+            "X-Ray PutTraceSegments/PutTelemetryRecords and VPC ENI management (when in a VPC) "
+            "support no resource-level permissions.",
+        )
+        acknowledge_inline_policy(self.role)
+        acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3",
+                    "This queue is the dead-letter queue; failed events stay here for replay.")
+        if props.network is None:
+            acknowledge(
+                self.function, "NIST.800.53.R5-LambdaInsideVPC",
+                "This environment has no VPC (config vpc.enabled: false); the function calls only "
+                "AWS APIs over TLS with IAM authorization.",
+            )
+
+    def grant_invoke(self, principal: iam.IGrantable) -> iam.Grant:
+        return self.function.grant_invoke(principal)

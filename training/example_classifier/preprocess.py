@@ -1,0 +1,315 @@
+"""Validate a raw tabular data set, split it for training and record its training baseline.
+
+Runs unchanged in the SageMaker scikit-learn processing container (stdlib, numpy, pandas and
+scikit-learn only) and locally in the tests.
+
+Input: every ``*.csv`` below ``--input-dir`` (default ``/opt/ml/processing/input``, searched
+recursively, read in path order), each with a header row and the same columns: numeric feature
+columns plus a 0/1 target column (``--target-column``, default ``target``).
+
+Outputs below ``--output-dir`` (default ``/opt/ml/processing``):
+
+- ``train/train.csv``, ``validation/validation.csv``, ``test/test.csv``: a stratified split
+  (``--validation-fraction`` and ``--test-fraction`` of the rows, default 0.15 each) in the layout
+  the SageMaker XGBoost container reads: no header, the 0/1 label in the FIRST column, then the
+  features in the order of ``baseline/feature_names.json``.
+- ``baseline/feature_names.json``: JSON list of the feature names, in model input order.
+- ``baseline/baseline.json``: statistics of the TRAINING split, the reference a monitoring job
+  compares production traffic with::
+
+    {
+      "version": 1,
+      "target_column": "target",
+      "feature_names": ["mean radius", ...],      # model input order
+      "row_count": 397,                           # rows of the training split
+      "features": {
+        "mean radius": {
+          "type": "numeric",
+          "count": 397,
+          "mean": 14.1, "std": 3.5,               # std: sample standard deviation (ddof=1)
+          "min": 6.98, "max": 28.11,
+          "quantiles": {"0.01": ..., "0.05": ..., "0.1": ..., "0.25": ..., "0.5": ...,
+                        "0.75": ..., "0.9": ..., "0.95": ..., "0.99": ...},
+          "histogram": {
+            "bin_edges": [6.98, ..., 28.11],      # training deciles (0 %, 10 %, ..., 100 %),
+                                                  # de-duplicated, ascending
+            "counts": [40, ...]                   # len(counts) == len(bin_edges) - 1
+          }
+        }
+      },
+      "label_distribution": {"0": 148, "1": 249}  # training rows per class
+    }
+
+  Quantiles use linear interpolation. Bins are half-open ``[e_i, e_i+1)`` except the last, which
+  also holds the maximum (numpy's ``histogram`` convention); a constant feature has two equal
+  edges and one bin. Production values outside ``[min, max]`` fall outside every bin: a drift
+  check decides whether to clip them into the end bins or report them separately.
+
+The same input files and ``--seed`` give byte-identical outputs. A data set that cannot be used
+(no CSV, unreadable or empty file, missing target column, non-binary target, non-numeric
+feature, missing or infinite values, fewer than 50 rows or fewer than 5 rows of a class) ends
+the job with exit status 1 and one line on stderr naming the file, column and problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+LOG = logging.getLogger("preprocess")
+
+BASELINE_VERSION = 1
+MIN_ROWS = 50
+MIN_CLASS_ROWS = 5
+QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+HISTOGRAM_BINS = 10
+
+
+class DatasetError(Exception):
+    """The input data cannot be used; the message names the file, column and problem."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input-dir", type=Path, default=Path("/opt/ml/processing/input"))
+    parser.add_argument("--output-dir", type=Path, default=Path("/opt/ml/processing"))
+    parser.add_argument("--validation-fraction", type=float, default=0.15)
+    parser.add_argument("--test-fraction", type=float, default=0.15)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--target-column", default="target")
+    args = parser.parse_args(argv)
+    for name in ("validation_fraction", "test_fraction"):
+        if not 0.0 < getattr(args, name) < 1.0:
+            parser.error(f"--{name.replace('_', '-')} must be between 0 and 1")
+    if args.validation_fraction + args.test_fraction >= 1.0:
+        parser.error("--validation-fraction plus --test-fraction must be below 1")
+    return args
+
+
+def find_csv_files(input_dir: Path) -> list[Path]:
+    """All ``*.csv`` files below ``input_dir``, in a stable order."""
+    if not input_dir.is_dir():
+        raise DatasetError(f"input directory {input_dir} does not exist")
+    files = [path for path in input_dir.rglob("*.csv") if path.is_file()]
+    if not files:
+        raise DatasetError(f"no *.csv file found under {input_dir}")
+    return sorted(files, key=lambda path: path.relative_to(input_dir).as_posix())
+
+
+def _first_bad_line(mask: pd.Series) -> int:
+    """File line number (header is line 1) of the first True in ``mask``."""
+    return int(np.flatnonzero(mask.to_numpy())[0]) + 2
+
+
+def read_csv(path: Path, target: str) -> pd.DataFrame:
+    """Read one CSV and check it: binary target, numeric finite features, no missing values."""
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{path}: file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        message = " ".join(str(exc).split())
+        raise DatasetError(f"{path}: not a readable CSV file ({message})") from None
+    if target not in frame.columns:
+        shown = ", ".join(repr(str(c)) for c in list(frame.columns)[:10])
+        more = ", ..." if len(frame.columns) > 10 else ""
+        raise DatasetError(f"{path}: target column {target!r} not found (columns: {shown}{more})")
+    if frame.empty:
+        raise DatasetError(f"{path}: no data rows below the header")
+    features = [column for column in frame.columns if column != target]
+    if not features:
+        raise DatasetError(f"{path}: no feature column besides the target column {target!r}")
+
+    for column in frame.columns:
+        missing = frame[column].isna()
+        if missing.any():
+            raise DatasetError(
+                f"{path}: column {column!r} has {int(missing.sum())} missing value(s), the first on "
+                f"line {_first_bad_line(missing)}; fill or drop them before training"
+            )
+    for column in features:
+        values = frame[column]
+        if pd.api.types.is_bool_dtype(values):
+            frame[column] = values.astype(np.int64)
+            continue
+        if not pd.api.types.is_numeric_dtype(values):
+            bad = pd.to_numeric(values, errors="coerce").isna()
+            example = f"line {_first_bad_line(bad)}: {values[bad].iloc[0]!r}" if bad.any() else values.dtype
+            raise DatasetError(
+                f"{path}: feature column {column!r} is not numeric ({example}); "
+                "encode categorical or text features as numbers"
+            )
+        infinite = pd.Series(np.isinf(values.to_numpy(dtype=np.float64)))
+        if infinite.any():
+            raise DatasetError(
+                f"{path}: feature column {column!r} has {int(infinite.sum())} infinite value(s), the "
+                f"first on line {_first_bad_line(infinite)}"
+            )
+
+    labels = frame[target]
+    if pd.api.types.is_bool_dtype(labels):
+        labels = labels.astype(np.int64)
+    if not (pd.api.types.is_numeric_dtype(labels) and labels.isin([0, 1]).all()):
+        found = sorted({str(value) for value in labels.unique()})
+        shown = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "")
+        raise DatasetError(f"{path}: target column {target!r} must hold only 0 and 1, found: {shown}")
+    frame[target] = labels.astype(np.int64)
+    return frame
+
+
+def load_dataset(files: list[Path], target: str) -> pd.DataFrame:
+    """Read and check every file; all must have the same columns (in any order)."""
+    frames: list[pd.DataFrame] = []
+    columns: list[str] = []
+    for path in files:
+        frame = read_csv(path, target)
+        if not frames:
+            columns = [str(c) for c in frame.columns]
+        else:
+            names = [str(c) for c in frame.columns]
+            missing = [c for c in columns if c not in names]
+            unexpected = [c for c in names if c not in columns]
+            if missing or unexpected:
+                raise DatasetError(
+                    f"{path}: columns differ from {files[0]}: missing {missing}, unexpected {unexpected}"
+                )
+            frame = frame[columns]
+        frame.columns = columns
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def split_indices(
+    labels: np.ndarray, validation_fraction: float, test_fraction: float, seed: int, source: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified train/validation/test row indices."""
+    indices = np.arange(labels.size)
+    try:
+        rest, test = train_test_split(
+            indices, test_size=test_fraction, random_state=seed, shuffle=True, stratify=labels
+        )
+        train, validation = train_test_split(
+            rest,
+            test_size=validation_fraction / (1.0 - test_fraction),
+            random_state=seed,
+            shuffle=True,
+            stratify=labels[rest],
+        )
+    except ValueError as exc:
+        raise DatasetError(f"{source}: cannot split the rows stratified by class ({exc})") from None
+    return train, validation, test
+
+
+def feature_statistics(values: np.ndarray) -> dict:
+    """Baseline statistics of one numeric feature (see the module docstring)."""
+    values = values.astype(np.float64)
+    quantiles = np.quantile(values, QUANTILES)
+    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)))
+    if edges.size == 1:
+        edges = np.array([edges[0], edges[0]])
+        counts = np.array([values.size])
+    else:
+        counts, _ = np.histogram(values, bins=edges)
+    return {
+        "type": "numeric",
+        "count": int(values.size),
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values, ddof=1)),
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+        "quantiles": {format(q, "g"): float(v) for q, v in zip(QUANTILES, quantiles)},
+        "histogram": {
+            "bin_edges": [float(edge) for edge in edges],
+            "counts": [int(count) for count in counts],
+        },
+    }
+
+
+def build_baseline(train: pd.DataFrame, target: str, features: list[str]) -> dict:
+    labels = train[target].to_numpy()
+    return {
+        "version": BASELINE_VERSION,
+        "target_column": target,
+        "feature_names": features,
+        "row_count": int(len(train)),
+        "features": {name: feature_statistics(train[name].to_numpy()) for name in features},
+        "label_distribution": {str(label): int(np.sum(labels == label)) for label in (0, 1)},
+    }
+
+
+def write_json(path: Path, document: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def write_split(frame: pd.DataFrame, path: Path) -> None:
+    """Header-less CSV, label first: the layout of the SageMaker XGBoost container."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, header=False, index=False)
+
+
+def run(args: argparse.Namespace) -> None:
+    target = args.target_column
+    files = find_csv_files(args.input_dir)
+    source = str(files[0]) if len(files) == 1 else f"{len(files)} CSV files under {args.input_dir}"
+    data = load_dataset(files, target)
+
+    if len(data) < MIN_ROWS:
+        raise DatasetError(f"{source}: only {len(data)} data row(s); at least {MIN_ROWS} are needed")
+    labels = data[target].to_numpy()
+    for label in (0, 1):
+        count = int(np.sum(labels == label))
+        if count < MIN_CLASS_ROWS:
+            raise DatasetError(
+                f"{source}: target column {target!r} has {count} row(s) of class {label}; "
+                f"at least {MIN_CLASS_ROWS} of each class are needed"
+            )
+
+    features = [column for column in data.columns if column != target]
+    ordered = data[[target] + features]
+    train, validation, test = split_indices(
+        labels, args.validation_fraction, args.test_fraction, args.seed, source
+    )
+    out = args.output_dir
+    for name, rows in (("train", train), ("validation", validation), ("test", test)):
+        write_split(ordered.iloc[rows], out / name / f"{name}.csv")
+        LOG.info("wrote %s rows to %s", len(rows), out / name / f"{name}.csv")
+
+    write_json(out / "baseline" / "feature_names.json", features)
+    write_json(out / "baseline" / "baseline.json", build_baseline(ordered.iloc[train], target, features))
+    LOG.info(
+        "read %s rows, %s features from %s; baseline written to %s",
+        len(data),
+        len(features),
+        source,
+        out / "baseline",
+    )
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    _configure_logging()
+    args = parse_args(argv)
+    try:
+        run(args)
+    except DatasetError as exc:
+        print(f"preprocess: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

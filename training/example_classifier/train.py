@@ -1,0 +1,247 @@
+"""Train the example XGBoost binary classifier.
+
+Runs unchanged as the entry point of the SageMaker XGBoost framework container (image
+``xgboost`` 1.7-1, script mode) and locally in the tests. Imports only the stdlib, numpy, pandas
+and xgboost, plus mlflow when it is installed.
+
+Inputs (SageMaker sets the environment variables; a command-line flag wins over its variable):
+
+- ``--train`` (``SM_CHANNEL_TRAIN``): a directory of header-less CSV files (or one file), the
+  0/1 label in the first column, the features after it: ``preprocess.py``'s ``train/`` output.
+- ``--validation`` (``SM_CHANNEL_VALIDATION``): the same for the validation split. Optional:
+  without it there is no early stopping and no per-round validation metric.
+- Hyperparameters, which SageMaker passes as ``--name value``: ``--max_depth 5 --eta 0.2
+  --num_round 100 --subsample 0.9 --min_child_weight 1 --objective binary:logistic
+  --early_stopping_rounds 10 --seed 42 --tree_method hist --nthread 0`` (0: every core).
+  Unknown arguments (SageMaker adds its own) are logged and ignored.
+
+Output: ``<--model-dir>/xgboost-model`` (``SM_MODEL_DIR``, default ``/opt/ml/model``), the
+Booster cut to its best iteration, in XGBoost's JSON model format: ``xgboost.Booster`` of the
+1.7 container (and newer) loads it, and so does that container's built-in serving.
+
+Experiment tracking: when ``MLFLOW_TRACKING_URI`` is set (on SageMaker the managed MLflow
+tracking server ARN, which needs the ``sagemaker-mlflow`` plugin from ``requirements.txt``;
+locally e.g. a ``file:`` URI), the hyperparameters, the per-round ``train_*``/``validation_*``
+``auc`` and ``logloss`` (step = boosting round) and the metrics of the saved model
+(``final_*`` at ``best_iteration``) are logged to the experiment ``MLFLOW_EXPERIMENT_NAME``
+(default ``example-classifier``). Tracking never fails the job: if
+mlflow is missing or the server cannot be reached, a warning is logged and training goes on.
+
+Bad input data ends the job with exit status 1 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+LOG = logging.getLogger("train")
+
+MODEL_FILE_NAME = "xgboost-model"
+DEFAULT_EXPERIMENT = "example-classifier"
+EVAL_METRICS = ["auc", "logloss"]  # early stopping watches the last one, on the validation set
+
+
+class TrainingDataError(Exception):
+    """A channel's data cannot be used; the message names the file and problem."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=Path(env.get("SM_MODEL_DIR", "/opt/ml/model")))
+    parser.add_argument("--train", type=Path, default=_path_or_none(env.get("SM_CHANNEL_TRAIN")))
+    parser.add_argument("--validation", type=Path, default=_path_or_none(env.get("SM_CHANNEL_VALIDATION")))
+    parser.add_argument("--max_depth", type=int, default=5)
+    parser.add_argument("--eta", type=float, default=0.2)
+    parser.add_argument("--num_round", type=int, default=100)
+    parser.add_argument("--subsample", type=float, default=0.9)
+    parser.add_argument("--min_child_weight", type=float, default=1.0)
+    parser.add_argument("--objective", default="binary:logistic")
+    parser.add_argument("--early_stopping_rounds", type=int, default=10, help="0 disables early stopping")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--tree_method", default="hist")
+    parser.add_argument("--nthread", type=int, default=0, help="CPU threads; 0 uses every core")
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        LOG.warning("ignoring unknown arguments: %s", " ".join(unknown))
+    if args.num_round < 1:
+        parser.error("--num_round must be at least 1")
+    return args
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def load_channel(location: Path, channel: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and features of every ``*.csv`` in a channel directory (or of one CSV file)."""
+    if location.is_file():
+        files = [location]
+    elif location.is_dir():
+        files = sorted(path for path in location.rglob("*.csv") if path.is_file())
+    else:
+        raise TrainingDataError(f"{channel} channel {location} does not exist")
+    if not files:
+        raise TrainingDataError(f"no *.csv file in the {channel} channel {location}")
+    frames = []
+    for path in files:
+        try:
+            frame = pd.read_csv(path, header=None)
+        except pd.errors.EmptyDataError:
+            raise TrainingDataError(f"{path}: file is empty") from None
+        if frame.shape[1] < 2:
+            raise TrainingDataError(f"{path}: expected the label and at least one feature per row")
+        if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes):
+            raise TrainingDataError(f"{path}: non-numeric value; expected header-less numeric CSV")
+        frames.append(frame)
+    widths = {frame.shape[1] for frame in frames}
+    if len(widths) > 1:
+        raise TrainingDataError(f"{channel} channel {location}: files have different column counts")
+    data = pd.concat(frames, ignore_index=True).to_numpy(dtype=np.float64)
+    labels, features = data[:, 0], data[:, 1:]
+    if not np.isin(labels, (0.0, 1.0)).all():
+        raise TrainingDataError(f"{channel} channel {location}: first column must be the 0/1 label")
+    return labels, features
+
+
+def log_to_mlflow(hyperparameters: dict, history: dict, final_metrics: dict) -> None:
+    """Record the run in MLflow if ``MLFLOW_TRACKING_URI`` is set; only warns on failure."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if not uri:
+        LOG.info("MLFLOW_TRACKING_URI is not set: run not tracked")
+        return
+    try:
+        import mlflow
+        from mlflow.entities import Metric
+        from mlflow.tracking import MlflowClient
+    except ImportError as exc:
+        LOG.warning("MLFLOW_TRACKING_URI is set but mlflow cannot be imported (%s): run not tracked", exc)
+        return
+    if uri.startswith("file:"):
+        # Recent MLflow refuses the local file store unless asked; a file: URI asks for it.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
+        job_name = os.environ.get("TRAINING_JOB_NAME")  # set by SageMaker in training jobs
+        with mlflow.start_run(run_name=job_name) as run:
+            if job_name:
+                mlflow.set_tag("sagemaker.training_job_name", job_name)
+            mlflow.log_params(hyperparameters)
+            now = int(time.time() * 1000)
+            per_round = [
+                Metric(f"{split}_{name}", float(value), now, step)
+                for split, metrics in history.items()
+                for name, values in metrics.items()
+                for step, value in enumerate(values)
+            ]
+            client = MlflowClient()
+            for start in range(0, len(per_round), 1000):  # log_batch takes at most 1000 metrics
+                client.log_batch(run.info.run_id, metrics=per_round[start : start + 1000])
+            mlflow.log_metrics(final_metrics)
+        LOG.info("run %s recorded in MLflow experiment %s", run.info.run_id, run.info.experiment_id)
+    except Exception as exc:  # noqa: BLE001 - tracking trouble must not lose a trained model
+        LOG.warning("MLflow tracking failed (%s: %s): run not (fully) tracked", type(exc).__name__, exc)
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train, save the model and return the final metrics."""
+    if args.train is None:
+        raise TrainingDataError("no training data: pass --train or set SM_CHANNEL_TRAIN")
+    train_labels, train_features = load_channel(args.train, "train")
+    dtrain = xgb.DMatrix(train_features, label=train_labels)
+    evals = [(dtrain, "train")]
+    if args.validation is not None:
+        val_labels, val_features = load_channel(args.validation, "validation")
+        if val_features.shape[1] != train_features.shape[1]:
+            raise TrainingDataError(
+                f"validation channel {args.validation}: {val_features.shape[1]} features, "
+                f"the train channel has {train_features.shape[1]}"
+            )
+        evals.append((xgb.DMatrix(val_features, label=val_labels), "validation"))
+    early_stopping = args.early_stopping_rounds if len(evals) > 1 and args.early_stopping_rounds > 0 else None
+
+    params = {
+        "max_depth": args.max_depth,
+        "eta": args.eta,
+        "subsample": args.subsample,
+        "min_child_weight": args.min_child_weight,
+        "objective": args.objective,
+        "seed": args.seed,
+        "tree_method": args.tree_method,
+        "eval_metric": EVAL_METRICS,
+    }
+    if args.nthread > 0:
+        params["nthread"] = args.nthread
+    history: dict = {}
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=args.num_round,
+        evals=evals,
+        evals_result=history,
+        early_stopping_rounds=early_stopping,
+        verbose_eval=True,
+    )
+    best_iteration = booster.best_iteration if early_stopping else booster.num_boosted_rounds() - 1
+    booster = booster[: best_iteration + 1]
+
+    args.model_dir.mkdir(parents=True, exist_ok=True)
+    model_path = args.model_dir / MODEL_FILE_NAME
+    model_path.write_bytes(bytes(booster.save_raw("json")))
+
+    final_metrics = {
+        f"final_{split}_{name}": float(values[best_iteration])
+        for split, metrics in history.items()
+        for name, values in metrics.items()
+    }
+    final_metrics["best_iteration"] = float(best_iteration)
+    LOG.info("saved %s (%s trees); final metrics: %s", model_path, best_iteration + 1, final_metrics)
+
+    hyperparameters = {
+        name: getattr(args, name)
+        for name in (
+            "max_depth",
+            "eta",
+            "num_round",
+            "subsample",
+            "min_child_weight",
+            "objective",
+            "early_stopping_rounds",
+            "seed",
+            "tree_method",
+        )
+    }
+    log_to_mlflow(hyperparameters, history, final_metrics)
+    return final_metrics
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    _configure_logging()
+    args = parse_args(argv)
+    try:
+        train(args)
+    except TrainingDataError as exc:
+        print(f"train: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
