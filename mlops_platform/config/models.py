@@ -271,6 +271,7 @@ class TrainingPipelineConfig(StrictModel):
         default=None,
         description="Read training data from this feature group's offline store instead of `input_prefix`.",
     )
+    target_column: str = Field(default="target", description="Label column (0/1) of the training data.")
     code: PipelineCode = Field(default_factory=PipelineCode)
     framework_version: str = Field(default="1.7-1", description="XGBoost container version.")
     sklearn_version: str = Field(default="1.2-1", description="scikit-learn processing container version.")

@@ -89,7 +89,10 @@ CONTENT_TYPE = "text/csv"
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved")
 EVALUATE_IMAGE_FRAMEWORKS = ("sklearn", "xgboost")
 
-_TUPLE_FIELDS = ("subnet_ids", "security_group_ids", "inference_instance_types", "transform_instance_types")
+_TUPLE_FIELDS = (
+    "subnet_ids", "security_group_ids", "inference_instance_types", "transform_instance_types",
+    "preprocess_arguments",
+)
 
 # Hyper-parameters set by the builder (script mode of the framework container); not overridable.
 _RESERVED_HYPERPARAMETERS = ("sagemaker_program", "sagemaker_submit_directory", "sagemaker_region")
@@ -150,6 +153,8 @@ class TrainingPipelineSpec:
     """Image of the ``Evaluate`` job: ``sklearn`` (the ``sklearn_version`` image, like
     ``Preprocess``) or ``xgboost`` (the training image: needed by an evaluation script that loads
     the model with xgboost, which the scikit-learn image does not ship)."""
+    preprocess_arguments: tuple[str, ...] = ()
+    """Extra command-line arguments of the preprocess script (e.g. its input format)."""
 
     def __post_init__(self) -> None:
         for name in ("hyperparameters", "environment"):
@@ -520,6 +525,7 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
     with _telemetry_opted_out(session):
         preprocess_args = preprocessor.run(
             code=spec.preprocess_code_uri,
+            arguments=list(spec.preprocess_arguments) or None,
             inputs=[processing_input("input", params.input_data_uri, f"{PROCESSING_ROOT}/input")],
             outputs=[processing_output(STEP_PREPROCESS, name) for name in PREPROCESS_OUTPUTS],
         )

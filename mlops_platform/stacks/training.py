@@ -239,10 +239,19 @@ class TrainingStack(Stack):
                                  path=str(pack_source_dir(REPO_ROOT / code.train_source_dir, BUILD_DIR)))
         return preprocess, evaluate, source
 
-    def _input_uri(self, pipeline: TrainingPipelineConfig) -> str:
+    def _input(self, pipeline: TrainingPipelineConfig) -> tuple[str, tuple[str, ...]]:
+        """Default InputDataUri and the preprocess arguments that go with it."""
+        target = ("--target-column", pipeline.target_column)
         if pipeline.feature_group:
-            return self.raw_data_bucket.s3_url_for_object(OFFLINE_STORE_PREFIX)
-        return self.raw_data_bucket.s3_url_for_object(pipeline.input_prefix.rstrip("/"))
+            group = next(g for g in self.config.feature_store.feature_groups if g.name == pipeline.feature_group)
+            # Feature Store writes the offline store under <uri>/<account>/sagemaker/<region>/
+            # offline-store/<group>-<creation time>/; the S3 prefix below matches that folder.
+            store = (f"{OFFLINE_STORE_PREFIX}/{self.account}/sagemaker/{self.region}/offline-store/"
+                     f"{self.feature_store.group_name(group)}-")
+            arguments = ("--input-format", "feature-store", "--record-identifier", group.record_identifier,
+                         "--event-time-feature", group.event_time_feature, *target)
+            return self.raw_data_bucket.s3_url_for_object(store), arguments
+        return self.raw_data_bucket.s3_url_for_object(pipeline.input_prefix.rstrip("/")), target
 
     def _pipeline(self, pipeline: TrainingPipelineConfig) -> sagemaker.CfnPipeline:
         config = self.config
@@ -255,6 +264,7 @@ class TrainingStack(Stack):
             resources=[asset.bucket.arn_for_objects(asset.s3_object_key) for asset in (preprocess, evaluate, source)],
         ))
         network = foundation.network
+        input_uri, preprocess_arguments = self._input(pipeline)
         tracking_env = self._tracking_environment(pipeline)
         if "WANDB_SECRET_NAME" in tracking_env:
             secret = secretsmanager.Secret.from_secret_name_v2(
@@ -269,7 +279,8 @@ class TrainingStack(Stack):
             region=config.region,
             role_arn=foundation.sagemaker_role.role_arn,
             default_bucket=self.artifacts_bucket.bucket_name,
-            input_data_uri=self._input_uri(pipeline),
+            input_data_uri=input_uri,
+            preprocess_arguments=preprocess_arguments,
             output_uri=self.artifacts_bucket.s3_url_for_object(f"{PIPELINE_OUTPUT_PREFIX}/{pipeline.name}"),
             model_package_group_name=self._group_name(pipeline.model_package_group),
             preprocess_code_uri=preprocess.s3_object_url,

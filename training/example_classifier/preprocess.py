@@ -5,7 +5,10 @@ scikit-learn only) and locally in the tests.
 
 Input: every ``*.csv`` below ``--input-dir`` (default ``/opt/ml/processing/input``, searched
 recursively, read in path order), each with a header row and the same columns: numeric feature
-columns plus a 0/1 target column (``--target-column``, default ``target``).
+columns plus a 0/1 target column (``--target-column``, default ``target``). With
+``--input-format feature-store`` (plus ``--record-identifier`` and ``--event-time-feature``) the
+input is a feature group's offline store instead: its Parquet files, reduced to the latest
+version of each record (see :func:`load_feature_store`).
 
 Outputs below ``--output-dir`` (default ``/opt/ml/processing``):
 
@@ -84,10 +87,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--target-column", default="target")
+    parser.add_argument(
+        "--input-format", choices=("csv", "feature-store"), default="csv",
+        help="csv: *.csv files with a header; feature-store: a feature group's offline store",
+    )
+    parser.add_argument("--record-identifier", help="feature-store input: the record identifier feature")
+    parser.add_argument("--event-time-feature", help="feature-store input: the event time feature")
     args = parser.parse_args(argv)
     for name in ("validation_fraction", "test_fraction"):
         if not 0.0 < getattr(args, name) < 1.0:
             parser.error(f"--{name.replace('_', '-')} must be between 0 and 1")
+    if args.input_format == "feature-store" and not (args.record_identifier and args.event_time_feature):
+        parser.error("--input-format feature-store needs --record-identifier and --event-time-feature")
     if args.validation_fraction + args.test_fraction >= 1.0:
         parser.error("--validation-fraction plus --test-fraction must be below 1")
     return args
@@ -103,9 +114,9 @@ def find_csv_files(input_dir: Path) -> list[Path]:
     return sorted(files, key=lambda path: path.relative_to(input_dir).as_posix())
 
 
-def _first_bad_line(mask: pd.Series) -> int:
-    """File line number (header is line 1) of the first True in ``mask``."""
-    return int(np.flatnonzero(mask.to_numpy())[0]) + 2
+def _first_bad_line(mask: pd.Series, first: int = 2) -> int:
+    """Position of the first True in ``mask``, counted from ``first`` (a CSV's header is line 1)."""
+    return int(np.flatnonzero(mask.to_numpy())[0]) + first
 
 
 def read_csv(path: Path, target: str) -> pd.DataFrame:
@@ -123,6 +134,14 @@ def read_csv(path: Path, target: str) -> pd.DataFrame:
         raise DatasetError(f"{path}: target column {target!r} not found (columns: {shown}{more})")
     if frame.empty:
         raise DatasetError(f"{path}: no data rows below the header")
+    return check_frame(frame, target, str(path))
+
+
+def check_frame(frame: pd.DataFrame, target: str, path: str, first: int = 2, unit: str = "line") -> pd.DataFrame:
+    """Check a loaded table: binary target, numeric finite features, no missing values.
+
+    ``first`` and ``unit`` say how rows are numbered in messages (CSV: line 2 is the first row).
+    """
     features = [column for column in frame.columns if column != target]
     if not features:
         raise DatasetError(f"{path}: no feature column besides the target column {target!r}")
@@ -132,7 +151,7 @@ def read_csv(path: Path, target: str) -> pd.DataFrame:
         if missing.any():
             raise DatasetError(
                 f"{path}: column {column!r} has {int(missing.sum())} missing value(s), the first on "
-                f"line {_first_bad_line(missing)}; fill or drop them before training"
+                f"{unit} {_first_bad_line(missing, first)}; fill or drop them before training"
             )
     for column in features:
         values = frame[column]
@@ -141,7 +160,7 @@ def read_csv(path: Path, target: str) -> pd.DataFrame:
             continue
         if not pd.api.types.is_numeric_dtype(values):
             bad = pd.to_numeric(values, errors="coerce").isna()
-            example = f"line {_first_bad_line(bad)}: {values[bad].iloc[0]!r}" if bad.any() else values.dtype
+            example = f"{unit} {_first_bad_line(bad, first)}: {values[bad].iloc[0]!r}" if bad.any() else values.dtype
             raise DatasetError(
                 f"{path}: feature column {column!r} is not numeric ({example}); "
                 "encode categorical or text features as numbers"
@@ -150,7 +169,7 @@ def read_csv(path: Path, target: str) -> pd.DataFrame:
         if infinite.any():
             raise DatasetError(
                 f"{path}: feature column {column!r} has {int(infinite.sum())} infinite value(s), the "
-                f"first on line {_first_bad_line(infinite)}"
+                f"first on {unit} {_first_bad_line(infinite, first)}"
             )
 
     labels = frame[target]
@@ -162,6 +181,48 @@ def read_csv(path: Path, target: str) -> pd.DataFrame:
         raise DatasetError(f"{path}: target column {target!r} must hold only 0 and 1, found: {shown}")
     frame[target] = labels.astype(np.int64)
     return frame
+
+
+# Columns Feature Store adds to every offline-store row.
+FEATURE_STORE_METADATA = ("write_time", "api_invocation_time", "is_deleted")
+
+
+def load_feature_store(input_dir: Path, target: str, record_identifier: str, event_time: str) -> pd.DataFrame:
+    """Current records of a feature group from its offline store (Parquet files, Iceberg or Glue).
+
+    The offline store is append-only: it holds every version of every record. The current
+    table is the latest version of each record identifier (by event time, then write time),
+    minus records whose latest version is a deletion. Identifier, event time and Feature
+    Store's metadata columns are dropped; the rest are the target and the features.
+    """
+    if not input_dir.is_dir():
+        raise DatasetError(f"input directory {input_dir} does not exist")
+    files = sorted(path for path in input_dir.rglob("*.parquet") if path.is_file())
+    if not files:
+        raise DatasetError(f"no *.parquet file found under {input_dir} (is the offline store empty?)")
+    try:
+        frame = pd.concat([pd.read_parquet(path) for path in files], ignore_index=True)
+    except ImportError:
+        raise DatasetError("reading the offline store needs pyarrow in the processing image") from None
+    source = f"offline store under {input_dir}"
+    for column in (record_identifier, event_time, target):
+        if column not in frame.columns:
+            raise DatasetError(f"{source}: column {column!r} not found (columns: {sorted(map(str, frame.columns))})")
+    order = frame[event_time]
+    if not pd.api.types.is_numeric_dtype(order):
+        order = pd.to_datetime(order, utc=True, errors="coerce")
+        if order.isna().any():
+            raise DatasetError(f"{source}: event time column {event_time!r} has unparseable values")
+    frame = frame.assign(_order=order)
+    sort_by = ["_order"] + (["write_time"] if "write_time" in frame.columns else [])
+    latest = frame.sort_values(sort_by, kind="mergesort").drop_duplicates(record_identifier, keep="last")
+    if "is_deleted" in latest.columns:
+        latest = latest[~latest["is_deleted"].astype(bool)]
+    dropped = [record_identifier, event_time, "_order", *[c for c in FEATURE_STORE_METADATA if c in latest.columns]]
+    latest = latest.drop(columns=dropped).sort_index().reset_index(drop=True)
+    if latest.empty:
+        raise DatasetError(f"{source}: no current records")
+    return check_frame(latest, target, source, first=1, unit="row")
 
 
 def load_dataset(files: list[Path], target: str) -> pd.DataFrame:
@@ -257,9 +318,13 @@ def write_split(frame: pd.DataFrame, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> None:
     target = args.target_column
-    files = find_csv_files(args.input_dir)
-    source = str(files[0]) if len(files) == 1 else f"{len(files)} CSV files under {args.input_dir}"
-    data = load_dataset(files, target)
+    if args.input_format == "feature-store":
+        source = f"offline store under {args.input_dir}"
+        data = load_feature_store(args.input_dir, target, args.record_identifier, args.event_time_feature)
+    else:
+        files = find_csv_files(args.input_dir)
+        source = str(files[0]) if len(files) == 1 else f"{len(files)} CSV files under {args.input_dir}"
+        data = load_dataset(files, target)
 
     if len(data) < MIN_ROWS:
         raise DatasetError(f"{source}: only {len(data)} data row(s); at least {MIN_ROWS} are needed")

@@ -33,6 +33,7 @@ Bad input data ends the job with exit status 1 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -153,6 +154,55 @@ def log_to_mlflow(hyperparameters: dict, history: dict, final_metrics: dict) -> 
         LOG.warning("MLflow tracking failed (%s: %s): run not (fully) tracked", type(exc).__name__, exc)
 
 
+def _wandb_api_key(secret_name: str) -> str:
+    """The W&B API key from Secrets Manager: the secret string itself, or its ``api_key`` field."""
+    import boto3  # in every SageMaker framework image
+
+    value = boto3.client("secretsmanager").get_secret_value(SecretId=secret_name)["SecretString"]
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value.strip()
+    return str(parsed["api_key"]) if isinstance(parsed, dict) else value.strip()
+
+
+def log_to_wandb(hyperparameters: dict, history: dict, final_metrics: dict) -> None:
+    """Record the run in Weights & Biases if ``WANDB_SECRET_NAME`` is set; only warns on failure.
+
+    The API key never appears in the job definition: the job reads it from Secrets Manager at
+    run time (the platform grants the execution role that one secret).
+    """
+    secret_name = os.environ.get("WANDB_SECRET_NAME", "").strip()
+    if not secret_name:
+        return
+    try:
+        import wandb
+    except ImportError as exc:
+        LOG.warning("WANDB_SECRET_NAME is set but wandb cannot be imported (%s): run not tracked", exc)
+        return
+    try:
+        os.environ["WANDB_API_KEY"] = _wandb_api_key(secret_name)
+        run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT") or DEFAULT_EXPERIMENT,
+            name=os.environ.get("TRAINING_JOB_NAME"),
+            config=hyperparameters,
+        )
+        rounds = max((len(values) for metrics in history.values() for values in metrics.values()), default=0)
+        for step in range(rounds):
+            run.log(
+                {f"{split}_{name}": float(values[step])
+                 for split, metrics in history.items() for name, values in metrics.items() if step < len(values)},
+                step=step,
+            )
+        run.summary.update(final_metrics)
+        run.finish()
+        LOG.info("run recorded in W&B project %s", os.environ.get("WANDB_PROJECT") or DEFAULT_EXPERIMENT)
+    except Exception as exc:  # noqa: BLE001 - tracking trouble must not lose a trained model
+        LOG.warning("W&B tracking failed (%s: %s): run not (fully) tracked", type(exc).__name__, exc)
+    finally:
+        os.environ.pop("WANDB_API_KEY", None)
+
+
 def train(args: argparse.Namespace) -> dict:
     """Train, save the model and return the final metrics."""
     if args.train is None:
@@ -222,6 +272,7 @@ def train(args: argparse.Namespace) -> dict:
         )
     }
     log_to_mlflow(hyperparameters, history, final_metrics)
+    log_to_wandb(hyperparameters, history, final_metrics)
     return final_metrics
 
 
