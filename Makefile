@@ -57,4 +57,4 @@ destroy: $(STAMP)
 	$(CDK) destroy -c env=$(ENV) '$(ENV)/*'
 
 clean:
-	rm -rf cdk.out .pytest_cache .hypothesis
+	rm -rf cdk.out build .pytest_cache .hypothesis

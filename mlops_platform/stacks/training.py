@@ -29,7 +29,8 @@ from ..config.models import TrackingBackend, TrainingPipelineConfig
 from ..constructs.naming import pascal
 from ..constructs.roles import service_role
 from ..pipelines.packaging import pack_source_dir
-from ..pipelines.training_definition import TrainingPipelineSpec, build_training_pipeline_definition
+from ..pipelines.cache import cached_training_pipeline_definition
+from ..pipelines.training_definition import TrainingPipelineSpec
 from .feature_store import OFFLINE_STORE_PREFIX, FeatureStoreStack
 from .foundation import PIPELINE_OUTPUT_PREFIX, FoundationStack
 
@@ -306,7 +307,7 @@ class TrainingStack(Stack):
             transform_instance_types=pipeline.inference_instance_types,
             model_approval_description=f"Registered by pipeline {name}",
         )
-        definition = build_training_pipeline_definition(spec)
+        definition = cached_training_pipeline_definition(spec)
         cfn = sagemaker.CfnPipeline(
             self, f"{pascal(pipeline.name)}Pipeline",
             pipeline_name=name,
