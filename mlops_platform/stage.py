@@ -8,6 +8,7 @@ from constructs import Construct
 from .config import PlatformConfig
 from .stacks.feature_store import FeatureStoreStack
 from .stacks.foundation import FoundationStack
+from .stacks.serving import ServingStack
 from .stacks.training import TrainingStack
 
 
@@ -45,6 +46,13 @@ class PlatformStage(Stage):
             termination_protection=config.is_production,
             config=config, foundation=self.foundation, feature_store=self.feature_store,
             notifications=self.foundation.notifications,
+        )
+        self.serving = ServingStack(
+            self, "Serving",
+            stack_name=f"{config.name_prefix}-serving",
+            description=f"MLOps platform endpoints and approval-driven deployment ({config.environment})",
+            termination_protection=config.is_production,
+            config=config, foundation=self.foundation,
         )
         _tag(self, config)
 

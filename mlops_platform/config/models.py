@@ -424,6 +424,196 @@ class LambdaConfig(StrictModel):
     )
 
 
+def _check_hosting_instance_type(value: str) -> str:
+    from ..runtime_tables import instance_types  # one table, shared with the deployer
+
+    table = instance_types()
+    if not table.is_known(value):
+        families = ", ".join(table.known_families())
+        raise ValueError(f"must be a known SageMaker hosting instance type (families: {families})")
+    return value
+
+
+HostingInstanceType = Annotated[str, AfterValidator(_check_hosting_instance_type)]
+
+
+class AutoscalingConfig(StrictModel):
+    """Target tracking on invocations per instance, applied by the deployer after each rollout."""
+
+    min_instances: int = Field(default=1, ge=0, le=100, description="0 is allowed for async variants only.")
+    max_instances: int = Field(default=2, ge=1, le=100)
+    target_invocations_per_instance: int = Field(
+        default=100, ge=1, description="SageMakerVariantInvocationsPerInstance per minute to hold."
+    )
+    scale_in_cooldown_s: int = Field(default=300, ge=0, le=3600)
+    scale_out_cooldown_s: int = Field(default=60, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingConfig:
+        if self.min_instances > self.max_instances:
+            raise ValueError(f"min_instances ({self.min_instances}) exceeds max_instances ({self.max_instances})")
+        return self
+
+
+class RealtimeVariantConfig(StrictModel):
+    """Always-on instances (CPU, single- or multi-GPU)."""
+
+    kind: Literal["realtime"]
+    instance_type: HostingInstanceType
+    initial_instance_count: int = Field(default=1, ge=1, le=100)
+    volume_size_gb: int | None = Field(
+        default=None, ge=1, le=512, description="EBS volume for large models (not on NVMe types like g5)."
+    )
+    model_data_download_timeout_s: int | None = Field(default=None, ge=60, le=3600)
+    container_startup_health_check_timeout_s: int | None = Field(default=None, ge=60, le=3600)
+    autoscaling: AutoscalingConfig | None = None
+
+    @model_validator(mode="after")
+    def _fits_instance(self) -> RealtimeVariantConfig:
+        from ..runtime_tables import instance_types
+
+        if self.volume_size_gb is not None and not instance_types().instance_type(self.instance_type).supports_volume_size:
+            raise ValueError(f"{self.instance_type} has local NVMe storage: volume_size_gb cannot be set")
+        if self.autoscaling and self.autoscaling.min_instances < 1:
+            raise ValueError("realtime variants keep at least one instance: autoscaling.min_instances >= 1")
+        return self
+
+
+class ServerlessVariantConfig(StrictModel):
+    """Pay per request, no idle cost (dev default). No GPUs, data capture, VPC or second variant."""
+
+    kind: Literal["serverless"]
+    memory_mb: int = Field(default=2048, description="1024-6144 in steps of 1024.")
+    max_concurrency: int = Field(default=5, ge=1, le=200)
+    provisioned_concurrency: int | None = Field(default=None, ge=1, le=200)
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _memory_steps(cls, value: int) -> int:
+        if value not in (1024, 2048, 3072, 4096, 5120, 6144):
+            raise ValueError("serverless memory must be 1024-6144 MB in steps of 1024")
+        return value
+
+    @model_validator(mode="after")
+    def _provisioned_within_max(self) -> ServerlessVariantConfig:
+        if self.provisioned_concurrency and self.provisioned_concurrency > self.max_concurrency:
+            raise ValueError("provisioned_concurrency cannot exceed max_concurrency")
+        return self
+
+
+class AsyncVariantConfig(StrictModel):
+    """Queued requests with results in S3; scales to zero instances when idle."""
+
+    kind: Literal["async"]
+    instance_type: HostingInstanceType
+    initial_instance_count: int = Field(default=1, ge=1, le=100)
+    max_concurrent_invocations_per_instance: int | None = Field(default=None, ge=1, le=1000)
+    notify: bool = Field(default=True, description="Publish success/error to the notifications topic.")
+    autoscaling: AutoscalingConfig | None = Field(
+        default_factory=lambda: AutoscalingConfig(min_instances=0, max_instances=2, target_invocations_per_instance=5),
+        description="Backlog-based scaling; min 0 means no instance (and no cost) while the queue is empty.",
+    )
+
+
+VariantConfig = Annotated[
+    RealtimeVariantConfig | ServerlessVariantConfig | AsyncVariantConfig, Field(discriminator="kind")
+]
+
+
+class DataCaptureConfig(StrictModel):
+    """Request/response capture to the data-capture bucket (KMS), read by monitoring."""
+
+    enabled: bool = True
+    sampling_percentage: int = Field(default=100, ge=0, le=100)
+    capture_input: bool = True
+    capture_output: bool = True
+    json_content_types: tuple[str, ...] = ("application/json",)
+    csv_content_types: tuple[str, ...] = ("text/csv",)
+
+
+class GuardrailsConfig(StrictModel):
+    """Blue/green rollout of every deployment with automatic rollback on alarms."""
+
+    mode: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = Field(
+        default="ALL_AT_ONCE",
+        description="ALL_AT_ONCE shifts traffic to the new fleet in one step, then bakes; CANARY and "
+        "LINEAR shift in steps and need at least two instances per variant (serverless: ALL_AT_ONCE only).",
+    )
+    canary_size_percent: int = Field(default=10, ge=1, le=50)
+    linear_step_percent: int = Field(default=20, ge=5, le=50)
+    wait_interval_s: int = Field(default=300, ge=0, le=3600, description="Bake time per traffic step.")
+    termination_wait_s: int = Field(default=120, ge=0, le=3600, description="Old fleet kept this long after.")
+    max_5xx_rate_percent: float = Field(default=1.0, gt=0, le=100, description="Rollback above this error rate.")
+    max_p99_latency_ms: int = Field(default=1000, ge=1, description="Rollback above this model latency (p99).")
+
+
+class ContainerConfig(StrictModel):
+    """Serve with this container instead of the model package's image (e.g. for GNN stacks)."""
+
+    image_uri: str | None = Field(default=None, pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/.+$")
+    dockerfile_dir: RelativePath | None = Field(
+        default=None, description="Folder with a Dockerfile, built as an image asset by `cdk deploy`."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ContainerConfig:
+        if (self.image_uri is None) == (self.dockerfile_dir is None):
+            raise ValueError("give exactly one of image_uri or dockerfile_dir")
+        return self
+
+
+class EndpointConfig(StrictModel):
+    """One SageMaker endpoint, deployed by the platform when a model of its group is approved."""
+
+    name: SageMakerName = Field(description="Endpoint name suffix; the endpoint is `<name_prefix>-<name>`.")
+    model_package_group: SageMakerName = Field(description="Approvals in this group deploy here.")
+    variant: VariantConfig
+    challenger_initial_weight: float = Field(
+        default=0.1, ge=0, lt=1,
+        description="Traffic share of a newly approved model next to the current champion; 0 replaces the "
+        "champion directly (through the guardrails).",
+    )
+    shadow: bool = Field(default=False, description="Run the challenger as a shadow variant (no user traffic).")
+    data_capture: DataCaptureConfig | None = Field(default_factory=DataCaptureConfig)
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
+    container: ContainerConfig | None = None
+    allow_variant_override: bool = Field(
+        default=False, description="Let API callers pick the variant explicitly (QA); off in production."
+    )
+
+    @model_validator(mode="after")
+    def _sagemaker_limits(self) -> EndpointConfig:
+        if self.variant.kind == "serverless":
+            if self.data_capture is not None and self.data_capture.enabled:
+                raise ValueError("serverless variants do not support data capture: set data_capture: null "
+                                 "(or enabled: false)")
+            if self.shadow:
+                raise ValueError("serverless endpoints cannot run a shadow variant")
+            if self.challenger_initial_weight > 0:
+                raise ValueError("serverless endpoints hold one production variant: set challenger_initial_weight: 0 "
+                                 "and A/B test across two endpoints instead")
+        if self.guardrails.mode != "ALL_AT_ONCE":
+            if self.variant.kind == "serverless":
+                raise ValueError("serverless endpoints roll out ALL_AT_ONCE: set guardrails.mode: ALL_AT_ONCE")
+            if self.variant.initial_instance_count < 2:
+                raise ValueError(f"guardrails.mode {self.guardrails.mode} shifts traffic between instances: "
+                                 "it needs variant.initial_instance_count >= 2 (or mode ALL_AT_ONCE)")
+        if self.shadow and self.challenger_initial_weight > 0:
+            raise ValueError("a shadow challenger takes no live traffic: challenger_initial_weight must be 0")
+        return self
+
+
+class ServingConfig(StrictModel):
+    endpoints: tuple[EndpointConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> ServingConfig:
+        names = [e.name for e in self.endpoints]
+        if len(names) != len(set(names)):
+            raise ValueError(f"endpoint names must be unique, got {names}")
+        return self
+
+
 class PlatformConfig(StrictModel):
     """One environment of the platform (one CDK stage, one account/region)."""
 
@@ -445,6 +635,7 @@ class PlatformConfig(StrictModel):
     lambdas: LambdaConfig = Field(default_factory=LambdaConfig)
     feature_store: FeatureStoreConfig = Field(default_factory=FeatureStoreConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     @field_validator("vpc")
     @classmethod
@@ -476,6 +667,17 @@ class PlatformConfig(StrictModel):
             if info.data.get("environment") == "prod" and pipeline.approval_status is ApprovalStatus.APPROVED:
                 raise ValueError(f"{where}.approval_status 'Approved' is not allowed in prod: models "
                                  "promoted to prod need a human approval (PendingManualApproval)")
+        return value
+
+    @field_validator("serving")
+    @classmethod
+    def _endpoints_serve_registered_models(cls, value: ServingConfig, info: ValidationInfo) -> ServingConfig:
+        training = info.data.get("training")
+        groups = sorted({p.model_package_group for p in training.pipelines}) if training else []
+        for index, endpoint in enumerate(value.endpoints):
+            if endpoint.model_package_group not in groups:
+                raise ValueError(f"endpoints[{index}].model_package_group '{endpoint.model_package_group}' is not "
+                                 f"registered by any pipeline of this environment (registered: {groups or 'none'})")
         return value
 
     @field_validator("removal_policy")

@@ -59,7 +59,7 @@ def test_acknowledgements_are_narrow(synthesis):
 def test_cfn_lint_clean(synthesis, environment):
     region = synthesis.configs[environment].region
     files = synthesis.template_files[environment]
-    assert {"Foundation", "FeatureStore", "Training"} <= set(files)
+    assert {"Foundation", "FeatureStore", "Training", "Serving"} <= set(files)
     errors = [
         f"{stack}: {m.rule.id} {m.message} ({m.path_string})"
         for stack, path in files.items()

@@ -1,0 +1,1628 @@
+"""Approval-driven endpoint deployments: endpoint specs, endpoint state and the pure planner.
+
+Standard library only (no boto3, no I/O). The deployer Lambda reads the approved package and the
+endpoint's current state through an adapter, calls :func:`plan_deployment`, and hands the
+:class:`DeploymentPlan` (a list of SageMaker API calls with their exact request parameters) back to
+the adapter to apply.
+
+Layout of an endpoint the deployer manages (variant names are fixed, so guardrails can compare
+configs and autoscaling targets survive updates):
+
+- ``champion``: the production variant serving most traffic;
+- ``challenger``: the newest approved package, either a live production variant at
+  ``challenger_initial_weight`` of the traffic, or (``shadow``) a shadow variant receiving a copy of
+  that share of the requests, whose responses are discarded.
+
+Outcomes of :func:`plan_deployment`:
+
+===========================================  ============================================================
+situation                                    plan
+===========================================  ============================================================
+no endpoint                                  CreateModel, CreateEndpointConfig (champion, weight 1),
+                                             CreateEndpoint
+champion only, weight > 0                    CreateModel, CreateEndpointConfig (champion unchanged +
+                                             challenger), UpdateEndpoint (no DeploymentConfig: the
+                                             variant names change, which SageMaker guardrails refuse)
+champion + older challenger                  the same with the newer challenger; the names are unchanged
+                                             so UpdateEndpoint carries the blue/green DeploymentConfig
+weight 0, serverless or async                the package replaces the champion (sole variant);
+                                             DeploymentConfig whenever the variant names are unchanged
+package already on the endpoint              no-op ("already deployed")
+a newer version of the group deployed        no-op ("superseded")
+endpoint Creating/Updating/RollingBack/...   :class:`EndpointBusy` (retryable)
+anything else that cannot be planned         :class:`CannotPlan` with the reason
+===========================================  ============================================================
+
+Resource names are deterministic (see :func:`resource_name`), so a retried event plans the same
+names and the adapter's create-if-absent makes re-applying a plan harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from mlops_runtime.domain.instance_types import INSTANCE_TYPES, InstanceType
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+MANAGED_BY_TAG = "mlops:managed-by"
+MANAGED_BY_VALUE = "endpoint-deployer"
+ENDPOINT_TAG = "mlops:endpoint"
+PACKAGE_ARN_TAG = "mlops:model-package-arn"
+RESERVED_TAG_KEYS = frozenset({MANAGED_BY_TAG, ENDPOINT_TAG, PACKAGE_ARN_TAG})
+MAX_TAGS = 50  # SageMaker's limit per resource, the deployer's own tags included
+
+MAX_NAME_LENGTH = 63
+MAX_VARIANTS = 10
+
+# Statuses (DescribeEndpoint.EndpointStatus) after which a retry can succeed by itself.
+BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+IN_SERVICE = "InService"
+
+ACTION_CREATE = "create-endpoint"
+ACTION_ADD_CHALLENGER = "add-challenger"
+ACTION_REPLACE_CHALLENGER = "replace-challenger"
+ACTION_REPLACE_CHAMPION = "replace-champion"
+ACTION_NOOP = "noop"
+
+KINDS = ("realtime", "serverless", "async")
+GUARDRAIL_MODES = ("ALL_AT_ONCE", "CANARY", "LINEAR")
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-/]+$")
+_KMS_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/[a-zA-Z0-9/_\-]+$")
+_SNS_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[a-zA-Z0-9_.\-]{1,256}$")
+_S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/\S*)?$")
+_SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_CONTENT_TYPE_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*/[a-zA-Z0-9](-*[a-zA-Z0-9.])*$")
+_PACKAGE_ARN_RE = re.compile(
+    r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:model-package/"
+    r"(?P<group>[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62})/(?P<version>[0-9]{1,9})$"
+)
+_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class InvalidEndpointSpec(ValueError):
+    """An endpoint spec breaks a rule; ``field`` is its dotted path, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+    def under(self, prefix: str) -> InvalidEndpointSpec:
+        """The same error with ``prefix`` prepended to the field path."""
+        if not prefix:
+            return self
+        if not self.field:
+            return InvalidEndpointSpec(prefix, self.reason)
+        joined = f"{prefix}{self.field}" if self.field.startswith("[") else f"{prefix}.{self.field}"
+        return InvalidEndpointSpec(joined, self.reason)
+
+
+class CannotPlan(Exception):
+    """No deployment can be planned for this package on this endpoint; retrying will not help."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, endpoint_name: str, reason: str) -> None:
+        self.endpoint_name = endpoint_name
+        self.reason = reason
+        super().__init__(f"endpoint {endpoint_name}: {reason}")
+
+
+class EndpointBusy(CannotPlan):
+    """The endpoint is in a transient state (Creating, Updating, ...); retry later."""
+
+    retryable: ClassVar[bool] = True
+
+
+class InvalidEvent(ValueError):
+    """The event is not a well-formed "SageMaker Model Package State Change" event."""
+
+
+# --- validation helpers -------------------------------------------------------------------------
+
+_MISSING = object()
+
+
+class _Fields:
+    """Reads one JSON object strictly: presence and type of each key; unknown keys are errors."""
+
+    def __init__(self, data: object, what: str) -> None:
+        if not isinstance(data, Mapping):
+            raise InvalidEndpointSpec("", f"expected an object for {what}, got {type(data).__name__}")
+        self._data = data
+        self._seen: set[str] = set()
+
+    def get(self, key: str, kind: type | tuple[type, ...], *, default: object = _MISSING) -> Any:
+        self._seen.add(key)
+        if key not in self._data or self._data[key] is None:
+            if default is _MISSING:
+                raise InvalidEndpointSpec(key, "is required")
+            return default
+        value = self._data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; a JSON true is never a count or a weight.
+        if isinstance(value, bool) and bool not in kinds:
+            raise InvalidEndpointSpec(key, f"expected {_kind_names(kinds)}, got a boolean")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds):
+            raise InvalidEndpointSpec(key, f"expected {_kind_names(kinds)}, got {type(value).__name__}")
+        return value
+
+    def nested(self, key: str, parse: Any, *, default: object = _MISSING) -> Any:
+        self._seen.add(key)
+        if key not in self._data or self._data[key] is None:
+            if default is _MISSING:
+                raise InvalidEndpointSpec(key, "is required")
+            return default
+        try:
+            return parse(self._data[key])
+        except InvalidEndpointSpec as error:
+            raise error.under(key) from None
+
+    def strings(self, key: str, *, default: object = _MISSING) -> tuple[str, ...] | Any:
+        value = self.get(key, list, default=default)
+        if value is default:
+            return value
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise InvalidEndpointSpec(f"{key}[{index}]", f"expected a string, got {type(item).__name__}")
+        return tuple(value)
+
+    def done(self) -> None:
+        unknown = sorted(str(key) for key in self._data if key not in self._seen)
+        if unknown:
+            raise InvalidEndpointSpec(
+                unknown[0], f"unknown field; expected one of {', '.join(sorted(self._seen))}"
+            )
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list"}
+    names[dict] = "an object"
+    return " or ".join(names.get(kind, kind.__name__) for kind in kinds)
+
+
+def _check_int(field_name: str, value: int | None, low: int, high: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidEndpointSpec(field_name, f"must be an integer from {low} to {high}, got {value!r}")
+
+
+def _check_pattern(field_name: str, value: str | None, pattern: re.Pattern, what: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not pattern.match(value):
+        raise InvalidEndpointSpec(field_name, f"must be {what}, got {value!r}")
+
+
+def _check_name(field_name: str, value: str) -> None:
+    _check_pattern(
+        field_name,
+        value,
+        _NAME_RE,
+        "1-63 letters, digits and hyphens, starting and ending with a letter or digit",
+    )
+
+
+def _check_s3_uri(field_name: str, value: str | None) -> None:
+    if value is not None and len(value) > 512:
+        raise InvalidEndpointSpec(field_name, "must be at most 512 characters")
+    _check_pattern(field_name, value, _S3_URI_RE, "an s3://bucket/prefix URI")
+
+
+def _check_known_instance_type(field_name: str, value: str) -> InstanceType:
+    if not isinstance(value, str) or value not in INSTANCE_TYPES:
+        families = ", ".join(dict.fromkeys(entry.family for entry in INSTANCE_TYPES.values()))
+        raise InvalidEndpointSpec(
+            field_name, f"unknown instance type {value!r}; known ml.* families: {families}"
+        )
+    return INSTANCE_TYPES[value]
+
+
+def _tag_text_ok(text: str) -> bool:
+    return all(char.isalnum() or char.isspace() or char in _TAG_PUNCTUATION for char in text)
+
+
+# --- the endpoint spec --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RealtimeVariantSpec:
+    """Instance-based real-time variant."""
+
+    instance_type: str
+    initial_instance_count: int
+    volume_size_gb: int | None = None
+    model_data_download_timeout_s: int | None = None
+    container_startup_health_check_timeout_s: int | None = None
+
+    kind: ClassVar[str] = "realtime"
+
+    def __post_init__(self) -> None:
+        _check_instance_fields(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> RealtimeVariantSpec:
+        fields = _Fields(data, "a realtime variant")
+        fields.get("kind", str)
+        spec = cls(**_instance_field_values(fields))
+        fields.done()
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none({"kind": self.kind, **_instance_field_dict(self)})
+
+
+@dataclass(frozen=True)
+class AsyncVariantSpec:
+    """Instance-based asynchronous-inference variant; results go to S3 (and optionally SNS)."""
+
+    instance_type: str
+    initial_instance_count: int
+    output_s3_uri: str
+    failure_s3_uri: str
+    success_topic_arn: str | None = None
+    error_topic_arn: str | None = None
+    max_concurrent_invocations_per_instance: int | None = None
+    volume_size_gb: int | None = None
+    model_data_download_timeout_s: int | None = None
+    container_startup_health_check_timeout_s: int | None = None
+
+    kind: ClassVar[str] = "async"
+
+    def __post_init__(self) -> None:
+        _check_instance_fields(self)
+        _check_s3_uri("output_s3_uri", self.output_s3_uri)
+        _check_s3_uri("failure_s3_uri", self.failure_s3_uri)
+        _check_pattern("success_topic_arn", self.success_topic_arn, _SNS_ARN_RE, "an SNS topic ARN")
+        _check_pattern("error_topic_arn", self.error_topic_arn, _SNS_ARN_RE, "an SNS topic ARN")
+        _check_int(
+            "max_concurrent_invocations_per_instance", self.max_concurrent_invocations_per_instance, 1, 1000
+        )
+
+    @classmethod
+    def from_dict(cls, data: object) -> AsyncVariantSpec:
+        fields = _Fields(data, "an async variant")
+        fields.get("kind", str)
+        spec = cls(
+            **_instance_field_values(fields),
+            output_s3_uri=fields.get("output_s3_uri", str),
+            failure_s3_uri=fields.get("failure_s3_uri", str),
+            success_topic_arn=fields.get("success_topic_arn", str, default=None),
+            error_topic_arn=fields.get("error_topic_arn", str, default=None),
+            max_concurrent_invocations_per_instance=fields.get(
+                "max_concurrent_invocations_per_instance", int, default=None
+            ),
+        )
+        fields.done()
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none(
+            {
+                "kind": self.kind,
+                **_instance_field_dict(self),
+                "output_s3_uri": self.output_s3_uri,
+                "failure_s3_uri": self.failure_s3_uri,
+                "success_topic_arn": self.success_topic_arn,
+                "error_topic_arn": self.error_topic_arn,
+                "max_concurrent_invocations_per_instance": self.max_concurrent_invocations_per_instance,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ServerlessVariantSpec:
+    """Serverless variant: memory 1024-6144 MB in 1024 steps, concurrency 1-200."""
+
+    memory_mb: int
+    max_concurrency: int
+    provisioned_concurrency: int | None = None
+
+    kind: ClassVar[str] = "serverless"
+
+    def __post_init__(self) -> None:
+        _check_int("memory_mb", self.memory_mb, 1024, 6144)
+        if self.memory_mb % 1024:
+            raise InvalidEndpointSpec("memory_mb", f"must be a multiple of 1024, got {self.memory_mb}")
+        _check_int("max_concurrency", self.max_concurrency, 1, 200)
+        _check_int("provisioned_concurrency", self.provisioned_concurrency, 1, 200)
+        if self.provisioned_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
+            raise InvalidEndpointSpec(
+                "provisioned_concurrency",
+                f"must not exceed max_concurrency ({self.provisioned_concurrency} > {self.max_concurrency})",
+            )
+
+    @classmethod
+    def from_dict(cls, data: object) -> ServerlessVariantSpec:
+        fields = _Fields(data, "a serverless variant")
+        fields.get("kind", str)
+        spec = cls(
+            memory_mb=fields.get("memory_mb", int),
+            max_concurrency=fields.get("max_concurrency", int),
+            provisioned_concurrency=fields.get("provisioned_concurrency", int, default=None),
+        )
+        fields.done()
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none(
+            {
+                "kind": self.kind,
+                "memory_mb": self.memory_mb,
+                "max_concurrency": self.max_concurrency,
+                "provisioned_concurrency": self.provisioned_concurrency,
+            }
+        )
+
+
+VariantSpec = RealtimeVariantSpec | AsyncVariantSpec | ServerlessVariantSpec
+_VARIANT_CLASSES: dict[str, Any] = {
+    "realtime": RealtimeVariantSpec,
+    "async": AsyncVariantSpec,
+    "serverless": ServerlessVariantSpec,
+}
+
+
+def _check_instance_fields(spec: RealtimeVariantSpec | AsyncVariantSpec) -> None:
+    entry = _check_known_instance_type("instance_type", spec.instance_type)
+    _check_int("initial_instance_count", spec.initial_instance_count, 1, 1000)
+    _check_int("volume_size_gb", spec.volume_size_gb, 1, 512)
+    if spec.volume_size_gb is not None and not entry.supports_volume_size:
+        raise InvalidEndpointSpec(
+            "volume_size_gb",
+            f"{entry.name} has local NVMe storage and no EBS volume, so SageMaker rejects VolumeSizeInGB; "
+            "leave it unset",
+        )
+    _check_int("model_data_download_timeout_s", spec.model_data_download_timeout_s, 60, 3600)
+    _check_int(
+        "container_startup_health_check_timeout_s", spec.container_startup_health_check_timeout_s, 60, 3600
+    )
+
+
+def _instance_field_values(fields: _Fields) -> dict[str, Any]:
+    return {
+        "instance_type": fields.get("instance_type", str),
+        "initial_instance_count": fields.get("initial_instance_count", int),
+        "volume_size_gb": fields.get("volume_size_gb", int, default=None),
+        "model_data_download_timeout_s": fields.get("model_data_download_timeout_s", int, default=None),
+        "container_startup_health_check_timeout_s": fields.get(
+            "container_startup_health_check_timeout_s", int, default=None
+        ),
+    }
+
+
+def _instance_field_dict(spec: RealtimeVariantSpec | AsyncVariantSpec) -> dict[str, Any]:
+    return {
+        "instance_type": spec.instance_type,
+        "initial_instance_count": spec.initial_instance_count,
+        "volume_size_gb": spec.volume_size_gb,
+        "model_data_download_timeout_s": spec.model_data_download_timeout_s,
+        "container_startup_health_check_timeout_s": spec.container_startup_health_check_timeout_s,
+    }
+
+
+def variant_spec_from_dict(data: object) -> VariantSpec:
+    """A variant spec; ``kind`` (realtime, serverless or async) picks the type."""
+    if not isinstance(data, Mapping):
+        raise InvalidEndpointSpec("", f"expected an object for a variant, got {type(data).__name__}")
+    kind = data.get("kind")
+    if kind not in _VARIANT_CLASSES:
+        raise InvalidEndpointSpec("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
+    return _VARIANT_CLASSES[kind].from_dict(data)
+
+
+@dataclass(frozen=True)
+class VariantLayout:
+    """The champion's sizing and, optionally, a different sizing for a challenger (same kind)."""
+
+    champion: VariantSpec
+    challenger: VariantSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.challenger is not None and self.challenger.kind != self.champion.kind:
+            raise InvalidEndpointSpec(
+                "challenger.kind",
+                f"must match the champion's kind {self.champion.kind!r}: an endpoint is all realtime, all "
+                "serverless or all async",
+            )
+
+    @property
+    def kind(self) -> str:
+        return self.champion.kind
+
+    @property
+    def challenger_sizing(self) -> VariantSpec:
+        """The challenger's sizing: its own, else the champion's."""
+        return self.challenger if self.challenger is not None else self.champion
+
+    @classmethod
+    def from_dict(cls, data: object) -> VariantLayout:
+        fields = _Fields(data, "variants")
+        layout = cls(
+            champion=fields.nested("champion", variant_spec_from_dict),
+            challenger=fields.nested("challenger", variant_spec_from_dict, default=None),
+        )
+        fields.done()
+        return layout
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none(
+            {
+                "champion": self.champion.to_dict(),
+                "challenger": None if self.challenger is None else self.challenger.to_dict(),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class DataCaptureSpec:
+    enabled: bool
+    destination_s3_uri: str
+    sampling_percentage: int = 100
+    kms_key_arn: str | None = None
+    json_content_types: tuple[str, ...] = ()
+    csv_content_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise InvalidEndpointSpec("enabled", f"must be a boolean, got {self.enabled!r}")
+        _check_s3_uri("destination_s3_uri", self.destination_s3_uri)
+        _check_int("sampling_percentage", self.sampling_percentage, 0, 100)
+        _check_pattern("kms_key_arn", self.kms_key_arn, _KMS_ARN_RE, "a KMS key or alias ARN")
+        for name, types in (("json", self.json_content_types), ("csv", self.csv_content_types)):
+            if len(types) > 10:
+                raise InvalidEndpointSpec(f"capture_content_types.{name}", "at most 10 content types")
+            for index, content_type in enumerate(types):
+                _check_pattern(
+                    f"capture_content_types.{name}[{index}]",
+                    content_type,
+                    _CONTENT_TYPE_RE,
+                    "a MIME type such as application/json",
+                )
+
+    @classmethod
+    def from_dict(cls, data: object) -> DataCaptureSpec:
+        fields = _Fields(data, "data_capture")
+        content_types = fields.nested("capture_content_types", _content_types_from_dict, default=((), ()))
+        spec = cls(
+            enabled=fields.get("enabled", bool),
+            destination_s3_uri=fields.get("destination_s3_uri", str),
+            sampling_percentage=fields.get("sampling_percentage", int, default=100),
+            kms_key_arn=fields.get("kms_key_arn", str, default=None),
+            json_content_types=content_types[0],
+            csv_content_types=content_types[1],
+        )
+        fields.done()
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        content_types = _without_none(
+            {"json": list(self.json_content_types) or None, "csv": list(self.csv_content_types) or None}
+        )
+        return _without_none(
+            {
+                "enabled": self.enabled,
+                "destination_s3_uri": self.destination_s3_uri,
+                "sampling_percentage": self.sampling_percentage,
+                "kms_key_arn": self.kms_key_arn,
+                "capture_content_types": content_types or None,
+            }
+        )
+
+
+def _content_types_from_dict(data: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    fields = _Fields(data, "capture_content_types")
+    result = (fields.strings("json", default=()), fields.strings("csv", default=()))
+    fields.done()
+    return result
+
+
+@dataclass(frozen=True)
+class VpcSpec:
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.subnet_ids) <= 16:
+            raise InvalidEndpointSpec("subnet_ids", "must list 1 to 16 subnets")
+        if not 1 <= len(self.security_group_ids) <= 5:
+            raise InvalidEndpointSpec("security_group_ids", "must list 1 to 5 security groups")
+        for index, subnet in enumerate(self.subnet_ids):
+            _check_pattern(f"subnet_ids[{index}]", subnet, _SUBNET_RE, "a subnet id (subnet-...)")
+        for index, group in enumerate(self.security_group_ids):
+            _check_pattern(
+                f"security_group_ids[{index}]", group, _SECURITY_GROUP_RE, "a security group id (sg-...)"
+            )
+
+    @classmethod
+    def from_dict(cls, data: object) -> VpcSpec:
+        fields = _Fields(data, "vpc")
+        spec = cls(
+            subnet_ids=fields.strings("subnet_ids"), security_group_ids=fields.strings("security_group_ids")
+        )
+        fields.done()
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subnet_ids": list(self.subnet_ids), "security_group_ids": list(self.security_group_ids)}
+
+
+@dataclass(frozen=True)
+class GuardrailSpec:
+    """Blue/green traffic shifting and alarm-driven auto-rollback of ``UpdateEndpoint``."""
+
+    mode: str = "ALL_AT_ONCE"
+    canary_size_percent: int | None = None
+    linear_step_percent: int | None = None
+    wait_interval_s: int = 300
+    termination_wait_s: int = 0
+    max_execution_timeout_s: int | None = None
+    alarm_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in GUARDRAIL_MODES:
+            raise InvalidEndpointSpec(
+                "mode", f"must be one of {', '.join(GUARDRAIL_MODES)}, got {self.mode!r}"
+            )
+        if self.mode == "CANARY":
+            if self.canary_size_percent is None:
+                raise InvalidEndpointSpec("canary_size_percent", "is required when mode is CANARY")
+            _check_int("canary_size_percent", self.canary_size_percent, 1, 50)
+        elif self.canary_size_percent is not None:
+            raise InvalidEndpointSpec("canary_size_percent", f"only applies to mode CANARY, not {self.mode}")
+        if self.mode == "LINEAR":
+            if self.linear_step_percent is None:
+                raise InvalidEndpointSpec("linear_step_percent", "is required when mode is LINEAR")
+            _check_int("linear_step_percent", self.linear_step_percent, 10, 50)
+        elif self.linear_step_percent is not None:
+            raise InvalidEndpointSpec("linear_step_percent", f"only applies to mode LINEAR, not {self.mode}")
+        _check_int("wait_interval_s", self.wait_interval_s, 0, 3600)
+        _check_int("termination_wait_s", self.termination_wait_s, 0, 3600)
+        _check_int("max_execution_timeout_s", self.max_execution_timeout_s, 600, 28800)
+        if len(self.alarm_names) > 10:
+            raise InvalidEndpointSpec("alarm_names", "at most 10 alarms")
+        if len(set(self.alarm_names)) != len(self.alarm_names):
+            raise InvalidEndpointSpec("alarm_names", "lists an alarm twice")
+        for index, name in enumerate(self.alarm_names):
+            if not isinstance(name, str) or not 1 <= len(name) <= 255:
+                raise InvalidEndpointSpec(
+                    f"alarm_names[{index}]", "must be a CloudWatch alarm name (1-255 characters)"
+                )
+
+    @classmethod
+    def from_dict(cls, data: object) -> GuardrailSpec:
+        fields = _Fields(data, "guardrails")
+        spec = cls(
+            mode=fields.get("mode", str, default="ALL_AT_ONCE"),
+            canary_size_percent=fields.get("canary_size_percent", int, default=None),
+            linear_step_percent=fields.get("linear_step_percent", int, default=None),
+            wait_interval_s=fields.get("wait_interval_s", int, default=300),
+            termination_wait_s=fields.get("termination_wait_s", int, default=0),
+            max_execution_timeout_s=fields.get("max_execution_timeout_s", int, default=None),
+            alarm_names=fields.strings("alarm_names", default=()),
+        )
+        fields.done()
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none(
+            {
+                "mode": self.mode,
+                "canary_size_percent": self.canary_size_percent,
+                "linear_step_percent": self.linear_step_percent,
+                "wait_interval_s": self.wait_interval_s,
+                "termination_wait_s": self.termination_wait_s,
+                "max_execution_timeout_s": self.max_execution_timeout_s,
+                "alarm_names": list(self.alarm_names) or None,
+            }
+        )
+
+    def deployment_config(self) -> dict[str, Any]:
+        """``UpdateEndpoint.DeploymentConfig``: blue/green traffic routing and auto-rollback alarms."""
+        routing: dict[str, Any] = {"Type": self.mode, "WaitIntervalInSeconds": self.wait_interval_s}
+        if self.mode == "CANARY":
+            routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": self.canary_size_percent}
+        if self.mode == "LINEAR":
+            routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": self.linear_step_percent}
+        policy: dict[str, Any] = {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": self.termination_wait_s,
+        }
+        if self.max_execution_timeout_s is not None:
+            policy["MaximumExecutionTimeoutInSeconds"] = self.max_execution_timeout_s
+        config: dict[str, Any] = {"BlueGreenUpdatePolicy": policy}
+        if self.alarm_names:
+            config["AutoRollbackConfiguration"] = {
+                "Alarms": [{"AlarmName": name} for name in self.alarm_names]
+            }
+        return config
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One endpoint the deployer owns, fed by one model package group (``ENDPOINTS`` holds a list)."""
+
+    name: str
+    model_package_group: str
+    variants: VariantLayout
+    execution_role_arn: str
+    challenger_initial_weight: float = 0.0
+    shadow: bool = False
+    data_capture: DataCaptureSpec | None = None
+    kms_key_arn: str | None = None
+    vpc: VpcSpec | None = None
+    guardrails: GuardrailSpec = field(default_factory=GuardrailSpec)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_name("name", self.name)
+        _check_name("model_package_group", self.model_package_group)
+        _check_pattern("execution_role_arn", self.execution_role_arn, _ROLE_ARN_RE, "an IAM role ARN")
+        _check_pattern("kms_key_arn", self.kms_key_arn, _KMS_ARN_RE, "a KMS key or alias ARN")
+        if not isinstance(self.shadow, bool):
+            raise InvalidEndpointSpec("shadow", f"must be a boolean, got {self.shadow!r}")
+        weight = self.challenger_initial_weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
+            raise InvalidEndpointSpec(
+                "challenger_initial_weight", f"must be a number from 0 to 1, got {weight!r}"
+            )
+        self._check_layout()
+        self._check_guardrails()
+        self._check_tags()
+
+    def _check_layout(self) -> None:
+        kind, weight = self.variants.kind, self.challenger_initial_weight
+        if kind in ("serverless", "async"):
+            rule = (
+                "serverless endpoints cannot hold more than one production variant nor a shadow variant"
+                if kind == "serverless"
+                else "the deployer keeps async endpoints to one variant "
+                "(shadow tests exclude async inference)"
+            )
+            if self.variants.challenger is not None:
+                raise InvalidEndpointSpec("variants.challenger", f"not allowed: {rule}")
+            if weight != 0:
+                raise InvalidEndpointSpec(
+                    "challenger_initial_weight",
+                    f"must be 0 for {'an' if kind == 'async' else 'a'} {kind} endpoint "
+                    f"(a new package replaces it): {rule}",
+                )
+            if self.shadow:
+                raise InvalidEndpointSpec("shadow", f"not allowed: {rule}")
+        if kind == "serverless":
+            if self.data_capture is not None and self.data_capture.enabled:
+                raise InvalidEndpointSpec("data_capture", "serverless endpoints do not support data capture")
+            if self.vpc is not None:
+                raise InvalidEndpointSpec("vpc", "serverless endpoints do not support a VPC configuration")
+        if self.shadow:
+            if weight == 0:
+                raise InvalidEndpointSpec(
+                    "challenger_initial_weight",
+                    "must be above 0 with shadow: it is the share of requests copied to the shadow "
+                    "challenger",
+                )
+        elif weight >= 1:
+            raise InvalidEndpointSpec(
+                "challenger_initial_weight",
+                "must be below 1 for a live split (the champion keeps 1 - weight); use 0 to replace the "
+                "champion directly",
+            )
+        if weight == 0 and self.variants.challenger is not None:
+            raise InvalidEndpointSpec(
+                "variants.challenger",
+                "is never used: challenger_initial_weight 0 replaces the champion directly",
+            )
+
+    def _check_guardrails(self) -> None:
+        mode = self.guardrails.mode
+        if mode == "ALL_AT_ONCE":
+            return
+        if self.variants.kind == "serverless":
+            raise InvalidEndpointSpec(
+                "guardrails.mode",
+                f"{mode} shifts traffic by share of the instance fleet, which a serverless endpoint does not "
+                "have; use ALL_AT_ONCE (the baking period and alarms still apply)",
+            )
+        sizings = [("champion", self.variants.champion)]
+        if self.challenger_initial_weight > 0:
+            sizings.append(("challenger", self.variants.challenger_sizing))
+        for role, sizing in sizings:
+            count = getattr(sizing, "initial_instance_count", 0)
+            if count < 2:
+                raise InvalidEndpointSpec(
+                    "guardrails.mode",
+                    f"{mode} needs at least 2 instances per variant (the first step is at most 50% of the "
+                    f"variant's instances); the {role} has {count}",
+                )
+
+    def _check_tags(self) -> None:
+        if not isinstance(self.tags, Mapping):
+            raise InvalidEndpointSpec("tags", "must be an object mapping tag keys to values")
+        limit = MAX_TAGS - len(RESERVED_TAG_KEYS)
+        if len(self.tags) > limit:
+            raise InvalidEndpointSpec(
+                "tags", f"at most {limit} tags (the deployer adds {len(RESERVED_TAG_KEYS)})"
+            )
+        for key, value in self.tags.items():
+            if not isinstance(key, str) or not 1 <= len(key) <= 128 or not _tag_text_ok(key):
+                raise InvalidEndpointSpec(
+                    f"tags.{key}", "tag keys are 1-128 letters, digits, spaces and _.:/=+-@"
+                )
+            if key.lower().startswith("aws:"):
+                raise InvalidEndpointSpec(f"tags.{key}", "the aws: prefix is reserved by AWS")
+            if key in RESERVED_TAG_KEYS:
+                raise InvalidEndpointSpec(f"tags.{key}", "is set by the deployer itself")
+            if not isinstance(value, str) or len(value) > 256 or not _tag_text_ok(value):
+                raise InvalidEndpointSpec(
+                    f"tags.{key}",
+                    "tag values are strings of at most 256 letters, digits, spaces and _.:/=+-@",
+                )
+
+    @classmethod
+    def from_dict(cls, data: object) -> EndpointSpec:
+        fields = _Fields(data, "an endpoint spec")
+        tags = fields.get("tags", dict, default={})
+        spec = cls(
+            name=fields.get("name", str),
+            model_package_group=fields.get("model_package_group", str),
+            variants=fields.nested("variants", VariantLayout.from_dict),
+            execution_role_arn=fields.get("execution_role_arn", str),
+            challenger_initial_weight=fields.get("challenger_initial_weight", float, default=0.0),
+            shadow=fields.get("shadow", bool, default=False),
+            data_capture=fields.nested("data_capture", DataCaptureSpec.from_dict, default=None),
+            kms_key_arn=fields.get("kms_key_arn", str, default=None),
+            vpc=fields.nested("vpc", VpcSpec.from_dict, default=None),
+            guardrails=fields.nested("guardrails", GuardrailSpec.from_dict, default=GuardrailSpec()),
+            tags=dict(tags),
+        )
+        fields.done()
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return _without_none(
+            {
+                "name": self.name,
+                "model_package_group": self.model_package_group,
+                "variants": self.variants.to_dict(),
+                "execution_role_arn": self.execution_role_arn,
+                "challenger_initial_weight": self.challenger_initial_weight,
+                "shadow": self.shadow,
+                "data_capture": None if self.data_capture is None else self.data_capture.to_dict(),
+                "kms_key_arn": self.kms_key_arn,
+                "vpc": None if self.vpc is None else self.vpc.to_dict(),
+                "guardrails": self.guardrails.to_dict(),
+                "tags": dict(self.tags) or None,
+            }
+        )
+
+
+def parse_endpoint_specs(data: object, where: str = "ENDPOINTS") -> tuple[EndpointSpec, ...]:
+    """The ``ENDPOINTS`` list (already JSON-decoded); endpoint names must be unique."""
+    if not isinstance(data, list):
+        raise InvalidEndpointSpec(where, f"expected a list of endpoint specs, got {type(data).__name__}")
+    specs: list[EndpointSpec] = []
+    seen: set[str] = set()
+    for index, item in enumerate(data):
+        try:
+            spec = EndpointSpec.from_dict(item)
+        except InvalidEndpointSpec as error:
+            raise error.under(f"{where}[{index}]") from None
+        if spec.name in seen:
+            raise InvalidEndpointSpec(f"{where}[{index}].name", f"endpoint {spec.name!r} is listed twice")
+        seen.add(spec.name)
+        specs.append(spec)
+    return tuple(specs)
+
+
+def specs_for_group(specs: Iterable[EndpointSpec], group: str) -> tuple[EndpointSpec, ...]:
+    """The specs fed by ``group`` (SageMaker lower-cases group names in ARNs: compare case-insensitively)."""
+    return tuple(spec for spec in specs if spec.model_package_group.lower() == group.lower())
+
+
+# --- the approved package and the approval event ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PackageContainer:
+    image: str
+    model_data_url: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    model_data_source: Mapping[str, Any] | None = None
+
+    def request(self) -> dict[str, Any]:
+        """The ``ContainerDefinition`` of CreateModel."""
+        container: dict[str, Any] = {"Image": self.image}
+        if self.model_data_url:
+            container["ModelDataUrl"] = self.model_data_url
+        if self.model_data_source:
+            container["ModelDataSource"] = _plain(self.model_data_source)
+        if self.environment:
+            container["Environment"] = dict(sorted(self.environment.items()))
+        return container
+
+
+@dataclass(frozen=True)
+class ApprovedPackage:
+    """A model package version as DescribeModelPackage returns it (the parts deployment needs)."""
+
+    arn: str
+    group: str
+    version: int
+    containers: tuple[PackageContainer, ...]
+    approval_status: str = "Approved"
+    supported_realtime_instance_types: tuple[str, ...] = ()
+    supported_content_types: tuple[str, ...] = ()
+    supported_response_mime_types: tuple[str, ...] = ()
+
+    @property
+    def image_uri(self) -> str:
+        return self.containers[0].image
+
+    @property
+    def model_data_url(self) -> str | None:
+        return self.containers[0].model_data_url
+
+    @property
+    def environment(self) -> Mapping[str, str]:
+        return self.containers[0].environment
+
+    @classmethod
+    def from_describe_response(cls, response: Mapping[str, Any]) -> ApprovedPackage:
+        """Build from a ``DescribeModelPackage`` response; ``ValueError`` if it cannot be deployed."""
+        arn = response.get("ModelPackageArn")
+        if not arn or not isinstance(arn, str):
+            raise ValueError("DescribeModelPackage response has no ModelPackageArn")
+        parsed = parse_model_package_arn(arn)
+        group = response.get("ModelPackageGroupName") or (parsed[0] if parsed else None)
+        version = response.get("ModelPackageVersion") or (parsed[1] if parsed else None)
+        if not group or not isinstance(version, int):
+            raise ValueError(f"{arn} is not a versioned model package (no group and version)")
+        spec = response.get("InferenceSpecification") or {}
+        containers = tuple(
+            PackageContainer(
+                image=container["Image"],
+                model_data_url=container.get("ModelDataUrl"),
+                environment=dict(container.get("Environment") or {}),
+                model_data_source=container.get("ModelDataSource"),
+            )
+            for container in spec.get("Containers") or ()
+            if container.get("Image")
+        )
+        if not containers:
+            raise ValueError(f"{arn} has no inference container image")
+        return cls(
+            arn=arn,
+            group=group,
+            version=version,
+            containers=containers,
+            approval_status=response.get("ModelApprovalStatus") or "PendingManualApproval",
+            supported_realtime_instance_types=tuple(
+                spec.get("SupportedRealtimeInferenceInstanceTypes") or ()
+            ),
+            supported_content_types=tuple(spec.get("SupportedContentTypes") or ()),
+            supported_response_mime_types=tuple(spec.get("SupportedResponseMIMETypes") or ()),
+        )
+
+
+def parse_model_package_arn(arn: str) -> tuple[str, int] | None:
+    """``(group, version)`` of a versioned model package ARN (group as in the ARN: lower case)."""
+    match = _PACKAGE_ARN_RE.match(arn or "")
+    if not match:
+        return None
+    return match.group("group"), int(match.group("version"))
+
+
+@dataclass(frozen=True)
+class ApprovalEvent:
+    """The parts of a "SageMaker Model Package State Change" event the deployer uses."""
+
+    event_id: str
+    model_package_arn: str
+    group: str
+    version: int | None
+    approval_status: str
+
+    DETAIL_TYPE: ClassVar[str] = "SageMaker Model Package State Change"
+
+    @classmethod
+    def from_eventbridge(cls, event: object) -> ApprovalEvent:
+        if not isinstance(event, Mapping):
+            raise InvalidEvent(f"expected an EventBridge event object, got {type(event).__name__}")
+        if event.get("source") != "aws.sagemaker" or event.get("detail-type") != cls.DETAIL_TYPE:
+            raise InvalidEvent(
+                f"not a model package state change (source {event.get('source')!r}, "
+                f"detail-type {event.get('detail-type')!r})"
+            )
+        event_id, detail = event.get("id"), event.get("detail")
+        if not isinstance(event_id, str) or not event_id:
+            raise InvalidEvent("the event has no id")
+        if not isinstance(detail, Mapping):
+            raise InvalidEvent("the event has no detail object")
+        arn = detail.get("ModelPackageArn")
+        if not isinstance(arn, str) or not arn:
+            raise InvalidEvent("detail.ModelPackageArn is missing")
+        parsed = parse_model_package_arn(arn)
+        group = detail.get("ModelPackageGroupName") or (parsed[0] if parsed else None)
+        if not isinstance(group, str) or not group:
+            raise InvalidEvent("detail.ModelPackageGroupName is missing and the ARN is not versioned")
+        version = detail.get("ModelPackageVersion")
+        if not isinstance(version, int) or isinstance(version, bool):
+            version = parsed[1] if parsed else None
+        status = detail.get("ModelApprovalStatus")
+        return cls(event_id, arn, group, version, status if isinstance(status, str) else "")
+
+
+# --- the current state of an endpoint -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployedVariant:
+    name: str
+    model_name: str
+    model_package_arn: str | None
+    weight: float
+    instance_type: str | None = None
+    instance_count: int | None = None
+    serverless: bool = False
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    """What DescribeEndpoint, DescribeEndpointConfig and the models' tags say about an endpoint."""
+
+    name: str
+    status: str
+    config_name: str
+    variants: tuple[DeployedVariant, ...]
+    shadow_variants: tuple[DeployedVariant, ...] = ()
+    is_async: bool = False
+    managed: bool = True
+    failure_reason: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if any(variant.serverless for variant in self.variants):
+            return "serverless"
+        return "async" if self.is_async else "realtime"
+
+    def variant(self, name: str) -> DeployedVariant | None:
+        """The production or shadow variant called ``name``."""
+        return next((v for v in (*self.variants, *self.shadow_variants) if v.name == name), None)
+
+    @property
+    def layout(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(production variant names, shadow variant names), each sorted."""
+        return tuple(sorted(v.name for v in self.variants)), tuple(
+            sorted(v.name for v in self.shadow_variants)
+        )
+
+    @classmethod
+    def from_descriptions(
+        cls,
+        endpoint: Mapping[str, Any],
+        config: Mapping[str, Any],
+        model_package_arns: Mapping[str, str | None],
+        endpoint_tags: Mapping[str, str],
+    ) -> EndpointState:
+        """Combine DescribeEndpoint, DescribeEndpointConfig, each model's package ARN and the endpoint's tags.
+
+        Live weights and instance counts come from the endpoint (they change with
+        UpdateEndpointWeightsAndCapacities and autoscaling); model names and sizing from the config.
+        """
+
+        def variants(key: str) -> tuple[DeployedVariant, ...]:
+            live = {v.get("VariantName"): v for v in endpoint.get(key) or ()}
+            result = []
+            for configured in config.get(key) or ():
+                name = configured["VariantName"]
+                current = live.get(name, {})
+                model_name = configured.get("ModelName", "")
+                result.append(
+                    DeployedVariant(
+                        name=name,
+                        model_name=model_name,
+                        model_package_arn=model_package_arns.get(model_name),
+                        weight=float(
+                            current.get("CurrentWeight", configured.get("InitialVariantWeight", 1.0))
+                        ),
+                        instance_type=configured.get("InstanceType"),
+                        instance_count=current.get(
+                            "CurrentInstanceCount", configured.get("InitialInstanceCount")
+                        ),
+                        serverless=bool(configured.get("ServerlessConfig")),
+                    )
+                )
+            return tuple(result)
+
+        return cls(
+            name=endpoint["EndpointName"],
+            status=endpoint.get("EndpointStatus", ""),
+            config_name=endpoint.get("EndpointConfigName", config.get("EndpointConfigName", "")),
+            variants=variants("ProductionVariants"),
+            shadow_variants=variants("ShadowProductionVariants"),
+            is_async=bool(config.get("AsyncInferenceConfig")),
+            managed=endpoint_tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE,
+            failure_reason=endpoint.get("FailureReason"),
+        )
+
+
+def model_package_arn_of(model: Mapping[str, Any], tags: Mapping[str, str]) -> str | None:
+    """The package a model was created from: the deployer's tag, else a container's ModelPackageName ARN."""
+    if tags.get(PACKAGE_ARN_TAG):
+        return tags[PACKAGE_ARN_TAG]
+    containers = [model.get("PrimaryContainer") or {}, *(model.get("Containers") or ())]
+    for container in containers:
+        name = container.get("ModelPackageName")
+        if isinstance(name, str) and parse_model_package_arn(name):
+            return name
+    return None
+
+
+def previous_config_name(state: EndpointState | None) -> str | None:
+    """The config to roll back to after a deployment: the one the endpoint runs before it."""
+    return None if state is None else state.config_name
+
+
+def rollback_command(endpoint_name: str, config_name: str) -> str:
+    """The one-line manual rollback to ``config_name`` (keeps the live weights and instance counts)."""
+    return (
+        f"aws sagemaker update-endpoint --endpoint-name {endpoint_name} "
+        f"--endpoint-config-name {config_name} --retain-all-variant-properties"
+    )
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One SageMaker API call: the operation name and its exact request parameters (boto3 kwargs)."""
+
+    operation: str
+    params: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"operation": self.operation, "params": _plain(self.params)}
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    endpoint_name: str
+    model_package_arn: str
+    action: str
+    reason: str
+    calls: tuple[ApiCall, ...] = ()
+    previous_config_name: str | None = None
+    new_config_name: str | None = None
+    guardrails: bool = False
+    shadow: bool = False
+    notes: tuple[str, ...] = ()
+    planned_at: str = ""
+
+    @property
+    def is_noop(self) -> bool:
+        return self.action == ACTION_NOOP
+
+    def call(self, operation: str) -> ApiCall | None:
+        """The first call of ``operation``, if any."""
+        return next((call for call in self.calls if call.operation == operation), None)
+
+    @property
+    def rollback(self) -> str | None:
+        """The manual rollback command for this deployment (``None`` for a new endpoint or a no-op)."""
+        if self.is_noop or not self.previous_config_name:
+            return None
+        return rollback_command(self.endpoint_name, self.previous_config_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint_name": self.endpoint_name,
+            "model_package_arn": self.model_package_arn,
+            "action": self.action,
+            "reason": self.reason,
+            "calls": [call.to_dict() for call in self.calls],
+            "previous_config_name": self.previous_config_name,
+            "new_config_name": self.new_config_name,
+            "guardrails": self.guardrails,
+            "shadow": self.shadow,
+            "notes": list(self.notes),
+            "planned_at": self.planned_at,
+            "rollback": self.rollback,
+        }
+
+
+def resource_name(endpoint_name: str, version: int, kind: str, payload: Mapping[str, Any]) -> str:
+    """A deterministic SageMaker name (<= 63 characters): ``<endpoint>-v<version>-<kind><hash8>``.
+
+    ``kind`` is ``"m"`` (model) or ``"c"`` (endpoint config); the hash is the first 8 hex digits of
+    SHA-256 over the endpoint name, the kind and the canonical JSON of ``payload`` (the request
+    without its name and tags). The same inputs give the same name, so a retried event creates
+    nothing new; any change of the request (image, sizing, weights, champion...) gives a new name,
+    because SageMaker models and endpoint configs are immutable. The endpoint name is cut to fit
+    (the hash keeps truncated names of different endpoints apart).
+    """
+    digest = hashlib.sha256(
+        _canonical_json({"endpoint": endpoint_name, "kind": kind, "request": payload}).encode()
+    ).hexdigest()[:8]
+    suffix = f"-v{version}-{kind}{digest}"
+    base = endpoint_name[: MAX_NAME_LENGTH - len(suffix)].rstrip("-")
+    return f"{base}{suffix}"
+
+
+_GPU_IMAGE_RE = re.compile(
+    r"(?:^|[-_:/.])(?:gpu|cu\d{2,3}|tgi|tensorrt|trtllm)(?=$|[-_:/.\d])", re.IGNORECASE
+)
+_NEURON_IMAGE_RE = re.compile(r"neuron", re.IGNORECASE)
+
+
+def image_accelerator(image: str) -> str | None:
+    """``"gpu"`` or ``"neuron"`` when the image name or tag says it needs one, else ``None``.
+
+    A heuristic over the repository and tag (the registry host is ignored): Deep Learning Container
+    tags carry ``gpu``/``cuNNN``, TGI and TensorRT-LLM images are GPU-only, and Neuron images say
+    ``neuron``/``neuronx``. An image that does not say so may still need a GPU; this only catches
+    the evident mismatches before SageMaker spends 10 minutes failing the endpoint.
+    """
+    path = image.split("/", 1)[1] if "/" in image else image
+    if _NEURON_IMAGE_RE.search(path):
+        return "neuron"
+    if _GPU_IMAGE_RE.search(path):
+        return "gpu"
+    return None
+
+
+def plan_deployment(
+    current: EndpointState | None, package: ApprovedPackage, spec: EndpointSpec, now: datetime
+) -> DeploymentPlan:
+    """The deployment of ``package`` on ``spec``'s endpoint given its ``current`` state (``None``: absent).
+
+    Raises :class:`EndpointBusy` (retryable) when the endpoint is in a transient state and
+    :class:`CannotPlan` for every other combination that cannot be deployed. ``now`` only stamps
+    the plan; it never enters names or requests, so a retry plans the same calls.
+    """
+    planned_at = _iso(now)
+    endpoint = spec.name
+    if package.approval_status != "Approved":
+        raise CannotPlan(endpoint, f"model package {package.arn} is {package.approval_status}, not Approved")
+    if package.group.lower() != spec.model_package_group.lower():
+        raise CannotPlan(
+            endpoint,
+            f"model package group {package.group} does not feed this endpoint ({spec.model_package_group})",
+        )
+
+    if current is not None:
+        _check_endpoint_can_change(current, spec)
+        skip = _already_done(current, package)
+        if skip is not None:
+            return DeploymentPlan(
+                endpoint,
+                package.arn,
+                ACTION_NOOP,
+                skip,
+                previous_config_name=current.config_name,
+                planned_at=planned_at,
+            )
+
+    builder = _PlanBuilder(current, package, spec)
+    return builder.build(planned_at)
+
+
+def _check_endpoint_can_change(current: EndpointState, spec: EndpointSpec) -> None:
+    name = current.name
+    if current.status in BUSY_STATUSES:
+        raise EndpointBusy(
+            name, f"the endpoint is {current.status}; the deployment is retried once it settles"
+        )
+    if current.status != IN_SERVICE:
+        advice = {
+            "Failed": "delete the endpoint (aws sagemaker delete-endpoint) and approve the package again",
+            "UpdateRollbackFailed": (
+                "the last update could not be rolled back; fix the endpoint by hand first"
+            ),
+            "OutOfService": "the endpoint is out of service; bring it back or delete it first",
+            "Deleting": "the endpoint is being deleted; approve the package again once it is gone",
+        }.get(current.status, "only an InService endpoint can be updated")
+        detail = f" ({current.failure_reason})" if current.failure_reason else ""
+        raise CannotPlan(name, f"the endpoint is {current.status or 'in an unknown state'}{detail}: {advice}")
+    if not current.managed:
+        raise CannotPlan(
+            name,
+            f"the endpoint exists but was not created by the deployer (no {MANAGED_BY_TAG}="
+            f"{MANAGED_BY_VALUE} tag); delete it, rename the spec, or tag it to hand it over",
+        )
+    production, shadow = current.layout
+    if (
+        CHAMPION not in production
+        or not set(production) <= {CHAMPION, CHALLENGER}
+        or not set(shadow) <= {CHALLENGER}
+    ):
+        raise CannotPlan(
+            name,
+            f"unexpected variant layout (production {list(production)}, shadow {list(shadow)}); the deployer "
+            f"manages '{CHAMPION}' and '{CHALLENGER}' only",
+        )
+    if current.kind != spec.variants.kind:
+        raise CannotPlan(
+            name,
+            f"the endpoint is {current.kind} but the spec asks for {spec.variants.kind}; the deployer "
+            "does not convert an endpoint between kinds: delete it (or use a new name) and approve the "
+            "package again",
+        )
+
+
+def _already_done(current: EndpointState, package: ApprovedPackage) -> str | None:
+    for variant in (*current.variants, *current.shadow_variants):
+        if variant.model_package_arn == package.arn:
+            role = "shadow challenger" if variant in current.shadow_variants else variant.name
+            return (
+                f"already deployed: {package.arn} is the {role} of {current.name} "
+                f"(config {current.config_name})"
+            )
+    newer = []
+    for variant in (*current.variants, *current.shadow_variants):
+        parsed = parse_model_package_arn(variant.model_package_arn or "")
+        if parsed and parsed[0].lower() == package.group.lower() and parsed[1] > package.version:
+            newer.append((parsed[1], variant.name))
+    if newer:
+        version, role = max(newer)
+        return (
+            f"superseded: version {version} of {package.group} is already deployed as the {role}; "
+            f"version {package.version} is older and is not deployed"
+        )
+    return None
+
+
+class _PlanBuilder:
+    def __init__(self, current: EndpointState | None, package: ApprovedPackage, spec: EndpointSpec) -> None:
+        self.current = current
+        self.package = package
+        self.spec = spec
+        self.notes: list[str] = []
+
+    def build(self, planned_at: str) -> DeploymentPlan:
+        current, spec, package = self.current, self.spec, self.package
+        weight = spec.challenger_initial_weight
+        model_call = self._create_model()
+        new_model = model_call.params["ModelName"]
+        shadow: list[dict[str, Any]] = []
+
+        if current is None:
+            action, reason = ACTION_CREATE, f"create {spec.name} with {package.arn} as its champion"
+            self._check_compatible(spec.variants.champion, "champion")
+            production = [self._variant(CHAMPION, new_model, spec.variants.champion, 1.0)]
+        elif spec.variants.kind != "realtime" or weight == 0:
+            action = ACTION_REPLACE_CHAMPION
+            reason = f"replace the champion of {spec.name} with {package.arn}"
+            self._check_compatible(spec.variants.champion, "champion")
+            production = [self._variant(CHAMPION, new_model, spec.variants.champion, 1.0, keep_capacity=True)]
+            dropped = current.variant(CHALLENGER)
+            if dropped is not None:
+                self.notes.append(f"the challenger ({dropped.model_name}) is removed with this deployment")
+        else:
+            previous = current.variant(CHALLENGER)
+            action = ACTION_REPLACE_CHALLENGER if previous else ACTION_ADD_CHALLENGER
+            where = (
+                f"shadow challenger receiving a copy of {weight:.0%} of the requests"
+                if spec.shadow
+                else f"challenger at {weight:.0%} of the traffic"
+            )
+            reason = f"deploy {package.arn} as the {where} of {spec.name}"
+            if previous is not None:
+                reason += f", replacing {previous.model_package_arn or previous.model_name}"
+            champion = current.variant(CHAMPION)
+            assert champion is not None  # checked by _check_endpoint_can_change
+            self._check_compatible(spec.variants.challenger_sizing, "challenger")
+            challenger_weight = round(weight, 6)
+            champion_variant = self._variant(
+                CHAMPION,
+                champion.model_name,
+                spec.variants.champion,
+                1.0 if spec.shadow else round(1.0 - weight, 6),
+                keep_capacity=True,
+            )
+            challenger_variant = self._variant(
+                CHALLENGER, new_model, spec.variants.challenger_sizing, challenger_weight
+            )
+            production = [champion_variant]
+            if spec.shadow:
+                shadow = [challenger_variant]
+            else:
+                production.append(challenger_variant)
+
+        if len(production) + len(shadow) > MAX_VARIANTS:
+            raise CannotPlan(spec.name, f"an endpoint config holds at most {MAX_VARIANTS} variants")
+        config_call = self._create_endpoint_config(production, shadow)
+        config_name = config_call.params["EndpointConfigName"]
+        calls = [model_call, config_call]
+        guardrails = False
+        if current is None:
+            calls.append(
+                ApiCall(
+                    "CreateEndpoint",
+                    {"EndpointName": spec.name, "EndpointConfigName": config_name, "Tags": self._tags()},
+                )
+            )
+        else:
+            update: dict[str, Any] = {"EndpointName": spec.name, "EndpointConfigName": config_name}
+            new_layout = (
+                tuple(sorted(v["VariantName"] for v in production)),
+                tuple(sorted(v["VariantName"] for v in shadow)),
+            )
+            if new_layout != current.layout:
+                self.notes.append(
+                    "no DeploymentConfig: the variant names change "
+                    f"({_layout_text(current.layout)} -> {_layout_text(new_layout)}) and SageMaker's "
+                    "blue/green guardrails require the same variant names; the update shifts all at once"
+                )
+            elif shadow:
+                self.notes.append(
+                    "no DeploymentConfig: the shadow challenger serves no live traffic and the "
+                    "champion's model is unchanged"
+                )
+            else:
+                update["DeploymentConfig"] = spec.guardrails.deployment_config()
+                guardrails = True
+            calls.append(ApiCall("UpdateEndpoint", update))
+        return DeploymentPlan(
+            endpoint_name=spec.name,
+            model_package_arn=package.arn,
+            action=action,
+            reason=reason,
+            calls=tuple(calls),
+            previous_config_name=previous_config_name(current),
+            new_config_name=config_name,
+            guardrails=guardrails,
+            shadow=bool(shadow),
+            notes=tuple(self.notes),
+            planned_at=planned_at,
+        )
+
+    # -- compatibility of the package with where it goes
+    def _check_compatible(self, sizing: VariantSpec, role: str) -> None:
+        package, endpoint = self.package, self.spec.name
+        accelerators = {image_accelerator(container.image) for container in package.containers} - {None}
+        if isinstance(sizing, ServerlessVariantSpec):
+            if accelerators:
+                raise CannotPlan(
+                    endpoint,
+                    f"{package.arn} uses a {'/'.join(sorted(accelerators))} image ({package.image_uri}) but "
+                    "serverless endpoints have no accelerators",
+                )
+            return
+        instance = INSTANCE_TYPES[sizing.instance_type]
+        supported = package.supported_realtime_instance_types
+        if supported and sizing.instance_type not in supported:
+            raise CannotPlan(
+                endpoint,
+                f"the {role} runs on {sizing.instance_type} but {package.arn} supports only "
+                f"{', '.join(supported)} for real-time inference",
+            )
+        if "gpu" in accelerators and not instance.has_gpu:
+            raise CannotPlan(
+                endpoint,
+                f"{package.arn} uses a GPU image ({package.image_uri}) but the {role} runs on "
+                f"{sizing.instance_type}, which has no GPU",
+            )
+        if "neuron" in accelerators and not instance.has_neuron:
+            raise CannotPlan(
+                endpoint,
+                f"{package.arn} uses a Neuron image ({package.image_uri}) but the {role} runs on "
+                f"{sizing.instance_type}, which has no Inferentia/Trainium chip",
+            )
+        if not accelerators and (instance.has_gpu or instance.has_neuron):
+            self.notes.append(
+                f"the {role} runs on accelerated {sizing.instance_type} but the image does not look like it "
+                "uses the accelerator"
+            )
+
+    # -- requests
+    def _create_model(self) -> ApiCall:
+        spec, package = self.spec, self.package
+        request: dict[str, Any] = {"ExecutionRoleArn": spec.execution_role_arn}
+        containers = [container.request() for container in package.containers]
+        if len(containers) == 1:
+            request["PrimaryContainer"] = containers[0]
+        else:
+            request["Containers"] = containers
+        if spec.vpc is not None:
+            request["VpcConfig"] = {
+                "Subnets": list(spec.vpc.subnet_ids),
+                "SecurityGroupIds": list(spec.vpc.security_group_ids),
+            }
+        name = resource_name(spec.name, package.version, "m", request)
+        return ApiCall("CreateModel", {"ModelName": name, **request, "Tags": self._tags(package=True)})
+
+    def _variant(
+        self, name: str, model_name: str, sizing: VariantSpec, weight: float, keep_capacity: bool = False
+    ) -> dict[str, Any]:
+        variant: dict[str, Any] = {
+            "VariantName": name,
+            "ModelName": model_name,
+            "InitialVariantWeight": weight,
+        }
+        if isinstance(sizing, ServerlessVariantSpec):
+            serverless = {"MemorySizeInMB": sizing.memory_mb, "MaxConcurrency": sizing.max_concurrency}
+            if sizing.provisioned_concurrency is not None:
+                serverless["ProvisionedConcurrency"] = sizing.provisioned_concurrency
+            variant["ServerlessConfig"] = serverless
+            return variant
+        count = sizing.initial_instance_count
+        live = self.current.variant(name) if (keep_capacity and self.current is not None) else None
+        if (
+            live is not None
+            and live.instance_type == sizing.instance_type
+            and (live.instance_count or 0) > count
+        ):
+            self.notes.append(
+                f"the {name} keeps its current {live.instance_count} instances (spec: {count}) so the "
+                "update does not shrink a scaled-out fleet"
+            )
+            count = live.instance_count or count
+        variant["InstanceType"] = sizing.instance_type
+        variant["InitialInstanceCount"] = count
+        if sizing.volume_size_gb is not None:
+            variant["VolumeSizeInGB"] = sizing.volume_size_gb
+        if sizing.model_data_download_timeout_s is not None:
+            variant["ModelDataDownloadTimeoutInSeconds"] = sizing.model_data_download_timeout_s
+        if sizing.container_startup_health_check_timeout_s is not None:
+            variant["ContainerStartupHealthCheckTimeoutInSeconds"] = (
+                sizing.container_startup_health_check_timeout_s
+            )
+        return variant
+
+    def _create_endpoint_config(self, production: list[dict], shadow: list[dict]) -> ApiCall:
+        spec = self.spec
+        request: dict[str, Any] = {"ProductionVariants": production}
+        if shadow:
+            request["ShadowProductionVariants"] = shadow
+        capture = spec.data_capture
+        if capture is not None and capture.enabled:
+            data_capture: dict[str, Any] = {
+                "EnableCapture": True,
+                "InitialSamplingPercentage": capture.sampling_percentage,
+                "DestinationS3Uri": capture.destination_s3_uri,
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            }
+            capture_key = capture.kms_key_arn or spec.kms_key_arn
+            if capture_key:
+                data_capture["KmsKeyId"] = capture_key
+            header = {}
+            if capture.csv_content_types:
+                header["CsvContentTypes"] = list(capture.csv_content_types)
+            if capture.json_content_types:
+                header["JsonContentTypes"] = list(capture.json_content_types)
+            if header:
+                data_capture["CaptureContentTypeHeader"] = header
+            request["DataCaptureConfig"] = data_capture
+        champion = spec.variants.champion
+        if isinstance(champion, AsyncVariantSpec):
+            output: dict[str, Any] = {
+                "S3OutputPath": champion.output_s3_uri,
+                "S3FailurePath": champion.failure_s3_uri,
+            }
+            if spec.kms_key_arn:
+                output["KmsKeyId"] = spec.kms_key_arn
+            topics = {"SuccessTopic": champion.success_topic_arn, "ErrorTopic": champion.error_topic_arn}
+            topics = {key: value for key, value in topics.items() if value}
+            if topics:
+                output["NotificationConfig"] = topics
+            async_config: dict[str, Any] = {"OutputConfig": output}
+            if champion.max_concurrent_invocations_per_instance is not None:
+                async_config["ClientConfig"] = {
+                    "MaxConcurrentInvocationsPerInstance": champion.max_concurrent_invocations_per_instance
+                }
+            request["AsyncInferenceConfig"] = async_config
+        if spec.kms_key_arn:
+            nvme = sorted(
+                {v["InstanceType"] for v in (*production, *shadow) if "InstanceType" in v}
+                & {name for name, entry in INSTANCE_TYPES.items() if entry.local_nvme}
+            )
+            if isinstance(champion, ServerlessVariantSpec):
+                self.notes.append(
+                    "no KmsKeyId on the endpoint config: serverless variants have no ML storage volume"
+                )
+            elif nvme:
+                self.notes.append(
+                    f"no KmsKeyId on the endpoint config: {', '.join(nvme)} use local NVMe storage, "
+                    "which SageMaker encrypts with a hardware module and for which it rejects a KMS key"
+                )
+            else:
+                request["KmsKeyId"] = spec.kms_key_arn
+        name = resource_name(spec.name, self.package.version, "c", request)
+        return ApiCall(
+            "CreateEndpointConfig", {"EndpointConfigName": name, **request, "Tags": self._tags(package=True)}
+        )
+
+    def _tags(self, package: bool = False) -> list[dict[str, str]]:
+        tags = {**self.spec.tags, MANAGED_BY_TAG: MANAGED_BY_VALUE, ENDPOINT_TAG: self.spec.name}
+        if package:
+            tags[PACKAGE_ARN_TAG] = self.package.arn
+        return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+
+
+def _layout_text(layout: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    production, shadow = layout
+    text = "+".join(production)
+    return f"{text} (shadow {'+'.join(shadow)})" if shadow else text
+
+
+# --- notifications ------------------------------------------------------------------------------
+
+
+def failure_notification(
+    *,
+    environment: str,
+    endpoint_name: str | None,
+    model_package_arn: str,
+    reason: str,
+    retryable: bool,
+    event_id: str | None = None,
+) -> tuple[str, str]:
+    """``(subject, message)`` for the failure topic: what was deployed where, why it failed, what next."""
+    target = endpoint_name or "(no endpoint)"
+    subject = f"[{environment}] Deployment to {target} " + ("delayed (will retry)" if retryable else "failed")
+    subject = _sns_subject(subject)
+    lines = [
+        f"Environment: {environment}",
+        f"Endpoint: {target}",
+        f"Model package: {model_package_arn}",
+        f"Reason: {reason}",
+    ]
+    if retryable:
+        lines.append("Next: the event is retried automatically; nothing to do unless this repeats.")
+    else:
+        lines.append("Next: not retried. Fix the cause, then approve the package again (or a newer version).")
+    if event_id:
+        lines.append(f"EventBridge event: {event_id}")
+    return subject, "\n".join(lines)
+
+
+def _sns_subject(text: str) -> str:
+    """SNS subjects: printable ASCII, no line breaks, at most 100 characters."""
+    cleaned = "".join(char if 32 <= ord(char) < 127 else "?" for char in text)
+    return cleaned if len(cleaned) <= 100 else cleaned[:97] + "..."
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and sequences as plain dicts and lists (JSON-ready, safe to hand to boto3)."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(
+        _plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

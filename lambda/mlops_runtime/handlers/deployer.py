@@ -1,0 +1,346 @@
+"""Lambda: deploy a model package approved in the Model Registry to the endpoints it feeds.
+
+Event: "SageMaker Model Package State Change" from EventBridge (the rule matches
+``ModelApprovalStatus: Approved``; anything else that arrives is ignored with a log line), either
+directly (asynchronous invocation) or through an SQS queue (a batch of ``Records`` whose bodies are
+the events; answered with ``batchItemFailures``).
+
+Environment:
+
+- ``ENDPOINTS``: JSON list of endpoint specs (``EndpointSpec.from_dict``); packages of groups not
+  listed are ignored;
+- ``IDEMPOTENCY_TABLE``: DynamoDB table (partition key ``id``, TTL ``expiration``) recording each
+  event id, so a redelivered event deploys once;
+- ``NOTIFICATION_TOPIC_ARN``: SNS topic told about every deployment that cannot be planned or
+  fails (endpoint, package, reason);
+- ``ENVIRONMENT_NAME``: dev, staging, prod (messages and the metric dimension).
+
+Per endpoint: read the package and the endpoint's state, plan (``domain.deployment.plan_deployment``),
+apply. Retryable failures (the endpoint is Creating/Updating, throttling) are reported and then
+raised, so the invocation fails and is retried; other failures (cannot plan, AWS refusals) are
+reported and returned, not retried. Unexpected errors (bugs) are reported and raised.
+
+Returns ``{"status": "ignored", "reason"}`` or ``{"status": "done", "event_id", "model_package_arn",
+"results": [{"endpoint", "status": deployed|noop|failed, ...}]}`` (SQS: ``{"batchItemFailures": [...]}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from mlops_runtime.adapters.sagemaker_endpoints import (
+    Boto3SageMakerEndpoints,
+    SageMakerEndpoints,
+    error_code,
+    error_message,
+)
+from mlops_runtime.domain.deployment import (
+    ApprovalEvent,
+    ApprovedPackage,
+    CannotPlan,
+    EndpointSpec,
+    InvalidEndpointSpec,
+    InvalidEvent,
+    failure_notification,
+    parse_endpoint_specs,
+    plan_deployment,
+    specs_for_group,
+)
+
+ENDPOINTS_ENV_VAR = "ENDPOINTS"
+TABLE_ENV_VAR = "IDEMPOTENCY_TABLE"
+TOPIC_ENV_VAR = "NOTIFICATION_TOPIC_ARN"
+ENVIRONMENT_ENV_VAR = "ENVIRONMENT_NAME"
+
+# Left after botocore's own retries (standard mode): worth another invocation later.
+RETRYABLE_ERROR_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "ServiceUnavailable", "InternalFailure", "InternalServerError"}
+)
+
+logger = Logger()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+
+# Built on first use and kept for the life of the execution environment.
+_tracer: Tracer | None = None
+_traced: Any | None = None
+_specs: tuple[EndpointSpec, ...] | None = None
+_endpoints: SageMakerEndpoints | None = None
+_sns: Any | None = None
+_deploy_once: Any | None = None
+
+
+class RetryLater(Exception):
+    """A deployment failed for a reason that a later retry can fix; raised to fail the invocation."""
+
+
+def endpoint_specs() -> tuple[EndpointSpec, ...]:
+    """The specs from ``ENDPOINTS``, parsed once; a missing or invalid value is a deployment error."""
+    global _specs
+    if _specs is None:
+        raw = os.environ.get(ENDPOINTS_ENV_VAR)
+        if not raw:
+            raise RuntimeError(f"environment variable {ENDPOINTS_ENV_VAR} is not set")
+        try:
+            _specs = parse_endpoint_specs(json.loads(raw))
+        except (json.JSONDecodeError, InvalidEndpointSpec) as error:
+            raise RuntimeError(
+                f"{ENDPOINTS_ENV_VAR} is not a valid list of endpoint specs: {error}"
+            ) from error
+    return _specs
+
+
+def sagemaker_endpoints() -> SageMakerEndpoints:
+    """The SageMaker adapter; its boto3 client is created on the first call."""
+    global _endpoints
+    if _endpoints is None:
+        _endpoints = Boto3SageMakerEndpoints()
+    return _endpoints
+
+
+def environment_name() -> str:
+    return os.environ.get(ENVIRONMENT_ENV_VAR, "unknown")
+
+
+def deploy_once() -> Any:
+    """:func:`deploy_event` wrapped to run once per event id (DynamoDB table ``IDEMPOTENCY_TABLE``)."""
+    global _deploy_once
+    if _deploy_once is None:
+        table = os.environ.get(TABLE_ENV_VAR)
+        if not table:
+            raise RuntimeError(f"environment variable {TABLE_ENV_VAR} is not set")
+        from mlops_runtime.adapters.idempotency import once_per_event
+
+        _deploy_once = once_per_event(deploy_event, table_name=table)
+    return _deploy_once
+
+
+def _ignored(reason: str, **fields: Any) -> dict[str, Any]:
+    logger.info("Ignored event", extra={"reason": reason, **fields})
+    metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
+    return {"status": "ignored", "reason": reason}
+
+
+def tracer() -> Tracer:
+    """The X-Ray tracer, created on the first invocation rather than at import.
+
+    Creating a Tracer imports the X-Ray SDK and patches botocore (about 250 ms here, as much as
+    ``import boto3``), whether or not tracing is enabled; the deployer's first invocation pays it
+    instead of the module import (benchmarks/bench_deployer.py measures both). Only botocore is
+    patched: ``patch_all()`` would import and patch every library installed next to the function
+    (in a dev virtualenv that includes sqlalchemy, +0.6 s). Boto3 clients are created after this,
+    so their calls are traced.
+    """
+    global _tracer
+    if _tracer is None:
+        _tracer = Tracer(patch_modules=("botocore",))
+    return _tracer
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _traced
+    if _traced is None:
+        _traced = tracer().capture_lambda_handler(_handler, capture_response=False)
+    return _traced(event, context)
+
+
+def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    metrics.add_dimension(name="environment", value=environment_name())
+    specs = endpoint_specs()
+    if isinstance(event, dict) and isinstance(event.get("Records"), list):
+        return _handle_sqs_batch(event["Records"], context, specs)
+    return _handle_event(event, context, specs)
+
+
+def _handle_event(event: Any, context: Any, specs: tuple[EndpointSpec, ...]) -> dict[str, Any]:
+    metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=1)
+    logger.remove_keys(["event_id", "model_package_arn"])  # from the previous record of a batch
+    try:
+        approval = ApprovalEvent.from_eventbridge(event)
+    except InvalidEvent as error:
+        logger.error("Malformed event", extra={"reason": str(error)})
+        return _ignored(f"malformed event: {error}")
+    fields = {"event_id": approval.event_id, "model_package_arn": approval.model_package_arn}
+    logger.append_keys(**fields)
+    if approval.approval_status != "Approved":
+        return _ignored(f"model package is {approval.approval_status or 'of unknown status'}, not Approved")
+    if not specs_for_group(specs, approval.group):
+        return _ignored(f"no endpoint of this deployer is fed by model package group {approval.group}")
+    return deploy_once()(event, context)
+
+
+def _handle_sqs_batch(records: list[Any], context: Any, specs: tuple[EndpointSpec, ...]) -> dict[str, Any]:
+    """EventBridge events delivered through SQS (ReportBatchItemFailures): failed ones stay on the queue.
+
+    With the rule targeting a queue, a busy endpoint is retried every visibility timeout for as
+    long as ``maxReceiveCount`` allows (hours), instead of Lambda's two asynchronous retries within
+    about three minutes, shorter than an endpoint update.
+    """
+    failures = []
+    for record in records:
+        message_id = record.get("messageId") if isinstance(record, dict) else None
+        try:
+            event = json.loads(record["body"])
+        except (KeyError, TypeError, ValueError):
+            logger.error("Dropped an unreadable SQS record", extra={"message_id": message_id})
+            continue  # retrying cannot make it readable
+        try:
+            _handle_event(event, context, specs)
+        except Exception:
+            logger.exception("Event left on the queue for a retry", extra={"message_id": message_id})
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
+
+
+def deploy_event(event: dict[str, Any]) -> dict[str, Any]:
+    """Deploy the event's package to each endpoint fed by its group (runs once per event id)."""
+    approval = ApprovalEvent.from_eventbridge(event)
+    targets = specs_for_group(endpoint_specs(), approval.group)
+    endpoints = sagemaker_endpoints()
+    try:
+        package = endpoints.describe_model_package(approval.model_package_arn)
+    except ValueError as error:  # not a deployable package: report once per endpoint, do not retry
+        return _done(
+            approval, [_failed(spec.name, approval, str(error), retryable=False) for spec in targets]
+        )
+    except Exception as error:
+        if error_code(error) is None:  # a bug, not an AWS answer: report and fail loudly
+            _failed(None, approval, f"DescribeModelPackage failed: {error!r}", retryable=False)
+            raise
+        reason = f"DescribeModelPackage failed: {_describe_error(error)}"
+        result = _failed(None, approval, reason, retryable=_retryable(error))
+        if _retryable(error):
+            raise RetryLater(reason) from error
+        return _done(approval, [result])
+    if package.approval_status != "Approved":
+        return _ignored(f"model package is now {package.approval_status}, no longer Approved")
+
+    results, retry = [], []
+    for spec in targets:
+        result = _deploy_to(spec, package, approval, endpoints)
+        results.append(result)
+        if result["status"] == "retrying":
+            retry.append(f"{spec.name}: {result['reason']}")
+    if retry:
+        # Fail the invocation: the idempotency record is released and the event is retried; endpoints
+        # already deployed by this attempt plan as "already deployed" next time.
+        raise RetryLater("; ".join(retry))
+    return _done(approval, results)
+
+
+def _deploy_to(
+    spec: EndpointSpec, package: ApprovedPackage, approval: ApprovalEvent, endpoints: SageMakerEndpoints
+) -> dict[str, Any]:
+    try:
+        current = endpoints.describe_endpoint_state(spec.name)
+        plan = plan_deployment(current, package, spec, datetime.now(UTC))
+        if plan.is_noop:
+            logger.info("Nothing to deploy", extra={"endpoint": spec.name, "reason": plan.reason})
+            metrics.add_metric(name="DeploymentsSkipped", unit=MetricUnit.Count, value=1)
+            return {"endpoint": spec.name, "status": "noop", "reason": plan.reason}
+        logger.info(
+            "Applying deployment plan", extra={"endpoint": spec.name, "plan": _loggable(plan.to_dict())}
+        )
+        applied = endpoints.apply(plan)
+    except CannotPlan as error:  # EndpointBusy is the retryable kind
+        return _failed(spec.name, approval, error.reason, retryable=error.retryable)
+    except Exception as error:
+        if error_code(error) is None:  # a bug, not an AWS answer: report and fail loudly
+            _failed(spec.name, approval, f"unexpected error: {error!r}", retryable=False)
+            raise
+        return _failed(spec.name, approval, _describe_error(error), retryable=_retryable(error))
+    metrics.add_metric(name="DeploymentsApplied", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "Deployment started",
+        extra={
+            "endpoint": spec.name,
+            "action": plan.action,
+            "config": plan.new_config_name,
+            "guardrails": plan.guardrails,
+            "applied": [call.to_dict() for call in applied],
+            "rollback": plan.rollback,
+        },
+    )
+    return {
+        "endpoint": spec.name,
+        "status": "deployed",
+        "action": plan.action,
+        "endpoint_config": plan.new_config_name,
+        "guardrails": plan.guardrails,
+        "notes": list(plan.notes),
+        "rollback": plan.rollback,
+    }
+
+
+def _failed(endpoint: str | None, approval: ApprovalEvent, reason: str, *, retryable: bool) -> dict[str, Any]:
+    log = logger.warning if retryable else logger.error
+    log("Deployment not done", extra={"endpoint": endpoint, "reason": reason, "retryable": retryable})
+    metrics.add_metric(
+        name="DeploymentRetries" if retryable else "DeploymentFailures", unit=MetricUnit.Count, value=1
+    )
+    subject, message = failure_notification(
+        environment=environment_name(),
+        endpoint_name=endpoint,
+        model_package_arn=approval.model_package_arn,
+        reason=reason,
+        retryable=retryable,
+        event_id=approval.event_id,
+    )
+    _notify(subject, message)
+    return {"endpoint": endpoint, "status": "retrying" if retryable else "failed", "reason": reason}
+
+
+def _notify(subject: str, message: str) -> None:
+    """Publish to ``NOTIFICATION_TOPIC_ARN``; a failed publish is logged, never raised over the real error."""
+    global _sns
+    topic = os.environ.get(TOPIC_ENV_VAR)
+    if not topic:
+        logger.warning("No notification topic configured", extra={"subject": subject})
+        return
+    try:
+        if _sns is None:
+            import boto3
+
+            _sns = boto3.client("sns")
+        _sns.publish(TopicArn=topic, Subject=subject, Message=message)
+    except Exception:
+        logger.exception("Could not publish the notification", extra={"subject": subject})
+
+
+def _loggable(value: Any) -> Any:
+    """The plan for the log, with container environment values masked (they may hold credentials)."""
+    if isinstance(value, dict):
+        return {
+            key: {name: "***" for name in item}
+            if key == "Environment" and isinstance(item, dict)
+            else _loggable(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_loggable(item) for item in value]
+    return value
+
+
+def _retryable(error: BaseException) -> bool:
+    return error_code(error) in RETRYABLE_ERROR_CODES
+
+
+def _describe_error(error: BaseException) -> str:
+    code = error_code(error)
+    return f"{code}: {error_message(error)}" if code else repr(error)
+
+
+def _done(approval: ApprovalEvent, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "status": "done",
+        "event_id": approval.event_id,
+        "model_package_arn": approval.model_package_arn,
+        "results": results,
+    }

@@ -1,0 +1,31 @@
+"""Pure modules shared with the Lambda runtime, so infrastructure and runtime validate alike.
+
+``lambda/mlops_runtime`` is deployed as Lambda code, not installed as a package of the CDK app.
+Its dependency-free domain modules (the instance-type table, the deployer's endpoint spec) are
+imported from there, so config validation at synth time applies the deployer's own rules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from types import ModuleType
+
+RUNTIME_ROOT = Path(__file__).resolve().parents[1] / "lambda"
+
+
+def _domain(module: str) -> ModuleType:
+    if str(RUNTIME_ROOT) not in sys.path:
+        sys.path.append(str(RUNTIME_ROOT))  # appended: never shadows an installed package
+    return importlib.import_module(f"mlops_runtime.domain.{module}")
+
+
+def instance_types() -> ModuleType:
+    """``mlops_runtime.domain.instance_types``: the one table of ml.* hosting instance types."""
+    return _domain("instance_types")
+
+
+def deployment_domain() -> ModuleType:
+    """``mlops_runtime.domain.deployment``: the deployer's endpoint spec and its validation."""
+    return _domain("deployment")

@@ -1,0 +1,345 @@
+"""Serving: approval-driven deployment of endpoints, with guardrail alarms and data capture.
+
+Who owns what (see docs/deployment-flow.md): CloudFormation owns this stack's rule, queue,
+deployer Lambda, idempotency table and alarms; the deployer owns the SageMaker models, endpoint
+configs and endpoints it creates (tagged ``mlops:managed-by``). No endpoint is a CloudFormation
+resource, so a later ``cdk deploy`` never reverts a deployment the deployer made.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_wildcards
+from ..config import PlatformConfig
+from ..config.models import EndpointConfig
+from ..constructs.naming import pascal
+from ..constructs.platform_function import FunctionNetwork, PlatformFunction, PlatformFunctionProps
+from ..runtime_tables import deployment_domain
+from .foundation import FoundationStack, bucket_name, removal_policy_of
+
+VARIANTS = ("champion", "challenger")  # the deployer's fixed variant names
+ASYNC_OUTPUT_PREFIX = "async-inference"
+DEPLOYER_TIMEOUT = Duration.minutes(2)
+
+
+def partition_of(region: str) -> str:
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
+class ServingStack(Stack):
+    """Endpoints of one environment, deployed when a model of their group is approved."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig,
+                 foundation: FoundationStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        self.foundation = foundation
+        endpoints = config.serving.endpoints
+        self.alarms: dict[str, list[cloudwatch.Alarm]] = {}
+        if not endpoints:
+            return
+        notifications = sns.Topic.from_topic_arn(self, "Notifications", self._topic_arn)
+        for endpoint in endpoints:
+            self.alarms[endpoint.name] = self._guardrail_alarms(endpoint)
+            for alarm in self.alarms[endpoint.name]:
+                alarm.add_alarm_action(cloudwatch_actions.SnsAction(notifications))
+        self.specs = [self.endpoint_spec(endpoint) for endpoint in endpoints]
+        self._validate_specs()
+        self.idempotency_table = self._idempotency_table()
+        self.deployer = self._deployer()
+        self._grant_execution_role(endpoints)
+        self._route_approvals(endpoints)
+
+    # --- names ------------------------------------------------------------------------------
+    def endpoint_name(self, endpoint: EndpointConfig) -> str:
+        return f"{self.config.name_prefix}-{endpoint.name}"
+
+    def _arn(self, service: str, resource: str) -> str:
+        config = self.config
+        return f"arn:{partition_of(config.region)}:{service}:{config.region}:{config.account}:{resource}"
+
+    @property
+    def _execution_role_arn(self) -> str:
+        config = self.config
+        return f"arn:{partition_of(config.region)}:iam::{config.account}:role/{config.name_prefix}-sagemaker-execution"
+
+    @property
+    def _key_alias_arn(self) -> str:
+        return self._arn("kms", f"alias/{self.config.name_prefix}")
+
+    @property
+    def _topic_arn(self) -> str:
+        return self._arn("sns", f"{self.config.name_prefix}-notifications")
+
+    # --- the deployer's endpoint specs ----------------------------------------------------
+    def endpoint_spec(self, endpoint: EndpointConfig) -> dict[str, Any]:
+        """The spec the deployer plans against (``mlops_runtime.domain.deployment.EndpointSpec``)."""
+        config = self.config
+        name = self.endpoint_name(endpoint)
+        capture_bucket = bucket_name(config, "data-capture")
+        variant = endpoint.variant
+        if variant.kind == "serverless":
+            champion = {"kind": "serverless", "memory_mb": variant.memory_mb,
+                        "max_concurrency": variant.max_concurrency,
+                        "provisioned_concurrency": variant.provisioned_concurrency}
+        else:
+            champion = {"kind": variant.kind, "instance_type": variant.instance_type,
+                        "initial_instance_count": variant.initial_instance_count}
+            if variant.kind == "realtime":
+                champion.update(volume_size_gb=variant.volume_size_gb,
+                                model_data_download_timeout_s=variant.model_data_download_timeout_s,
+                                container_startup_health_check_timeout_s=variant.container_startup_health_check_timeout_s)
+            else:
+                prefix = f"s3://{capture_bucket}/{ASYNC_OUTPUT_PREFIX}/{name}"
+                champion.update(output_s3_uri=f"{prefix}/output", failure_s3_uri=f"{prefix}/failures",
+                                max_concurrent_invocations_per_instance=variant.max_concurrent_invocations_per_instance,
+                                success_topic_arn=self._topic_arn if variant.notify else None,
+                                error_topic_arn=self._topic_arn if variant.notify else None)
+        champion = {k: v for k, v in champion.items() if v is not None}
+        capture = endpoint.data_capture
+        guardrails = endpoint.guardrails
+        network = self.foundation.network
+        spec = {
+            "name": name,
+            "model_package_group": f"{config.name_prefix}-{endpoint.model_package_group}",
+            "variants": {"champion": champion},
+            "execution_role_arn": self._execution_role_arn,
+            "challenger_initial_weight": endpoint.challenger_initial_weight,
+            "shadow": endpoint.shadow,
+            "kms_key_arn": self._key_alias_arn,
+            "guardrails": {
+                "mode": guardrails.mode,
+                **({"canary_size_percent": guardrails.canary_size_percent} if guardrails.mode == "CANARY" else {}),
+                **({"linear_step_percent": guardrails.linear_step_percent} if guardrails.mode == "LINEAR" else {}),
+                "wait_interval_s": guardrails.wait_interval_s,
+                "termination_wait_s": guardrails.termination_wait_s,
+                "alarm_names": list(self.alarm_names(endpoint)),
+            },
+            "tags": {"mlops:environment": config.environment},
+        }
+        if capture is not None and capture.enabled:
+            spec["data_capture"] = {
+                "enabled": True,
+                "destination_s3_uri": f"s3://{capture_bucket}/capture",
+                "sampling_percentage": capture.sampling_percentage,
+                "kms_key_arn": self._key_alias_arn,
+                "capture_content_types": {"json": list(capture.json_content_types), "csv": list(capture.csv_content_types)},
+            }
+        if network is not None and variant.kind != "serverless":
+            spec["vpc"] = {
+                "subnet_ids": [subnet.subnet_id for subnet in network.vpc.isolated_subnets],
+                "security_group_ids": [network.workload_security_group.security_group_id],
+            }
+        return spec
+
+    def _validate_specs(self) -> None:
+        """Parse the specs with the deployer's own parser now, so a bad one fails synthesis,
+        not the first approval. Network ids are tokens until deploy time: checked as placeholders."""
+        domain = deployment_domain()
+        placeholders = []
+        for spec in self.specs:
+            copy = json.loads(json.dumps(spec))
+            if "vpc" in copy:
+                copy["vpc"] = {"subnet_ids": ["subnet-0123456789abcdef0"] * len(copy["vpc"]["subnet_ids"]),
+                               "security_group_ids": ["sg-0123456789abcdef0"]}
+            placeholders.append(copy)
+        try:
+            domain.parse_endpoint_specs(placeholders)
+        except domain.InvalidEndpointSpec as error:
+            raise ValueError(f"serving config of {self.config.environment}: {error}") from None
+
+    # --- guardrail alarms -----------------------------------------------------------------
+    def alarm_names(self, endpoint: EndpointConfig) -> tuple[str, ...]:
+        name = self.endpoint_name(endpoint)
+        return tuple(f"{name}-{variant}-{kind}" for variant in VARIANTS for kind in ("5xx-rate", "p99-latency"))
+
+    def _guardrail_alarms(self, endpoint: EndpointConfig) -> list[cloudwatch.Alarm]:
+        """Per variant: 5xx error rate and p99 model latency. SageMaker rolls a blue/green update
+        back when any of them fires during the bake time."""
+        name = self.endpoint_name(endpoint)
+        guardrails = endpoint.guardrails
+        alarms = []
+        for variant in VARIANTS:
+            dimensions = {"EndpointName": name, "VariantName": variant}
+
+            def metric(metric_name: str, statistic: str) -> cloudwatch.Metric:
+                return cloudwatch.Metric(namespace="AWS/SageMaker", metric_name=metric_name,
+                                         dimensions_map=dimensions, statistic=statistic, period=Duration.minutes(1))
+
+            error_rate = cloudwatch.MathExpression(
+                expression="IF(invocations > 0, 100 * errors / invocations, 0)",
+                using_metrics={"errors": metric("Invocation5XXErrors", "Sum"),
+                               "invocations": metric("Invocations", "Sum")},
+                label=f"{name} {variant} 5xx %", period=Duration.minutes(1),
+            )
+            alarms.append(cloudwatch.Alarm(
+                self, f"{pascal(endpoint.name)}{pascal(variant)}ErrorRate",
+                alarm_name=f"{name}-{variant}-5xx-rate",  # see alarm_names()
+                alarm_description=f"5xx error rate of {name}/{variant} above {guardrails.max_5xx_rate_percent}%: "
+                                  "rolls back a deployment in progress",
+                metric=error_rate, threshold=guardrails.max_5xx_rate_percent,
+                evaluation_periods=3, datapoints_to_alarm=2,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ))
+            alarms.append(cloudwatch.Alarm(
+                self, f"{pascal(endpoint.name)}{pascal(variant)}Latency",
+                alarm_name=f"{name}-{variant}-p99-latency",
+                alarm_description=f"p99 model latency of {name}/{variant} above {guardrails.max_p99_latency_ms} ms",
+                metric=metric("ModelLatency", "p99"),
+                threshold=guardrails.max_p99_latency_ms * 1000,  # ModelLatency is in microseconds
+                evaluation_periods=3, datapoints_to_alarm=2,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ))
+        return alarms
+
+    # --- deployer -------------------------------------------------------------------------
+    def _idempotency_table(self) -> dynamodb.Table:
+        table = dynamodb.Table(
+            self, "DeploymentIdempotency",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.foundation.key,
+            time_to_live_attribute="expiration",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            removal_policy=RemovalPolicy.DESTROY,  # 48-hour records of handled events, nothing to keep
+        )
+        acknowledge(table, "NIST.800.53.R5-DynamoDBInBackupPlan",
+                    "Holds only 48-hour idempotency records of handled approval events; PITR covers it.")
+        return table
+
+    def _deployer(self) -> PlatformFunction:
+        config = self.config
+        network = self.foundation.network
+        deployer = PlatformFunction(
+            self, "Deployer",
+            PlatformFunctionProps(
+                function_name=f"{config.name_prefix}-endpoint-deployer",
+                handler="mlops_runtime.handlers.deployer.handler",
+                description="Deploys approved model packages to their endpoints through the guardrails",
+                key=self.foundation.key,
+                log_retention_days=config.log_retention_days,
+                removal_policy=removal_policy_of(config),
+                architecture=config.lambdas.architecture,
+                powertools_layer_version=config.lambdas.powertools_layer_version,
+                environment={
+                    "ENDPOINTS": self.to_json_string(self.specs),
+                    "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
+                    "NOTIFICATION_TOPIC_ARN": self._topic_arn,
+                    "ENVIRONMENT_NAME": config.environment,
+                    "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Deployments",
+                },
+                timeout=DEPLOYER_TIMEOUT,
+                reserved_concurrency=2,  # approvals are rare; two at once is plenty
+                network=FunctionNetwork(network.vpc, network.subnets, network.workload_security_group)
+                if network else None,
+            ),
+        )
+        role = deployer.role
+        prefix = config.name_prefix
+        groups = sorted({f"{prefix}-{e.model_package_group}" for e in config.serving.endpoints})
+        owned = [self._arn("sagemaker", f"{kind}/{prefix}-*") for kind in ("endpoint", "endpoint-config", "model")]
+        versions = [self._arn("sagemaker", f"model-package/{g}/*") for g in groups]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ManageEndpointsOfThisEnvironment",
+            actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel",
+                     "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:CreateEndpoint",
+                     "sagemaker:UpdateEndpoint", "sagemaker:AddTags", "sagemaker:ListTags"],
+            resources=owned,
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadApprovedPackages",
+            actions=["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:ListTags"],
+            resources=[*versions, *(self._arn("sagemaker", f"model-package-group/{g}") for g in groups)],
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="PassExecutionRoleToSageMaker", actions=["iam:PassRole"], resources=[self._execution_role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReportFailures", actions=["sns:Publish"], resources=[self._topic_arn],
+        ))
+        self.foundation.key.grant(role, "kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:GenerateDataKey")
+        self.idempotency_table.grant_read_write_data(role)
+        acknowledge_wildcards(
+            role.node.find_child("DefaultPolicy"),
+            [f"Resource::{arn}" for arn in (*owned, *versions)] + list(KMS_GRANT_ACTIONS),
+            "Endpoints, configs and models carry deployer-made names under this environment's prefix; "
+            "package versions are numbered by SageMaker within this environment's groups; KMS data-key "
+            "actions come from the grant on the idempotency table's key.",
+        )
+        return deployer
+
+    def _grant_execution_role(self, endpoints: tuple[EndpointConfig, ...]) -> None:
+        """What endpoints need beyond the foundation's grants: write capture and async results."""
+        config = self.config
+        capture_bucket = bucket_name(config, "data-capture")
+        written = [f"arn:{partition_of(config.region)}:s3:::{capture_bucket}/{prefix}/*"
+                   for prefix in ("capture", ASYNC_OUTPUT_PREFIX)]
+        statements = [
+            iam.PolicyStatement(sid="WriteCaptureAndAsyncResults", actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                                resources=written),
+        ]
+        if any(e.variant.kind == "async" and e.variant.notify for e in endpoints):
+            statements.append(iam.PolicyStatement(sid="NotifyAsyncResults", actions=["sns:Publish"],
+                                                  resources=[self._topic_arn]))
+        policy = iam.ManagedPolicy(self, "EndpointAccess", roles=[self.foundation.sagemaker_role],
+                                   statements=statements,
+                                   description="Lets endpoints write data capture and async results")
+        acknowledge_wildcards(
+            policy,
+            [f"Resource::{arn}" for arn in written],
+            "SageMaker names capture files by endpoint, variant and hour, and async results by request.",
+        )
+
+    def _route_approvals(self, endpoints: tuple[EndpointConfig, ...]) -> None:
+        """Approval events -> queue -> deployer. The queue holds an event while an endpoint is busy
+        (the deployer answers RetryLater) far longer than Lambda's own async retries would."""
+        key = self.foundation.key
+        dead_letters = sqs.Queue(
+            self, "ApprovalDeadLetters", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
+            enforce_ssl=True, retention_period=Duration.days(14),
+        )
+        acknowledge(dead_letters, "AwsSolutions-SQS3",
+                    "This is the dead-letter queue of the approval queue.")
+        queue = sqs.Queue(
+            self, "Approvals", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key, enforce_ssl=True,
+            # AWS's rule for SQS event sources: at least 6 x the function timeout.
+            visibility_timeout=Duration.seconds(DEPLOYER_TIMEOUT.to_seconds() * 6),
+            retention_period=Duration.days(4),
+            # An event for a busy endpoint is retried every 12 minutes for 3 hours, then dead-lettered.
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=15),
+        )
+        groups = sorted({f"{self.config.name_prefix}-{e.model_package_group}" for e in endpoints})
+        self.approval_rule = events.Rule(
+            self, "DeployOnApproval",
+            description="An approved model package is deployed to the endpoints of its group",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Model Package State Change"],
+                detail={"ModelPackageGroupName": groups, "ModelApprovalStatus": ["Approved"]},
+            ),
+            targets=[targets.SqsQueue(queue)],
+        )
+        self.deployer.function.add_event_source(event_sources.SqsEventSource(
+            queue, batch_size=1, report_batch_item_failures=True,
+        ))
+        self.approval_queue = queue
+        self.approval_dead_letters = dead_letters
