@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import custom_resources
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -23,13 +25,14 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_wildcards
+from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_wildcards, logical_id
 from ..config import PlatformConfig
 from ..config.models import EndpointConfig
 from ..constructs.naming import pascal
 from ..constructs.platform_function import FunctionNetwork, PlatformFunction, PlatformFunctionProps
 from ..runtime_tables import deployment_domain
 from .foundation import FoundationStack, bucket_name, removal_policy_of
+from .training import REPO_ROOT
 
 VARIANTS = ("champion", "challenger")  # the deployer's fixed variant names
 ASYNC_OUTPUT_PREFIX = "async-inference"
@@ -53,6 +56,7 @@ class ServingStack(Stack):
         if not endpoints:
             return
         notifications = sns.Topic.from_topic_arn(self, "Notifications", self._topic_arn)
+        self.images = {e.name: self._serving_image(e) for e in endpoints if e.container is not None}
         for endpoint in endpoints:
             self.alarms[endpoint.name] = self._guardrail_alarms(endpoint)
             for alarm in self.alarms[endpoint.name]:
@@ -63,6 +67,10 @@ class ServingStack(Stack):
         self.deployer = self._deployer()
         self._grant_execution_role(endpoints)
         self._route_approvals(endpoints)
+        self._allow_scaling_suspension(self.deployer)
+        self.scaler = self._scaler(endpoints)
+        self.teardown = self._teardown()
+        self.approval_rule.node.add_dependency(self.teardown)  # on destroy: stop deploying, then tear down
 
     # --- names ------------------------------------------------------------------------------
     def endpoint_name(self, endpoint: EndpointConfig) -> str:
@@ -131,6 +139,8 @@ class ServingStack(Stack):
             },
             "tags": {"mlops:environment": config.environment},
         }
+        if endpoint.name in self.images:
+            spec["image_uri"] = self.images[endpoint.name][0]
         if capture is not None and capture.enabled:
             spec["data_capture"] = {
                 "enabled": True,
@@ -153,6 +163,8 @@ class ServingStack(Stack):
         placeholders = []
         for spec in self.specs:
             copy = json.loads(json.dumps(spec))
+            if "image_uri" in copy:  # an image asset's URI is a token until deploy time
+                copy["image_uri"] = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/placeholder:latest"
             if "vpc" in copy:
                 copy["vpc"] = {"subnet_ids": ["subnet-0123456789abcdef0"] * len(copy["vpc"]["subnet_ids"]),
                                "security_group_ids": ["sg-0123456789abcdef0"]}
@@ -161,6 +173,26 @@ class ServingStack(Stack):
             domain.parse_endpoint_specs(placeholders)
         except domain.InvalidEndpointSpec as error:
             raise ValueError(f"serving config of {self.config.environment}: {error}") from None
+
+    # --- custom containers ----------------------------------------------------------------
+    def _serving_image(self, endpoint: EndpointConfig) -> tuple[str, str]:
+        """(image URI, repository ARN) of an endpoint's custom container.
+
+        ``dockerfile_dir`` is built by ``cdk deploy`` (an image asset: synthesis needs no Docker)
+        and pushed to the environment's CDK asset repository.
+        """
+        container = endpoint.container
+        if container.dockerfile_dir:
+            asset = ecr_assets.DockerImageAsset(
+                self, f"{pascal(endpoint.name)}Image",
+                directory=str(REPO_ROOT / container.dockerfile_dir),
+                platform=ecr_assets.Platform.LINUX_AMD64,
+            )
+            return asset.image_uri, asset.repository.repository_arn
+        registry, _, path = container.image_uri.partition("/")
+        account, region = registry.split(".")[0], registry.split(".")[3]
+        repository = path.split("@")[0].split(":")[0]
+        return container.image_uri, f"arn:{partition_of(region)}:ecr:{region}:{account}:repository/{repository}"
 
     # --- guardrail alarms -----------------------------------------------------------------
     def alarm_names(self, endpoint: EndpointConfig) -> tuple[str, ...]:
@@ -297,6 +329,14 @@ class ServingStack(Stack):
             iam.PolicyStatement(sid="WriteCaptureAndAsyncResults", actions=["s3:PutObject", "s3:AbortMultipartUpload"],
                                 resources=written),
         ]
+        if self.images:
+            statements.append(iam.PolicyStatement(
+                sid="PullCustomServingImages",
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=sorted({arn for _, arn in self.images.values()}),
+            ))
+            statements.append(iam.PolicyStatement(
+                sid="AuthenticateToEcr", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         if any(e.variant.kind == "async" and e.variant.notify for e in endpoints):
             statements.append(iam.PolicyStatement(sid="NotifyAsyncResults", actions=["sns:Publish"],
                                                   resources=[self._topic_arn]))
@@ -308,6 +348,9 @@ class ServingStack(Stack):
             [f"Resource::{arn}" for arn in written],
             "SageMaker names capture files by endpoint, variant and hour, and async results by request.",
         )
+        if self.images:
+            acknowledge_wildcards(policy, ["Resource::*"],
+                                  "ecr:GetAuthorizationToken has no resource-level permissions.")
 
     def _route_approvals(self, endpoints: tuple[EndpointConfig, ...]) -> None:
         """Approval events -> queue -> deployer. The queue holds an event while an endpoint is busy
@@ -343,3 +386,190 @@ class ServingStack(Stack):
         ))
         self.approval_queue = queue
         self.approval_dead_letters = dead_letters
+
+    # --- autoscaling ----------------------------------------------------------------------
+    def scaling_specs(self, endpoints: tuple[EndpointConfig, ...]) -> dict[str, dict[str, Any]]:
+        """``SCALING`` of the scaler Lambda (``mlops_runtime.domain.autoscaling.ScalingSpec``)."""
+        specs = {}
+        for endpoint in endpoints:
+            variant = endpoint.variant
+            scaling = getattr(variant, "autoscaling", None)
+            if scaling is None:
+                continue
+            target_key = "target_backlog_per_instance" if variant.kind == "async" else "target_invocations_per_instance"
+            specs[self.endpoint_name(endpoint)] = {
+                "kind": variant.kind,
+                "min_instances": scaling.min_instances,
+                "max_instances": scaling.max_instances,
+                target_key: scaling.target_invocations_per_instance,
+                "scale_in_cooldown_s": scaling.scale_in_cooldown_s,
+                "scale_out_cooldown_s": scaling.scale_out_cooldown_s,
+            }
+        return specs
+
+    def _scaling_statements(self, *, manage: bool) -> list[iam.PolicyStatement]:
+        """Application Auto Scaling on SageMaker variants; it checks that the caller itself holds
+        the SageMaker and CloudWatch permissions it will use on the caller's behalf."""
+        conditions = {"StringEquals": {"application-autoscaling:service-namespace": "sagemaker",
+                                       "application-autoscaling:scalable-dimension":
+                                           "sagemaker:variant:DesiredInstanceCount"}}
+        actions = ["application-autoscaling:DeleteScalingPolicy", "application-autoscaling:DeregisterScalableTarget"]
+        if manage:
+            actions += ["application-autoscaling:RegisterScalableTarget", "application-autoscaling:PutScalingPolicy"]
+        return [
+            iam.PolicyStatement(sid="DescribeScaling", resources=["*"],
+                                actions=["application-autoscaling:DescribeScalableTargets",
+                                         "application-autoscaling:DescribeScalingPolicies", "cloudwatch:DescribeAlarms"]),
+            iam.PolicyStatement(sid="ChangeVariantScaling", actions=actions, conditions=conditions,
+                                resources=[self._arn("application-autoscaling", "scalable-target/*")]),
+            iam.PolicyStatement(sid="ScalingAlarms",
+                                actions=["cloudwatch:DeleteAlarms", *(["cloudwatch:PutMetricAlarm"] if manage else [])],
+                                resources=[self._arn("cloudwatch", "alarm:mlops-autoscaling-*"),
+                                           self._arn("cloudwatch", "alarm:TargetTracking-endpoint/*")]),
+        ]
+
+    def _scaling_findings(self) -> list[str]:
+        return ["Resource::*", f"Resource::{self._arn('application-autoscaling', 'scalable-target/*')}",
+                f"Resource::{self._arn('cloudwatch', 'alarm:mlops-autoscaling-*')}",
+                f"Resource::{self._arn('cloudwatch', 'alarm:TargetTracking-endpoint/*')}"]
+
+    def _allow_scaling_suspension(self, function: PlatformFunction) -> None:
+        for statement in self._scaling_statements(manage=False):
+            function.role.add_to_principal_policy(statement)
+        acknowledge_wildcards(
+            function.role.node.find_child("DefaultPolicy"), self._scaling_findings(),
+            "Describe calls have no resource-level permissions; scalable targets and their alarms are "
+            "named by AWS, and changes are limited to SageMaker variant instance counts by condition.",
+        )
+
+    def _scaler(self, endpoints: tuple[EndpointConfig, ...]) -> PlatformFunction | None:
+        specs = self.scaling_specs(endpoints)
+        if not specs:
+            return None
+        config = self.config
+        network = self.foundation.network
+        scaler = PlatformFunction(
+            self, "EndpointScaler",
+            PlatformFunctionProps(
+                function_name=f"{config.name_prefix}-endpoint-scaler",
+                handler="mlops_runtime.handlers.endpoint_scaler.handler",
+                description="Registers autoscaling of deployer-managed endpoints when they are InService",
+                key=self.foundation.key,
+                log_retention_days=config.log_retention_days,
+                removal_policy=removal_policy_of(config),
+                architecture=config.lambdas.architecture,
+                powertools_layer_version=config.lambdas.powertools_layer_version,
+                environment={"SCALING": json.dumps(specs, sort_keys=True),
+                             "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Deployments"},
+                timeout=Duration.minutes(1),
+                reserved_concurrency=2,
+                network=FunctionNetwork(network.vpc, network.subnets, network.workload_security_group)
+                if network else None,
+            ),
+        )
+        prefix = config.name_prefix
+        endpoints_arn = self._arn("sagemaker", f"endpoint/{prefix}-*")
+        configs_arn = self._arn("sagemaker", f"endpoint-config/{prefix}-*")
+        role = scaler.role
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadAndScaleEndpoints", resources=[endpoints_arn],
+            actions=["sagemaker:DescribeEndpoint", "sagemaker:ListTags", "sagemaker:UpdateEndpointWeightsAndCapacities"],
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadEndpointConfigs", actions=["sagemaker:DescribeEndpointConfig"], resources=[configs_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="AutoScalingServiceLinkedRole", actions=["iam:CreateServiceLinkedRole"],
+            resources=[f"arn:{partition_of(config.region)}:iam::{config.account}:role/aws-service-role/"
+                       "sagemaker.application-autoscaling.amazonaws.com/"
+                       "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"],
+            conditions={"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+        ))
+        for statement in self._scaling_statements(manage=True):
+            role.add_to_principal_policy(statement)
+        acknowledge_wildcards(
+            role.node.find_child("DefaultPolicy"),
+            [*self._scaling_findings(), f"Resource::{endpoints_arn}", f"Resource::{configs_arn}"],
+            "Describe calls have no resource-level permissions; scalable targets and their alarms are named "
+            "by AWS; endpoints and configs are the deployer's, under this environment's prefix.",
+        )
+        events.Rule(
+            self, "ScaleWhenInService",
+            description="A deployer-managed endpoint reached InService: (re)register its autoscaling",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"], detail_type=["SageMaker Endpoint State Change"],
+                detail={"EndpointStatus": ["IN_SERVICE"], "EndpointName": sorted(specs)},
+            ),
+            targets=[targets.LambdaFunction(scaler.function, retry_attempts=4,
+                                            dead_letter_queue=scaler.dead_letter_queue)],
+        )
+        return scaler
+
+    # --- teardown -------------------------------------------------------------------------
+    def _teardown(self) -> CustomResource:
+        """Deletes the deployer's endpoints when this stack is deleted, in environments whose
+        removal policy is ``destroy`` (dev): no endpoint keeps running, and billing, after
+        ``cdk destroy``. With ``retain`` it does nothing."""
+        config = self.config
+        function = PlatformFunction(
+            self, "EndpointTeardown",
+            PlatformFunctionProps(
+                function_name=f"{config.name_prefix}-endpoint-teardown",
+                handler="mlops_runtime.handlers.endpoint_teardown.handler",
+                description="Custom resource: deletes deployer-managed endpoints on stack deletion (dev)",
+                key=self.foundation.key,
+                log_retention_days=config.log_retention_days,
+                removal_policy=removal_policy_of(config),
+                architecture=config.lambdas.architecture,
+                powertools_layer_version=config.lambdas.powertools_layer_version,
+                timeout=Duration.minutes(5),
+                reserved_concurrency=1,
+            ),
+        )
+        role = function.role
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ListDeployerResources", resources=["*"],
+            actions=["sagemaker:ListEndpoints", "sagemaker:ListEndpointConfigs", "sagemaker:ListModels"],
+        ))
+        owned = [self._arn("sagemaker", f"{kind}/*") for kind in ("endpoint", "endpoint-config", "model")]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadTags", actions=["sagemaker:ListTags", "sagemaker:DescribeEndpoint"], resources=owned))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="DeleteOnlyWhatTheDeployerMadeHere", resources=owned,
+            actions=["sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteModel"],
+            conditions={"StringEquals": {"aws:ResourceTag/mlops:managed-by": "endpoint-deployer",
+                                         "aws:ResourceTag/mlops:environment": config.environment}},
+        ))
+        for statement in self._scaling_statements(manage=False):
+            role.add_to_principal_policy(statement)
+        acknowledge_wildcards(
+            role.node.find_child("DefaultPolicy"),
+            [*self._scaling_findings(), *(f"Resource::{arn}" for arn in owned)],
+            "SageMaker List calls have no resource-level permissions, and the teardown finds the "
+            "deployer's resources by tag; deletion is limited by tag condition to this environment's.",
+        )
+        provider = custom_resources.Provider(self, "EndpointTeardownProvider", on_event_handler=function.function)
+        self._acknowledge_provider(provider, function)
+        return CustomResource(
+            self, "EndpointTeardownOnDestroy",
+            service_token=provider.service_token,
+            resource_type="Custom::EndpointTeardown",
+            properties={
+                "ManagedByTag": "endpoint-deployer",
+                "Environment": config.environment,
+                "DeleteOnDestroy": "true" if removal_policy_of(config) is RemovalPolicy.DESTROY else "false",
+            },
+        )
+
+    def _acknowledge_provider(self, provider: custom_resources.Provider, handler: PlatformFunction) -> None:
+        framework = provider.node.find_child("framework-onEvent")
+        acknowledge(framework, "AwsSolutions-L1",
+                    "CDK's custom-resource framework function; its runtime is chosen by aws-cdk-lib.")
+        acknowledge(framework, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                               "AWSLambdaBasicExecutionRole]",
+                    "CDK's custom-resource framework function uses AWSLambdaBasicExecutionRole for its logs.")
+        acknowledge_wildcards(framework, [f"Resource::<{logical_id(handler.function)}.Arn>:*"],
+                              "The framework may invoke any version of the teardown function, and only it.")
+        for rule in ("NIST.800.53.R5-IAMNoInlinePolicy", "NIST.800.53.R5-LambdaConcurrency",
+                     "NIST.800.53.R5-LambdaDLQ", "NIST.800.53.R5-LambdaInsideVPC"):
+            acknowledge(framework, rule, "CDK's custom-resource framework function: it only invokes the "
+                                         "teardown function (by its ARN) during stack operations.")

@@ -131,12 +131,16 @@ def test_deployer_permissions_are_scoped_to_the_environment(synthesis, environme
     passing = next(s for s in statements if s.get("Sid") == "PassExecutionRoleToSageMaker")
     assert passing["Resource"].endswith(f":role/mlops-{environment}-sagemaker-execution")
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    # "*" only for APIs without resource-level permissions: X-Ray, and VPC ENIs when in a VPC
+    # "*" only for APIs without resource-level permissions: X-Ray, VPC ENIs when in a VPC, and
+    # List/Describe calls of the teardown and the scaling code
     unscoped = {a for s in statements if s.get("Resource") == "*"
                 for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
     assert unscoped <= {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ec2:CreateNetworkInterface",
                         "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface",
-                        "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}, unscoped
+                        "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+                        "sagemaker:ListEndpoints", "sagemaker:ListEndpointConfigs", "sagemaker:ListModels",
+                        "application-autoscaling:DescribeScalableTargets",
+                        "application-autoscaling:DescribeScalingPolicies", "cloudwatch:DescribeAlarms"}, unscoped
 
 
 def test_endpoints_may_write_capture_and_async_results(synthesis):
@@ -144,3 +148,72 @@ def test_endpoints_may_write_capture_and_async_results(synthesis):
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == ["s3:AbortMultipartUpload", "s3:PutObject"] or set(statement["Action"]) == {"s3:PutObject", "s3:AbortMultipartUpload"}
     assert any(r.endswith("/capture/*") for r in statement["Resource"])
+
+
+def test_custom_container_from_a_dockerfile(tmp_path):
+    """An endpoint with `container.dockerfile_dir` gets an image asset, the image in its spec,
+    ECR pull rights for the execution role, and stays nag-clean (full synthesis of one stage)."""
+    from pathlib import Path
+
+    import yaml
+
+    from mlops_platform.app_builder import build_app
+    from mlops_platform.config import parse_config
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "dev.yaml").read_text())
+    data["serving"]["endpoints"][0]["container"] = {"dockerfile_dir": "serving/example_gnn"}
+    build_app([parse_config(data, "dev.yaml")], outdir=str(tmp_path)).synth()  # raises on nag findings
+
+    stage = tmp_path / "assembly-dev"
+    (template_file,) = stage.glob("devServing*.template.json")
+    (assets_file,) = stage.glob("devServing*.assets.json")
+    template = json.loads(template_file.read_text())
+    (image,) = json.loads(assets_file.read_text())["dockerImages"].values()
+    assert "asset." in image["source"]["directory"]
+    statements = [s for r in template["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"
+                  for s in r["Properties"]["PolicyDocument"]["Statement"]]
+    pull = next(s for s in statements if s.get("Sid") == "PullCustomServingImages")
+    assert "ecr:BatchGetImage" in pull["Action"] and "cdk-hnb659fds-container-assets" in json.dumps(pull["Resource"])
+    deployer_env = next(r["Properties"]["Environment"]["Variables"] for r in template["Resources"].values()
+                        if r["Type"] == "AWS::Lambda::Function"
+                        and r["Properties"]["Handler"] == "mlops_runtime.handlers.deployer.handler")
+    assert "image_uri" in json.dumps(deployer_env["ENDPOINTS"])
+
+
+def test_autoscaling_registered_when_endpoints_are_in_service(synthesis, cdk_template):
+    assert not [f for f in resources(synthesis, "dev", "AWS::Lambda::Function").values()
+                if f["Properties"]["Handler"].endswith("endpoint_scaler.handler")]  # serverless: nothing to scale
+    for environment, (low, high, target) in {"staging": (2, 4, 200), "prod": (2, 8, 300)}.items():
+        (scaler,) = [f["Properties"] for f in resources(synthesis, environment, "AWS::Lambda::Function").values()
+                     if f["Properties"]["Handler"] == "mlops_runtime.handlers.endpoint_scaler.handler"]
+        scaling = json.loads(scaler["Environment"]["Variables"]["SCALING"])
+        assert scaling == {f"mlops-{environment}-example-classifier": {
+            "kind": "realtime", "min_instances": low, "max_instances": high,
+            "target_invocations_per_instance": target, "scale_in_cooldown_s": 300, "scale_out_cooldown_s": 60}}
+        cdk_template(environment, "Serving").has_resource_properties("AWS::Events::Rule", {
+            "EventPattern": {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Endpoint State Change"],
+                             "detail": {"EndpointStatus": ["IN_SERVICE"],
+                                        "EndpointName": [f"mlops-{environment}-example-classifier"]}},
+        })
+        statements = [s for p in resources(synthesis, environment, "AWS::IAM::Policy").values()
+                      for s in p["Properties"]["PolicyDocument"]["Statement"]]
+        change = next(s for s in statements if s.get("Sid") == "ChangeVariantScaling"
+                      and "application-autoscaling:RegisterScalableTarget" in s["Action"])
+        assert change["Condition"]["StringEquals"]["application-autoscaling:service-namespace"] == "sagemaker"
+
+
+@pytest.mark.parametrize("environment,delete", [("dev", "true"), ("staging", "false"), ("prod", "false")])
+def test_teardown_deletes_endpoints_only_where_data_is_disposable(synthesis, environment, delete):
+    template = synthesis.template(environment, "Serving")
+    (teardown_id, teardown) = next((k, v) for k, v in template["Resources"].items()
+                                   if v["Type"] == "Custom::EndpointTeardown")
+    assert teardown["Properties"]["DeleteOnDestroy"] == delete
+    assert teardown["Properties"]["Environment"] == environment
+    (rule,) = [v for v in template["Resources"].values() if v["Type"] == "AWS::Events::Rule"
+               and "Model Package State Change" in json.dumps(v["Properties"]["EventPattern"])]
+    assert teardown_id in rule["DependsOn"]  # on destroy: deployments stop before endpoints go
+    statements = [s for p in resources(synthesis, environment, "AWS::IAM::Policy").values()
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    delete_statement = next(s for s in statements if s.get("Sid") == "DeleteOnlyWhatTheDeployerMadeHere")
+    assert delete_statement["Condition"]["StringEquals"] == {
+        "aws:ResourceTag/mlops:managed-by": "endpoint-deployer", "aws:ResourceTag/mlops:environment": environment}

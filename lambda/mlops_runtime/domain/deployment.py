@@ -79,6 +79,7 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-/]+$")
 _KMS_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/[a-zA-Z0-9/_\-]+$")
 _SNS_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[a-zA-Z0-9_.\-]{1,256}$")
+_ECR_IMAGE_RE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+([:@][A-Za-z0-9._:-]+)?$")
 _S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/\S*)?$")
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
@@ -670,12 +671,16 @@ class EndpointSpec:
     vpc: VpcSpec | None = None
     guardrails: GuardrailSpec = field(default_factory=GuardrailSpec)
     tags: Mapping[str, str] = field(default_factory=dict)
+    # Serve with this image instead of the package's (custom serving stacks, e.g. graph neural
+    # networks); the package still provides the model artifacts and environment.
+    image_uri: str | None = None
 
     def __post_init__(self) -> None:
         _check_name("name", self.name)
         _check_name("model_package_group", self.model_package_group)
         _check_pattern("execution_role_arn", self.execution_role_arn, _ROLE_ARN_RE, "an IAM role ARN")
         _check_pattern("kms_key_arn", self.kms_key_arn, _KMS_ARN_RE, "a KMS key or alias ARN")
+        _check_pattern("image_uri", self.image_uri, _ECR_IMAGE_RE, "an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>[:tag|@digest])")
         if not isinstance(self.shadow, bool):
             raise InvalidEndpointSpec("shadow", f"must be a boolean, got {self.shadow!r}")
         weight = self.challenger_initial_weight
@@ -791,6 +796,7 @@ class EndpointSpec:
             vpc=fields.nested("vpc", VpcSpec.from_dict, default=None),
             guardrails=fields.nested("guardrails", GuardrailSpec.from_dict, default=GuardrailSpec()),
             tags=dict(tags),
+            image_uri=fields.get("image_uri", str, default=None),
         )
         fields.done()
         return spec
@@ -809,6 +815,7 @@ class EndpointSpec:
                 "vpc": None if self.vpc is None else self.vpc.to_dict(),
                 "guardrails": self.guardrails.to_dict(),
                 "tags": dict(self.tags) or None,
+                "image_uri": self.image_uri,
             }
         )
 
@@ -1437,6 +1444,14 @@ class _PlanBuilder:
         spec, package = self.spec, self.package
         request: dict[str, Any] = {"ExecutionRoleArn": spec.execution_role_arn}
         containers = [container.request() for container in package.containers]
+        if spec.image_uri is not None:
+            if len(containers) != 1:
+                raise CannotPlan(
+                    spec.name,
+                    f"{package.arn} has {len(containers)} containers; an image override (image_uri) "
+                    "replaces the image of single-container packages only",
+                )
+            containers[0]["Image"] = spec.image_uri
         if len(containers) == 1:
             request["PrimaryContainer"] = containers[0]
         else:

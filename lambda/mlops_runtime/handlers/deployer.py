@@ -103,6 +103,13 @@ def sagemaker_endpoints() -> SageMakerEndpoints:
     return _endpoints
 
 
+def suspend_endpoint_scaling(endpoint_name: str) -> None:
+    """Deregister the endpoint's autoscaling (one Describe call when none is registered)."""
+    from mlops_runtime.adapters.autoscaling import suspend_scaling  # lazy: keeps cold start lean
+
+    suspend_scaling(endpoint_name)
+
+
 def environment_name() -> str:
     return os.environ.get(ENVIRONMENT_ENV_VAR, "unknown")
 
@@ -248,6 +255,9 @@ def _deploy_to(
         logger.info(
             "Applying deployment plan", extra={"endpoint": spec.name, "plan": _loggable(plan.to_dict())}
         )
+        # SageMaker refuses to update variants registered for autoscaling; the scaler Lambda
+        # registers them again once the endpoint is back InService.
+        suspend_endpoint_scaling(spec.name)
         applied = endpoints.apply(plan)
     except CannotPlan as error:  # EndpointBusy is the retryable kind
         return _failed(spec.name, approval, error.reason, retryable=error.retryable)

@@ -1,0 +1,728 @@
+"""Autoscaling of the deployer's endpoints: scaling specs, endpoint state-change events, the pure planner.
+
+Standard library only (no boto3, no I/O). CloudFormation cannot own the scalable targets: the
+deployer creates the endpoints at approval time, after the stack deployed, and a scalable target
+needs its variant to exist. So the ``endpoint_scaler`` Lambda applies scaling each time an endpoint
+reaches ``InService`` ("SageMaker Endpoint State Change" event): it describes the endpoint, calls
+:func:`plan_scaling` and hands the :class:`ScalingPlan` (Application Auto Scaling and CloudWatch
+requests with their exact parameters) to ``adapters.autoscaling`` to apply.
+
+What a plan does for an endpoint listed in ``SCALING`` (endpoints not listed are left alone):
+
+- every live **production** variant (``champion`` and, when present, a live ``challenger``) is
+  registered as a scalable target (``endpoint/<name>/variant/<variant>``,
+  ``sagemaker:variant:DesiredInstanceCount``) with ``min_instances``/``max_instances``. **The
+  challenger gets the same bounds as the champion**: one ``SCALING`` entry per endpoint, and a
+  challenger that wins traffic (promotion by weight) must be able to carry it. A challenger started
+  with fewer instances than ``min_instances`` is scaled out to ``min_instances`` (the plan notes it).
+  Shadow variants are never registered (they answer no caller);
+- ``realtime``: a target-tracking policy on the predefined ``SageMakerVariantInvocationsPerInstance``
+  (invocations per minute per instance) with the spec's target and cooldowns;
+- ``async``: a target-tracking policy on the customized metric ``ApproximateBacklogSizePerInstance``
+  (``AWS/SageMaker``, dimension ``EndpointName``, ``Average``); with ``min_instances`` 0, also a
+  step-scaling policy (+1 instance) triggered by a CloudWatch alarm on ``HasBacklogWithoutCapacity``,
+  because target tracking cannot scale out from zero instances (no instance, no per-instance metric);
+- scalable targets of the endpoint whose variant no longer runs (a dropped challenger, a challenger
+  moved to shadow) are deregistered (their policies deleted first, and the backlog alarm);
+- the scaler's own policies (names starting ``mlops-``) that the spec no longer asks for are deleted
+  (e.g. the scale-out-from-zero policy after ``min_instances`` went from 0 to 1).
+
+Register and put are upserts, so applying the same plan twice leaves the same registrations.
+
+An endpoint that is not ``InService`` when described (the deployer started another update since the
+event), not tagged by the deployer, gone, or of another kind than its spec says is skipped: the next
+``IN_SERVICE`` event applies the scaling.
+
+Blue/green updates and autoscaling: SageMaker refuses an ``UpdateEndpoint`` that changes the
+instance type of, or removes, a variant registered for autoscaling, and recommends deleting the
+policies and deregistering first. The deployer calls ``adapters.autoscaling.suspend_scaling`` (see
+:func:`plan_suspension`) before each update; the ``IN_SERVICE`` event that ends the update
+re-registers everything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mlops_runtime.domain.deployment import MANAGED_BY_TAG, MANAGED_BY_VALUE
+
+REALTIME = "realtime"
+ASYNC = "async"
+SERVERLESS = "serverless"
+KINDS = (REALTIME, ASYNC)
+
+SERVICE_NAMESPACE = "sagemaker"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+IN_SERVICE = "InService"
+
+INVOCATIONS_METRIC = "SageMakerVariantInvocationsPerInstance"
+BACKLOG_METRIC = "ApproximateBacklogSizePerInstance"
+BACKLOG_WITHOUT_CAPACITY_METRIC = "HasBacklogWithoutCapacity"
+METRIC_NAMESPACE = "AWS/SageMaker"
+
+# Policies the scaler owns on a target; others (added by hand) are left alone.
+POLICY_PREFIX = "mlops-"
+INVOCATIONS_POLICY = "mlops-invocations-per-instance"
+BACKLOG_POLICY = "mlops-backlog-per-instance"
+SCALE_OUT_FROM_ZERO_POLICY = "mlops-scale-out-from-zero"
+# CloudWatch alarm names are per account and region: endpoint and variant make them unique.
+ALARM_PREFIX = "mlops-autoscaling-"
+
+MAX_INSTANCES = 1000
+MAX_COOLDOWN_S = 3600
+
+EVENT_SOURCE = "aws.sagemaker"
+EVENT_DETAIL_TYPE = "SageMaker Endpoint State Change"
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_ENDPOINT_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:\d{12}:endpoint/(?P<name>[^/]+)$")
+_RESOURCE_ID_RE = re.compile(r"^endpoint/(?P<endpoint>[^/]+)/variant/(?P<variant>[^/]+)$")
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class InvalidScalingSpec(ValueError):
+    """A ``SCALING`` entry breaks a rule; ``field`` is its dotted path, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class InvalidEvent(ValueError):
+    """The event is not a usable "SageMaker Endpoint State Change" event."""
+
+
+# --- the scaling spec ---------------------------------------------------------------------------
+
+_COMMON_FIELDS = ("kind", "min_instances", "max_instances", "scale_in_cooldown_s", "scale_out_cooldown_s")
+_TARGET_FIELD = {REALTIME: "target_invocations_per_instance", ASYNC: "target_backlog_per_instance"}
+
+
+@dataclass(frozen=True)
+class ScalingSpec:
+    """How one endpoint scales (an entry of ``SCALING``, keyed by the full endpoint name).
+
+    ``target`` is ``target_invocations_per_instance`` (realtime: invocations per minute per instance)
+    or ``target_backlog_per_instance`` (async: queued requests per instance).
+    """
+
+    endpoint_name: str
+    kind: str
+    min_instances: int
+    max_instances: int
+    target: int
+    scale_in_cooldown_s: int
+    scale_out_cooldown_s: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.endpoint_name, str) or not _NAME_RE.match(self.endpoint_name):
+            raise InvalidScalingSpec(
+                "", f"endpoint name must be 1-63 letters, digits and hyphens, got {self.endpoint_name!r}"
+            )
+        if self.kind not in KINDS:
+            raise InvalidScalingSpec(
+                "kind", f"must be one of {', '.join(KINDS)} (serverless endpoints are not listed), "
+                f"got {self.kind!r}"
+            )
+        low = 0 if self.kind == ASYNC else 1
+        _check_int(
+            "min_instances",
+            self.min_instances,
+            low,
+            MAX_INSTANCES,
+            "" if low == 0 else " (a realtime variant keeps at least one instance; only async scales to 0)",
+        )
+        _check_int("max_instances", self.max_instances, 1, MAX_INSTANCES)
+        if self.min_instances > self.max_instances:
+            raise InvalidScalingSpec(
+                "max_instances",
+                f"must be at least min_instances ({self.max_instances} < {self.min_instances})",
+            )
+        _check_int(_TARGET_FIELD[self.kind], self.target, 1, 1_000_000)
+        _check_int("scale_in_cooldown_s", self.scale_in_cooldown_s, 0, MAX_COOLDOWN_S)
+        _check_int("scale_out_cooldown_s", self.scale_out_cooldown_s, 0, MAX_COOLDOWN_S)
+
+    @property
+    def scales_from_zero(self) -> bool:
+        return self.kind == ASYNC and self.min_instances == 0
+
+    @classmethod
+    def from_dict(cls, endpoint_name: str, data: object) -> ScalingSpec:
+        """Strict: unknown keys, missing keys, wrong types (a JSON ``true`` is not a count) are errors."""
+        if not isinstance(data, Mapping):
+            raise InvalidScalingSpec("", f"expected an object, got {type(data).__name__}")
+        kind = data.get("kind")
+        if kind not in KINDS:
+            raise InvalidScalingSpec(
+                "kind",
+                f"must be one of {', '.join(KINDS)} (serverless endpoints are not listed), got {kind!r}",
+            )
+        allowed = (*_COMMON_FIELDS, _TARGET_FIELD[kind])
+        unknown = sorted(str(key) for key in data if key not in allowed)
+        if unknown:
+            other = _TARGET_FIELD[ASYNC if kind == REALTIME else REALTIME]
+            other_kind = ASYNC if kind == REALTIME else REALTIME
+            hint = f" ({other} is for {other_kind} endpoints)" if other in unknown else ""
+            raise InvalidScalingSpec(
+                unknown[0],
+                f"unknown field for kind {kind}{hint}; expected one of {', '.join(sorted(allowed))}",
+            )
+        values = {}
+        for key in allowed[1:]:
+            if key not in data or data[key] is None:
+                raise InvalidScalingSpec(key, "is required")
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidScalingSpec(key, f"expected an integer, got {type(value).__name__}")
+            values[key] = value
+        return cls(
+            endpoint_name=endpoint_name,
+            kind=kind,
+            min_instances=values["min_instances"],
+            max_instances=values["max_instances"],
+            target=values[_TARGET_FIELD[kind]],
+            scale_in_cooldown_s=values["scale_in_cooldown_s"],
+            scale_out_cooldown_s=values["scale_out_cooldown_s"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "min_instances": self.min_instances,
+            "max_instances": self.max_instances,
+            _TARGET_FIELD[self.kind]: self.target,
+            "scale_in_cooldown_s": self.scale_in_cooldown_s,
+            "scale_out_cooldown_s": self.scale_out_cooldown_s,
+        }
+
+
+def _check_int(field: str, value: object, low: int, high: int, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidScalingSpec(field, f"must be an integer from {low} to {high}, got {value!r}{hint}")
+
+
+def parse_scaling_specs(data: object, where: str = "SCALING") -> dict[str, ScalingSpec]:
+    """``SCALING`` (a JSON object keyed by endpoint name) -> specs; errors name the dotted path."""
+    if not isinstance(data, Mapping):
+        raise InvalidScalingSpec(
+            where, f"expected an object keyed by endpoint name, got {type(data).__name__}"
+        )
+    specs: dict[str, ScalingSpec] = {}
+    lowered: dict[str, str] = {}
+    for name, entry in data.items():
+        path = f"{where}.{name}"
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise InvalidScalingSpec(path, "the key must be an endpoint name (1-63 letters, digits, hyphens)")
+        if name.lower() in lowered:  # SageMaker endpoint names are unique regardless of case
+            raise InvalidScalingSpec(path, f"same endpoint as {lowered[name.lower()]} (names ignore case)")
+        lowered[name.lower()] = name
+        try:
+            specs[name] = ScalingSpec.from_dict(name, entry)
+        except InvalidScalingSpec as error:
+            raise InvalidScalingSpec(f"{path}.{error.field}" if error.field else path, error.reason) from None
+    return specs
+
+
+def spec_for(specs: Mapping[str, ScalingSpec], endpoint_name: str) -> ScalingSpec | None:
+    """The spec of ``endpoint_name``: exact match, else ignoring case (names from ARNs are lowercase)."""
+    if endpoint_name in specs:
+        return specs[endpoint_name]
+    lowered = endpoint_name.lower()
+    return next((spec for name, spec in specs.items() if name.lower() == lowered), None)
+
+
+# --- the event ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointStateChange:
+    """What the scaler reads from a "SageMaker Endpoint State Change" event.
+
+    The documented shape: ``{"source": "aws.sagemaker", "detail-type": "SageMaker Endpoint State
+    Change", "resources": ["arn:...:endpoint/<lowercase name>"], "detail": {"EndpointName",
+    "EndpointArn", "EndpointConfigName", "EndpointStatus": "IN_SERVICE", "ProductionVariants", ...}}``.
+    Tolerated: ``EndpointStatus`` as ``IN_SERVICE``, ``InService`` or ``in-service``; the name taken
+    from ``EndpointArn`` or ``resources`` when ``EndpointName`` is missing (lowercase then); a
+    ``detail`` delivered as a JSON string; missing ``source``/``detail-type`` (a test invocation).
+    """
+
+    endpoint_name: str
+    status: str
+    event_id: str | None = None
+
+    @property
+    def in_service(self) -> bool:
+        return _normalized_status(self.status) == "inservice"
+
+    @classmethod
+    def from_eventbridge(cls, event: object) -> EndpointStateChange:
+        if not isinstance(event, Mapping):
+            raise InvalidEvent(f"expected an EventBridge event object, got {type(event).__name__}")
+        source = event.get("source")
+        if source is not None and source != EVENT_SOURCE:
+            raise InvalidEvent(f"source is {source!r}, not {EVENT_SOURCE}")
+        detail_type = event.get("detail-type")
+        if detail_type is not None and detail_type != EVENT_DETAIL_TYPE:
+            raise InvalidEvent(f"detail-type is {detail_type!r}, not {EVENT_DETAIL_TYPE!r}")
+        detail = event.get("detail")
+        if isinstance(detail, str):
+            try:
+                detail = json.loads(detail)
+            except ValueError:
+                raise InvalidEvent("detail is a string but not JSON") from None
+        if not isinstance(detail, Mapping):
+            raise InvalidEvent("the event has no detail object")
+        name = detail.get("EndpointName") or detail.get("endpointName")
+        if not name:
+            arns = [detail.get("EndpointArn"), *(event.get("resources") or ())]
+            name = next((_name_from_arn(arn) for arn in arns if _name_from_arn(arn)), None)
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise InvalidEvent(f"no valid endpoint name in the event (EndpointName={name!r})")
+        status = detail.get("EndpointStatus") or detail.get("endpointStatus")
+        if not isinstance(status, str) or not status:
+            raise InvalidEvent("the event has no EndpointStatus")
+        event_id = event.get("id")
+        return cls(
+            endpoint_name=name, status=status, event_id=event_id if isinstance(event_id, str) else None
+        )
+
+
+def _normalized_status(status: str) -> str:
+    return re.sub(r"[^a-z]", "", status.lower())
+
+
+def _name_from_arn(arn: object) -> str | None:
+    if not isinstance(arn, str):
+        return None
+    match = _ENDPOINT_ARN_RE.match(arn)
+    return match.group("name") if match else None
+
+
+# --- the endpoint as described ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveVariant:
+    """A production variant as DescribeEndpoint reports it."""
+
+    name: str
+    current_instance_count: int | None = None
+    desired_instance_count: int | None = None
+    serverless: bool = False
+
+
+@dataclass(frozen=True)
+class EndpointDescription:
+    """What DescribeEndpoint, DescribeEndpointConfig and the endpoint's tags say, for scaling."""
+
+    name: str
+    status: str
+    kind: str
+    variants: tuple[LiveVariant, ...]
+    shadow_variant_names: tuple[str, ...] = ()
+    managed: bool = True
+
+    def variant(self, name: str) -> LiveVariant | None:
+        return next((variant for variant in self.variants if variant.name == name), None)
+
+    @classmethod
+    def from_descriptions(
+        cls, endpoint: Mapping[str, Any], config: Mapping[str, Any] | None, tags: Mapping[str, str]
+    ) -> EndpointDescription:
+        """Live variants and counts from the endpoint; the kind from the endpoint and its config."""
+        config = config or {}
+        configured = {v.get("VariantName"): v for v in config.get("ProductionVariants") or ()}
+        live = list(endpoint.get("ProductionVariants") or ()) or list(configured.values())
+        variants = []
+        for variant in live:
+            name = variant.get("VariantName")
+            if not name:
+                continue
+            from_config = configured.get(name, {})
+            variants.append(
+                LiveVariant(
+                    name=name,
+                    current_instance_count=variant.get("CurrentInstanceCount"),
+                    desired_instance_count=variant.get("DesiredInstanceCount"),
+                    serverless=bool(
+                        variant.get("CurrentServerlessConfig")
+                        or variant.get("DesiredServerlessConfig")
+                        or variant.get("ServerlessConfig")
+                        or from_config.get("ServerlessConfig")
+                    ),
+                )
+            )
+        shadow_variants = (
+            endpoint.get("ShadowProductionVariants") or config.get("ShadowProductionVariants") or ()
+        )
+        shadows = [v.get("VariantName") for v in shadow_variants if v.get("VariantName")]
+        if any(variant.serverless for variant in variants):
+            kind = SERVERLESS
+        elif endpoint.get("AsyncInferenceConfig") or config.get("AsyncInferenceConfig"):
+            kind = ASYNC
+        else:
+            kind = REALTIME
+        return cls(
+            name=endpoint["EndpointName"],
+            status=endpoint.get("EndpointStatus", ""),
+            kind=kind,
+            variants=tuple(variants),
+            shadow_variant_names=tuple(shadows),
+            managed=tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE,
+        )
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def resource_id(endpoint_name: str, variant_name: str) -> str:
+    """Application Auto Scaling's id of a SageMaker variant."""
+    return f"endpoint/{endpoint_name}/variant/{variant_name}"
+
+
+def parse_resource_id(value: str) -> tuple[str, str] | None:
+    """``endpoint/<name>/variant/<variant>`` -> (name, variant); ``None`` for anything else."""
+    match = _RESOURCE_ID_RE.match(value or "")
+    return (match.group("endpoint"), match.group("variant")) if match else None
+
+
+def backlog_alarm_name(endpoint_name: str, variant_name: str) -> str:
+    """The scale-out-from-zero alarm of an async variant (unique per account and region)."""
+    return f"{ALARM_PREFIX}{endpoint_name}-{variant_name}-backlog-without-capacity"
+
+
+@dataclass(frozen=True)
+class ScalingPolicy:
+    """One ``PutScalingPolicy`` for a variant."""
+
+    name: str
+    policy_type: str  # TargetTrackingScaling | StepScaling
+    configuration: Mapping[str, Any]
+
+    _CONFIG_KEYS: ClassVar[dict[str, str]] = {
+        "TargetTrackingScaling": "TargetTrackingScalingPolicyConfiguration",
+        "StepScaling": "StepScalingPolicyConfiguration",
+    }
+
+    def request(self, target_id: str) -> dict[str, Any]:
+        return {
+            "PolicyName": self.name,
+            "ServiceNamespace": SERVICE_NAMESPACE,
+            "ResourceId": target_id,
+            "ScalableDimension": SCALABLE_DIMENSION,
+            "PolicyType": self.policy_type,
+            self._CONFIG_KEYS[self.policy_type]: _plain(self.configuration),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.policy_type, "configuration": _plain(self.configuration)}
+
+
+@dataclass(frozen=True)
+class BacklogAlarm:
+    """The CloudWatch alarm that runs the step-scaling policy while requests wait and no instance runs.
+
+    Values as in SageMaker's "scale an asynchronous endpoint to zero" guide: ``HasBacklogWithoutCapacity``
+    (``AWS/SageMaker``, ``EndpointName``) averaged over a minute, >= 1 for 2 of 2 periods.
+    """
+
+    name: str
+    endpoint_name: str
+    policy_name: str = SCALE_OUT_FROM_ZERO_POLICY
+
+    def request(self, policy_arn: str) -> dict[str, Any]:
+        return {
+            "AlarmName": self.name,
+            "AlarmDescription": (
+                f"Scale {self.endpoint_name} out from zero instances when requests wait "
+                "(managed by the endpoint scaler; do not edit)"
+            ),
+            "Namespace": METRIC_NAMESPACE,
+            "MetricName": BACKLOG_WITHOUT_CAPACITY_METRIC,
+            "Dimensions": [{"Name": "EndpointName", "Value": self.endpoint_name}],
+            "Statistic": "Average",
+            "Period": 60,
+            "EvaluationPeriods": 2,
+            "DatapointsToAlarm": 2,
+            "Threshold": 1.0,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "missing",
+            "AlarmActions": [policy_arn],
+        }
+
+
+@dataclass(frozen=True)
+class VariantScaling:
+    """Register one variant and put its policies (and the backlog alarm)."""
+
+    endpoint_name: str
+    variant_name: str
+    min_capacity: int
+    max_capacity: int
+    policies: tuple[ScalingPolicy, ...]
+    alarm: BacklogAlarm | None = None
+
+    @property
+    def resource_id(self) -> str:
+        return resource_id(self.endpoint_name, self.variant_name)
+
+    def register_request(self) -> dict[str, Any]:
+        return {
+            "ServiceNamespace": SERVICE_NAMESPACE,
+            "ResourceId": self.resource_id,
+            "ScalableDimension": SCALABLE_DIMENSION,
+            "MinCapacity": self.min_capacity,
+            "MaxCapacity": self.max_capacity,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant_name,
+            "resource_id": self.resource_id,
+            "min_capacity": self.min_capacity,
+            "max_capacity": self.max_capacity,
+            "policies": [policy.to_dict() for policy in self.policies],
+            "alarm": self.alarm.name if self.alarm else None,
+        }
+
+
+@dataclass(frozen=True)
+class Deregistration:
+    """Delete a target's policies (all of them, as SageMaker asks before an update), then deregister it."""
+
+    resource_id: str
+    policy_names: tuple[str, ...] = ()
+
+    def deregister_request(self) -> dict[str, Any]:
+        return {
+            "ServiceNamespace": SERVICE_NAMESPACE,
+            "ResourceId": self.resource_id,
+            "ScalableDimension": SCALABLE_DIMENSION,
+        }
+
+    def delete_policy_requests(self) -> list[dict[str, Any]]:
+        return [_delete_policy_request(self.resource_id, name) for name in self.policy_names]
+
+
+def _delete_policy_request(target_id: str, policy_name: str) -> dict[str, Any]:
+    return {
+        "PolicyName": policy_name,
+        "ServiceNamespace": SERVICE_NAMESPACE,
+        "ResourceId": target_id,
+        "ScalableDimension": SCALABLE_DIMENSION,
+    }
+
+
+APPLY = "apply"
+SKIP = "skip"
+IGNORE = "ignore"
+
+
+@dataclass(frozen=True)
+class ScalingPlan:
+    """What to do with one endpoint's autoscaling.
+
+    ``action``: ``apply`` (make the calls), ``skip`` (nothing now; the reason says why, a later
+    ``IN_SERVICE`` event applies it) or ``ignore`` (the endpoint is not in ``SCALING``).
+    Order of the calls: ``deregister`` (policies, then target), ``targets`` (register, policies,
+    alarm), ``delete_policies``, ``delete_alarms``.
+    """
+
+    endpoint_name: str
+    action: str
+    reason: str = ""
+    targets: tuple[VariantScaling, ...] = ()
+    deregister: tuple[Deregistration, ...] = ()
+    delete_policies: tuple[tuple[str, str], ...] = ()  # (resource id, policy name)
+    delete_alarms: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_noop(self) -> bool:
+        return not (self.targets or self.deregister or self.delete_policies or self.delete_alarms)
+
+    def delete_policy_requests(self) -> list[dict[str, Any]]:
+        return [_delete_policy_request(target, name) for target, name in self.delete_policies]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint_name,
+            "action": self.action,
+            "reason": self.reason,
+            "targets": [target.to_dict() for target in self.targets],
+            "deregister": [item.resource_id for item in self.deregister],
+            "delete_policies": [f"{target}:{name}" for target, name in self.delete_policies],
+            "delete_alarms": list(self.delete_alarms),
+            "notes": list(self.notes),
+        }
+
+
+# --- the planners -------------------------------------------------------------------------------
+
+
+def policies_for(spec: ScalingSpec, endpoint_name: str) -> tuple[ScalingPolicy, ...]:
+    """The policies of each of the endpoint's variants under ``spec``."""
+    cooldowns = {"ScaleInCooldown": spec.scale_in_cooldown_s, "ScaleOutCooldown": spec.scale_out_cooldown_s}
+    if spec.kind == REALTIME:
+        return (
+            ScalingPolicy(
+                INVOCATIONS_POLICY,
+                "TargetTrackingScaling",
+                {
+                    "TargetValue": float(spec.target),
+                    "PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_METRIC},
+                    **cooldowns,
+                },
+            ),
+        )
+    policies = [
+        ScalingPolicy(
+            BACKLOG_POLICY,
+            "TargetTrackingScaling",
+            {
+                "TargetValue": float(spec.target),
+                "CustomizedMetricSpecification": {
+                    "MetricName": BACKLOG_METRIC,
+                    "Namespace": METRIC_NAMESPACE,
+                    "Dimensions": [{"Name": "EndpointName", "Value": endpoint_name}],
+                    "Statistic": "Average",
+                },
+                **cooldowns,
+            },
+        )
+    ]
+    if spec.scales_from_zero:
+        policies.append(
+            ScalingPolicy(
+                SCALE_OUT_FROM_ZERO_POLICY,
+                "StepScaling",
+                {
+                    "AdjustmentType": "ChangeInCapacity",
+                    "MetricAggregationType": "Average",
+                    "Cooldown": spec.scale_out_cooldown_s,
+                    "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+                },
+            )
+        )
+    return tuple(policies)
+
+
+def plan_scaling(
+    endpoint: EndpointDescription | None,
+    spec: ScalingSpec | None,
+    registered: Mapping[str, Iterable[str]],
+    endpoint_name: str | None = None,
+) -> ScalingPlan:
+    """The scaling plan for one endpoint.
+
+    ``endpoint``: the described endpoint (``None``: it does not exist); ``spec``: its ``SCALING``
+    entry (``None``: not listed); ``registered``: the endpoint's current scalable targets (resource
+    id -> names of the policies attached), other endpoints' targets are ignored.
+    """
+    name = endpoint.name if endpoint is not None else (spec.endpoint_name if spec else endpoint_name or "")
+    if spec is None:
+        return ScalingPlan(name, IGNORE, "the endpoint is not in SCALING (e.g. serverless): not scaled")
+    if endpoint is None:
+        return ScalingPlan(name, SKIP, "the endpoint does not exist (deleted since the event?)")
+    if not endpoint.managed:
+        return ScalingPlan(
+            name, SKIP, f"the endpoint is not tagged {MANAGED_BY_TAG}={MANAGED_BY_VALUE}: never touched"
+        )
+    if endpoint.status != IN_SERVICE:
+        return ScalingPlan(
+            name, SKIP, f"the endpoint is {endpoint.status or 'of unknown status'}, not InService: "
+            "the next IN_SERVICE event applies the scaling"
+        )
+    if endpoint.kind != spec.kind:
+        return ScalingPlan(
+            name, SKIP, f"SCALING says {spec.kind} but the endpoint is {endpoint.kind}: fix SCALING"
+        )
+
+    own = _own_targets(name, registered)
+    policies = policies_for(spec, name)
+    wanted_policies = {policy.name for policy in policies}
+    targets, deregister, delete_policies, delete_alarms, notes = [], [], [], [], []
+    live = {variant.name for variant in endpoint.variants}
+    for variant in endpoint.variants:
+        alarm = BacklogAlarm(backlog_alarm_name(name, variant.name), name) if spec.scales_from_zero else None
+        targets.append(
+            VariantScaling(name, variant.name, spec.min_instances, spec.max_instances, policies, alarm)
+        )
+        count = variant.current_instance_count
+        runs = f"{variant.name} runs {count} instance(s): autoscaling scales it"
+        if count is not None and count < spec.min_instances:
+            notes.append(f"{runs} out to {spec.min_instances}")
+        elif count is not None and count > spec.max_instances:
+            notes.append(f"{runs} in to {spec.max_instances}")
+        stale = sorted(
+            policy for policy in own.get(variant.name, ())
+            if policy.startswith(POLICY_PREFIX) and policy not in wanted_policies
+        )
+        target_id = resource_id(name, variant.name)
+        delete_policies.extend((target_id, policy) for policy in stale)
+        if SCALE_OUT_FROM_ZERO_POLICY in stale:
+            delete_alarms.append(backlog_alarm_name(name, variant.name))
+    if len(endpoint.variants) > 1:
+        notes.append(
+            "every production variant gets the same bounds "
+            f"({spec.min_instances}-{spec.max_instances} instances), the challenger included"
+        )
+    for variant_name in sorted(set(own) - live):
+        deregister.append(Deregistration(resource_id(name, variant_name), tuple(sorted(own[variant_name]))))
+        delete_alarms.append(backlog_alarm_name(name, variant_name))
+        why = "now a shadow variant" if variant_name in endpoint.shadow_variant_names else "no longer runs"
+        notes.append(f"{variant_name} {why}: its scalable target is deregistered")
+    return ScalingPlan(
+        endpoint_name=name,
+        action=APPLY,
+        reason=f"{spec.kind} scaling of {', '.join(sorted(live)) or 'no variant'}",
+        targets=tuple(targets),
+        deregister=tuple(deregister),
+        delete_policies=tuple(delete_policies),
+        delete_alarms=tuple(delete_alarms),
+        notes=tuple(notes),
+    )
+
+
+def plan_suspension(endpoint_name: str, registered: Mapping[str, Iterable[str]]) -> ScalingPlan:
+    """Deregister every scalable target of the endpoint (policies first) and delete its backlog alarms.
+
+    Run before an ``UpdateEndpoint`` (blue/green updates that change or drop a registered variant
+    are refused) and before deleting the endpoint.
+    """
+    own = _own_targets(endpoint_name, registered)
+    return ScalingPlan(
+        endpoint_name=endpoint_name,
+        action=APPLY,
+        reason="suspend autoscaling",
+        deregister=tuple(
+            Deregistration(resource_id(endpoint_name, variant), tuple(sorted(own[variant])))
+            for variant in sorted(own)
+        ),
+        delete_alarms=tuple(backlog_alarm_name(endpoint_name, variant) for variant in sorted(own)),
+    )
+
+
+def _own_targets(endpoint_name: str, registered: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """variant name -> policy names, for the targets of this endpoint only."""
+    own: dict[str, tuple[str, ...]] = {}
+    for target_id, policies in registered.items():
+        parsed = parse_resource_id(target_id)
+        if parsed and parsed[0] == endpoint_name:
+            own[parsed[1]] = tuple(policies)
+    return own
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

@@ -1,0 +1,230 @@
+"""Lambda: CloudFormation custom resource that deletes the deployer's endpoints when the stack is deleted.
+
+The deployer creates endpoints, endpoint configs and models at approval time, outside
+CloudFormation, so ``cdk destroy`` would leave them running (and billing). This is the ``onEvent``
+handler of an ``aws_cdk.custom_resources.Provider`` (no ``isComplete``: deleting is quick, SageMaker
+finishes the endpoint deletion by itself).
+
+Resource properties (strings, as CloudFormation passes them):
+
+- ``ManagedByTag``: the value of the deployer's ``mlops:managed-by`` tag (``endpoint-deployer``);
+- ``Environment``: the value of the ``mlops:environment`` tag the deployer puts on the endpoints
+  (from the spec's ``tags``), so only this environment's endpoints are deleted;
+- ``DeleteOnDestroy``: ``"true"`` deletes on stack deletion (dev); ``"false"`` (staging, prod,
+  ``removal_policy: retain``) deletes nothing: the endpoints outlive the stack;
+- ``EnvironmentTagKey`` (optional): the tag key holding ``Environment``, default ``mlops:environment``.
+
+Create/Update validate the properties and do nothing else; the physical id is stable (Update keeps
+the existing one: a new id would make CloudFormation send a Delete for the old one, i.e. a teardown
+during an update). Delete with ``DeleteOnDestroy`` true: for every endpoint tagged
+``mlops:managed-by=<ManagedByTag>`` and ``<EnvironmentTagKey>=<Environment>``, delete its scaling
+policies and scalable targets (``adapters.autoscaling.suspend_scaling``), then the endpoint and every
+endpoint config and model tagged for it (``Boto3SageMakerEndpoints.delete_endpoint_resources``).
+
+Never blocks a stack deletion because something is already gone (ResourceNotFound, ValidationException
+"Could not find ...": done). Fails with a clear message on AccessDenied (the function's role lacks a
+permission: fix the role or delete by hand, then delete the stack again) and after other errors
+(once every endpoint was tried), naming what is left. A Delete with invalid properties (a resource
+whose Create failed) deletes nothing and succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from mlops_runtime.adapters.autoscaling import EndpointScaling, default_scaling, is_not_found
+from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints, error_code, error_message
+from mlops_runtime.domain.deployment import MANAGED_BY_TAG
+
+DEFAULT_ENVIRONMENT_TAG = "mlops:environment"
+ACCESS_DENIED_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess", "NotAuthorized"}
+)
+KNOWN_PROPERTIES = frozenset(
+    {"ServiceToken", "ManagedByTag", "Environment", "DeleteOnDestroy", "EnvironmentTagKey"}
+)
+# Listing races with deletions made elsewhere (an endpoint gone between ListEndpoints and ListTags).
+LIST_ATTEMPTS = 3
+
+logger = Logger()
+
+_endpoints: Boto3SageMakerEndpoints | None = None
+
+
+class InvalidProperties(ValueError):
+    """The custom resource's properties are unusable."""
+
+
+class TeardownFailed(RuntimeError):
+    """Endpoints could not be deleted; the message (shown by CloudFormation) says which and why."""
+
+
+def sagemaker_endpoints() -> Boto3SageMakerEndpoints:
+    global _endpoints
+    if _endpoints is None:
+        _endpoints = Boto3SageMakerEndpoints()
+    return _endpoints
+
+
+class Settings:
+    """The validated resource properties."""
+
+    def __init__(self, properties: Mapping[str, Any]) -> None:
+        if not isinstance(properties, Mapping):
+            raise InvalidProperties("ResourceProperties must be an object")
+        self.managed_by = _required_string(properties, "ManagedByTag")
+        self.environment = _required_string(properties, "Environment")
+        self.environment_tag = str(properties.get("EnvironmentTagKey") or DEFAULT_ENVIRONMENT_TAG).strip()
+        self.delete_on_destroy = _boolean(properties.get("DeleteOnDestroy"), "DeleteOnDestroy")
+        self.unknown = sorted(str(key) for key in properties if key not in KNOWN_PROPERTIES)
+
+    @property
+    def required_tags(self) -> dict[str, str]:
+        return {MANAGED_BY_TAG: self.managed_by, self.environment_tag: self.environment}
+
+    @property
+    def physical_id(self) -> str:
+        return f"endpoint-teardown:{self.managed_by}:{self.environment}"
+
+
+def _required_string(properties: Mapping[str, Any], key: str) -> str:
+    value = properties.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidProperties(f"{key} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _boolean(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    raise InvalidProperties(f'{key} must be "true" or "false", got {value!r}')
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return on_event(event, sagemaker_endpoints(), default_scaling())
+
+
+def on_event(event: Mapping[str, Any], endpoints: Any, scaling: EndpointScaling) -> dict[str, Any]:
+    """The Provider framework's onEvent: ``{"PhysicalResourceId": ..., "Data": {...}}``."""
+    request_type = event.get("RequestType")
+    properties = event.get("ResourceProperties") or {}
+    logger.append_keys(request_type=request_type, stack_id=event.get("StackId"))
+    if request_type in {"Create", "Update"}:
+        settings = Settings(properties)  # invalid properties fail the deployment, not a later delete
+        if settings.unknown:
+            logger.warning("Unknown properties ignored", extra={"properties": settings.unknown})
+        physical_id = event.get("PhysicalResourceId") if request_type == "Update" else None
+        logger.info("Nothing to do", extra={"delete_on_destroy": settings.delete_on_destroy})
+        return {"PhysicalResourceId": physical_id or settings.physical_id}
+    if request_type != "Delete":
+        raise InvalidProperties(f"unknown RequestType {request_type!r}")
+
+    physical_id = event.get("PhysicalResourceId")
+    try:
+        settings = Settings(properties)
+    except InvalidProperties as error:
+        logger.error("Invalid properties: nothing deleted", extra={"reason": str(error)})
+        return {"PhysicalResourceId": physical_id or "endpoint-teardown:invalid"}
+    physical_id = physical_id or settings.physical_id
+    if not settings.delete_on_destroy:
+        logger.info(
+            "DeleteOnDestroy is false: endpoints are retained", extra={"tags": settings.required_tags}
+        )
+        return {"PhysicalResourceId": physical_id, "Data": {"DeletedEndpoints": ""}}
+    deleted = teardown(settings.required_tags, endpoints, scaling)
+    return {"PhysicalResourceId": physical_id, "Data": {"DeletedEndpoints": ",".join(deleted)}}
+
+
+def teardown(required_tags: Mapping[str, str], endpoints: Any, scaling: EndpointScaling) -> list[str]:
+    """Delete every managed endpoint carrying ``required_tags`` with its autoscaling, configs and models.
+
+    Returns the endpoints dealt with. Raises :class:`TeardownFailed` on AccessDenied (at once) or,
+    after trying every endpoint, when some could not be deleted.
+    """
+    names = _managed_endpoints(endpoints, required_tags)
+    logger.info("Endpoints to delete", extra={"endpoints": names, "tags": dict(required_tags)})
+    done, failures = [], []
+    for name in names:
+        try:
+            deregistered, deleted = _delete_one(name, endpoints, scaling)
+        except Exception as error:
+            code = error_code(error)
+            if code is None:
+                raise  # a bug, not an AWS answer
+            if code in ACCESS_DENIED_CODES:
+                raise TeardownFailed(_access_denied(name, error, names, done)) from error
+            if is_not_found(error):
+                logger.info("Endpoint already gone", extra={"endpoint": name})
+                done.append(name)
+                continue
+            logger.error("Could not delete the endpoint", extra={"endpoint": name, "error": _describe(error)})
+            failures.append(f"{name} ({_describe(error)})")
+            continue
+        logger.info(
+            "Deleted endpoint resources",
+            extra={"endpoint": name, "scalable_targets": deregistered, **deleted},
+        )
+        done.append(name)
+    if failures:
+        raise TeardownFailed(
+            f"could not delete {len(failures)} endpoint(s): {'; '.join(failures)}. Deleted: "
+            f"{', '.join(done) or 'none'}. Delete the stack again to retry, or delete them by hand "
+            "(aws sagemaker delete-endpoint --endpoint-name <name>)."
+        )
+    return done
+
+
+def _delete_one(
+    name: str, endpoints: Any, scaling: EndpointScaling
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Autoscaling first (SageMaker asks for it before a delete), then the endpoint, configs, models.
+
+    A resource that vanishes between a list and a call (deleted elsewhere) raises not-found from the
+    middle of a listing: the deletion is tried once more from a fresh listing.
+    """
+    for attempt in range(1, LIST_ATTEMPTS + 1):
+        try:
+            deregistered = scaling.suspend_scaling(name)
+            return deregistered, endpoints.delete_endpoint_resources(name)
+        except Exception as error:
+            if not is_not_found(error) or attempt == LIST_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _managed_endpoints(endpoints: Any, required_tags: Mapping[str, str]) -> list[str]:
+    for attempt in range(1, LIST_ATTEMPTS + 1):
+        try:
+            return list(endpoints.managed_endpoints(dict(required_tags)))
+        except Exception as error:
+            if error_code(error) in ACCESS_DENIED_CODES:
+                raise TeardownFailed(_access_denied(None, error, [], [])) from error
+            if not is_not_found(error) or attempt == LIST_ATTEMPTS:
+                raise
+            logger.info(
+                "An endpoint vanished while listing; listing again", extra={"error": _describe(error)}
+            )
+    return []  # unreachable
+
+
+def _access_denied(endpoint: str | None, error: BaseException, names: list[str], done: list[str]) -> str:
+    operation = getattr(error, "operation_name", None) or "an AWS call"
+    where = f"deleting endpoint {endpoint}" if endpoint else "listing the endpoints to delete"
+    left = [name for name in names if name not in done]
+    return (
+        f"access denied on {operation} while {where}: {error_message(error)}. The teardown function's "
+        "role needs the SageMaker list/delete and Application Auto Scaling permissions of the endpoint "
+        f"teardown. Endpoints not deleted: {', '.join(left) or 'unknown'}. Fix the role (or delete the "
+        "endpoints by hand), then delete the stack again."
+    )
+
+
+def _describe(error: BaseException) -> str:
+    code = error_code(error)
+    return f"{code}: {error_message(error)}" if code else repr(error)
