@@ -16,9 +16,9 @@ and the medians compared:
 
 Target: ``handler`` <= 1.4 x ``boto3``.
 
-Asset size: the ``lambda/mlops_runtime`` package without caches and tests, raw and zipped (CDK
-uploads the asset as a zip), and the deployer's share (the ``mlops_runtime`` modules it imports).
-Target: < 100 KB.
+Asset size: what the deployer's asset ships (its handler and the ``mlops_runtime`` modules it
+imports, see ``mlops_platform/lambda_bundles.py``), raw and zipped (CDK uploads a zip); the whole
+package is reported next to it. Target: < 100 KB.
 
 Writes ``benchmarks/results/deployer.json``. Usage: ``.venv/bin/python -m benchmarks.bench_deployer``.
 """
@@ -45,6 +45,8 @@ RUNS = 7
 TARGET_RATIO = 1.4
 TARGET_KB = 100
 HANDLER = "mlops_runtime.handlers.deployer"
+sys.path.insert(0, str(ROOT))
+from mlops_platform.lambda_bundles import bundle_files  # noqa: E402  (CDK-free)
 
 _TIMED_IMPORT = """
 import json, sys, time
@@ -146,11 +148,8 @@ def main() -> int:
     files = _shipped_files(PACKAGE)
     raw = sum(path.stat().st_size for path in files)
     zipped = _zipped_bytes(files, PACKAGE.parent)
-    closure = [
-        PACKAGE.parent.joinpath(*module.split(".")).with_suffix(".py")
-        for module in details["first_invocation"]["package"]
-    ]
-    closure = [path if path.exists() else path.with_suffix("") / "__init__.py" for path in closure]
+    # What the deployer's asset ships: the closure of its imports (mlops_platform/lambda_bundles.py).
+    closure = bundle_files(HANDLER)
     closure_raw = sum(path.stat().st_size for path in closure)
     closure_zipped = _zipped_bytes(closure, PACKAGE.parent)
 
@@ -184,8 +183,8 @@ def main() -> int:
             "deployer_zipped_kb": round(closure_zipped / 1024, 1),
         },
         "target_kb": TARGET_KB,
-        "meets_size_target_zipped": zipped / 1024 < TARGET_KB,
-        "meets_size_target_raw": raw / 1024 < TARGET_KB,
+        "meets_size_target": closure_zipped / 1024 < TARGET_KB,
+        "whole_package_under_target_zipped": zipped / 1024 < TARGET_KB,
         "environment": {
             "python": platform.python_version(),
             "platform": platform.platform(),

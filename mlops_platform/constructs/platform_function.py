@@ -21,9 +21,10 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..compliance import acknowledge, acknowledge_inline_policy, acknowledge_wildcards
+from ..lambda_bundles import stage_bundle
 from .logging import retention
 
-RUNTIME_DIR = Path(__file__).resolve().parents[2] / "lambda"
+BUNDLE_DIR = Path(__file__).resolve().parents[2] / "build" / "lambda-bundles"
 POWERTOOLS_ACCOUNT = "017000801446"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 
@@ -52,20 +53,6 @@ class PlatformFunctionProps:
     timeout: Duration = Duration.seconds(30)
     reserved_concurrency: int = 10
     network: FunctionNetwork | None = None
-
-
-def runtime_code(scope: Construct) -> lambda_.Code:
-    """One asset of ``lambda/`` per stack: the runtime package only, no tests or caches."""
-    stack = Stack.of(scope)
-    existing = stack.node.try_find_child("RuntimeCode")
-    if existing is not None:
-        return existing.code  # type: ignore[attr-defined]
-    holder = Construct(stack, "RuntimeCode")
-    holder.code = lambda_.Code.from_asset(  # type: ignore[attr-defined]
-        str(RUNTIME_DIR),
-        exclude=["requirements*.txt", "**/__pycache__", "**/*.pyc", "**/.pytest_cache"],
-    )
-    return holder.code  # type: ignore[attr-defined]
 
 
 class PlatformFunction(Construct):
@@ -106,7 +93,8 @@ class PlatformFunction(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
             handler=props.handler,
-            code=runtime_code(self),
+            # Only the handler's own imports ship (mlops_platform/lambda_bundles.py).
+            code=lambda_.Code.from_asset(str(stage_bundle(props.handler.rsplit(".", 1)[0], BUNDLE_DIR))),
             layers=[layer],
             role=self.role,
             memory_size=props.memory_mb,

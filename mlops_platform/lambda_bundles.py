@@ -1,0 +1,75 @@
+"""Which files of ``lambda/mlops_runtime`` a handler ships: the closure of its imports.
+
+Each function's asset holds its handler module and every ``mlops_runtime`` module it imports,
+directly or lazily inside functions (found with ``ast``, so nothing is executed), plus the
+packages' ``__init__.py`` files. No CDK import here: the benchmarks measure the same bundle.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import shutil
+from pathlib import Path
+
+RUNTIME_ROOT = Path(__file__).resolve().parents[1] / "lambda"
+PACKAGE = "mlops_runtime"
+
+
+def _module_path(module: str) -> Path | None:
+    base = RUNTIME_ROOT / Path(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)  # submodule imports
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE)
+    return found
+
+
+def bundle_files(handler_module: str) -> list[Path]:
+    """Source files (under ``lambda/``) that ``handler_module`` needs, sorted."""
+    pending, seen, files = [handler_module], set(), set()
+    while pending:
+        module = pending.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        path = _module_path(module)
+        if path is None:
+            continue  # a name imported from a module, not a module itself
+        files.add(path)
+        parts = module.split(".")
+        for depth in range(1, len(parts)):  # every enclosing package's __init__.py
+            init = _module_path(".".join(parts[:depth]))
+            if init is not None:
+                files.add(init)
+        pending.extend(_imported_modules(path))
+    return sorted(files)
+
+
+def stage_bundle(handler_module: str, build_dir: Path) -> Path:
+    """Copy the bundle into ``build_dir/<content hash>/`` and return that folder (an asset path)."""
+    files = bundle_files(handler_module)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(RUNTIME_ROOT)).encode())
+        digest.update(path.read_bytes())
+    target = build_dir / digest.hexdigest()[:16]
+    if not target.exists():
+        staging = target.with_name(target.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        for path in files:
+            destination = staging / path.relative_to(RUNTIME_ROOT)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(path.read_bytes())
+        staging.rename(target)
+    return target
