@@ -1,0 +1,269 @@
+"""Monitoring job throughput: 1,000,000 captured records of 20 numeric features in one window.
+
+Generates (deterministically, streamed to a temporary directory; not timed) data-capture files
+in SageMaker's JSON-lines format with CSV-encoded input and output, laid out
+``{endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl`` (two variants, four hours, 25 files of 40,000
+records), a training baseline in the ``baseline.json`` layout (deciles of 20,000 training rows;
+three features of one variant drift), and ground-truth labels for 10 % of the records. Then runs
+``monitoring/monitor.py`` as a subprocess (``benchmarks.measure.measure``: wall time and peak RSS
+of the process tree, which includes the job's worker processes; the job's own default of one
+worker per CPU applies). Each configuration runs three times: the median wall time, the median
+CPU seconds of the job and its workers, and the largest peak are reported, with every sample and
+the load average before it, since wall time depends on what else the machine runs:
+
+* ``drift_only``: captures + baseline, the figure the targets are about;
+* ``with_ground_truth``: the same plus the 100,000 labels (join and quality metrics);
+* ``drift_only_one_worker``: as ``drift_only`` in a single process (``--workers 1``), once, for
+  comparison (informational: the targets are judged on the first two).
+
+Targets (issue 7, on the 2-core benchmark machine): < 60 s and < 2 GiB peak memory. Writes
+``benchmarks/results/monitoring.json``.
+
+Usage: ``.venv/bin/python -m benchmarks.bench_monitoring``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from benchmarks.measure import ROOT, measure, write_result
+
+RECORDS = 1_000_000
+FEATURES = 20
+FILES = 25
+HOURS = 4
+VARIANTS = ("variant-a", "variant-b")
+LABEL_FRACTION = 0.1
+TRAINING_ROWS = 20_000
+DRIFTED = (0, 5, 10)  # features shifted by 0.5 sd in variant-b
+SEED = 7
+ENDPOINT = "bench-endpoint"
+TARGET_SECONDS = 60.0
+REPEATS = 3
+TARGET_PEAK_MIB = 2048.0
+
+_LINE = (
+    '{"captureData":{"endpointInput":{"observedContentType":"text/csv","mode":"INPUT",'
+    '"data":"%s","encoding":"CSV"},"endpointOutput":{"observedContentType":"text/csv; charset=utf-8",'
+    '"mode":"OUTPUT","data":"%s","encoding":"CSV"}},"eventMetadata":{"eventId":"%s",'
+    '"inferenceId":"%s","inferenceTime":"%s"},"eventVersion":"0"}\n'
+)
+_LABEL = '{"groundTruthData":{"data":"%d","encoding":"CSV"},"eventMetadata":{"eventId":"%s"},"eventVersion":"0"}\n'
+
+
+def _feature_statistics(values: np.ndarray) -> dict:
+    """The numeric-feature layout of training/example_classifier/preprocess.py's baseline."""
+    quantiles = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, 11)))
+    counts, _ = np.histogram(values, bins=edges)
+    return {
+        "type": "numeric",
+        "count": int(values.size),
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "quantiles": {format(q, "g"): float(v) for q, v in zip(quantiles, np.quantile(values, quantiles))},
+        "histogram": {"bin_edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+    }
+
+
+def generate(root: Path) -> dict:
+    """Write the baseline, the capture files and the labels; returns their sizes."""
+    rng = np.random.default_rng(SEED)
+    names = [f"feature_{i:02d}" for i in range(FEATURES)]
+    weights = rng.normal(size=FEATURES) / np.sqrt(FEATURES)
+    train = rng.normal(size=(TRAINING_ROWS, FEATURES))
+    train_labels = (train @ weights + rng.normal(scale=0.5, size=TRAINING_ROWS)) > 0
+    baseline = {
+        "version": 1,
+        "target_column": "target",
+        "feature_names": names,
+        "row_count": TRAINING_ROWS,
+        "features": {name: _feature_statistics(train[:, i]) for i, name in enumerate(names)},
+        "label_distribution": {"0": int((~train_labels).sum()), "1": int(train_labels.sum())},
+    }
+    (root / "baseline").mkdir(parents=True)
+    (root / "baseline" / "baseline.json").write_text(json.dumps(baseline, indent=2))
+
+    per_file = RECORDS // FILES
+    capture_bytes = 0
+    labels = 0
+    truth_dir = root / "ground_truth" / "2024" / "05" / "01" / "06"
+    truth_dir.mkdir(parents=True)
+    with open(truth_dir / "labels.jsonl", "w", encoding="utf-8") as truth:
+        for number in range(FILES):
+            variant = VARIANTS[number % len(VARIANTS)]
+            hour = number * HOURS // FILES
+            directory = root / "capture" / ENDPOINT / variant / "2024" / "05" / "01" / f"{hour:02d}"
+            directory.mkdir(parents=True, exist_ok=True)
+            rows = rng.normal(size=(per_file, FEATURES))
+            if variant == "variant-b":
+                rows[:, list(DRIFTED)] += 0.5
+            logits = rows @ weights
+            scores = 1.0 / (1.0 + np.exp(-logits * 3.0))
+            truths = (logits + rng.normal(scale=0.5, size=per_file)) > 0
+            seconds = np.sort(rng.integers(0, 3600, size=per_file))
+            labelled = rng.random(per_file) < LABEL_FRACTION
+            path = directory / f"capture-{number:03d}.jsonl"
+            with open(path, "w", encoding="utf-8") as out:
+                buffer = []
+                for i in range(per_file):
+                    inference_id = f"{number:03d}-{i:07d}"
+                    second = int(seconds[i])
+                    buffer.append(
+                        _LINE
+                        % (
+                            ",".join(["%.5f" % x for x in rows[i]]),
+                            "%.6f" % scores[i],
+                            f"evt-{number:03d}-{i:07d}",
+                            inference_id,
+                            f"2024-05-01T{hour:02d}:{second // 60:02d}:{second % 60:02d}Z",
+                        )
+                    )
+                    if labelled[i]:
+                        truth.write(_LABEL % (int(truths[i]), inference_id))
+                        labels += 1
+                    if len(buffer) >= 10000:
+                        out.write("".join(buffer))
+                        buffer = []
+                out.write("".join(buffer))
+            capture_bytes += path.stat().st_size
+    return {"capture_files": FILES, "capture_bytes": capture_bytes, "labels": labels}
+
+
+def _run(root: Path, name: str, ground_truth: bool, repeats: int, *extra: str) -> dict:
+    """Run the job ``repeats`` times; median wall and CPU time, largest peak memory."""
+    output = root / f"output-{name}"
+    argv = [
+        sys.executable,
+        str(ROOT / "monitoring" / "monitor.py"),
+        "--capture-dir",
+        str(root / "capture"),
+        "--baseline",
+        str(root / "baseline"),
+        "--output-dir",
+        str(output),
+        "--endpoint",
+        ENDPOINT,
+        "--window-start",
+        "2024-05-01T00:00:00Z",
+        "--window-end",
+        f"2024-05-01T{HOURS:02d}:00:00Z",
+        "--thresholds",
+        json.dumps({"psi": 0.2, "ks": 0.1, "auc_min": 0.8}),
+    ]
+    if ground_truth:
+        argv += ["--ground-truth-dir", str(root / "ground_truth")]
+    argv += list(extra)
+    samples = []
+    for _ in range(repeats):
+        load = os.getloadavg()[0]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = measure(argv)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        samples.append(
+            {
+                "seconds": run.seconds,
+                "peak_rss_mib": run.peak_rss_mib,
+                "cpu_seconds": round(cpu, 1),
+                "load_average_1m_before": round(load, 2),
+                "returncode": run.returncode,
+            }
+        )
+        if run.returncode:
+            break
+    returncode = max(sample["returncode"] for sample in samples)
+    seconds = statistics.median(sample["seconds"] for sample in samples)
+    peak = max(sample["peak_rss_mib"] for sample in samples)
+    result = {
+        "seconds": round(seconds, 3),
+        "peak_rss_mib": peak,
+        "cpu_seconds": round(statistics.median(sample["cpu_seconds"] for sample in samples), 1),
+        "returncode": returncode,
+        "records_per_second": round(RECORDS / seconds) if seconds else None,
+        "meets_targets": returncode == 0 and seconds < TARGET_SECONDS and peak < TARGET_PEAK_MIB,
+        "samples": samples,
+    }
+    if returncode == 0:
+        report = json.loads((output / "report.json").read_text())
+        summary = report["summary"]
+        result["report"] = {
+            "status": report["status"],
+            "records": summary["records"],
+            "drifted_features_by_variant": summary["drifted_features_by_variant"],
+            "max_psi_all_variants": round(summary["max_psi"], 4),
+            "violation_count": summary["violation_count"],
+            "job_duration_seconds": report.get("duration_seconds"),
+        }
+        if ground_truth:
+            result["report"]["quality"] = summary["quality"]
+    return result
+
+
+def main() -> int:
+    root = Path(tempfile.mkdtemp(prefix="bench-monitoring-"))
+    try:
+        start = time.perf_counter()
+        sizes = generate(root)
+        generation = time.perf_counter() - start
+        runs = {
+            "drift_only": _run(root, "drift_only", False, REPEATS),
+            "with_ground_truth": _run(root, "with_ground_truth", True, REPEATS),
+            "drift_only_one_worker": _run(root, "drift_only_one_worker", False, 1, "--workers", "1"),
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    failed = [name for name, run in runs.items() if run["returncode"] != 0]
+    met = not failed and runs["drift_only"]["meets_targets"] and runs["with_ground_truth"]["meets_targets"]
+    path = write_result(
+        "monitoring",
+        {
+            "description": (
+                "monitoring/monitor.py over one window of 1,000,000 captured records (20 numeric "
+                "features, CSV-encoded JSON lines, 2 variants); median wall time of 3 runs and peak "
+                "RSS of the job's process tree; data generation is not timed."
+            ),
+            "records": RECORDS,
+            "features": FEATURES,
+            **sizes,
+            "generation_seconds": round(generation, 1),
+            "runs": runs,
+            "targets": {"seconds": TARGET_SECONDS, "peak_rss_mib": TARGET_PEAK_MIB},
+            "meets_targets": met,
+            "environment": {
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            },
+        },
+    )
+    for name, run in runs.items():
+        print(
+            f"monitoring {name}: {RECORDS:,} records in {run['seconds']:.1f} s, peak {run['peak_rss_mib']:.0f} MiB "
+            f"(targets < {TARGET_SECONDS:.0f} s, < {TARGET_PEAK_MIB:.0f} MiB: "
+            f"{'met' if run['meets_targets'] else 'NOT met'})"
+        )
+    print(f"-> {path.relative_to(ROOT)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

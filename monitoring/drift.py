@@ -1,0 +1,890 @@
+"""Streaming drift statistics: production traffic of one window against the training baseline.
+
+Every accumulator has ``update(batch)``, ``merge(other)`` and ``result()``; its state is a
+fixed number of counters per feature (bins, categories up to a cap, a vocabulary), so memory is
+constant in the number of records and the job can stream any number of capture files.
+
+Baseline (``baseline/baseline.json`` written by ``training/example_classifier/preprocess.py``):
+numeric features carry the training deciles as ``histogram.bin_edges`` with their ``counts``.
+Two optional extensions are read when present: a feature ``{"type": "categorical",
+"counts": {"a": 120, "b": 30}}`` and a top-level ``"prediction"`` entry in the numeric-feature
+layout (a histogram of the model's training/validation scores) for score drift.
+
+Numeric features
+    *PSI* (population stability index) over the baseline's decile bins:
+    ``sum((c_i - b_i) * ln(c_i / b_i))`` with ``b_i``/``c_i`` the baseline/current proportions.
+    A proportion of 0 (an empty bin) is replaced by ``EPSILON`` = 1e-4 before the sum (the
+    proportions are not renormalised), which caps one empty bin's contribution at about
+    ``p * ln(p / 1e-4)``. Current values outside the training ``[min, max]`` are counted into the
+    end bins (the usual PSI convention) *and* reported separately as ``below_min``/``above_max``
+    and ``out_of_range_fraction``, so that a shift beyond the training range is visible even for a
+    constant feature (one bin, where PSI is always 0).
+
+    *KS*: the baseline holds no raw training values, so the two-sample Kolmogorov-Smirnov
+    statistic is computed from the binned sketch, exactly at the knots where both CDFs are known
+    exactly: just below each decile edge (the baseline's cumulative counts; the current window's
+    exact counts of values below the edge), and at the training maximum. ``ks_statistic`` is
+    the largest CDF gap at those knots, a *lower bound* of the exact two-sample KS statistic
+    between the training split and the window (what ``scipy.stats.ks_2samp`` would return on the
+    raw values); ``ks_upper_bound`` bounds it from above using monotonicity of both CDFs between
+    knots. The exact value lies in ``[ks_statistic, ks_upper_bound]``; the gap is at most about
+    one bin's mass (10 % of the training data plus the window's mass in that bin).
+
+    *JS distance* over the same (clipped) bins is reported as well.
+
+Categorical features
+    Chi-square test of homogeneity on the 2 x k table (baseline counts, current counts) over the
+    categories seen in either, without continuity correction (``scipy.stats.chi2_contingency``
+    with ``correction=False``), its p-value, and the Jensen-Shannon distance (base 2, in [0, 1])
+    between the two category distributions. Categories not in the baseline are counted
+    individually up to ``MAX_NEW_CATEGORIES`` per feature, the rest in one ``__other__`` bucket.
+
+Predictions
+    Binary: the distribution of predicted classes (the label when the model returns one, else
+    ``score >= score_threshold``) against the baseline's ``label_distribution``: PSI and JS
+    distance over the two classes, positive rates; the scores' histogram over ten fixed bins of
+    [0, 1]; with a baseline ``prediction`` entry, the scores get the numeric-feature statistics
+    (PSI, KS) as well. Regression: score summary, and the numeric statistics against a baseline
+    ``prediction`` entry when present. ``psi`` of the prediction section is the score PSI when a
+    ``prediction`` baseline exists, else the class PSI (binary), else ``None``.
+
+Text inputs (NLP models)
+    Deterministic tokenizer: lowercase, then the Unicode word regex ``\\w+`` (letters, digits
+    and underscore runs of any script). The text baseline holds the reference corpus's
+    vocabulary (the ``max_vocabulary`` most frequent tokens, ties broken alphabetically, with
+    their counts; the rest of the corpus's tokens are its out-of-vocabulary count) and the
+    deciles of its documents' token counts. Drift: Jensen-Shannon distance between the token
+    distributions over the vocabulary plus one out-of-vocabulary bin, the out-of-vocabulary rate
+    (share of the window's tokens not in the vocabulary), and PSI over the token-count bins
+    (``length_psi``).
+
+All JS distances are ``sqrt(JS divergence)`` with base-2 logarithms, i.e. in [0, 1] and equal to
+``scipy.spatial.distance.jensenshannon(p, q, base=2)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+EPSILON = 1e-4
+"""Floor for empty-bin proportions in PSI (see the module docstring)."""
+
+MAX_NEW_CATEGORIES = 1000
+OTHER_CATEGORY = "__other__"
+DEFAULT_MAX_VOCABULARY = 20000
+TEXT_BASELINE_VERSION = 1
+TOKENIZER = "lowercase+unicode-word-regex-v1"
+TOKEN_PATTERN = re.compile(r"\w+")
+SCORE_BIN_EDGES = tuple(i / 10 for i in range(11))
+DECILES = np.linspace(0.0, 1.0, 11)
+TOP_TOKEN_CHANGES = 10
+
+
+class BaselineError(ValueError):
+    """A baseline document that cannot be used; the message names the field and problem."""
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def _proportions(counts: Iterable[float]) -> np.ndarray:
+    values = np.asarray(list(counts) if not isinstance(counts, np.ndarray) else counts, dtype=np.float64)
+    total = values.sum()
+    if total <= 0:
+        raise ValueError("no counts")
+    return values / total
+
+
+def psi(baseline_counts: Iterable[float], current_counts: Iterable[float], epsilon: float = EPSILON) -> float:
+    """Population stability index of two count vectors over the same bins (empty bins -> epsilon)."""
+    expected = np.maximum(_proportions(baseline_counts), epsilon)
+    actual = np.maximum(_proportions(current_counts), epsilon)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def js_distance(p_counts: Iterable[float], q_counts: Iterable[float]) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1]) between two count or probability vectors."""
+    p = _proportions(p_counts)
+    q = _proportions(q_counts)
+    m = (p + q) / 2.0
+    divergence = 0.0
+    for x in (p, q):
+        mask = x > 0
+        divergence += 0.5 * float(np.sum(x[mask] * np.log2(x[mask] / m[mask])))
+    return math.sqrt(min(max(divergence, 0.0), 1.0))
+
+
+def chi_square(baseline_counts: Iterable[float], current_counts: Iterable[float]) -> dict:
+    """Chi-square homogeneity test on the 2 x k table, without continuity correction.
+
+    Columns that are empty in both rows are dropped. Returns ``statistic``, ``p_value``
+    (``None`` without scipy) and ``dof``.
+    """
+    table = np.array([list(baseline_counts), list(current_counts)], dtype=np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return {"statistic": 0.0, "p_value": 1.0, "dof": max(table.shape[1] - 1, 0)}
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    dof = table.shape[1] - 1
+    try:
+        from scipy.stats import chi2
+    except ImportError:  # pragma: no cover - scipy ships in the processing image
+        p_value = None
+    else:
+        p_value = float(chi2.sf(statistic, dof))
+    return {"statistic": statistic, "p_value": p_value, "dof": dof}
+
+
+def ks_bracket(baseline_cdf: np.ndarray, current_cdf: np.ndarray) -> "tuple[float, float]":
+    """(lower, upper) bounds of the KS statistic from two CDFs known exactly at the same knots.
+
+    The knots must be in increasing order and cover the support: both CDFs are 0 before the
+    first knot's region and 1 after the last. Between consecutive knots a and b each CDF lies in
+    [F(a), F(b)], so the gap is at most ``max(B(b) - C(a), C(b) - B(a))``.
+    """
+    b = np.asarray(baseline_cdf, dtype=np.float64)
+    c = np.asarray(current_cdf, dtype=np.float64)
+    lower = float(np.max(np.abs(b - c)))
+    if b.size < 2:
+        return lower, lower
+    between = np.maximum(b[1:] - c[:-1], c[1:] - b[:-1])
+    return lower, float(max(lower, np.max(between)))
+
+
+class _Moments:
+    """Count, mean, M2 (Chan et al.'s parallel update), min and max of a stream of floats."""
+
+    __slots__ = ("n", "mean", "m2", "min", "max")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def update(self, values: np.ndarray) -> None:
+        if values.size:
+            self._combine(int(values.size), float(values.mean()), float(((values - values.mean()) ** 2).sum()))
+            self.min = min(self.min, float(values.min()))
+            self.max = max(self.max, float(values.max()))
+
+    def _combine(self, n: int, mean: float, m2: float) -> None:
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
+
+    def merge(self, other: "_Moments") -> None:
+        if other.n:
+            self._combine(other.n, other.mean, other.m2)
+            self.min = min(self.min, other.min)
+            self.max = max(self.max, other.max)
+
+    def result(self) -> dict:
+        if not self.n:
+            return {"mean": None, "std": None, "min": None, "max": None}
+        std = math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+        return {"mean": self.mean, "std": std, "min": self.min, "max": self.max}
+
+
+def to_float(value: object) -> "tuple[float | None, str]":
+    """(number, status) of a feature value: status ``ok``, ``missing`` or ``invalid``."""
+    if value is None:
+        return None, "missing"
+    if isinstance(value, (int, float)):  # bool is an int
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None, "missing"
+        try:
+            number = float(text)
+        except ValueError:
+            return None, "invalid"
+    else:
+        return None, "invalid"
+    if math.isnan(number):
+        return None, "missing"
+    if math.isinf(number):
+        return None, "invalid"
+    return number, "ok"
+
+
+def category_key(value: object) -> "str | None":
+    """A categorical value as a string (``1``, ``1.0`` and ``"1"`` are the same category)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    text = str(value).strip()
+    return text if text else None
+
+
+# --- numeric features -----------------------------------------------------------------------
+
+
+def _numeric_spec(name: str, spec: dict) -> "tuple[np.ndarray, np.ndarray]":
+    histogram = spec.get("histogram")
+    if not isinstance(histogram, dict):
+        raise BaselineError(f"feature {name!r}: no histogram")
+    try:
+        edges = np.asarray(histogram["bin_edges"], dtype=np.float64)
+        counts = np.asarray(histogram["counts"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        raise BaselineError(f"feature {name!r}: histogram needs numeric bin_edges and counts") from None
+    if edges.ndim != 1 or edges.size < 2 or not np.all(np.isfinite(edges)):
+        raise BaselineError(f"feature {name!r}: histogram.bin_edges needs at least two finite edges")
+    if np.any(np.diff(edges) < 0) or (edges.size > 2 and np.any(np.diff(edges) <= 0)):
+        raise BaselineError(f"feature {name!r}: histogram.bin_edges must be strictly ascending")
+    if counts.shape != (edges.size - 1,) or np.any(counts < 0) or counts.sum() <= 0:
+        raise BaselineError(f"feature {name!r}: histogram.counts needs len(bin_edges) - 1 non-negative counts")
+    return edges, counts
+
+
+class NumericDrift:
+    """PSI, binned KS bracket, JS distance and range checks of one numeric feature."""
+
+    kind = "numeric"
+
+    def __init__(self, name: str, spec: dict) -> None:
+        self.name = name
+        self.spec = spec
+        self.edges, self.baseline_counts = _numeric_spec(name, spec)
+        self.cells = np.zeros(self.edges.size + 1, dtype=np.int64)
+        self.above_max = 0
+        self.missing = 0
+        self.invalid = 0
+        self.moments = _Moments()
+
+    @property
+    def count(self) -> int:
+        return int(self.cells.sum())
+
+    def update(self, values: "np.ndarray | Iterable[object]") -> None:
+        """Add a batch of values: a float array (NaN = missing, +-inf = invalid) or raw values."""
+        if not isinstance(values, np.ndarray) or values.dtype != np.float64:
+            numbers = []
+            for value in values:
+                number, status = to_float(value)
+                if status == "ok":
+                    numbers.append(number)
+                elif status == "missing":
+                    self.missing += 1
+                else:
+                    self.invalid += 1
+            values = np.asarray(numbers, dtype=np.float64)
+        finite = np.isfinite(values)
+        if not finite.all():
+            nan = int(np.isnan(values).sum())
+            self.missing += nan
+            self.invalid += int(values.size - finite.sum()) - nan
+            values = values[finite]
+        if not values.size:
+            return
+        self.cells += np.bincount(np.searchsorted(self.edges, values, side="right"), minlength=self.cells.size)
+        self.above_max += int(np.count_nonzero(values > self.edges[-1]))
+        self.moments.update(values)
+
+    def add_missing(self, count: int = 1) -> None:
+        self.missing += count
+
+    def merge(self, other: "NumericDrift") -> None:
+        self.cells += other.cells
+        self.above_max += other.above_max
+        self.missing += other.missing
+        self.invalid += other.invalid
+        self.moments.merge(other.moments)
+
+    def current_histogram(self) -> np.ndarray:
+        """Current counts over the baseline bins, out-of-range values in the end bins."""
+        bins = self.edges.size - 1
+        histogram = self.cells[1 : bins + 1].copy()
+        histogram[0] += self.cells[0]
+        histogram[-1] += self.cells[bins + 1]
+        return histogram
+
+    def result(self) -> dict:
+        n = self.count
+        seen = n + self.missing + self.invalid
+        baseline = {key: self.spec.get(key) for key in ("count", "mean", "std", "min", "max")}
+        result = {
+            "type": "numeric",
+            "status": "ok" if n else "no_data",
+            "count": n,
+            "missing": self.missing,
+            "invalid": self.invalid,
+            "missing_fraction": (self.missing + self.invalid) / seen if seen else None,
+            "psi": None,
+            "ks_statistic": None,
+            "ks_upper_bound": None,
+            "js_distance": None,
+            "below_min": int(self.cells[0]),
+            "above_max": self.above_max,
+            "out_of_range_fraction": None,
+        }
+        result.update(self.moments.result())
+        result["baseline"] = baseline
+        current = self.current_histogram()
+        result["histogram"] = {
+            "bin_edges": [float(edge) for edge in self.edges],
+            "baseline_counts": [int(c) if float(c).is_integer() else float(c) for c in self.baseline_counts],
+            "current_counts": [int(c) for c in current],
+        }
+        if not n:
+            return result
+        result["psi"] = psi(self.baseline_counts, current)
+        result["js_distance"] = js_distance(self.baseline_counts, current)
+        result["out_of_range_fraction"] = (int(self.cells[0]) + self.above_max) / n
+        bins = self.edges.size - 1
+        baseline_cdf = np.concatenate([[0.0], np.cumsum(self.baseline_counts)]) / self.baseline_counts.sum()
+        current_cdf = np.empty(bins + 1)
+        current_cdf[:bins] = np.cumsum(self.cells[:bins]) / n
+        current_cdf[bins] = 1.0 - self.above_max / n
+        result["ks_statistic"], result["ks_upper_bound"] = ks_bracket(baseline_cdf, current_cdf)
+        return result
+
+
+# --- categorical features -------------------------------------------------------------------
+
+
+class CategoricalDrift:
+    """Chi-square homogeneity test, JS distance and unseen categories of one categorical feature."""
+
+    kind = "categorical"
+
+    def __init__(self, name: str, spec: dict) -> None:
+        counts = spec.get("counts")
+        if not isinstance(counts, dict) or not counts:
+            raise BaselineError(f"feature {name!r}: a categorical feature needs a non-empty counts object")
+        try:
+            self.baseline = {str(key): float(value) for key, value in counts.items()}
+        except (TypeError, ValueError):
+            raise BaselineError(f"feature {name!r}: categorical counts must be numbers") from None
+        if any(value < 0 for value in self.baseline.values()) or sum(self.baseline.values()) <= 0:
+            raise BaselineError(f"feature {name!r}: categorical counts must be non-negative, not all 0")
+        self.name = name
+        self.counts: Counter = Counter()
+        self.new_categories = 0
+        self.missing = 0
+
+    def update(self, values: Iterable[object]) -> None:
+        keys = []
+        for value in values:
+            key = category_key(value)
+            if key is None:
+                self.missing += 1
+            else:
+                keys.append(key)
+        for key, count in Counter(keys).items():
+            if key not in self.baseline and key not in self.counts:
+                if self.new_categories >= MAX_NEW_CATEGORIES:
+                    key = OTHER_CATEGORY
+                else:
+                    self.new_categories += 1
+            self.counts[key] += count
+
+    def add_missing(self, count: int = 1) -> None:
+        self.missing += count
+
+    def merge(self, other: "CategoricalDrift") -> None:
+        for key, count in other.counts.items():
+            if key not in self.baseline and key not in self.counts:
+                if self.new_categories >= MAX_NEW_CATEGORIES:
+                    key = OTHER_CATEGORY
+                else:
+                    self.new_categories += 1
+            self.counts[key] += count
+        self.missing += other.missing
+
+    def result(self) -> dict:
+        n = sum(self.counts.values())
+        seen = n + self.missing
+        categories = sorted(self.baseline, key=lambda key: (-self.baseline[key], key))
+        categories += sorted((key for key in self.counts if key not in self.baseline), key=lambda k: (-self.counts[k], k))
+        baseline_counts = [self.baseline.get(key, 0.0) for key in categories]
+        current_counts = [self.counts.get(key, 0) for key in categories]
+        unseen = sum(count for key, count in self.counts.items() if key not in self.baseline)
+        result = {
+            "type": "categorical",
+            "status": "ok" if n else "no_data",
+            "count": n,
+            "missing": self.missing,
+            "missing_fraction": self.missing / seen if seen else None,
+            "chi2_statistic": None,
+            "chi2_p_value": None,
+            "chi2_dof": None,
+            "js_distance": None,
+            "psi": None,
+            "unseen_categories": len([key for key in self.counts if key not in self.baseline]),
+            "unseen_fraction": unseen / n if n else None,
+            "categories": {
+                "names": categories,
+                "baseline_counts": [int(c) if float(c).is_integer() else c for c in baseline_counts],
+                "current_counts": current_counts,
+            },
+        }
+        if n:
+            test = chi_square(baseline_counts, current_counts)
+            result.update(chi2_statistic=test["statistic"], chi2_p_value=test["p_value"], chi2_dof=test["dof"])
+            result["js_distance"] = js_distance(baseline_counts, current_counts)
+            result["psi"] = psi(baseline_counts, current_counts)
+        return result
+
+
+# --- predictions ----------------------------------------------------------------------------
+
+
+class PredictionDrift:
+    """Drift of the model's outputs (see the module docstring)."""
+
+    def __init__(self, problem_type: str, baseline: "dict | None", score_threshold: float = 0.5) -> None:
+        self.problem_type = problem_type
+        self.score_threshold = score_threshold
+        baseline = baseline or {}
+        self.score = NumericDrift("prediction", baseline["prediction"]) if baseline.get("prediction") else None
+        self.moments = _Moments()
+        distribution = baseline.get("label_distribution") if problem_type == "binary" else None
+        self.baseline_classes = None
+        if isinstance(distribution, dict):
+            self.baseline_classes = [float(distribution.get("0", 0)), float(distribution.get("1", 0))]
+            if sum(self.baseline_classes) <= 0:
+                self.baseline_classes = None
+        self.classes = np.zeros(2, dtype=np.int64)
+        self.other_labels = 0
+        self.score_bins = np.zeros(len(SCORE_BIN_EDGES) - 1, dtype=np.int64)
+        self.scores_outside_unit = 0
+        self.count = 0
+
+    def update(self, predictions: list) -> None:
+        """Add :class:`capture.Prediction` ``(score, label)`` tuples."""
+        if not predictions:
+            return
+        self.count += len(predictions)
+        scores = np.fromiter(
+            (p[0] if p[0] is not None else math.nan for p in predictions), dtype=np.float64, count=len(predictions)
+        )
+        finite = np.isfinite(scores)
+        values = scores[finite]
+        self.moments.update(values)
+        if self.score is not None:
+            self.score.update(values)
+        if self.problem_type != "binary":
+            return
+        self.scores_outside_unit += int(np.count_nonzero((values < 0) | (values > 1)))
+        index = np.clip(np.searchsorted(SCORE_BIN_EDGES, values, side="right") - 1, 0, len(self.score_bins) - 1)
+        self.score_bins += np.bincount(index, minlength=len(self.score_bins))
+        labelled = [p[1] for p in predictions if p[1] is not None]
+        if labelled:
+            for label in labelled:
+                if label == "1":
+                    self.classes[1] += 1
+                elif label == "0":
+                    self.classes[0] += 1
+                else:
+                    self.other_labels += 1
+            from_score = np.array([p[1] is None for p in predictions]) & finite
+            values = scores[from_score]
+        positives = int(np.count_nonzero(values >= self.score_threshold))
+        self.classes[1] += positives
+        self.classes[0] += int(values.size) - positives
+
+    def merge(self, other: "PredictionDrift") -> None:
+        self.count += other.count
+        self.moments.merge(other.moments)
+        if self.score is not None and other.score is not None:
+            self.score.merge(other.score)
+        self.classes += other.classes
+        self.other_labels += other.other_labels
+        self.score_bins += other.score_bins
+        self.scores_outside_unit += other.scores_outside_unit
+
+    def result(self) -> dict:
+        result: dict = {"count": self.count, "psi": None, "score_summary": self.moments.result()}
+        result["score_summary"]["count"] = self.moments.n
+        if self.score is not None:
+            result["score"] = self.score.result()
+            result["psi"] = result["score"]["psi"]
+        if self.problem_type == "binary":
+            total = int(self.classes.sum())
+            classes: dict = {
+                "current_counts": {"0": int(self.classes[0]), "1": int(self.classes[1])},
+                "other_labels": self.other_labels,
+                "positive_rate": float(self.classes[1]) / total if total else None,
+                "baseline_counts": None,
+                "baseline_positive_rate": None,
+                "psi": None,
+                "js_distance": None,
+            }
+            if self.baseline_classes is not None:
+                base = self.baseline_classes
+                classes["baseline_counts"] = {"0": base[0], "1": base[1]}
+                classes["baseline_positive_rate"] = base[1] / sum(base)
+                if total:
+                    classes["psi"] = psi(base, self.classes)
+                    classes["js_distance"] = js_distance(base, self.classes)
+            result["classes"] = classes
+            result["score_histogram"] = {
+                "bin_edges": list(SCORE_BIN_EDGES),
+                "current_counts": [int(c) for c in self.score_bins],
+                "outside_0_1": self.scores_outside_unit,
+            }
+            if result["psi"] is None:
+                result["psi"] = classes["psi"]
+        result["status"] = "ok" if self.count else "no_data"
+        return result
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def tokenize(text: str) -> list:
+    """Lowercase, then every run of Unicode word characters (``\\w+``)."""
+    return TOKEN_PATTERN.findall(text.lower())
+
+
+def _length_spec(lengths: np.ndarray) -> dict:
+    """Token-count statistics in the numeric-feature layout (deciles as bin edges)."""
+    edges = np.unique(np.quantile(lengths, DECILES))
+    if edges.size == 1:
+        edges = np.array([edges[0], edges[0]])
+        counts = np.array([lengths.size])
+    else:
+        counts, _ = np.histogram(lengths, bins=edges)
+    return {
+        "type": "numeric",
+        "count": int(lengths.size),
+        "mean": float(lengths.mean()),
+        "std": float(lengths.std(ddof=1)) if lengths.size > 1 else 0.0,
+        "min": float(lengths.min()),
+        "max": float(lengths.max()),
+        "histogram": {"bin_edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+    }
+
+
+def build_text_baseline(documents: Iterable[str], max_vocabulary: int = DEFAULT_MAX_VOCABULARY) -> dict:
+    """Text baseline of a reference corpus (one string per document)::
+
+        {"version": 1, "type": "text", "tokenizer": "...", "document_count": n, "token_count": t,
+         "vocabulary": {"token": count, ...},   # the max_vocabulary most frequent tokens
+         "oov_count": c,                        # corpus tokens outside that vocabulary
+         "length": {numeric-feature layout of the documents' token counts}}
+    """
+    tokens: Counter = Counter()
+    lengths = []
+    for document in documents:
+        words = tokenize(document)
+        tokens.update(words)
+        lengths.append(len(words))
+    if not lengths:
+        raise BaselineError("the reference corpus has no document")
+    ranked = sorted(tokens.items(), key=lambda item: (-item[1], item[0]))
+    vocabulary = dict(ranked[:max_vocabulary])
+    total = sum(tokens.values())
+    return {
+        "version": TEXT_BASELINE_VERSION,
+        "type": "text",
+        "tokenizer": TOKENIZER,
+        "document_count": len(lengths),
+        "token_count": total,
+        "vocabulary": vocabulary,
+        "oov_count": total - sum(vocabulary.values()),
+        "length": _length_spec(np.asarray(lengths, dtype=np.float64)),
+    }
+
+
+def load_text_baseline(path: Path, max_vocabulary: int = DEFAULT_MAX_VOCABULARY) -> dict:
+    """A text baseline from a JSON vocabulary (``build_text_baseline``'s layout) or a corpus.
+
+    A corpus is a ``.jsonl`` file (one JSON string, or object with a ``text`` field, per line)
+    or any other text file (one document per non-empty line).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{path}: cannot read the text baseline ({exc})") from None
+    if path.suffix == ".json":
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise BaselineError(f"{path}: not valid JSON ({exc})") from None
+        validate_text_baseline(document, str(path))
+        return document
+    documents = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                value = json.loads(line)
+            except ValueError:
+                raise BaselineError(f"{path}: line {number} is not valid JSON") from None
+            value = value.get("text") if isinstance(value, dict) else value
+            if not isinstance(value, str):
+                raise BaselineError(f"{path}: line {number} has no text")
+            documents.append(value)
+        else:
+            documents.append(line)
+    return build_text_baseline(documents, max_vocabulary)
+
+
+def validate_text_baseline(document: object, source: str) -> None:
+    if not isinstance(document, dict) or not isinstance(document.get("vocabulary"), dict):
+        raise BaselineError(f"{source}: a text baseline needs a vocabulary object")
+    if not document["vocabulary"]:
+        raise BaselineError(f"{source}: the text baseline's vocabulary is empty")
+    if not isinstance(document.get("length"), dict):
+        raise BaselineError(f"{source}: a text baseline needs the length statistics")
+    _numeric_spec("text length", document["length"])
+
+
+class TextDrift:
+    """Token-distribution JS distance, out-of-vocabulary rate and length PSI of text inputs."""
+
+    def __init__(self, baseline: dict) -> None:
+        validate_text_baseline(baseline, "text baseline")
+        vocabulary = baseline["vocabulary"]
+        self.tokens = list(vocabulary)
+        self.index = {token: i for i, token in enumerate(self.tokens)}
+        self.oov = len(self.tokens)
+        self.baseline_counts = np.array(
+            [float(vocabulary[t]) for t in self.tokens] + [float(baseline.get("oov_count", 0))]
+        )
+        self.counts = np.zeros(len(self.tokens) + 1, dtype=np.int64)
+        self.length = NumericDrift("token_count", baseline["length"])
+        self.documents = 0
+        self.empty_documents = 0
+
+    def update(self, documents: Iterable[str]) -> None:
+        index = self.index
+        oov = self.oov
+        ids: list = []
+        lengths = []
+        for document in documents:
+            words = TOKEN_PATTERN.findall(document.lower())
+            lengths.append(len(words))
+            ids.extend(index.get(word, oov) for word in words)
+        self.documents += len(lengths)
+        self.empty_documents += lengths.count(0)
+        if ids:
+            self.counts += np.bincount(np.asarray(ids, dtype=np.int64), minlength=self.counts.size)
+        self.length.update(np.asarray(lengths, dtype=np.float64))
+
+    def merge(self, other: "TextDrift") -> None:
+        self.counts += other.counts
+        self.length.merge(other.length)
+        self.documents += other.documents
+        self.empty_documents += other.empty_documents
+
+    def result(self) -> dict:
+        tokens = int(self.counts.sum())
+        base_total = self.baseline_counts.sum()
+        length = self.length.result()
+        result = {
+            "status": "ok" if self.documents else "no_data",
+            "documents": self.documents,
+            "empty_documents": self.empty_documents,
+            "tokens": tokens,
+            "oov_tokens": int(self.counts[self.oov]),
+            "oov_rate": int(self.counts[self.oov]) / tokens if tokens else None,
+            "baseline_oov_rate": float(self.baseline_counts[self.oov] / base_total) if base_total else None,
+            "vocabulary_size": len(self.tokens),
+            "js_distance": js_distance(self.baseline_counts, self.counts) if tokens else None,
+            "length_psi": length["psi"],
+            "length": length,
+            "top_token_changes": [],
+        }
+        if tokens:
+            base = self.baseline_counts / base_total
+            current = self.counts / tokens
+            change = np.abs(current - base)
+            order = np.argsort(-change, kind="mergesort")[:TOP_TOKEN_CHANGES]
+            result["top_token_changes"] = [
+                {
+                    "token": self.tokens[i] if i < self.oov else "<out of vocabulary>",
+                    "baseline_share": float(base[i]),
+                    "current_share": float(current[i]),
+                }
+                for i in order
+                if change[i] > 0
+            ]
+        return result
+
+
+# --- all of one variant ---------------------------------------------------------------------
+
+
+def validate_baseline(document: object, source: str = "baseline") -> None:
+    """Raise :class:`BaselineError` naming the field when ``document`` is not a usable baseline."""
+    if not isinstance(document, dict):
+        raise BaselineError(f"{source}: not a JSON object")
+    names = document.get("feature_names")
+    features = document.get("features")
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise BaselineError(f"{source}: feature_names must be a list of strings")
+    if not isinstance(features, dict):
+        raise BaselineError(f"{source}: features must be an object")
+    for name in names:
+        spec = features.get(name)
+        if not isinstance(spec, dict):
+            raise BaselineError(f"{source}: feature {name!r} is in feature_names but not in features")
+        kind = spec.get("type", "numeric")
+        if kind == "numeric":
+            _numeric_spec(name, spec)
+        elif kind == "categorical":
+            CategoricalDrift(name, spec)
+        else:
+            raise BaselineError(f"{source}: feature {name!r} has unknown type {kind!r}")
+    if document.get("prediction") is not None:
+        if not isinstance(document["prediction"], dict):
+            raise BaselineError(f"{source}: prediction must be an object")
+        _numeric_spec("prediction", document["prediction"])
+
+
+class DriftAccumulator:
+    """Every drift statistic of one stream of capture records (one variant, or all of them).
+
+    ``update(records)`` takes a batch of :class:`capture.CaptureRecord`: positional rows are
+    mapped to the baseline's ``feature_names`` by position (a row of another length is rejected
+    and reported through ``issues``), named rows by name (a missing name counts as missing),
+    text documents go to the text statistics, outputs to the prediction statistics.
+    """
+
+    def __init__(
+        self,
+        baseline: "dict | None",
+        text_baseline: "dict | None" = None,
+        problem_type: str = "binary",
+        score_threshold: float = 0.5,
+        issues: object = None,
+    ) -> None:
+        self.problem_type = problem_type
+        self.score_threshold = score_threshold
+        self.issues = issues
+        self.names = list(baseline["feature_names"]) if baseline else []
+        self.features: list = []
+        for name in self.names:
+            spec = baseline["features"][name]
+            kind = spec.get("type", "numeric")
+            self.features.append(NumericDrift(name, spec) if kind == "numeric" else CategoricalDrift(name, spec))
+        self.all_numeric = all(feature.kind == "numeric" for feature in self.features)
+        self.predictions = PredictionDrift(problem_type, baseline, score_threshold)
+        self.text = TextDrift(text_baseline) if text_baseline else None
+        self.records = 0
+        self.rows = 0
+        self.rows_rejected = 0
+        self.records_without_input = 0
+        self.records_without_output = 0
+        self.unmonitored_rows = 0
+        self.unmonitored_documents = 0
+
+    def _reject(self, record: object, reason: str) -> None:
+        self.rows_rejected += 1
+        if self.issues is not None:
+            self.issues.add("rejected_row", record.file, record.line, reason)
+
+    def update(self, records: list) -> None:
+        width = len(self.names)
+        positional: list = []
+        named: list = []
+        documents: list = []
+        predictions: list = []
+        for record in records:
+            inputs = record.inputs
+            if not inputs:
+                self.records_without_input += 1
+            for item in inputs:
+                kind = type(item)
+                if kind is list:
+                    if len(item) == width:
+                        positional.append(item)
+                    elif width:
+                        self._reject(record, f"row has {len(item)} values, the baseline has {width} features")
+                    else:
+                        self.unmonitored_rows += 1
+                elif kind is dict:
+                    if width:
+                        named.append(item)
+                    else:
+                        self.unmonitored_rows += 1
+                else:
+                    documents.append(item)
+            if record.outputs:
+                predictions.extend(record.outputs)
+            else:
+                self.records_without_output += 1
+        self.records += len(records)
+        if positional:
+            self._update_positional(positional)
+        if named:
+            self._update_named(named)
+        if documents:
+            if self.text is not None:
+                self.text.update(documents)
+            else:
+                self.unmonitored_documents += len(documents)
+        self.predictions.update(predictions)
+
+    def _update_positional(self, rows: list) -> None:
+        self.rows += len(rows)
+        if self.all_numeric:
+            try:
+                matrix = np.array(rows, dtype=np.float64)
+            except (TypeError, ValueError):
+                matrix = None
+            if matrix is not None and matrix.shape == (len(rows), len(self.names)):
+                for column, feature in enumerate(self.features):
+                    feature.update(matrix[:, column])
+                return
+        for column, values in enumerate(zip(*rows)):
+            self.features[column].update(values)
+
+    def _update_named(self, rows: list) -> None:
+        self.rows += len(rows)
+        for feature in self.features:
+            feature.update([row.get(feature.name) for row in rows])
+
+    def merge(self, other: "DriftAccumulator") -> None:
+        for mine, theirs in zip(self.features, other.features):
+            mine.merge(theirs)
+        self.predictions.merge(other.predictions)
+        if self.text is not None and other.text is not None:
+            self.text.merge(other.text)
+        for name in (
+            "records",
+            "rows",
+            "rows_rejected",
+            "records_without_input",
+            "records_without_output",
+            "unmonitored_rows",
+            "unmonitored_documents",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def result(self) -> dict:
+        return {
+            "records": self.records,
+            "rows": self.rows,
+            "rows_rejected": self.rows_rejected,
+            "records_without_input": self.records_without_input,
+            "records_without_output": self.records_without_output,
+            "unmonitored_rows": self.unmonitored_rows,
+            "unmonitored_documents": self.unmonitored_documents,
+            "features": {feature.name: feature.result() for feature in self.features},
+            "prediction": self.predictions.result(),
+            "text": self.text.result() if self.text is not None else None,
+        }

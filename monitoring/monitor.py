@@ -1,0 +1,344 @@
+"""Monitoring job: data drift, prediction drift and model quality of one endpoint over one window.
+
+Runs as a SageMaker processing job in the scikit-learn image (``python3 monitor.py ...`` from a
+code directory holding ``capture.py``, ``drift.py``, ``quality.py``, ``report.py`` and this file)
+and locally (``python monitoring/monitor.py`` or ``monitoring.monitor.main(argv)``).
+
+Inputs:
+
+- ``--capture-dir`` (default ``/opt/ml/processing/input/capture``): data-capture files
+  ``*.jsonl`` below it, laid out ``[{endpoint}/]{variant}/yyyy/mm/dd/hh/*.jsonl`` (the variant
+  is taken from the path). A missing directory or a window without records is a reported state
+  (``status: no_data``), not an error.
+- ``--baseline``: the training ``baseline.json`` (or a directory holding it); optional only
+  when ``--text-baseline`` is given.
+- ``--text-baseline``: for text models, a text baseline JSON (``drift.build_text_baseline``'s
+  layout) or a reference corpus (``.txt``: one document per line; ``.jsonl``: strings or
+  ``{"text": ...}``), whose vocabulary is then built here and saved as
+  ``text_baseline.json`` next to the report.
+- ``--ground-truth-dir`` (optional): ground-truth files (every non-hidden file, whatever its name,
+  gzip recognised), joined on the inference id.
+- ``--window-start`` / ``--window-end``: ISO-8601 times (UTC when no zone), start inclusive,
+  end exclusive; records are filtered by ``inferenceTime``, and hour directories more than an
+  hour outside the window are not read.
+
+Outputs in ``--output-dir`` (default ``/opt/ml/processing/output``): ``report.json``,
+``report.html`` and ``cloudwatch_metrics.json`` (see README.md); with ``--publish`` the metric
+data is also sent to CloudWatch (``PutMetricData``, namespace ``--namespace``).
+
+Exit status: 0 when the report was written (whether or not thresholds are violated; the report
+and the metrics carry the violations), 1 when an input is unusable (baseline, text baseline,
+thresholds, window, output directory) or publishing failed, with one line on stderr; 2 for bad
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+try:
+    from . import capture, drift, quality, report
+except ImportError:  # run as a script from a flat code directory (the processing job)
+    import capture  # type: ignore[no-redef]
+    import drift  # type: ignore[no-redef]
+    import quality  # type: ignore[no-redef]
+    import report  # type: ignore[no-redef]
+
+LOG = logging.getLogger("monitor")
+BATCH_SIZE = 10000
+PROBLEM_TYPES = ("binary", "regression")
+
+
+class InputError(Exception):
+    """An input that cannot be used; the message names it and the problem."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--capture-dir", type=Path, default=Path("/opt/ml/processing/input/capture"))
+    parser.add_argument("--baseline", type=Path, help="baseline.json, or a directory holding it")
+    parser.add_argument("--ground-truth-dir", type=Path, help="ground-truth files, any name (optional)")
+    parser.add_argument("--output-dir", type=Path, default=Path("/opt/ml/processing/output"))
+    parser.add_argument("--thresholds", help="JSON object, or the path of a JSON file, of thresholds")
+    parser.add_argument("--problem-type", choices=PROBLEM_TYPES, default="binary")
+    parser.add_argument("--text-baseline", type=Path, help="text baseline JSON or reference corpus")
+    parser.add_argument("--endpoint", help="endpoint name (default: from the capture paths)")
+    parser.add_argument("--window-start", help="ISO-8601 start of the window (inclusive)")
+    parser.add_argument("--window-end", help="ISO-8601 end of the window (exclusive)")
+    parser.add_argument("--min-labels", type=int, default=quality.DEFAULT_MIN_LABELS)
+    parser.add_argument("--score-threshold", type=float, default=0.5, help="binary: score >= this is class 1")
+    parser.add_argument("--max-vocabulary", type=int, default=drift.DEFAULT_MAX_VOCABULARY)
+    parser.add_argument("--publish", action="store_true", help="put the metrics to CloudWatch")
+    parser.add_argument("--namespace", default=report.NAMESPACE)
+    parser.add_argument("--region", help="CloudWatch region (default: the job's)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="processes reading capture files (0: one per CPU, at most 8)"
+    )
+    args = parser.parse_args(argv)
+    if args.baseline is None and args.text_baseline is None:
+        parser.error("give --baseline, --text-baseline or both")
+    if args.min_labels < 1:
+        parser.error("--min-labels must be at least 1")
+    if args.workers < 0:
+        parser.error("--workers must be 0 (automatic) or more")
+    if args.max_vocabulary < 1:
+        parser.error("--max-vocabulary must be at least 1")
+    return args
+
+
+def load_baseline(path: Path) -> dict:
+    if path.is_dir():
+        path = path / "baseline.json"
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the baseline ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise InputError(f"{path}: the baseline is not valid JSON ({exc})") from None
+    drift.validate_baseline(document, str(path))
+    return document
+
+
+def parse_window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
+    bounds = []
+    for name in ("window_start", "window_end"):
+        text = getattr(args, name)
+        try:
+            bounds.append(capture.parse_time(text) if text else None)
+        except ValueError as exc:
+            raise InputError(f"--{name.replace('_', '-')}: {exc}") from None
+    start, end = bounds
+    if start and end and end <= start:
+        raise InputError("--window-end must be after --window-start")
+    return start, end
+
+
+def _endpoint(args: argparse.Namespace, stats: dict, warnings: list) -> str:
+    seen = sorted(stats.get("endpoints", {}))
+    if args.endpoint:
+        return args.endpoint
+    if len(seen) > 1:
+        warnings.append(f"capture files of {len(seen)} endpoints ({', '.join(seen)}); give --endpoint")
+    return seen[0] if len(seen) == 1 else "unknown"
+
+
+class _FileJob:
+    """What reading one capture file needs; shared with worker processes (inherited by fork)."""
+
+    def __init__(self, scanner, baseline, text_baseline, args, labels) -> None:
+        self.scanner = scanner
+        self.baseline = baseline
+        self.text_baseline = text_baseline
+        self.problem_type = args.problem_type
+        self.score_threshold = args.score_threshold
+        self.labels = labels
+
+    def accumulator(self, issues: object = None) -> drift.DriftAccumulator:
+        return drift.DriftAccumulator(
+            self.baseline, self.text_baseline, self.problem_type, self.score_threshold, issues
+        )
+
+    def process(self, file: capture.CaptureFile) -> dict:
+        """Drift statistics of one file, its counters and issues, and (inference id, variant,
+        predictions) of its records that have a label (joined by the caller, in file order)."""
+        issues = capture.Issues()
+        counters: dict = {}
+        accumulator = self.accumulator(issues)
+        labels = self.labels
+        matches = []
+        batch = []
+        for record in self.scanner.read_file(file, counters, issues):
+            if labels is not None and record.inference_id in labels:
+                matches.append((record.inference_id, record.variant, record.outputs))
+            batch.append(record)
+            if len(batch) >= BATCH_SIZE:
+                accumulator.update(batch)
+                batch = []
+        if batch:
+            accumulator.update(batch)
+        accumulator.issues = None
+        return {"file": file, "counters": counters, "issues": issues, "drift": accumulator, "matches": matches}
+
+
+_JOB: _FileJob | None = None
+
+
+def _init_worker(job: _FileJob) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _process_in_worker(file: capture.CaptureFile) -> dict:
+    assert _JOB is not None
+    return _JOB.process(file)
+
+
+def default_workers() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def _process_files(job: _FileJob, files: list, workers: int) -> Iterator[dict]:
+    """Per-file results in file order: in worker processes (fork) when workers > 1."""
+    if workers > 1 and len(files) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("fork")
+        with context.Pool(min(workers, len(files)), initializer=_init_worker, initargs=(job,)) as pool:
+            yield from pool.imap(_process_in_worker, files, chunksize=1)
+        return
+    for file in files:
+        yield job.process(file)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Compute everything and write the outputs; returns the report."""
+    started = time.perf_counter()
+    thresholds = report.parse_thresholds(args.thresholds)
+    window_start, window_end = parse_window(args)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    text_baseline = None
+    if args.text_baseline:
+        text_baseline = drift.load_text_baseline(args.text_baseline, args.max_vocabulary)
+    issues = capture.Issues()
+
+    join = None
+    labels = None
+    ground_truth: dict = {"state": "not_configured"}
+    if args.ground_truth_dir is not None:
+        labels, ground_truth = capture.load_ground_truth(
+            args.ground_truth_dir, quality.label_converter(args.problem_type), issues
+        )
+        if labels:
+            join = quality.QualityJoin(labels, args.problem_type, args.min_labels, args.score_threshold)
+        else:
+            labels = None
+        LOG.info("ground truth: %s labels (%s)", ground_truth.get("labels", 0), ground_truth["state"])
+
+    scanner = capture.CaptureScanner(args.capture_dir, window_start, window_end, issues)
+    files = scanner.files()
+    workers = args.workers or default_workers()
+    LOG.info("reading %s capture file(s) with %s worker(s)", len(files), min(workers, max(len(files), 1)))
+    job = _FileJob(scanner, baseline, text_baseline, args, labels)
+    variants: dict = {}
+    for result in _process_files(job, files, workers):
+        file = result["file"]
+        scanner.add_file_counters(file, result["counters"])
+        issues.merge(result["issues"])
+        if result["counters"].get("records"):
+            if file.variant in variants:
+                variants[file.variant].merge(result["drift"])
+            else:
+                variants[file.variant] = result["drift"]
+        if join is not None:
+            for inference_id, variant, outputs in result["matches"]:
+                join.add(inference_id, variant, outputs)
+    scanner.finish()
+
+    overall = job.accumulator()
+    for name in sorted(variants):
+        overall.merge(variants[name])
+    stats = scanner.stats
+    warnings: list = []
+    endpoint = _endpoint(args, stats, warnings)
+    stats["warnings"] = warnings
+    LOG.info(
+        "read %s records from %s files (%s malformed lines) in %.1f s",
+        stats["records"],
+        stats["files_read"],
+        stats["malformed_lines"],
+        time.perf_counter() - started,
+    )
+
+    if join is not None:
+        quality_section = {"status": "ok", "ground_truth": ground_truth, **join.result()}
+    else:
+        state = ground_truth["state"]
+        quality_section = {
+            "status": "no_labels" if state == "ok" else state,
+            "ground_truth": ground_truth,
+            "join": None,
+            "all": None,
+            "variants": {},
+        }
+
+    inputs = {
+        "capture_dir": str(args.capture_dir),
+        "baseline": str(args.baseline) if args.baseline else None,
+        "text_baseline": str(args.text_baseline) if args.text_baseline else None,
+        "ground_truth_dir": str(args.ground_truth_dir) if args.ground_truth_dir else None,
+    }
+    document = report.build_report(
+        endpoint=endpoint,
+        problem_type=args.problem_type,
+        window_start=window_start,
+        window_end=window_end,
+        inputs=inputs,
+        thresholds=thresholds,
+        capture=stats,
+        drift_all=overall.result(),
+        drift_variants={name: variants[name].result() for name in sorted(variants)},
+        quality=quality_section,
+        issues=issues.to_dict(),
+    )
+    document["duration_seconds"] = round(time.perf_counter() - started, 3)
+    metric_data = report.cloudwatch_metric_data(document)
+    try:
+        paths = report.write_outputs(args.output_dir, document, metric_data)
+        if text_baseline is not None and args.text_baseline.suffix != ".json":
+            path = args.output_dir / "text_baseline.json"
+            path.write_text(json.dumps(text_baseline, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{args.output_dir}: cannot write the report ({exc.strerror or exc})") from None
+    summary = document["summary"]
+    LOG.info(
+        "status %s: %s records, max PSI %s (%s), %s drifted feature(s), %s violation(s); wrote %s",
+        document["status"],
+        summary["records"],
+        summary["max_psi"],
+        summary["max_psi_feature"],
+        summary["drifted_feature_count"],
+        summary["violation_count"],
+        paths["report"],
+    )
+    if args.publish:
+        calls = report.publish(metric_data, args.namespace, region=args.region)
+        LOG.info("published %s metric(s) to %s in %s call(s)", len(metric_data), args.namespace, calls)
+    return document
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    _configure_logging()
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (InputError, drift.BaselineError, report.ThresholdError) as exc:
+        print(f"monitor: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # publishing (botocore errors, missing credentials)
+        if not args.publish or type(exc).__module__.split(".")[0] not in ("botocore", "boto3"):
+            raise
+        print(f"monitor: error: publishing the metrics failed ({exc})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

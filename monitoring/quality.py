@@ -1,0 +1,285 @@
+"""Model quality of one window: captured predictions joined with ground-truth labels.
+
+Join: the ground-truth labels are read first into a dict ``{inference id: label(s)}`` (see
+``capture.load_ground_truth``), then the capture stream is joined against it record by record;
+a label is removed from the dict when its prediction is found, so each label is used once (the
+first captured record with that id wins). Memory is therefore bounded by the number of labels
+in the ground-truth input, about 150-200 bytes per label id (1 M labels ~ 200 MB), plus
+17 bytes per joined (score, label, prediction) triple kept for the exact AUC; a few million
+labels per window fit comfortably in a 4-8 GiB processing instance. Labels whose prediction is
+not in the window are reported as ``labels_without_prediction`` (they belong to another window
+or the capture sampled them out).
+
+Binary classification (labels 0/1; ``true``/``false`` accepted): the predicted class is the
+model's label when it returns one, else ``score >= score_threshold``; accuracy, precision,
+recall and F1 of class 1 (``None`` when undefined, e.g. precision without predicted
+positives), the confusion counts, and the exact rank-based ROC AUC (Mann-Whitney U with average
+ranks for ties, identical to ``sklearn.metrics.roc_auc_score``; ``None`` with a single class).
+When a prediction has a label but no score, its 0/1 label is its score. Regression: RMSE, MAE,
+mean error (prediction - label) and R^2.
+
+With fewer than ``min_labels`` joined labels a variant's ``status`` is ``insufficient_data`` and
+its ``metrics`` are ``null`` (the counts are still reported); ``no_labels`` when none joined.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+import numpy as np
+
+DEFAULT_MIN_LABELS = 100
+_TRUE = {"1", "1.0", "true", "yes"}
+_FALSE = {"0", "0.0", "false", "no"}
+
+
+def binary_label(value: object) -> int:
+    """A 0/1 ground-truth or predicted label; ``ValueError`` for anything else."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        if value in (0, 1):
+            return int(value)
+        raise ValueError(f"binary label must be 0 or 1, got {value!r}")
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return 1
+    if text in _FALSE:
+        return 0
+    raise ValueError(f"binary label must be 0 or 1, got {value!r:.40}")
+
+
+def regression_label(value: object) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"regression label must be a number, got {value!r}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"regression label must be a number, got {value!r:.40}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"regression label must be finite, got {value!r}")
+    return number
+
+
+def label_converter(problem_type: str):
+    """``convert`` for ``capture.load_ground_truth``: one value -> scalar, several -> tuple."""
+    one = binary_label if problem_type == "binary" else regression_label
+
+    def convert(values: list):
+        if len(values) == 1:
+            return one(values[0])
+        return tuple(one(value) for value in values)
+
+    return convert
+
+
+def roc_auc(y_true: "np.ndarray | list", scores: "np.ndarray | list") -> "float | None":
+    """Exact ROC AUC by ranks (ties get their average rank); ``None`` with a single class."""
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    positives = int(y.sum())
+    negatives = int(y.size - positives)
+    if positives == 0 or negatives == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ordered = s[order]
+    bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
+    group_ranks = (bounds[:-1] + 1 + bounds[1:]) / 2.0
+    ranks = np.empty(s.size, dtype=np.float64)
+    ranks[order] = np.repeat(group_ranks, np.diff(bounds))
+    u = float(ranks[y].sum()) - positives * (positives + 1) / 2.0
+    return u / (positives * negatives)
+
+
+def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict:
+    y = np.asarray(y_true).astype(bool)
+    p = np.asarray(y_pred).astype(bool)
+    tp = int(np.count_nonzero(y & p))
+    fp = int(np.count_nonzero(~y & p))
+    fn = int(np.count_nonzero(y & ~p))
+    tn = int(np.count_nonzero(~y & ~p))
+    n = tp + fp + fn + tn
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    return {
+        "accuracy": (tp + tn) / n if n else None,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "auc": roc_auc(y, scores),
+        "positive_rate": (tp + fn) / n if n else None,
+        "predicted_positive_rate": (tp + fp) / n if n else None,
+        "confusion_matrix": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+    }
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    error = p - y
+    total = float(np.sum((y - y.mean()) ** 2)) if y.size else 0.0
+    return {
+        "rmse": math.sqrt(float(np.mean(error**2))) if y.size else None,
+        "mae": float(np.mean(np.abs(error))) if y.size else None,
+        "mean_error": float(np.mean(error)) if y.size else None,
+        "r2": 1.0 - float(np.sum(error**2)) / total if total > 0 else None,
+    }
+
+
+class QualityAccumulator:
+    """Joined (prediction, label) pairs of one variant, kept compactly for exact metrics."""
+
+    def __init__(
+        self, problem_type: str, min_labels: int = DEFAULT_MIN_LABELS, score_threshold: float = 0.5
+    ) -> None:
+        self.problem_type = problem_type
+        self.min_labels = min_labels
+        self.score_threshold = score_threshold
+        self.truth = array("b") if problem_type == "binary" else array("d")
+        self.predicted = array("b")
+        self.scores = array("d")
+        self.unusable_predictions = 0
+
+    def add(self, prediction: tuple, truth: "int | float") -> bool:
+        """Add one pair; ``False`` (and counted) when the prediction cannot be scored."""
+        score, label = prediction[0], prediction[1]
+        if self.problem_type == "binary":
+            if label is not None:
+                try:
+                    predicted = binary_label(label)
+                except ValueError:
+                    self.unusable_predictions += 1
+                    return False
+                if score is None:
+                    score = float(predicted)
+            elif score is not None and math.isfinite(score):
+                predicted = int(score >= self.score_threshold)
+            else:
+                self.unusable_predictions += 1
+                return False
+            self.truth.append(int(truth))
+            self.predicted.append(predicted)
+            self.scores.append(score)
+            return True
+        value = score
+        if value is None and label is not None:
+            try:
+                value = float(label)
+            except ValueError:
+                value = None
+        if value is None or not math.isfinite(value):
+            self.unusable_predictions += 1
+            return False
+        self.truth.append(float(truth))
+        self.scores.append(value)
+        return True
+
+    @property
+    def count(self) -> int:
+        return len(self.truth)
+
+    def merge(self, other: "QualityAccumulator") -> None:
+        self.truth.extend(other.truth)
+        self.predicted.extend(other.predicted)
+        self.scores.extend(other.scores)
+        self.unusable_predictions += other.unusable_predictions
+
+    def result(self) -> dict:
+        n = self.count
+        result: dict = {
+            "status": "ok",
+            "label_count": n,
+            "min_labels": self.min_labels,
+            "unusable_predictions": self.unusable_predictions,
+            "metrics": None,
+        }
+        if self.problem_type == "binary":
+            truth = np.frombuffer(self.truth, dtype=np.int8) if n else np.zeros(0, dtype=np.int8)
+            result["class_counts"] = {"0": int(n - truth.sum()), "1": int(truth.sum())}
+        if n == 0:
+            result["status"] = "no_labels"
+        elif n < self.min_labels:
+            result["status"] = "insufficient_data"
+        elif self.problem_type == "binary":
+            result["metrics"] = binary_metrics(
+                np.frombuffer(self.truth, dtype=np.int8),
+                np.frombuffer(self.predicted, dtype=np.int8),
+                np.frombuffer(self.scores, dtype=np.float64),
+            )
+        else:
+            result["metrics"] = regression_metrics(
+                np.frombuffer(self.truth, dtype=np.float64), np.frombuffer(self.scores, dtype=np.float64)
+            )
+        return result
+
+
+class QualityJoin:
+    """Join the capture stream to ground-truth labels, per variant (see the module docstring)."""
+
+    def __init__(
+        self,
+        labels: dict,
+        problem_type: str,
+        min_labels: int = DEFAULT_MIN_LABELS,
+        score_threshold: float = 0.5,
+    ) -> None:
+        self.labels = labels
+        self.labels_total = len(labels)
+        self.problem_type = problem_type
+        self.min_labels = min_labels
+        self.score_threshold = score_threshold
+        self.variants: dict = {}
+        self.joined_records = 0
+        self.records_without_label = 0
+        self.records_without_prediction = 0
+        self.count_mismatch = 0
+
+    def _accumulator(self, variant: str) -> QualityAccumulator:
+        accumulator = self.variants.get(variant)
+        if accumulator is None:
+            accumulator = QualityAccumulator(self.problem_type, self.min_labels, self.score_threshold)
+            self.variants[variant] = accumulator
+        return accumulator
+
+    def add_record(self, record: object) -> None:
+        """Join one ``capture.CaptureRecord`` (uses its inference_id, variant and outputs)."""
+        self.add(record.inference_id, record.variant, record.outputs)
+
+    def add(self, inference_id: str, variant: str, outputs: list) -> None:
+        """Join one captured record's predictions to its label(s), if there is one left."""
+        truth = self.labels.pop(inference_id, None)
+        if truth is None:
+            self.records_without_label += 1
+            return
+        if not outputs:
+            self.records_without_prediction += 1
+            return
+        truths = truth if isinstance(truth, tuple) else (truth,)
+        if len(truths) != len(outputs):
+            self.count_mismatch += 1
+            return
+        self.joined_records += 1
+        accumulator = self._accumulator(variant)
+        for prediction, value in zip(outputs, truths):
+            accumulator.add(prediction, value)
+
+    def result(self) -> dict:
+        overall = QualityAccumulator(self.problem_type, self.min_labels, self.score_threshold)
+        variants = {}
+        for name in sorted(self.variants):
+            overall.merge(self.variants[name])
+            variants[name] = self.variants[name].result()
+        return {
+            "join": {
+                "labels": self.labels_total,
+                "joined_records": self.joined_records,
+                "labels_without_prediction": len(self.labels),
+                "records_without_label": self.records_without_label,
+                "labelled_records_without_prediction": self.records_without_prediction,
+                "instance_count_mismatch": self.count_mismatch,
+            },
+            "all": overall.result(),
+            "variants": variants,
+        }

@@ -1,0 +1,739 @@
+"""Thresholds, violations, ``report.json``, ``report.html`` and CloudWatch metric data.
+
+Thresholds (``--thresholds``, merged over :data:`DEFAULT_THRESHOLDS`; ``null`` disables one):
+
+=========================  ==========================================================  =====
+key                        checked against                                             fires
+=========================  ==========================================================  =====
+``psi``                    numeric feature PSI                                         >
+``ks``                     numeric feature ``ks_statistic`` (binned lower bound)       >
+``out_of_range_fraction``  numeric feature share of values outside training min/max    >
+``js_distance``            categorical feature JS distance (and text, unless           >
+                           ``text_js_distance`` is set)
+``chi2_p_value``           categorical feature chi-square p-value                      <
+``unseen_fraction``        categorical feature share of categories not in the baseline >
+``missing_fraction``       any feature's share of missing/invalid values               >
+``prediction_psi``         prediction drift PSI (score PSI, else class PSI)            >
+``text_js_distance``       text token-distribution JS distance                         >
+``oov_rate``               text out-of-vocabulary rate                                 >
+``length_psi``             text token-count PSI                                        >
+``malformed_fraction``     (malformed lines + rejected rows) / lines read              >
+``auc_min`` ...            ``accuracy_min``, ``precision_min``, ``recall_min``,        <
+                           ``f1_min``, ``auc_min``: binary quality metrics
+``rmse_max``, ``mae_max``  regression quality metrics                                  >
+=========================  ==========================================================  =====
+
+Violations are evaluated for every variant and for all variants together (scope ``_all``, a
+name no SageMaker variant can have since variant names allow no underscore). A feature with at
+least one violation in a scope is *drifted* in it. Quality metrics are checked only where the
+status is ``ok`` (never on ``insufficient_data``).
+
+CloudWatch metric data (namespace ``MlopsPlatform/Monitoring``), timestamp = window end (else
+the report time):
+
+- dimensions ``Endpoint``, ``Variant`` (each variant and ``_all``): ``RecordCount``,
+  ``Violations``, ``DriftedFeatures``, ``MaxPSI``, ``MaxKS``, ``MaxJSDistance`` (categorical),
+  ``PredictionPSI``, ``PositiveRate`` (binary), ``OOVRate``, ``TextJSDistance``, ``LengthPSI``
+  (text), ``LabelCount``, and when quality is ``ok``: ``AUC``, ``Accuracy``, ``Precision``,
+  ``Recall``, ``F1`` or ``RMSE``, ``MAE``; for ``_all`` also ``MalformedLines``;
+- dimensions ``Endpoint``, ``Variant`` = ``_all``, ``Feature``: ``PSI`` and ``KSStatistic``
+  (numeric) or ``JSDistance`` (categorical), one per feature (per-variant feature metrics are
+  left out to bound the number of custom metrics).
+
+A metric without a value (no data, undefined) is left out rather than sent as 0.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+NAMESPACE = "MlopsPlatform/Monitoring"
+ALL = "_all"
+REPORT_VERSION = 1
+PUT_METRIC_CHUNK = 500
+"""Metrics per PutMetricData call (the API allows 1000 and 1 MB per request)."""
+
+DEFAULT_THRESHOLDS = {
+    "psi": 0.2,
+    "js_distance": 0.1,
+    "prediction_psi": 0.2,
+    "oov_rate": 0.2,
+    "length_psi": 0.2,
+}
+
+# key -> (section, metric field, comparison)
+THRESHOLDS = {
+    "psi": ("numeric", "psi", ">"),
+    "ks": ("numeric", "ks_statistic", ">"),
+    "out_of_range_fraction": ("numeric", "out_of_range_fraction", ">"),
+    "js_distance": ("categorical", "js_distance", ">"),
+    "chi2_p_value": ("categorical", "chi2_p_value", "<"),
+    "unseen_fraction": ("categorical", "unseen_fraction", ">"),
+    "missing_fraction": ("feature", "missing_fraction", ">"),
+    "prediction_psi": ("prediction", "psi", ">"),
+    "text_js_distance": ("text", "js_distance", ">"),
+    "oov_rate": ("text", "oov_rate", ">"),
+    "length_psi": ("text", "length_psi", ">"),
+    "malformed_fraction": ("input", "malformed_fraction", ">"),
+    "auc_min": ("quality", "auc", "<"),
+    "accuracy_min": ("quality", "accuracy", "<"),
+    "precision_min": ("quality", "precision", "<"),
+    "recall_min": ("quality", "recall", "<"),
+    "f1_min": ("quality", "f1", "<"),
+    "rmse_max": ("quality", "rmse", ">"),
+    "mae_max": ("quality", "mae", ">"),
+}
+
+
+class ThresholdError(ValueError):
+    pass
+
+
+def parse_thresholds(text: "str | None") -> dict:
+    """Thresholds from a JSON object or the path of a JSON file, merged over the defaults."""
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    if not text:
+        return thresholds
+    source = "--thresholds"
+    if not text.lstrip().startswith("{"):
+        path = Path(text)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ThresholdError(f"--thresholds: cannot read {path} ({exc.strerror or exc})") from None
+        source = str(path)
+    try:
+        given = json.loads(text)
+    except ValueError as exc:
+        raise ThresholdError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(given, dict):
+        raise ThresholdError(f"{source}: thresholds must be a JSON object")
+    for key, value in given.items():
+        if key not in THRESHOLDS:
+            raise ThresholdError(f"{source}: unknown threshold {key!r} (known: {', '.join(sorted(THRESHOLDS))})")
+        if value is None:
+            thresholds.pop(key, None)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ThresholdError(f"{source}: threshold {key!r} must be a number, got {value!r}")
+        thresholds[key] = float(value)
+    return thresholds
+
+
+def _fires(value: object, comparison: str, threshold: float) -> bool:
+    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+        return False
+    return value > threshold if comparison == ">" else value < threshold
+
+
+def _violation(scope: str, section: str, metric: str, value: float, key: str, threshold: float, feature=None) -> dict:
+    entry = {"variant": scope, "section": section, "metric": metric, "value": value}
+    if feature is not None:
+        entry["feature"] = feature
+    entry.update(threshold_key=key, threshold=threshold, comparison=THRESHOLDS[key][2])
+    return entry
+
+
+def drift_violations(scope: str, drift: dict, thresholds: dict) -> list:
+    """Violations of one scope's drift result; marks each feature's ``drifted``/``violations``."""
+    found = []
+    for name, feature in drift["features"].items():
+        feature["violations"] = []
+        for key, threshold in thresholds.items():
+            section, field, comparison = THRESHOLDS[key]
+            if section not in (feature["type"], "feature"):
+                continue
+            value = feature.get(field)
+            if _fires(value, comparison, threshold):
+                feature["violations"].append(key)
+                found.append(_violation(scope, "feature", field, value, key, threshold, name))
+        feature["drifted"] = bool(feature["violations"])
+    prediction = drift["prediction"]
+    if "prediction_psi" in thresholds and _fires(prediction.get("psi"), ">", thresholds["prediction_psi"]):
+        found.append(
+            _violation(scope, "prediction", "psi", prediction["psi"], "prediction_psi", thresholds["prediction_psi"])
+        )
+    text = drift.get("text")
+    if text:
+        checks = {"oov_rate": "oov_rate", "length_psi": "length_psi"}
+        if "text_js_distance" in thresholds:
+            checks["text_js_distance"] = "js_distance"
+        elif "js_distance" in thresholds:
+            checks["js_distance"] = "js_distance"
+        text["violations"] = []
+        for key, field in checks.items():
+            if key in thresholds and _fires(text.get(field), THRESHOLDS[key][2], thresholds[key]):
+                text["violations"].append(key)
+                found.append(_violation(scope, "text", field, text[field], key, thresholds[key]))
+        text["drifted"] = bool(text["violations"])
+    return found
+
+
+def quality_violations(scope: str, quality: dict, thresholds: dict) -> list:
+    found = []
+    if quality.get("status") != "ok" or not quality.get("metrics"):
+        return found
+    for key, threshold in thresholds.items():
+        section, field, comparison = THRESHOLDS[key]
+        if section == "quality" and _fires(quality["metrics"].get(field), comparison, threshold):
+            found.append(_violation(scope, "quality", field, quality["metrics"][field], key, threshold))
+    return found
+
+
+def input_violations(capture: dict, drift_all: dict, thresholds: dict) -> list:
+    if "malformed_fraction" not in thresholds:
+        return []
+    lines = capture.get("lines", 0)
+    if not lines:
+        return []
+    fraction = (capture.get("malformed_lines", 0) + drift_all.get("rows_rejected", 0)) / lines
+    if _fires(fraction, ">", thresholds["malformed_fraction"]):
+        return [_violation(ALL, "input", "malformed_fraction", fraction, "malformed_fraction", thresholds["malformed_fraction"])]
+    return []
+
+
+def _iso(value: "datetime | None") -> "str | None":
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _max_of(features: dict, kind: str, field: str) -> "tuple[float | None, str | None]":
+    best, best_name = None, None
+    for name, feature in features.items():
+        value = feature.get(field)
+        if feature["type"] == kind and value is not None and (best is None or value > best):
+            best, best_name = value, name
+    return best, best_name
+
+
+def build_report(
+    *,
+    endpoint: str,
+    problem_type: str,
+    window_start: "datetime | None",
+    window_end: "datetime | None",
+    inputs: dict,
+    thresholds: dict,
+    capture: dict,
+    drift_all: dict,
+    drift_variants: dict,
+    quality: dict,
+    issues: dict,
+    generated_at: "datetime | None" = None,
+) -> dict:
+    """Assemble ``report.json`` and evaluate the thresholds (see README.md for the layout)."""
+    violations = []
+    for variant in sorted(drift_variants):
+        violations += drift_violations(variant, drift_variants[variant], thresholds)
+    violations += drift_violations(ALL, drift_all, thresholds)
+    if quality.get("status") == "ok":
+        for variant in sorted(quality["variants"]):
+            violations += quality_violations(variant, quality["variants"][variant], thresholds)
+        violations += quality_violations(ALL, quality["all"], thresholds)
+    violations += input_violations(capture, drift_all, thresholds)
+
+    max_psi, max_psi_feature = _max_of(drift_all["features"], "numeric", "psi")
+    drifted = [name for name, feature in drift_all["features"].items() if feature.get("drifted")]
+    records = capture.get("records", 0)
+    quality_summary = {}
+    if quality.get("status") == "ok":
+        for scope, result in [(ALL, quality["all"])] + sorted(quality["variants"].items()):
+            entry = {"status": result["status"], "label_count": result["label_count"]}
+            for field in ("auc", "accuracy", "f1", "rmse", "mae"):
+                if result.get("metrics") and field in result["metrics"]:
+                    entry[field] = result["metrics"][field]
+            quality_summary[scope] = entry
+    text = drift_all.get("text")
+    summary = {
+        "records": records,
+        "rows": drift_all["rows"],
+        "variants": sorted(drift_variants),
+        "max_psi": max_psi,
+        "max_psi_feature": max_psi_feature,
+        "drifted_features": drifted,
+        "drifted_feature_count": len(drifted),
+        "drifted_features_by_variant": {
+            variant: [name for name, feature in result["features"].items() if feature.get("drifted")]
+            for variant, result in sorted(drift_variants.items())
+        },
+        "prediction_psi": drift_all["prediction"].get("psi"),
+        "text_drifted": bool(text and text.get("drifted")),
+        "violation_count": len(violations),
+        "malformed_lines": capture.get("malformed_lines", 0),
+        "rows_rejected": drift_all.get("rows_rejected", 0),
+        "quality_status": quality.get("status"),
+        "quality": quality_summary,
+    }
+    if records == 0:
+        status = "no_data"
+    else:
+        status = "violations" if violations else "ok"
+    return {
+        "report_version": REPORT_VERSION,
+        "generated_at": _iso(generated_at or datetime.now(timezone.utc)),
+        "status": status,
+        "endpoint": endpoint,
+        "problem_type": problem_type,
+        "window": {"start": _iso(window_start), "end": _iso(window_end)},
+        "inputs": inputs,
+        "thresholds": thresholds,
+        "summary": summary,
+        "violations": violations,
+        "capture": capture,
+        "drift": {"all": drift_all, "variants": drift_variants},
+        "quality": quality,
+        "issues": issues,
+    }
+
+
+# --- CloudWatch -----------------------------------------------------------------------------
+
+
+def _metric(name: str, value: object, dimensions: list, timestamp: str, unit: str = "None") -> "dict | None":
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return {
+        "MetricName": name,
+        "Dimensions": [{"Name": key, "Value": str(val)} for key, val in dimensions],
+        "Timestamp": timestamp,
+        "Value": float(value),
+        "Unit": unit,
+    }
+
+
+def cloudwatch_metric_data(report: dict) -> list:
+    """The report's headline figures as CloudWatch ``MetricData`` entries (see the module docstring)."""
+    endpoint = report["endpoint"]
+    timestamp = report["window"]["end"] or report["generated_at"]
+    data: list = []
+    violations_by_scope: dict = {}
+    for violation in report["violations"]:
+        violations_by_scope[violation["variant"]] = violations_by_scope.get(violation["variant"], 0) + 1
+    scopes = [(ALL, report["drift"]["all"])] + sorted(report["drift"]["variants"].items())
+    quality = report["quality"]
+    for scope, drift in scopes:
+        dims = [("Endpoint", endpoint), ("Variant", scope)]
+        features = drift["features"]
+        entries = [
+            ("RecordCount", drift["records"], "Count"),
+            ("Violations", violations_by_scope.get(scope, 0), "Count"),
+            ("DriftedFeatures", sum(1 for f in features.values() if f.get("drifted")), "Count"),
+            ("MaxPSI", _max_of(features, "numeric", "psi")[0], "None"),
+            ("MaxKS", _max_of(features, "numeric", "ks_statistic")[0], "None"),
+            ("MaxJSDistance", _max_of(features, "categorical", "js_distance")[0], "None"),
+            ("PredictionPSI", drift["prediction"].get("psi"), "None"),
+            ("PositiveRate", (drift["prediction"].get("classes") or {}).get("positive_rate"), "None"),
+        ]
+        text = drift.get("text")
+        if text:
+            entries += [
+                ("OOVRate", text.get("oov_rate"), "None"),
+                ("TextJSDistance", text.get("js_distance"), "None"),
+                ("LengthPSI", text.get("length_psi"), "None"),
+            ]
+        result = None
+        if quality.get("status") == "ok":
+            result = quality["all"] if scope == ALL else quality["variants"].get(scope)
+        if result is not None:
+            entries.append(("LabelCount", result["label_count"], "Count"))
+            metrics = result.get("metrics") or {}
+            for name, field in (
+                ("AUC", "auc"),
+                ("Accuracy", "accuracy"),
+                ("Precision", "precision"),
+                ("Recall", "recall"),
+                ("F1", "f1"),
+                ("RMSE", "rmse"),
+                ("MAE", "mae"),
+            ):
+                entries.append((name, metrics.get(field), "None"))
+        elif quality.get("status") == "ok":
+            entries.append(("LabelCount", 0, "Count"))
+        if scope == ALL:
+            entries.append(("MalformedLines", report["capture"].get("malformed_lines", 0), "Count"))
+        for name, value, unit in entries:
+            entry = _metric(name, value, dims, timestamp, unit)
+            if entry:
+                data.append(entry)
+    for name, feature in report["drift"]["all"]["features"].items():
+        dims = [("Endpoint", endpoint), ("Variant", ALL), ("Feature", name)]
+        if feature["type"] == "numeric":
+            pairs = [("PSI", feature.get("psi")), ("KSStatistic", feature.get("ks_statistic"))]
+        else:
+            pairs = [("JSDistance", feature.get("js_distance"))]
+        for metric_name, value in pairs:
+            entry = _metric(metric_name, value, dims, timestamp)
+            if entry:
+                data.append(entry)
+    return data
+
+
+def publish(metric_data: list, namespace: str = NAMESPACE, client=None, region: "str | None" = None) -> int:
+    """``PutMetricData`` in chunks; returns the number of calls. boto3 is imported only here."""
+    if client is None:
+        import boto3
+
+        client = boto3.client("cloudwatch", region_name=region) if region else boto3.client("cloudwatch")
+    calls = 0
+    for start in range(0, len(metric_data), PUT_METRIC_CHUNK):
+        chunk = []
+        for entry in metric_data[start : start + PUT_METRIC_CHUNK]:
+            entry = dict(entry)
+            stamp = entry.get("Timestamp")
+            if isinstance(stamp, str):
+                entry["Timestamp"] = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            chunk.append(entry)
+        client.put_metric_data(Namespace=namespace, MetricData=chunk)
+        calls += 1
+    return calls
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+_BASE_COLOUR = "#7f8c9a"
+_CURRENT_COLOUR = "#e67e22"
+
+
+def _fmt(value: object, digits: int = 4) -> str:
+    if value is None:
+        return "&ndash;"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        return f"{value:.{digits}g}"
+    return html.escape(str(value))
+
+
+def _shares(counts: list) -> list:
+    total = float(sum(counts))
+    return [c / total if total else 0.0 for c in counts]
+
+
+def svg_bars(title: str, labels: list, baseline: "list | None", current: list) -> str:
+    """A grouped bar chart (baseline vs current shares) as inline SVG, no script, no external asset."""
+    groups = max(len(labels), 1)
+    width, height, left, bottom, top = max(360, 28 * groups * (2 if baseline else 1) + 80), 230, 48, 64, 28
+    plot_w, plot_h = width - left - 12, height - top - bottom
+    series = ([("baseline", _shares(baseline), _BASE_COLOUR)] if baseline else []) + [
+        ("current", _shares(current), _CURRENT_COLOUR)
+    ]
+    peak = max([max(values) if values else 0.0 for _, values, _ in series] + [1e-12])
+    slot = plot_w / groups
+    bar = slot * 0.8 / len(series)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{html.escape(title, quote=True)}">',
+        f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#333"/>',
+        f'<text x="{left - 4}" y="{top + 4}" font-size="10" text-anchor="end">{peak:.0%}</text>',
+        f'<text x="{left - 4}" y="{top + plot_h}" font-size="10" text-anchor="end">0</text>',
+    ]
+    for index, label in enumerate(labels):
+        x0 = left + index * slot + slot * 0.1
+        for number, (name, values, colour) in enumerate(series):
+            value = values[index] if index < len(values) else 0.0
+            h = plot_h * value / peak
+            parts.append(
+                f'<rect x="{x0 + number * bar:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" '
+                f'height="{h:.1f}" fill="{colour}"><title>{html.escape(str(label))} {name}: {value:.2%}</title></rect>'
+            )
+        cx = left + (index + 0.5) * slot
+        parts.append(
+            f'<text x="{cx:.1f}" y="{top + plot_h + 12}" font-size="9" text-anchor="end" '
+            f'transform="rotate(-35 {cx:.1f} {top + plot_h + 12})">{html.escape(str(label)[:18])}</text>'
+        )
+    for number, (name, _, colour) in enumerate(series):
+        x = width - 170 + number * 80
+        parts.append(f'<rect x="{x}" y="6" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<text x="{x + 14}" y="15" font-size="11">{name}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bin_labels(edges: list) -> list:
+    labels = []
+    for i in range(len(edges) - 1):
+        closing = "]" if i == len(edges) - 2 else ")"
+        labels.append(f"[{edges[i]:.3g}, {edges[i + 1]:.3g}{closing}")
+    return labels
+
+
+def feature_chart(name: str, feature: dict) -> str:
+    if feature["type"] == "numeric":
+        histogram = feature["histogram"]
+        return svg_bars(
+            f"{name}: PSI {_fmt(feature.get('psi'), 3)}",
+            _bin_labels(histogram["bin_edges"]),
+            histogram["baseline_counts"],
+            histogram["current_counts"],
+        )
+    categories = feature["categories"]
+    keep = 20
+    labels = categories["names"][:keep]
+    base = list(categories["baseline_counts"][:keep])
+    cur = list(categories["current_counts"][:keep])
+    if len(categories["names"]) > keep:
+        labels.append("(others)")
+        base.append(sum(categories["baseline_counts"][keep:]))
+        cur.append(sum(categories["current_counts"][keep:]))
+    return svg_bars(f"{name}: JS distance {_fmt(feature.get('js_distance'), 3)}", labels, base, cur)
+
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}th{background:#f4f6f8}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.bad{color:#b03a2e;font-weight:bold}.ok{color:#1e8449;font-weight:bold}.muted{color:#777}
+.charts svg{margin:6px 12px 6px 0;border:1px solid #eee}
+"""
+
+
+def _table(headers: list, rows: list) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = []
+        for cell in row:
+            if isinstance(cell, (int, float)) and not isinstance(cell, bool) or cell is None:
+                cells.append(f'<td class="num">{_fmt(cell)}</td>')
+            else:
+                cells.append(f"<td>{cell}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_html(report: dict) -> str:
+    """A self-contained HTML page (inline CSS and SVG; no script, no external asset)."""
+    esc = html.escape
+    summary = report["summary"]
+    status = report["status"]
+    drift = report["drift"]["all"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Monitoring report: {esc(str(report['endpoint']))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Monitoring report: {esc(str(report['endpoint']))}</h1>",
+        "<p>Window {} &ndash; {}; generated {}; problem type {}. Status: <span class=\"{}\">{}</span>.</p>".format(
+            esc(str(report["window"]["start"] or "(open)")),
+            esc(str(report["window"]["end"] or "(open)")),
+            esc(report["generated_at"]),
+            esc(report["problem_type"]),
+            "ok" if status == "ok" else "bad",
+            esc(status),
+        ),
+        "<h2>Summary</h2>",
+        _table(
+            ["records", "rows", "variants", "max PSI", "max PSI feature", "drifted features", "violations", "malformed lines"],
+            [
+                [
+                    summary["records"],
+                    summary["rows"],
+                    esc(", ".join(summary["variants"])) or "&ndash;",
+                    summary["max_psi"],
+                    esc(str(summary["max_psi_feature"] or "")) or "&ndash;",
+                    summary["drifted_feature_count"],
+                    summary["violation_count"],
+                    summary["malformed_lines"],
+                ]
+            ],
+        ),
+    ]
+    if status == "no_data":
+        parts.append(
+            f"<p class=\"bad\">No capture record in the window (capture state: {esc(str(report['capture'].get('state')))}).</p>"
+        )
+
+    parts.append("<h2>Violations</h2>")
+    if report["violations"]:
+        parts.append(
+            _table(
+                ["variant", "section", "feature", "metric", "value", "threshold"],
+                [
+                    [
+                        esc(v["variant"]),
+                        esc(v["section"]),
+                        esc(str(v.get("feature", ""))),
+                        esc(v["metric"]),
+                        v["value"],
+                        f"{esc(v['comparison'])} {_fmt(v['threshold'])} ({esc(v['threshold_key'])})",
+                    ]
+                    for v in report["violations"]
+                ],
+            )
+        )
+    else:
+        parts.append('<p class="ok">None.</p>')
+
+    scopes = [("all variants", drift)]
+    if len(report["drift"]["variants"]) > 1:
+        scopes += [(f"variant {name}", result) for name, result in sorted(report["drift"]["variants"].items())]
+    charts = [
+        feature_chart(f"{name} ({scope})", feature)
+        for scope, result in scopes
+        for name, feature in result["features"].items()
+        if feature.get("drifted")
+    ]
+    if charts:
+        parts.append("<h2>Drifted features: baseline vs current distribution</h2><div class=\"charts\">")
+        parts.extend(charts)
+        parts.append("</div>")
+
+    if drift["features"]:
+        parts.append("<h2>Feature drift (all variants)</h2>")
+        rows = []
+        for name, f in drift["features"].items():
+            flag = '<span class="bad">drifted</span>' if f.get("drifted") else '<span class="ok">ok</span>'
+            rows.append(
+                [
+                    esc(name),
+                    esc(f["type"]),
+                    f["count"],
+                    f.get("psi"),
+                    f.get("ks_statistic"),
+                    f.get("js_distance"),
+                    f.get("chi2_p_value"),
+                    f.get("missing_fraction"),
+                    f.get("out_of_range_fraction", f.get("unseen_fraction")),
+                    flag,
+                ]
+            )
+        parts.append(
+            _table(
+                ["feature", "type", "count", "PSI", "KS", "JS distance", "chi2 p", "missing", "out of range / unseen", ""],
+                rows,
+            )
+        )
+
+    prediction = drift["prediction"]
+    parts.append("<h2>Prediction drift</h2>")
+    classes = prediction.get("classes")
+    rows = [["predictions", prediction["count"]], ["PSI", prediction.get("psi")]]
+    if classes:
+        rows += [
+            ["positive rate", classes.get("positive_rate")],
+            ["baseline positive rate", classes.get("baseline_positive_rate")],
+            ["class JS distance", classes.get("js_distance")],
+        ]
+    parts.append(_table(["measure", "value"], rows))
+    if prediction.get("score_histogram") and prediction["count"]:
+        histogram = prediction["score_histogram"]
+        parts.append('<div class="charts">')
+        parts.append(svg_bars("score distribution (current)", _bin_labels(histogram["bin_edges"]), None, histogram["current_counts"]))
+        if classes and classes.get("baseline_counts"):
+            base = classes["baseline_counts"]
+            cur = classes["current_counts"]
+            parts.append(svg_bars("predicted classes vs training labels", ["0", "1"], [base["0"], base["1"]], [cur["0"], cur["1"]]))
+        parts.append("</div>")
+
+    text = drift.get("text")
+    if text:
+        parts.append("<h2>Text drift</h2>")
+        parts.append(
+            _table(
+                ["documents", "tokens", "OOV rate", "baseline OOV rate", "token JS distance", "length PSI", "drifted"],
+                [[text["documents"], text["tokens"], text.get("oov_rate"), text.get("baseline_oov_rate"),
+                  text.get("js_distance"), text.get("length_psi"), bool(text.get("drifted"))]],
+            )
+        )
+        if text.get("drifted") and text["documents"]:
+            changes = text["top_token_changes"]
+            parts.append('<div class="charts">')
+            parts.append(
+                svg_bars(
+                    "largest token share changes",
+                    [c["token"] for c in changes],
+                    [c["baseline_share"] for c in changes],
+                    [c["current_share"] for c in changes],
+                )
+            )
+            length = text["length"]["histogram"]
+            parts.append(
+                svg_bars("document length (tokens)", _bin_labels(length["bin_edges"]), length["baseline_counts"], length["current_counts"])
+            )
+            parts.append("</div>")
+
+    quality = report["quality"]
+    parts.append("<h2>Model quality</h2>")
+    if quality.get("status") != "ok":
+        parts.append(f"<p class=\"muted\">No quality figures: {esc(str(quality.get('status')))}.</p>")
+    else:
+        join = quality["join"]
+        parts.append(
+            f"<p>{join['labels']:,} labels read, {join['joined_records']:,} joined to a captured prediction, "
+            f"{join['labels_without_prediction']:,} without a prediction in the window.</p>"
+        )
+        names = ["accuracy", "precision", "recall", "f1", "auc"] if report["problem_type"] == "binary" else ["rmse", "mae", "r2"]
+        rows = []
+        for scope, result in [(ALL, quality["all"])] + sorted(quality["variants"].items()):
+            metrics = result.get("metrics") or {}
+            rows.append([esc(scope), esc(result["status"]), result["label_count"]] + [metrics.get(n) for n in names])
+        parts.append(_table(["variant", "status", "labels"] + names, rows))
+
+    capture = report["capture"]
+    issues = report["issues"]
+    parts.append("<h2>Inputs</h2>")
+    parts.append(
+        _table(
+            ["files read", "skipped (outside window)", "lines", "records", "outside window", "malformed lines", "unsupported", "rejected rows"],
+            [[capture.get("files_read", 0), capture.get("files_skipped_outside_window", 0), capture.get("lines", 0),
+              capture.get("records", 0), capture.get("records_outside_window", 0), capture.get("malformed_lines", 0),
+              capture.get("unsupported_records", 0), drift.get("rows_rejected", 0)]],
+        )
+    )
+    if issues["examples"]:
+        parts.append(f"<p>{issues['total']:,} problem(s); the first {len(issues['examples'])}:</p>")
+        parts.append(
+            _table(
+                ["category", "file", "line", "reason"],
+                [[esc(e["category"]), esc(e["file"]), e["line"], esc(e["reason"])] for e in issues["examples"]],
+            )
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_outputs(output_dir: Path, report: dict, metric_data: list) -> dict:
+    """Write ``report.json``, ``report.html`` and ``cloudwatch_metrics.json``; returns their paths."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "report": output_dir / "report.json",
+        "html": output_dir / "report.html",
+        "metrics": output_dir / "cloudwatch_metrics.json",
+    }
+    document = json.dumps(_finite(report), indent=2, allow_nan=False, default=_json_default)
+    paths["report"].write_text(document + "\n", encoding="utf-8")
+    paths["html"].write_text(render_html(report), encoding="utf-8")
+    paths["metrics"].write_text(json.dumps(metric_data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return paths
+
+
+def _finite(value: object) -> object:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime):
+        return _iso(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
