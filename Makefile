@@ -42,7 +42,7 @@ synth: $(STAMP)
 	$(BIN)/python -m mlops_platform.tools.synth_summary cdk.out
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 import shutil
+from functools import lru_cache
 from pathlib import Path
 
 RUNTIME_ROOT = Path(__file__).resolve().parents[1] / "lambda"
@@ -24,7 +26,8 @@ def _module_path(module: str) -> Path | None:
     return None
 
 
-def _imported_modules(path: Path) -> set[str]:
+@lru_cache(maxsize=None)
+def _imported_modules(path: Path) -> frozenset[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
@@ -32,11 +35,20 @@ def _imported_modules(path: Path) -> set[str]:
             found.update(f"{node.module}.{alias.name}" for alias in node.names)  # submodule imports
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE)
-    return found
+    return frozenset(found)
+
+
+@lru_cache(maxsize=None)
+def _bundle(handler_module: str) -> tuple[Path, ...]:
+    return tuple(_closure(handler_module))
 
 
 def bundle_files(handler_module: str) -> list[Path]:
     """Source files (under ``lambda/``) that ``handler_module`` needs, sorted."""
+    return list(_bundle(handler_module))
+
+
+def _closure(handler_module: str) -> list[Path]:
     pending, seen, files = [handler_module], set(), set()
     while pending:
         module = pending.pop()
@@ -65,11 +77,16 @@ def stage_bundle(handler_module: str, build_dir: Path) -> Path:
         digest.update(path.read_bytes())
     target = build_dir / digest.hexdigest()[:16]
     if not target.exists():
-        staging = target.with_name(target.name + ".tmp")
+        # Per-process staging folder, renamed into place: concurrent synths (test workers) never
+        # see half a bundle; if another process won the race, its identical copy stays.
+        staging = target.with_name(f"{target.name}.{os.getpid()}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         for path in files:
             destination = staging / path.relative_to(RUNTIME_ROOT)
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.write_bytes(path.read_bytes())
-        staging.rename(target)
+        try:
+            staging.rename(target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
     return target

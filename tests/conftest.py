@@ -104,3 +104,11 @@ def cdk_template(synthesis):
         return cache[key]
 
     return get
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist (`make test` runs two workers), every test that reads the synthesized app runs
+    on the same worker, so the app is synthesized once, while the other worker runs unit tests."""
+    for item in items:
+        if "synthesis" in getattr(item, "fixturenames", ()) or "cdk_template" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("synthesis"))

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import json
+import os
 from pathlib import Path
 
 from . import training_definition
@@ -38,7 +39,7 @@ def cached_training_pipeline_definition(spec: TrainingPipelineSpec, cache_dir: P
         return path.read_text(encoding="utf-8")
     definition = build_training_pipeline_definition(spec)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent synths never collide
     temporary.write_text(definition, encoding="utf-8")
     temporary.replace(path)  # atomic: a concurrent synth never reads half a file
     return definition

@@ -1,0 +1,320 @@
+"""DynamoDB adapter of the inference API and the experiment controller.
+
+Tables (formats shared with the feedback API):
+
+- predictions (pk ``inference_id``): one item per served prediction;
+- statistics (pk ``experiment``, sk ``arm``): ``invocations`` (added here), ``reward_sum``,
+  ``reward_sq_sum``, ``feedback_count`` (added by the feedback API);
+- experiment state (pk ``experiment``): the controller's state, its ``weights``, ``updated_at``,
+  the ``decision`` once a winner is declared, and ``version`` (optimistic locking).
+
+:meth:`DynamoDBExperimentsStore.record_prediction` is the inference API's only write: ONE
+``TransactWriteItems`` that puts the prediction (unless its inference id is already stored) and adds
+1 to the arm's ``invocations``, so the count and the joinable records never disagree.
+
+The low-level client is used with a small local (de)serializer (no ``boto3.dynamodb.types`` import,
+floats accepted and written as numbers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+STATISTICS_FIELDS = ("invocations", "reward_sum", "reward_sq_sum", "feedback_count")
+
+
+class StateConflict(Exception):
+    """The experiment state changed since it was read (version check failed)."""
+
+
+class DuplicateInferenceId(Exception):
+    """A prediction with this inference id is already stored; nothing was written."""
+
+
+class ExperimentsStore(Protocol):
+    def record_prediction(self, item: Mapping[str, Any], experiment: str, arm: str) -> None: ...
+
+    def read_statistics(self, experiment: str) -> list[dict[str, Any]]: ...
+
+    def read_state(self, experiment: str) -> dict[str, Any] | None: ...
+
+    def write_state(self, experiment: str, state: Mapping[str, Any], expected_version: int) -> int: ...
+
+
+# --- (de)serialisation ---------------------------------------------------------------------------
+
+
+def to_attribute(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"DynamoDB cannot store {value!r}")
+        return {"N": repr(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, Mapping):
+        return {"M": {str(k): to_attribute(v) for k, v in value.items()}}
+    if isinstance(value, (list, tuple)):
+        return {"L": [to_attribute(v) for v in value]}
+    raise TypeError(f"cannot store {type(value).__name__} in DynamoDB: {value!r}")
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(k): to_attribute(v) for k, v in values.items()}
+
+
+def from_attribute(attribute: Mapping[str, Any]) -> Any:
+    (kind, value), = attribute.items()
+    if kind == "N":
+        number = float(value)
+        if number.is_integer() and not any(c in value for c in ".eE"):
+            return int(value)
+        return number
+    if kind in ("S", "BOOL"):
+        return value
+    if kind == "NULL":
+        return None
+    if kind == "M":
+        return {k: from_attribute(v) for k, v in value.items()}
+    if kind == "L":
+        return [from_attribute(v) for v in value]
+    if kind == "B":
+        return value
+    if kind in ("SS", "BS"):
+        return set(value)
+    if kind == "NS":
+        return {float(v) for v in value}
+    raise TypeError(f"unknown DynamoDB attribute type {kind}")
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: from_attribute(v) for k, v in item.items()}
+
+
+# --- adapter -------------------------------------------------------------------------------------
+
+
+class DynamoDBExperimentsStore:
+    """:class:`ExperimentsStore` over the DynamoDB low-level client (created lazily, or injected)."""
+
+    def __init__(
+        self,
+        predictions_table: str | None,
+        statistics_table: str,
+        state_table: str,
+        client: Any | None = None,
+    ) -> None:
+        self.predictions_table = predictions_table
+        self.statistics_table = statistics_table
+        self.state_table = state_table
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "dynamodb",
+                config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=3),
+            )
+        return self._client
+
+    def record_prediction(self, item: Mapping[str, Any], experiment: str, arm: str) -> None:
+        """Put the prediction and ``ADD invocations :one`` on (experiment, arm), in one transaction.
+
+        Raises :class:`DuplicateInferenceId` (nothing written) when the inference id is already
+        stored; any other failure is botocore's ``ClientError``.
+        """
+        if not self.predictions_table:
+            raise RuntimeError("no predictions table configured")
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.predictions_table,
+                            "Item": to_item(item),
+                            "ConditionExpression": "attribute_not_exists(inference_id)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.statistics_table,
+                            "Key": {"experiment": {"S": experiment}, "arm": {"S": arm}},
+                            "UpdateExpression": "ADD invocations :one",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons") or []
+            if reasons and (reasons[0] or {}).get("Code") == "ConditionalCheckFailed":
+                raise DuplicateInferenceId(item.get("inference_id")) from error
+            raise
+
+    def read_statistics(self, experiment: str) -> list[dict[str, Any]]:
+        """Every arm row of ``experiment`` (Query on the partition key, consistent, all pages)."""
+        rows: list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            "TableName": self.statistics_table,
+            "KeyConditionExpression": "experiment = :experiment",
+            "ExpressionAttributeValues": {":experiment": {"S": experiment}},
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self.client.query(**request)
+            rows.extend(from_item(item) for item in response.get("Items", []))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return rows
+            request["ExclusiveStartKey"] = last
+
+    def read_state(self, experiment: str) -> dict[str, Any] | None:
+        response = self.client.get_item(
+            TableName=self.state_table, Key={"experiment": {"S": experiment}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return from_item(item) if item else None
+
+    def write_state(self, experiment: str, state: Mapping[str, Any], expected_version: int) -> int:
+        """Write ``state`` as version ``expected_version + 1`` if the stored version is still
+        ``expected_version`` (0: no item yet); returns the new version, else :class:`StateConflict`."""
+        from botocore.exceptions import ClientError
+
+        version = int(expected_version) + 1
+        values = {**state, "experiment": experiment, "version": version}
+        request: dict[str, Any] = {"TableName": self.state_table, "Item": to_item(values)}
+        if expected_version:
+            request["ConditionExpression"] = "version = :expected"
+            request["ExpressionAttributeValues"] = {":expected": {"N": str(int(expected_version))}}
+        else:
+            request["ConditionExpression"] = "attribute_not_exists(experiment)"
+        try:
+            self.client.put_item(**request)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise StateConflict(f"experiment {experiment!r} state is no longer version {expected_version}") from error
+            raise
+        return version
+
+
+# --- configuration (env ``EXPERIMENTS``), shared by the inference API and the controller ----------
+
+
+class InvalidExperimentConfig(ValueError):
+    """``EXPERIMENTS`` (or ``CONTROLLER``) does not describe usable experiments."""
+
+
+class ArmTarget:
+    """Where an arm's traffic goes: a SageMaker endpoint and one of its production variants."""
+
+    __slots__ = ("arm", "endpoint", "variant", "model_package_arn")
+
+    def __init__(self, arm: str, endpoint: str, variant: str, model_package_arn: str | None = None) -> None:
+        self.arm, self.endpoint, self.variant, self.model_package_arn = arm, endpoint, variant, model_package_arn
+
+    def __repr__(self) -> str:
+        return f"ArmTarget({self.arm!r}, {self.endpoint!r}, {self.variant!r})"
+
+
+class FeatureGroupConfig:
+    __slots__ = ("name", "features", "record_identifier")
+
+    def __init__(self, name: str, features: tuple[str, ...], record_identifier: str | None) -> None:
+        self.name, self.features, self.record_identifier = name, features, record_identifier
+
+
+class ExperimentConfig:
+    """One public endpoint: its experiment id, arms, initial weights and request options."""
+
+    __slots__ = (
+        "name", "experiment", "arms", "initial_weights", "allow_variant_override", "content_types",
+        "feature_group", "salt",
+    )
+
+    def __init__(self, name: str, data: Mapping[str, Any]) -> None:
+        if not isinstance(data, Mapping):
+            raise InvalidExperimentConfig(f"{name}: expected an object, got {data!r}")
+        experiment = data.get("experiment") or name
+        if not isinstance(experiment, str):
+            raise InvalidExperimentConfig(f"{name}: experiment must be a string")
+        arms: dict[str, ArmTarget] = {}
+        for entry in data.get("arms") or []:
+            try:
+                arm, endpoint, variant = entry["arm"], entry["endpoint"], entry["variant"]
+            except (KeyError, TypeError) as error:
+                raise InvalidExperimentConfig(f"{name}: each arm needs arm, endpoint, variant: {entry!r}") from error
+            if not all(isinstance(v, str) and v for v in (arm, endpoint, variant)) or arm in arms:
+                raise InvalidExperimentConfig(f"{name}: bad or duplicated arm {entry!r}")
+            arms[arm] = ArmTarget(arm, endpoint, variant, entry.get("model_package_arn"))
+        if not arms:
+            raise InvalidExperimentConfig(f"{name}: at least one arm is needed")
+        weights = data.get("initial_weights") or {arm: 1.0 for arm in arms}
+        if set(weights) != set(arms) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
+            for w in weights.values()
+        ) or sum(weights.values()) <= 0:
+            raise InvalidExperimentConfig(f"{name}: initial_weights must give every arm a weight >= 0: {weights!r}")
+        content_types = data.get("content_types") or ["application/json", "text/csv"]
+        feature_group = data.get("feature_group")
+        if feature_group is not None:
+            features = feature_group.get("features") if isinstance(feature_group, Mapping) else None
+            if not isinstance(feature_group.get("name") if features else None, str) or not isinstance(features, list):
+                raise InvalidExperimentConfig(f"{name}: feature_group needs name and features: {feature_group!r}")
+            feature_group = FeatureGroupConfig(
+                feature_group["name"], tuple(features), feature_group.get("record_identifier")
+            )
+        self.name = name
+        self.experiment = experiment
+        self.arms = arms
+        self.initial_weights = {arm: float(weights[arm]) for arm in arms}
+        self.allow_variant_override = bool(data.get("allow_variant_override", False))
+        self.content_types = tuple(str(c).lower() for c in content_types)
+        self.feature_group = feature_group
+        self.salt = str(data.get("salt") or experiment)
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The distinct SageMaker endpoints of the arms, in arm order."""
+        return tuple(dict.fromkeys(target.endpoint for target in self.arms.values()))
+
+
+def parse_experiments(raw: str | None) -> dict[str, ExperimentConfig]:
+    """``EXPERIMENTS`` (JSON object keyed by public endpoint name) -> configs; raises InvalidExperimentConfig."""
+    import json
+
+    if not raw:
+        raise InvalidExperimentConfig("environment variable EXPERIMENTS is not set")
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise InvalidExperimentConfig(f"EXPERIMENTS is not JSON: {error}") from error
+    if not isinstance(data, Mapping):
+        raise InvalidExperimentConfig("EXPERIMENTS must be a JSON object keyed by public endpoint name")
+    return {str(name): ExperimentConfig(str(name), value) for name, value in data.items()}
+
+
+def current_weights(config: ExperimentConfig, state: Mapping[str, Any] | None) -> dict[str, float]:
+    """The weights of the state item restricted to the configured arms, else ``initial_weights``."""
+    weights = (state or {}).get("weights")
+    if isinstance(weights, Mapping):
+        clean = {
+            arm: float(weights.get(arm, 0.0))
+            for arm in config.arms
+            if isinstance(weights.get(arm, 0.0), (int, float)) and math.isfinite(float(weights.get(arm, 0.0)))
+        }
+        if len(clean) == len(config.arms) and all(w >= 0 for w in clean.values()) and sum(clean.values()) > 0:
+            return clean
+    return dict(config.initial_weights)

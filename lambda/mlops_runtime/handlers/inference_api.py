@@ -1,0 +1,434 @@
+"""Lambda: the inference API (API Gateway REST API, Lambda proxy integration). Contract: ``docs/inference-api.md``.
+
+- ``POST /v1/endpoints/{endpoint}/invocations``: route the request to an arm of the public
+  endpoint's experiment (sticky per subject, by ``domain.routing.assign`` over the current weights),
+  call ``InvokeEndpoint`` on the arm's (endpoint, variant) and record the prediction with ONE
+  DynamoDB transaction (prediction item + ``ADD invocations :one``). The model's body and content
+  type come back with ``X-Inference-Id``, ``X-Variant`` (arm) and ``X-Endpoint-Variant``.
+- ``GET /v1/experiments/{endpoint}``: per-arm counts, rewards, posterior mean with a 95% credible
+  interval, current weight, probability of being best, and the decision once made.
+
+AWS calls per invocation: InvokeEndpoint + TransactWriteItems (+ GetRecord with a feature group).
+The weights come from the experiment state table at most once per ``ALLOCATION_CACHE_SECONDS`` per
+execution environment (never a per-request read).
+
+Environment: ``EXPERIMENTS`` (JSON, see ``adapters.experiments_store.ExperimentConfig``),
+``PREDICTIONS_TABLE``, ``STATISTICS_TABLE``, ``EXPERIMENT_STATE_TABLE``, ``SUBJECT_HASH_KEY`` (HMAC
+key of stored subject hashes; without it no subject hash is stored), ``PREDICTION_TTL_DAYS`` (30),
+``ALLOCATION_CACHE_SECONDS`` (30). Read on the first request, not at import.
+
+No Tracer is created at import (see ``handlers.deployer.tracer``); ``POWERTOOLS_TRACE_DISABLED`` unset
+and ``INFERENCE_API_TRACING=true`` creates it on the first request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import io
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
+
+from mlops_runtime.adapters.experiments_store import (
+    DuplicateInferenceId,
+    DynamoDBExperimentsStore,
+    ExperimentConfig,
+    ExperimentsStore,
+    InvalidExperimentConfig,
+    current_weights,
+    parse_experiments,
+)
+from mlops_runtime.adapters.model_runtime import (
+    Boto3ModelRuntime,
+    InvalidModelInput,
+    ModelError,
+    ModelInvocationError,
+    ModelRuntime,
+    ModelThrottled,
+    UnknownModelEndpoint,
+)
+from mlops_runtime.adapters.online_features import Boto3OnlineFeatures, FeatureLookupError, OnlineFeatures
+from mlops_runtime.domain import routing
+
+MAX_BODY_BYTES = 6_291_456  # InvokeEndpoint's payload limit
+RETRY_AFTER_SECONDS = "1"
+TEXT_TYPES = ("application/json", "text/", "application/jsonlines", "application/x-ndjson", "application/xml")
+
+logger = Logger()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+app = APIGatewayRestResolver()
+
+
+class ApiError(Exception):
+    """An answer other than 200: status, machine-readable code, human-readable reason."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+@dataclass
+class Runtime:
+    """Configuration, adapters, clock and randomness of the function, built on the first request."""
+
+    experiments: dict[str, ExperimentConfig]
+    store: ExperimentsStore
+    model: ModelRuntime
+    features: OnlineFeatures | None = None
+    subject_hash_key: bytes | None = None
+    ttl_seconds: int = 30 * 86_400
+    cache_seconds: float = 30.0
+    clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    rng: random.Random = field(default_factory=random.Random)
+    # public name -> (weights, monotonic time when they expire)
+    weights_cache: dict[str, tuple[dict[str, float], float]] = field(default_factory=dict)
+
+
+_runtime: Runtime | None = None
+
+
+def runtime_from_env() -> Runtime:
+    experiments = parse_experiments(os.environ.get("EXPERIMENTS"))
+    for name in ("PREDICTIONS_TABLE", "STATISTICS_TABLE", "EXPERIMENT_STATE_TABLE"):
+        if not os.environ.get(name):
+            raise InvalidExperimentConfig(f"environment variable {name} is not set")
+    key = os.environ.get("SUBJECT_HASH_KEY")
+    return Runtime(
+        experiments=experiments,
+        store=DynamoDBExperimentsStore(
+            os.environ["PREDICTIONS_TABLE"], os.environ["STATISTICS_TABLE"], os.environ["EXPERIMENT_STATE_TABLE"]
+        ),
+        model=Boto3ModelRuntime(),
+        features=Boto3OnlineFeatures() if any(c.feature_group for c in experiments.values()) else None,
+        subject_hash_key=key.encode("utf-8") if key else None,
+        ttl_seconds=int(float(os.environ.get("PREDICTION_TTL_DAYS", "30")) * 86_400),
+        cache_seconds=float(os.environ.get("ALLOCATION_CACHE_SECONDS", "30")),
+    )
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = runtime_from_env()
+    return _runtime
+
+
+def configure(value: Runtime | None) -> None:
+    """Replace the runtime (tests); ``None`` rebuilds it from the environment on the next request."""
+    global _runtime
+    _runtime = value
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type="application/json", body=json.dumps(payload), headers=headers)
+
+
+def _header(name: str) -> str | None:
+    value = app.current_event.headers.get(name) if app.current_event.headers else None
+    if value is None and app.current_event.headers:  # API Gateway keeps the caller's case
+        lowered = name.lower()
+        value = next((v for k, v in app.current_event.headers.items() if k.lower() == lowered), None)
+    return value
+
+
+def _query(name: str) -> str | None:
+    params = app.current_event.query_string_parameters or {}
+    return params.get(name)
+
+
+def _experiment(name: str) -> ExperimentConfig:
+    config = runtime().experiments.get(name)
+    if config is None:
+        raise ApiError(404, "unknown_endpoint", f"no endpoint named {name!r}")
+    return config
+
+
+def allocation_for(config: ExperimentConfig) -> dict[str, float]:
+    """The current weights: cached per environment for ``cache_seconds``; the state table when stale,
+    ``initial_weights`` when it has no state (or cannot be read, keeping the last known weights)."""
+    rt = runtime()
+    cached = rt.weights_cache.get(config.name)
+    now = rt.monotonic()
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    try:
+        weights = current_weights(config, rt.store.read_state(config.experiment))
+    except Exception:
+        logger.exception("Could not read the experiment state; keeping the last weights",
+                         extra={"experiment": config.experiment})
+        metrics.add_metric(name="AllocationReadFailures", unit=MetricUnit.Count, value=1)
+        weights = cached[0] if cached else dict(config.initial_weights)
+    rt.weights_cache[config.name] = (weights, now + rt.cache_seconds)
+    return weights
+
+
+def _body_bytes() -> bytes:
+    event = app.current_event
+    raw = event.body
+    if raw is None:
+        return b""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise ApiError(400, "bad_body", "body is marked base64 but is not valid base64") from error
+    return raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+
+
+def _media_type(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value.split(";", 1)[0].strip().lower() or None
+
+
+def _csv_row(values: list[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _feature_payload(config: ExperimentConfig, subject: str | None) -> bytes:
+    group = config.feature_group
+    if not subject:
+        raise ApiError(400, "subject_required", "this endpoint looks features up by subject: send X-Subject-Id")
+    features = runtime().features
+    if features is None:
+        raise RuntimeError("a feature group is configured but no online feature reader")
+    try:
+        record = features.get_record(group.name, subject, group.features)
+    except FeatureLookupError as error:
+        logger.error("Feature lookup failed", extra={"feature_group": group.name, "reason": str(error)})
+        raise ApiError(503, "features_unavailable", "the online feature store could not be read",
+                       {"Retry-After": RETRY_AFTER_SECONDS}) from error
+    if record is None:
+        metrics.add_metric(name="FeatureRecordMissing", unit=MetricUnit.Count, value=1)
+        raise ApiError(400, "no_feature_record", f"subject has no record in feature group {group.name!r}")
+    missing = [name for name in group.features if name not in record]
+    if missing:
+        raise ApiError(400, "incomplete_feature_record", f"the subject's record lacks features {missing}")
+    return _csv_row([record[name] for name in group.features])
+
+
+def _response_body(body: bytes, content_type: str | None) -> str | bytes:
+    media = _media_type(content_type) or ""
+    if media.startswith(TEXT_TYPES) or media.endswith(("+json", "/csv")):
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            return body
+    return body  # Powertools base64-encodes bytes (binary media types must be enabled on the API)
+
+
+# --- routes ----------------------------------------------------------------------------------------
+
+
+@app.post("/v1/endpoints/<endpoint>/invocations")
+def invoke(endpoint: str) -> Response:
+    rt = runtime()
+    config = _experiment(endpoint)
+
+    inference_id = _header("X-Inference-Id")
+    if inference_id is None or inference_id == "":
+        inference_id = routing.new_inference_id()
+    else:
+        try:
+            routing.validate_inference_id(inference_id)
+        except routing.InvalidInferenceId as error:
+            raise ApiError(400, "invalid_inference_id", str(error)) from error
+
+    subject = _header("X-Subject-Id") or _query("subject_id") or None
+
+    override = _header("X-Target-Arm")
+    if override:
+        if not config.allow_variant_override:
+            raise ApiError(403, "override_not_allowed", f"endpoint {endpoint!r} does not allow X-Target-Arm")
+        if override not in config.arms:
+            raise ApiError(400, "unknown_arm", f"no arm {override!r}; arms: {sorted(config.arms)}")
+        arm, assignment = override, "override"
+    else:
+        weights = allocation_for(config)
+        if subject:
+            arm, assignment = routing.assign(subject, weights, config.salt), "subject"
+        else:
+            arm, assignment = routing.assign_random(weights, rt.rng), "random"
+    target = config.arms[arm]
+
+    if config.feature_group is not None:
+        body, content_type = _feature_payload(config, subject), "text/csv"
+    else:
+        content_type = _media_type(_header("Content-Type"))
+        if content_type is None or content_type not in config.content_types:
+            raise ApiError(
+                400, "unsupported_content_type",
+                f"Content-Type {content_type or '(none)'} is not accepted; use one of {list(config.content_types)}",
+            )
+        body = _body_bytes()
+        if not body:
+            raise ApiError(400, "empty_body", "the request body is empty")
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(400, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
+
+    try:
+        result = rt.model.invoke(target.endpoint, target.variant, inference_id, content_type, body, _header("Accept"))
+    except ModelError as error:
+        metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
+        logger.warning("Model error", extra={"arm": arm, "endpoint": target.endpoint, "inference_id": inference_id})
+        raise ApiError(502, "model_error", error.message, {"X-Inference-Id": inference_id, "X-Variant": arm}) from error
+    except ModelThrottled as error:
+        metrics.add_metric(name="Throttled", unit=MetricUnit.Count, value=1)
+        raise ApiError(429, "throttled", "the model endpoint is throttling requests; retry later",
+                       {"Retry-After": RETRY_AFTER_SECONDS}) from error
+    except UnknownModelEndpoint as error:
+        metrics.add_metric(name="ModelEndpointMissing", unit=MetricUnit.Count, value=1)
+        logger.error("Configured endpoint or variant not found",
+                     extra={"arm": arm, "endpoint": target.endpoint, "variant": target.variant, "reason": error.message})
+        raise ApiError(503, "model_unavailable", "the model behind this endpoint is not deployed",
+                       {"Retry-After": "60"}) from error
+    except InvalidModelInput as error:
+        raise ApiError(400, "invalid_request", error.message) from error
+    except ModelInvocationError as error:
+        logger.error("InvokeEndpoint failed", extra={"code": error.code, "reason": error.message})
+        raise ApiError(503, "model_unavailable", "the model endpoint is unavailable; retry later",
+                       {"Retry-After": RETRY_AFTER_SECONDS}) from error
+
+    served_variant = result.invoked_variant or target.variant
+    headers = {"X-Inference-Id": inference_id, "X-Variant": arm, "X-Endpoint-Variant": served_variant}
+    recorded = _record(config, arm, target.endpoint, served_variant, target.model_package_arn, inference_id, subject)
+    if not recorded:
+        headers["X-Prediction-Recorded"] = "false"
+    metrics.add_metric(name="Invocations", unit=MetricUnit.Count, value=1)
+    logger.debug("Served", extra={"arm": arm, "assignment": assignment, "inference_id": inference_id})
+    return Response(
+        status_code=200,
+        content_type=result.content_type or "application/octet-stream",
+        body=_response_body(result.body, result.content_type),
+        headers=headers,
+    )
+
+
+def _record(
+    config: ExperimentConfig, arm: str, endpoint: str, variant: str, package: str | None,
+    inference_id: str, subject: str | None,
+) -> bool:
+    """The single write; False (logged, metric) when it failed: the prediction is still returned."""
+    rt = runtime()
+    now = rt.clock()
+    try:
+        subject_hash = routing.hash_subject(subject, rt.subject_hash_key) if subject and rt.subject_hash_key else None
+        item = routing.build_prediction_record(inference_id, endpoint, variant, package, subject_hash, now, rt.ttl_seconds)
+        item["created_at"] = int(now)
+        item["experiment"] = config.experiment
+        item["arm"] = arm
+        rt.store.record_prediction(item, config.experiment, arm)
+        return True
+    except DuplicateInferenceId:
+        logger.warning("Inference id already recorded: prediction not recorded again",
+                       extra={"inference_id": inference_id})
+        metrics.add_metric(name="DuplicateInferenceIds", unit=MetricUnit.Count, value=1)
+    except Exception:
+        logger.exception("Could not record the prediction", extra={"inference_id": inference_id, "arm": arm})
+        metrics.add_metric(name="PredictionWriteFailures", unit=MetricUnit.Count, value=1)
+    return False
+
+
+@app.get("/v1/experiments/<endpoint>")
+def experiment_summary(endpoint: str) -> Response:
+    return _json(200, summarize_experiment(_experiment(endpoint), runtime().store))
+
+
+def summarize_experiment(config: ExperimentConfig, store: ExperimentsStore) -> dict[str, Any]:
+    """The experiment's dashboard: per-arm statistics and posteriors, weights, decision."""
+    from mlops_runtime.domain import experiments
+
+    rows = {row.get("arm"): row for row in store.read_statistics(config.experiment)}
+    state = store.read_state(config.experiment) or {}
+    weights = current_weights(config, state)
+    total = sum(weights.values())
+    arms, stats, error = [], [], None
+    for arm, target in config.arms.items():
+        row = rows.get(arm, {})
+        entry = {
+            "arm": arm,
+            "endpoint": target.endpoint,
+            "variant": target.variant,
+            "invocations": row.get("invocations", 0),
+            "feedback_count": row.get("feedback_count", 0),
+            "reward_sum": row.get("reward_sum", 0),
+            "weight": weights[arm] / total,
+        }
+        arms.append(entry)
+        try:
+            stats.append(experiments.ArmStats(arm, row.get("invocations", 0), row.get("reward_sum", 0),
+                                              row.get("reward_sq_sum")))
+        except experiments.ImpossibleStatistics as exc:
+            error = str(exc)
+    if error is None:
+        for entry, summary in zip(arms, experiments.summarize(stats)):
+            entry.update(
+                mean_reward=summary.mean_reward,
+                posterior_mean=summary.posterior_mean,
+                credible_interval_95=[summary.lower, summary.upper],
+                probability_best=summary.probability_best,
+            )
+    return {
+        "endpoint": config.name,
+        "experiment": config.experiment,
+        "arms": arms,
+        "weights": {a["arm"]: a["weight"] for a in arms},
+        "decision": state.get("decision"),
+        "steps": state.get("steps", 0),
+        "moves": state.get("moves", 0),
+        "updated_at": state.get("updated_at"),
+        "error": error,
+    }
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+@app.exception_handler(ApiError)
+def _api_error(error: ApiError) -> Response:
+    return _json(error.status, {"error": error.code, "message": error.message}, error.headers or None)
+
+
+@app.not_found
+def _not_found(_: Exception) -> Response:
+    return _json(404, {"error": "not_found", "message": "no such route"})
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    logger.exception("Unexpected error")
+    metrics.add_metric(name="UnexpectedErrors", unit=MetricUnit.Count, value=1)
+    return _json(500, {"error": "internal_error", "message": "internal error"})
+
+
+_traced: Any | None = None
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _traced
+    if _traced is None:
+        if os.environ.get("INFERENCE_API_TRACING", "").lower() == "true":
+            from aws_lambda_powertools import Tracer
+
+            _traced = Tracer(patch_modules=("botocore",)).capture_lambda_handler(app.resolve, capture_response=False)
+        else:
+            _traced = app.resolve
+    return _traced(event, context)

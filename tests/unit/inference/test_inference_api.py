@@ -1,0 +1,317 @@
+"""Inference API against moto: routing, overrides, errors, the single write, feature lookup, summary."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+EXPERIMENTS = {
+    "churn": {
+        "experiment": "churn-exp",
+        "arms": [
+            {"arm": "champion", "endpoint": "churn-ep", "variant": "v1"},
+            {"arm": "challenger", "endpoint": "churn-ep", "variant": "v2"},
+        ],
+        "initial_weights": {"champion": 0.5, "challenger": 0.5},
+        "allow_variant_override": True,
+        "content_types": ["application/json", "text/csv"],
+        "feature_group": None,
+        "salt": "churn-exp",
+    },
+    "locked": {
+        "experiment": "locked-exp",
+        "arms": [
+            {"arm": "a", "endpoint": "serverless-a", "variant": "AllTraffic"},
+            {"arm": "b", "endpoint": "serverless-b", "variant": "AllTraffic"},
+        ],
+        "initial_weights": {"a": 0.5, "b": 0.5},
+        "allow_variant_override": False,
+        "content_types": ["application/json"],
+        "feature_group": None,
+    },
+    "scored": {
+        "experiment": "scored-exp",
+        "arms": [{"arm": "only", "endpoint": "scored-ep", "variant": "AllTraffic"}],
+        "initial_weights": {"only": 1},
+        "feature_group": {"name": "customers", "features": ["age", "tenure", "plan"], "record_identifier": "customer_id"},
+    },
+}
+
+
+class Context:
+    function_name = "inference-api"
+    memory_limit_in_mb = 256
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:inference-api"
+    aws_request_id = "req-1"
+
+
+def event(method, path, body=None, headers=None, query=None):
+    return {
+        "resource": path, "path": path, "httpMethod": method, "headers": headers or {},
+        "multiValueHeaders": {}, "queryStringParameters": query, "multiValueQueryStringParameters": None,
+        "pathParameters": None, "stageVariables": None, "isBase64Encoded": False, "body": body,
+        "requestContext": {"requestId": "r", "stage": "v1", "httpMethod": method, "path": path,
+                           "resourcePath": path, "identity": {}},
+    }
+
+
+def post(api, name="churn", body='{"x": 1}', content_type="application/json", **headers):
+    hdrs = {"Content-Type": content_type} if content_type else {}
+    hdrs.update({k.replace("_", "-"): v for k, v in headers.items()})
+    return api.handler(event("POST", f"/v1/endpoints/{name}/invocations", body, hdrs), Context())
+
+
+def create_tables(ddb):
+    for name, keys in (("predictions", [("inference_id", "HASH")]), ("statistics", [("experiment", "HASH"), ("arm", "RANGE")]),
+                       ("experiment-state", [("experiment", "HASH")])):
+        ddb.create_table(TableName=name, KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
+                         AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+                         BillingMode="PAY_PER_REQUEST")
+
+
+def queue_results(*results):
+    from moto.sagemakerruntime.models import sagemakerruntime_backends
+
+    backend = sagemakerruntime_backends[ACCOUNT][REGION]
+    backend.results_queue.extend(results)
+
+
+class Sent:
+    """Captures InvokeEndpoint/TransactWriteItems parameters and API call names (before-call hook)."""
+
+    def __init__(self):
+        self.invocations, self.calls = [], []
+
+    def __call__(self, params, model, **_):
+        self.calls.append(model.name)
+        if model.name == "InvokeEndpoint":
+            self.invocations.append(dict(params.get("headers", {})))
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    monkeypatch.setenv("EXPERIMENTS", json.dumps(EXPERIMENTS))
+    monkeypatch.setenv("PREDICTIONS_TABLE", "predictions")
+    monkeypatch.setenv("STATISTICS_TABLE", "statistics")
+    monkeypatch.setenv("EXPERIMENT_STATE_TABLE", "experiment-state")
+    monkeypatch.setenv("SUBJECT_HASH_KEY", "pepper")
+    monkeypatch.setenv("PREDICTION_TTL_DAYS", "7")
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        create_tables(ddb)
+        yield ddb
+
+
+def fresh_api(sent=None, runtime_client=None, features=None):
+    """A fresh import of the handler module (as a new execution environment), wired to moto clients."""
+    sys.modules.pop("mlops_runtime.handlers.inference_api", None)
+    api = importlib.import_module("mlops_runtime.handlers.inference_api")
+    rt = api.runtime_from_env()
+    sm = runtime_client or boto3.client("sagemaker-runtime", region_name=REGION)
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    if sent is not None:
+        sm.meta.events.register("before-call", sent)
+        ddb.meta.events.register("before-call", sent)
+    from mlops_runtime.adapters.experiments_store import DynamoDBExperimentsStore
+    from mlops_runtime.adapters.model_runtime import Boto3ModelRuntime
+
+    rt.model = Boto3ModelRuntime(sm)
+    rt.store = DynamoDBExperimentsStore("predictions", "statistics", "experiment-state", ddb)
+    if features is not None:
+        rt.features = features
+    api.configure(rt)
+    return api
+
+
+def body(response):
+    return json.loads(response["body"])
+
+
+def test_invocation_routes_records_once_and_returns_model_answer(aws):
+    queue_results(('{"score": 0.7}', "application/json", "v2", ""))
+    sent = Sent()
+    api = fresh_api(sent)
+    response = post(api, X_Subject_Id="user-42")
+    assert response["statusCode"] == 200, response
+    assert response["body"] == '{"score": 0.7}'
+    headers = response["multiValueHeaders"] if "multiValueHeaders" in response else response["headers"]
+    flat = {k: (v[0] if isinstance(v, list) else v) for k, v in headers.items()}
+    inference_id, arm = flat["X-Inference-Id"], flat["X-Variant"]
+    assert arm in ("champion", "challenger") and len(inference_id) == 32
+    assert flat["Content-Type"] == "application/json"
+    # exactly one InvokeEndpoint (with variant + inference id) and one transaction; the state read is the cache fill
+    assert sent.calls == ["GetItem", "InvokeEndpoint", "TransactWriteItems"]
+    invoked = sent.invocations[0]
+    assert invoked["X-Amzn-SageMaker-Inference-Id"] == inference_id
+    assert invoked["X-Amzn-SageMaker-Target-Variant"] == {"champion": "v1", "challenger": "v2"}[arm]
+    item = aws.get_item(TableName="predictions", Key={"inference_id": {"S": inference_id}})["Item"]
+    assert item["endpoint"] == {"S": "churn-ep"} and item["experiment"] == {"S": "churn-exp"} and item["arm"] == {"S": arm}
+    assert int(item["expires_at"]["N"]) - int(item["created_at"]["N"]) == 7 * 86400
+    assert len(item["subject_hash"]["S"]) == 32 and "user-42" not in json.dumps(item)
+    stats = aws.get_item(TableName="statistics", Key={"experiment": {"S": "churn-exp"}, "arm": {"S": arm}})["Item"]
+    assert stats["invocations"] == {"N": "1"}
+    # a second request: no state read any more (cached), still exactly 2 calls
+    sent.calls.clear()
+    assert post(api, X_Subject_Id="user-43")["statusCode"] == 200
+    assert sent.calls == ["InvokeEndpoint", "TransactWriteItems"]
+
+
+def _arm(response):
+    headers = response.get("multiValueHeaders") or response["headers"]
+    value = headers["X-Variant"]
+    return value[0] if isinstance(value, list) else value
+
+
+def test_same_subject_same_arm_across_calls_and_fresh_imports(aws):
+    arms = set()
+    for _ in range(3):
+        api = fresh_api()
+        for _ in range(2):
+            arms.add(_arm(post(api, X_Subject_Id="sticky-subject")))
+    assert len(arms) == 1
+    # the arm is the pure router's answer
+    from mlops_runtime.domain import routing
+
+    assert arms == {routing.assign("sticky-subject", {"champion": 0.5, "challenger": 0.5}, "churn-exp")}
+
+
+def test_weights_come_from_state_table(aws):
+    aws.put_item(TableName="experiment-state", Item={
+        "experiment": {"S": "churn-exp"}, "version": {"N": "1"},
+        "weights": {"M": {"champion": {"N": "0"}, "challenger": {"N": "1"}}}})
+    api = fresh_api()
+    assert {_arm(post(api, X_Subject_Id=f"s{i}")) for i in range(20)} == {"challenger"}
+
+
+def test_override_allowed_and_refused(aws):
+    sent = Sent()
+    api = fresh_api(sent)
+    response = post(api, X_Target_Arm="challenger", X_Subject_Id="u1")
+    assert response["statusCode"] == 200 and _arm(response) == "challenger"
+    assert sent.invocations[-1]["X-Amzn-SageMaker-Target-Variant"] == "v2"
+    assert post(api, X_Target_Arm="nope")["statusCode"] == 400
+    refused = post(api, "locked", X_Target_Arm="a")
+    assert refused["statusCode"] == 403 and body(refused)["error"] == "override_not_allowed"
+
+
+def test_client_inference_id_used_and_invalid_refused(aws):
+    sent = Sent()
+    api = fresh_api(sent)
+    response = post(api, X_Inference_Id="order-123")
+    assert response["statusCode"] == 200
+    assert sent.invocations[-1]["X-Amzn-SageMaker-Inference-Id"] == "order-123"
+    bad = post(api, X_Inference_Id=" leading-space")
+    assert bad["statusCode"] == 400 and body(bad)["error"] == "invalid_inference_id"
+    assert post(api, X_Inference_Id="x" * 65)["statusCode"] == 400
+
+
+def test_unknown_endpoint_and_bad_content_type(aws):
+    api = fresh_api()
+    assert post(api, "nope")["statusCode"] == 404
+    bad = post(api, "locked", content_type="text/csv", body="1,2")
+    assert bad["statusCode"] == 400 and "text/csv" in body(bad)["message"]
+    assert post(api, content_type=None)["statusCode"] == 400
+    assert post(api, body="")["statusCode"] == 400
+    assert api.handler(event("GET", "/v2/other"), Context())["statusCode"] == 404
+
+
+def _raise(code, message, status, **extra):
+    def hook(**_):
+        raise ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status},
+                           **extra}, "InvokeEndpoint")
+    return hook
+
+
+def test_model_error_is_502_with_models_message(aws):
+    client = boto3.client("sagemaker-runtime", region_name=REGION)
+    client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint",
+                                _raise("ModelError", "Received client error (400)", 424, OriginalMessage="bad feature 'age'", OriginalStatusCode=400))
+    api = fresh_api(runtime_client=client)
+    response = post(api)
+    assert response["statusCode"] == 502 and body(response) == {"error": "model_error", "message": "bad feature 'age'"}
+    assert aws.scan(TableName="predictions")["Count"] == 0
+
+
+@pytest.mark.parametrize("code,status", [("ThrottlingException", 400), ("ModelNotReadyException", 429)])
+def test_throttling_is_429(aws, code, status):
+    client = boto3.client("sagemaker-runtime", region_name=REGION)
+    client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint", _raise(code, "slow down", status))
+    response = post(fresh_api(runtime_client=client))
+    assert response["statusCode"] == 429
+
+
+def test_missing_endpoint_is_503_not_bare_500(aws):
+    client = boto3.client("sagemaker-runtime", region_name=REGION)
+    client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint",
+                                _raise("ValidationError", "Endpoint churn-ep of account 1 not found.", 400))
+    response = post(fresh_api(runtime_client=client))
+    assert response["statusCode"] == 503 and body(response)["error"] == "model_unavailable"
+
+
+def test_failed_write_still_returns_prediction(aws):
+    api = fresh_api()
+    aws.delete_table(TableName="statistics")
+    response = post(api, X_Subject_Id="u1")
+    assert response["statusCode"] == 200
+    headers = response.get("multiValueHeaders") or response["headers"]
+    assert "false" in str(headers["X-Prediction-Recorded"])
+
+
+def test_unexpected_error_is_generic_500(aws, monkeypatch):
+    api = fresh_api()
+    monkeypatch.setattr(api.runtime(), "model", None)
+    response = post(api)
+    assert response["statusCode"] == 500 and body(response) == {"error": "internal_error", "message": "internal error"}
+
+
+def test_feature_group_lookup_builds_csv_row(aws):
+    from mlops_runtime.adapters.online_features import InMemoryOnlineFeatures
+
+    features = InMemoryOnlineFeatures()
+    features.put("customers", "c-1", {"customer_id": "c-1", "age": 41, "tenure": 3.5, "plan": "gold"})
+    sent = Sent()
+    api = fresh_api(sent, features=features)
+    queue_results(("0.12", "text/csv", "AllTraffic", ""))
+    response = post(api, "scored", body=None, content_type=None, X_Subject_Id="c-1")
+    assert response["statusCode"] == 200 and response["body"] == "0.12"
+    assert features.calls == [("customers", "c-1", ("age", "tenure", "plan"))]
+    assert sent.invocations[-1]["Content-Type"] == "text/csv"
+    missing = post(api, "scored", body=None, content_type=None, X_Subject_Id="c-2")
+    assert missing["statusCode"] == 400 and body(missing)["error"] == "no_feature_record"
+    assert post(api, "scored", body=None, content_type=None)["statusCode"] == 400
+
+
+def test_experiment_summary(aws):
+    aws.put_item(TableName="statistics", Item={"experiment": {"S": "churn-exp"}, "arm": {"S": "champion"},
+                 "invocations": {"N": "1000"}, "reward_sum": {"N": "100"}, "feedback_count": {"N": "1000"}})
+    aws.put_item(TableName="statistics", Item={"experiment": {"S": "churn-exp"}, "arm": {"S": "challenger"},
+                 "invocations": {"N": "1000"}, "reward_sum": {"N": "150"}, "feedback_count": {"N": "1000"}})
+    api = fresh_api()
+    response = api.handler(event("GET", "/v1/experiments/churn"), Context())
+    assert response["statusCode"] == 200
+    summary = body(response)
+    arms = {a["arm"]: a for a in summary["arms"]}
+    assert arms["challenger"]["probability_best"] > 0.99
+    low, high = arms["champion"]["credible_interval_95"]
+    assert low < 0.1 < high and arms["champion"]["weight"] == 0.5
+    assert summary["decision"] is None and summary["error"] is None
+    assert api.handler(event("GET", "/v1/experiments/nope"), Context())["statusCode"] == 404
+
+
+def test_reused_inference_id_is_served_but_not_recorded_twice(aws):
+    api = fresh_api()
+    first = post(api, X_Inference_Id="dup-1", X_Subject_Id="u1")
+    second = post(api, X_Inference_Id="dup-1", X_Subject_Id="u1")
+    assert first["statusCode"] == second["statusCode"] == 200
+    assert "X-Prediction-Recorded" in (second.get("multiValueHeaders") or second["headers"])
+    rows = aws.scan(TableName="statistics")["Items"]
+    assert sum(int(r["invocations"]["N"]) for r in rows) == 1
