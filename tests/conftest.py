@@ -106,6 +106,7 @@ def cdk_template(synthesis):
     return get
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under xdist (`make test` runs two workers), every test that reads the synthesized app runs
     on the same worker, so the app is synthesized once, while the other worker runs unit tests."""
