@@ -46,3 +46,16 @@ def test_builder_change_misses(tmp_path, builds, monkeypatch):
     monkeypatch.setattr(cache.Path, "read_bytes", lambda self: b"a different builder")
     cache.cached_training_pipeline_definition(SPEC, tmp_path)
     assert len(builds) == 2
+
+
+def test_token_numbers_do_not_change_the_key_and_come_back(tmp_path, builds, monkeypatch):
+    """CDK numbers tokens differently from one synthesis to the next: same cache entry, own tokens."""
+    monkeypatch.setattr(cache, "build_training_pipeline_definition",
+                        lambda spec: builds.append(spec) or f'{{"role": "{spec.role_arn}", "key": "{spec.kms_key_arn}"}}')
+    first = dataclasses.replace(SPEC, role_arn="${Token[TOKEN.1299]}", kms_key_arn="${Token[TOKEN.1203]}")
+    second = dataclasses.replace(SPEC, role_arn="${Token[TOKEN.1295]}", kms_key_arn="${Token[TOKEN.1199]}")
+    assert cache.cached_training_pipeline_definition(first, tmp_path) == \
+        '{"role": "${Token[TOKEN.1299]}", "key": "${Token[TOKEN.1203]}"}'
+    assert cache.cached_training_pipeline_definition(second, tmp_path) == \
+        '{"role": "${Token[TOKEN.1295]}", "key": "${Token[TOKEN.1199]}"}'
+    assert len(builds) == 1
