@@ -134,8 +134,8 @@ class PlatformFunction(Construct):
         if props.network is None:
             acknowledge(
                 self.function, "NIST.800.53.R5-LambdaInsideVPC",
-                "This environment has no VPC (config vpc.enabled: false); the function calls only "
-                "AWS APIs over TLS with IAM authorization.",
+                "Calls only AWS service APIs over TLS with IAM authorization and reaches no VPC "
+                "resource; the platform VPC's isolated subnets have no route to the services it uses.",
             )
 
     def grant_invoke(self, principal: iam.IGrantable) -> iam.Grant:

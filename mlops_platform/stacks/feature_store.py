@@ -24,8 +24,8 @@ from ..config import PlatformConfig
 from ..config.models import FeatureGroupConfig
 from ..constructs.naming import pascal
 from ..constructs.roles import service_role
-from ..constructs.platform_function import FunctionNetwork, PlatformFunction, PlatformFunctionProps
-from .foundation import FoundationStack, removal_policy_of
+from ..constructs.platform_function import PlatformFunction
+from .foundation import FoundationStack
 
 OFFLINE_STORE_PREFIX = "feature-store"
 GLUE_DATABASE = "sagemaker_featurestore"  # the database SageMaker creates its tables in
@@ -104,25 +104,16 @@ class FeatureStoreStack(Stack):
         return FeatureGroupResources(group=cfn, name=name, arn=arn, ingest_function=ingest)
 
     def _ingest_function(self, group: FeatureGroupConfig, name: str, arn: str) -> PlatformFunction:
-        config = self.config
-        network = self.foundation.network
         function = PlatformFunction(
             self, f"{pascal(group.name)}Ingest",
-            PlatformFunctionProps(
+            self.foundation.function_props(
                 function_name=f"{name}-ingest",
                 handler="mlops_runtime.handlers.feature_ingest.handler",
                 description=f"Validates records against feature group {name} and writes them with PutRecord",
-                key=self.foundation.key,
-                log_retention_days=config.log_retention_days,
-                removal_policy=removal_policy_of(config),
-                architecture=config.lambdas.architecture,
-                powertools_layer_version=config.lambdas.powertools_layer_version,
                 environment={
                     "FEATURE_GROUP_SCHEMA": json.dumps(group.as_schema(name), separators=(",", ":")),
                 },
                 timeout=Duration.minutes(1),
-                network=FunctionNetwork(network.vpc, network.subnets, network.workload_security_group)
-                if network else None,
             ),
         )
         function.role.add_to_principal_policy(

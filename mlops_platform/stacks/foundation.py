@@ -11,6 +11,7 @@ from ..config import PlatformConfig
 from ..constructs.encryption import PlatformKey, PlatformKeyProps
 from ..constructs.logging import retention
 from ..constructs.notifications import Notifications, NotificationsProps
+from ..constructs.platform_function import PlatformFunctionProps
 from ..constructs.network import PlatformNetwork, PlatformNetworkProps
 from ..constructs.sagemaker_role import SageMakerExecutionRole, SageMakerExecutionRoleProps
 from ..constructs.storage import AccessLogBucket, AccessLogBucketProps, SecureBucket, SecureBucketProps
@@ -116,6 +117,24 @@ class FoundationStack(Stack):
             principal = iam.AccountPrincipal(account)
             self.artifacts_bucket.grant_read(principal, f"{PIPELINE_OUTPUT_PREFIX}/*")
             self.key.grant_decrypt(principal)
+
+    def function_props(self, **props) -> PlatformFunctionProps:
+        """Props of a platform Lambda with this environment's key, log retention, removal policy,
+        architecture and Powertools layer; ``props`` adds the function's own (name, handler, ...).
+
+        Platform functions call only AWS APIs, so they run outside the VPC: its isolated subnets
+        reach S3, SageMaker, STS, ECR and CloudWatch Logs only, not DynamoDB, SNS, SQS, Firehose
+        or Application Auto Scaling.
+        """
+        config = self._config
+        return PlatformFunctionProps(
+            key=self.key,
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal_policy_of(config),
+            architecture=config.lambdas.architecture,
+            powertools_layer_version=config.lambdas.powertools_layer_version,
+            **props,
+        )
 
     def import_bucket(self, scope: Construct, purpose: str) -> s3.IBucket:
         """This environment's ``purpose`` bucket, referenced by name from another stack.

@@ -29,7 +29,7 @@ from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_wildcards, 
 from ..config import PlatformConfig
 from ..config.models import EndpointConfig
 from ..constructs.naming import pascal
-from ..constructs.platform_function import FunctionNetwork, PlatformFunction, PlatformFunctionProps
+from ..constructs.platform_function import PlatformFunction
 from ..runtime_tables import deployment_domain
 from .foundation import FoundationStack, bucket_name, removal_policy_of
 from .training import REPO_ROOT
@@ -259,18 +259,12 @@ class ServingStack(Stack):
 
     def _deployer(self) -> PlatformFunction:
         config = self.config
-        network = self.foundation.network
         deployer = PlatformFunction(
             self, "Deployer",
-            PlatformFunctionProps(
+            self.foundation.function_props(
                 function_name=f"{config.name_prefix}-endpoint-deployer",
                 handler="mlops_runtime.handlers.deployer.handler",
                 description="Deploys approved model packages to their endpoints through the guardrails",
-                key=self.foundation.key,
-                log_retention_days=config.log_retention_days,
-                removal_policy=removal_policy_of(config),
-                architecture=config.lambdas.architecture,
-                powertools_layer_version=config.lambdas.powertools_layer_version,
                 environment={
                     "ENDPOINTS": self.to_json_string(self.specs),
                     "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
@@ -280,8 +274,6 @@ class ServingStack(Stack):
                 },
                 timeout=DEPLOYER_TIMEOUT,
                 reserved_concurrency=2,  # approvals are rare; two at once is plenty
-                network=FunctionNetwork(network.vpc, network.subnets, network.workload_security_group)
-                if network else None,
             ),
         )
         role = deployer.role
@@ -447,24 +439,16 @@ class ServingStack(Stack):
         if not specs:
             return None
         config = self.config
-        network = self.foundation.network
         scaler = PlatformFunction(
             self, "EndpointScaler",
-            PlatformFunctionProps(
+            self.foundation.function_props(
                 function_name=f"{config.name_prefix}-endpoint-scaler",
                 handler="mlops_runtime.handlers.endpoint_scaler.handler",
                 description="Registers autoscaling of deployer-managed endpoints when they are InService",
-                key=self.foundation.key,
-                log_retention_days=config.log_retention_days,
-                removal_policy=removal_policy_of(config),
-                architecture=config.lambdas.architecture,
-                powertools_layer_version=config.lambdas.powertools_layer_version,
                 environment={"SCALING": json.dumps(specs, sort_keys=True),
                              "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Deployments"},
                 timeout=Duration.minutes(1),
                 reserved_concurrency=2,
-                network=FunctionNetwork(network.vpc, network.subnets, network.workload_security_group)
-                if network else None,
             ),
         )
         prefix = config.name_prefix
@@ -512,15 +496,10 @@ class ServingStack(Stack):
         config = self.config
         function = PlatformFunction(
             self, "EndpointTeardown",
-            PlatformFunctionProps(
+            self.foundation.function_props(
                 function_name=f"{config.name_prefix}-endpoint-teardown",
                 handler="mlops_runtime.handlers.endpoint_teardown.handler",
                 description="Custom resource: deletes deployer-managed endpoints on stack deletion (dev)",
-                key=self.foundation.key,
-                log_retention_days=config.log_retention_days,
-                removal_policy=removal_policy_of(config),
-                architecture=config.lambdas.architecture,
-                powertools_layer_version=config.lambdas.powertools_layer_version,
                 timeout=Duration.minutes(5),
                 reserved_concurrency=1,
             ),
