@@ -19,10 +19,16 @@ floats accepted and written as numbers).
 from __future__ import annotations
 
 import math
+import random
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 STATISTICS_FIELDS = ("invocations", "reward_sum", "reward_sq_sum", "feedback_count")
+
+
+# Attempts of the per-request transaction when it conflicts with a concurrent feedback credit.
+CONFLICT_ATTEMPTS = 3
 
 
 class StateConflict(Exception):
@@ -138,31 +144,38 @@ class DynamoDBExperimentsStore:
             raise RuntimeError("no predictions table configured")
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.predictions_table,
-                            "Item": to_item(item),
-                            "ConditionExpression": "attribute_not_exists(inference_id)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.statistics_table,
-                            "Key": {"experiment": {"S": experiment}, "arm": {"S": arm}},
-                            "UpdateExpression": "ADD invocations :one",
-                            "ExpressionAttributeValues": {":one": {"N": "1"}},
-                        }
-                    },
-                ]
-            )
-        except ClientError as error:
-            reasons = error.response.get("CancellationReasons") or []
-            if reasons and (reasons[0] or {}).get("Code") == "ConditionalCheckFailed":
-                raise DuplicateInferenceId(item.get("inference_id")) from error
-            raise
+        request = {
+            "TransactItems": [
+                {
+                    "Put": {
+                        "TableName": self.predictions_table,
+                        "Item": to_item(item),
+                        "ConditionExpression": "attribute_not_exists(inference_id)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.statistics_table,
+                        "Key": {"experiment": {"S": experiment}, "arm": {"S": arm}},
+                        "UpdateExpression": "ADD invocations :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+            ]
+        }
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                self.client.transact_write_items(**request)
+                return
+            except ClientError as error:
+                codes = [(reason or {}).get("Code") for reason in error.response.get("CancellationReasons") or []]
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    raise DuplicateInferenceId(item.get("inference_id")) from error
+                # The feedback API credits the same statistics item in its own transactions: a
+                # conflict is transient, so try again a few times, briefly (this is the request path).
+                if "TransactionConflict" not in codes or attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1) * (1 + random.random()))
 
     def read_statistics(self, experiment: str) -> list[dict[str, Any]]:
         """Every arm row of ``experiment`` (Query on the partition key, consistent, all pages)."""
