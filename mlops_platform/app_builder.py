@@ -19,6 +19,9 @@ FEATURE_FLAGS = {
     "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
     "@aws-cdk/aws-ec2:restrictDefaultSecurityGroup": True,
     "@aws-cdk/core:target-partitions": ["aws"],
+    # Stacks import the key ARN from Foundation: strong references keep Foundation from dropping
+    # an export a deployed stack still uses.
+    "@aws-cdk/core:defaultCrossStackReferences": "strong",
 }
 
 
