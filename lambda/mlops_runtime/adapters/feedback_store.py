@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from mlops_runtime.adapters.aws_errors import error_code_or_name, error_text
 from mlops_runtime.domain.feedback import (
     ExistingFeedback,
     FeedbackWrite,
@@ -191,17 +192,6 @@ def credit_marker_item(write: FeedbackWrite) -> dict[str, Any]:
     }
 
 
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", type(error).__name__))
-
-
-def _error_text(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    message = response.get("Error", {}).get("Message")
-    return f"{_error_code(error)}: {message}" if message else f"{type(error).__name__}: {error}"
-
-
 def _cancellation_text(error: Exception, roles: list[tuple[str, Any]]) -> str:
     """``TransactionCanceledException: ProvisionedThroughputExceeded (statistics), ...``."""
     reasons = (getattr(error, "response", None) or {}).get("CancellationReasons") or []
@@ -316,13 +306,13 @@ class DynamoDBFeedbackStore:
             try:
                 response = self.client.batch_get_item(RequestItems=request)
             except ClientError as error:
-                if _error_code(error) not in RETRYABLE_ERROR_CODES or attempt + 1 >= self._max_attempts:
-                    raise LookupFailed(_error_text(error)) from error
+                if error_code_or_name(error) not in RETRYABLE_ERROR_CODES or attempt + 1 >= self._max_attempts:
+                    raise LookupFailed(error_text(error)) from error
             except Exception as error:
                 if not _is_transient(error):
                     raise
                 if attempt + 1 >= self._max_attempts:
-                    raise LookupFailed(_error_text(error)) from error
+                    raise LookupFailed(error_text(error)) from error
             else:
                 for table, items in response.get("Responses", {}).items():
                     for item in items:
@@ -435,7 +425,7 @@ class DynamoDBFeedbackStore:
             try:
                 self.client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
             except ClientError as error:
-                code = _error_code(error)
+                code = error_code_or_name(error)
                 if code == "TransactionCanceledException":
                     verdict = self._read_cancellation(error, roles, active, credit, result)
                     if verdict == "progress":
@@ -446,15 +436,15 @@ class DynamoDBFeedbackStore:
                         return
                     refused += 1
                 elif code not in RETRYABLE_ERROR_CODES:
-                    self._fail(active, _error_text(error), result)
+                    self._fail(active, error_text(error), result)
                     return
                 else:
-                    reason = _error_text(error)
+                    reason = error_text(error)
                     refused += code in REFUSED_ERROR_CODES
             except Exception as error:
                 if not _is_transient(error):
                     raise
-                reason = _error_text(error)
+                reason = error_text(error)
             else:
                 for write in active:
                     result.stored[write.feedback.feedback_id] = credit[write.feedback.feedback_id]

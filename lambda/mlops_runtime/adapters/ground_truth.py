@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from mlops_runtime.adapters.aws_errors import error_code_or_name, error_text
+
 FIREHOSE_MAX_RECORDS = 500
 FIREHOSE_MAX_BATCH_BYTES = 4 * 1024 * 1024
 FIREHOSE_MAX_RECORD_BYTES = 1000 * 1024
@@ -45,22 +47,11 @@ RETRYABLE_SQS_CODES = frozenset(
 )
 
 
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", type(error).__name__))
-
-
-def _error_text(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    message = response.get("Error", {}).get("Message")
-    return f"{_error_code(error)}: {message}" if message else f"{type(error).__name__}: {error}"
-
-
 def _retryable(error: Exception, codes: frozenset[str]) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
     if isinstance(error, ClientError):
-        return _error_code(error) in codes
+        return error_code_or_name(error) in codes
     return isinstance(error, BotoCoreError)  # connection errors and timeouts
 
 
@@ -170,8 +161,8 @@ class FirehoseGroundTruthWriter(_Retrying):
 
                     if not isinstance(error, ClientError):
                         raise
-                    return dict.fromkeys(pending, _error_text(error))
-                reasons = dict.fromkeys(pending, _error_text(error))
+                    return dict.fromkeys(pending, error_text(error))
+                reasons = dict.fromkeys(pending, error_text(error))
             else:
                 if not response.get("FailedPutCount"):
                     return {}
@@ -263,9 +254,9 @@ class SqsDeadLetterQueue(_Retrying):
 
                     if not isinstance(error, ClientError):
                         raise
-                    final.update(dict.fromkeys(pending, _error_text(error)))
+                    final.update(dict.fromkeys(pending, error_text(error)))
                     return final
-                reasons = dict.fromkeys(pending, _error_text(error))
+                reasons = dict.fromkeys(pending, error_text(error))
             else:
                 retry: list[int] = []
                 for entry in response.get("Failed", []):
