@@ -221,6 +221,25 @@ FeatureName = Annotated[str, AfterValidator(_check_feature_name)]
 RelativePath = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-/]+$")]
 
 
+class BudgetConfig(StrictModel):
+    """A monthly AWS Budgets cost budget for the environment, alerting the notifications topic."""
+
+    monthly_limit_usd: float = Field(gt=0, description="Budgeted cost per month, in USD.")
+    alert_at_percent: tuple[int, ...] = Field(
+        default=(50, 80, 100), description="Alert when actual cost passes these shares of the limit."
+    )
+    forecast_alert_percent: int | None = Field(
+        default=100, ge=1, le=1000, description="Alert when the month's forecast passes this share; off when null."
+    )
+
+    @field_validator("alert_at_percent")
+    @classmethod
+    def _sensible_thresholds(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(not 1 <= v <= 1000 for v in value) or len(set(value)) != len(value):
+            raise ValueError("give distinct percentages from 1 to 1000")
+        return tuple(sorted(value))
+
+
 class NotificationsConfig(StrictModel):
     """The environment's SNS topic: model approvals, deployments, alarms, budgets."""
 
@@ -632,6 +651,11 @@ class PlatformConfig(StrictModel):
     vpc: VpcConfig = Field(default_factory=VpcConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    budget: BudgetConfig | None = Field(
+        default=None,
+        description="Monthly cost budget, filtered to this environment's `environment` tag (activate it "
+        "as a cost allocation tag in Billing once per account); no budget when not set.",
+    )
     lambdas: LambdaConfig = Field(default_factory=LambdaConfig)
     feature_store: FeatureStoreConfig = Field(default_factory=FeatureStoreConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -83,6 +84,9 @@ class FoundationStack(Stack):
                                emails=config.notifications.emails),
         ).topic
 
+        if config.budget is not None:
+            self._budget(config)
+
         self.network: PlatformNetwork | None = None
         if config.vpc.enabled:
             self.network = PlatformNetwork(
@@ -110,6 +114,35 @@ class FoundationStack(Stack):
                 security_group=self.network.workload_security_group if self.network else None,
             ),
         ).role
+
+    def _budget(self, config: PlatformConfig) -> None:
+        budget = config.budget
+        subscribers = [budgets.CfnBudget.SubscriberProperty(subscription_type="SNS",
+                                                            address=self.notifications.topic_arn)]
+
+        def alert(kind: str, percent: int) -> budgets.CfnBudget.NotificationWithSubscribersProperty:
+            return budgets.CfnBudget.NotificationWithSubscribersProperty(
+                notification=budgets.CfnBudget.NotificationProperty(
+                    notification_type=kind, comparison_operator="GREATER_THAN",
+                    threshold=percent, threshold_type="PERCENTAGE"),
+                subscribers=subscribers,
+            )
+
+        alerts = [alert("ACTUAL", percent) for percent in budget.alert_at_percent]
+        if budget.forecast_alert_percent:
+            alerts.append(alert("FORECASTED", budget.forecast_alert_percent))
+        budgets.CfnBudget(
+            self, "MonthlyBudget",
+            budget=budgets.CfnBudget.BudgetDataProperty(
+                budget_name=f"{config.name_prefix}-monthly",
+                budget_type="COST",
+                time_unit="MONTHLY",
+                budget_limit=budgets.CfnBudget.SpendProperty(amount=budget.monthly_limit_usd, unit="USD"),
+                # Only this environment's resources: the platform tags everything with `environment`.
+                cost_filters={"TagKeyValue": [f"user:environment${config.environment}"]},
+            ),
+            notifications_with_subscribers=alerts,
+        )
 
     def _share_registered_models(self, accounts: tuple[str, ...]) -> None:
         """Consumer accounts (e.g. prod) read pipeline outputs, i.e. registered model artifacts."""

@@ -215,3 +215,20 @@ def test_resources_carry_cost_allocation_tags(synthesis, environment):
         assert tags["environment"] == environment
         assert tags["project"] == config.tags.project
         assert tags["cost-centre"] == config.tags.cost_centre
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_monthly_budget_alerts_the_notifications_topic(synthesis, environment):
+    config = synthesis.configs[environment].budget
+    (budget,) = resources(synthesis, environment, "AWS::Budgets::Budget").values()
+    data = budget["Properties"]["Budget"]
+    assert data["BudgetName"] == f"mlops-{environment}-monthly" and data["TimeUnit"] == "MONTHLY"
+    assert data["BudgetLimit"] == {"Amount": config.monthly_limit_usd, "Unit": "USD"}
+    assert data["CostFilters"] == {"TagKeyValue": [f"user:environment${environment}"]}
+    alerts = budget["Properties"]["NotificationsWithSubscribers"]
+    actual = sorted(a["Notification"]["Threshold"] for a in alerts if a["Notification"]["NotificationType"] == "ACTUAL")
+    assert actual == list(config.alert_at_percent)
+    assert any(a["Notification"]["NotificationType"] == "FORECASTED" for a in alerts)
+    topic_id = next(k for k, v in synthesis.template(environment, "Foundation")["Resources"].items()
+                    if v["Type"] == "AWS::SNS::Topic")
+    assert all(a["Subscribers"] == [{"SubscriptionType": "SNS", "Address": {"Ref": topic_id}}] for a in alerts)

@@ -179,3 +179,17 @@ def test_wandb_needs_its_secret(tmp_path):
     data = valid()
     data["training"]["experiment_tracking"] = {"backend": "wandb"}
     assert "needs wandb_secret_name" in error_of(tmp_path, data)
+
+
+@pytest.mark.parametrize(
+    "budget,expected",
+    [
+        ({"monthly_limit_usd": 0}, "greater than 0"),
+        ({"monthly_limit_usd": 10, "alert_at_percent": [50, 50]}, "distinct percentages"),
+        ({"monthly_limit_usd": 10, "alert_at_percent": []}, "distinct percentages"),
+        ({"monthly_limit_usd": 10, "forecast_alert_percent": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_bad_budget(tmp_path, budget, expected):
+    message = error_of(tmp_path, valid(budget=budget))
+    assert "field 'budget." in message and expected in message
