@@ -14,7 +14,8 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
-RUNTIME_ROOT = Path(__file__).resolve().parents[1] / "lambda"
+from .paths import RUNTIME_ROOT
+
 PACKAGE = "mlops_runtime"
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import importlib
 import sys
-from pathlib import Path
 from types import ModuleType
 
-RUNTIME_ROOT = Path(__file__).resolve().parents[1] / "lambda"
+from .paths import RUNTIME_ROOT
+
 
 
 def _domain(module: str) -> ModuleType:

@@ -9,7 +9,6 @@ placement in the VPC when the environment has one, and Powertools from its publi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -23,8 +22,9 @@ from constructs import Construct
 from ..compliance import acknowledge, acknowledge_inline_policy, acknowledge_wildcards
 from ..lambda_bundles import stage_bundle
 from .logging import retention
+from ..paths import BUILD_DIR
 
-BUNDLE_DIR = Path(__file__).resolve().parents[2] / "build" / "lambda-bundles"
+BUNDLE_DIR = BUILD_DIR / "lambda-bundles"
 POWERTOOLS_ACCOUNT = "017000801446"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 

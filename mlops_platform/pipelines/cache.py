@@ -22,9 +22,10 @@ from typing import Any
 
 from . import training_definition
 from .training_definition import TrainingPipelineSpec, build_training_pipeline_definition
+from ..paths import BUILD_DIR
 
 _TOKEN = re.compile(r"\$\{Token\[[^\]]*\]\}")
-CACHE_DIR = Path(__file__).resolve().parents[2] / "build" / "pipeline-definitions"
+CACHE_DIR = BUILD_DIR / "pipeline-definitions"
 
 
 def _key(spec: TrainingPipelineSpec) -> str:

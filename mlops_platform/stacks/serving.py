@@ -32,7 +32,7 @@ from ..constructs.naming import pascal
 from ..constructs.platform_function import PlatformFunction
 from ..runtime_tables import deployment_domain
 from .foundation import FoundationStack, bucket_name, removal_policy_of
-from .training import REPO_ROOT
+from ..paths import REPO_ROOT
 
 VARIANTS = ("champion", "challenger")  # the deployer's fixed variant names
 ASYNC_OUTPUT_PREFIX = "async-inference"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from aws_cdk import CfnTag, Stack
 from aws_cdk import aws_events as events
@@ -33,9 +32,9 @@ from ..pipelines.cache import cached_training_pipeline_definition
 from ..pipelines.training_definition import TrainingPipelineSpec
 from .feature_store import OFFLINE_STORE_PREFIX, FeatureStoreStack
 from .foundation import PIPELINE_OUTPUT_PREFIX, FoundationStack
+from ..paths import BUILD_DIR, REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_DIR = REPO_ROOT / "build" / "training-sources"
+TRAINING_SOURCES_DIR = BUILD_DIR / "training-sources"
 MLFLOW_PREFIX = "mlflow"
 # Actions a training job needs to log runs to a SageMaker managed MLflow tracking server.
 MLFLOW_LOGGING_ACTIONS = [
@@ -237,7 +236,7 @@ class TrainingStack(Stack):
         evaluate = s3_assets.Asset(self, f"{pascal(pipeline.name)}EvaluateCode",
                                    path=str(REPO_ROOT / code.evaluate_script))
         source = s3_assets.Asset(self, f"{pascal(pipeline.name)}TrainSource",
-                                 path=str(pack_source_dir(REPO_ROOT / code.train_source_dir, BUILD_DIR)))
+                                 path=str(pack_source_dir(REPO_ROOT / code.train_source_dir, TRAINING_SOURCES_DIR)))
         return preprocess, evaluate, source
 
     def _input(self, pipeline: TrainingPipelineConfig) -> tuple[str, tuple[str, ...]]:
