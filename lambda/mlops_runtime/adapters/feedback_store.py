@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from mlops_runtime.adapters.aws_errors import error_code_or_name, error_text
+from mlops_runtime.adapters.retrying import Retrying
 from mlops_runtime.domain.feedback import (
     ExistingFeedback,
     FeedbackWrite,
@@ -210,7 +211,7 @@ def _is_transient(error: Exception) -> bool:
     return isinstance(error, BotoCoreError)
 
 
-class DynamoDBFeedbackStore:
+class DynamoDBFeedbackStore(Retrying):
     """:class:`~mlops_runtime.domain.feedback.FeedbackStore` over DynamoDB (see the module docstring).
 
     ``max_attempts`` bounds this class's own retries of throttling, conflicts and transient errors
@@ -233,40 +234,24 @@ class DynamoDBFeedbackStore:
         jitter: Callable[[], float] = random.random,
         budget: RetryBudget | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        self.budget = budget
+        super().__init__(
+            client,
+            max_attempts=max_attempts,
+            base_delay=base_delay,
+            max_delay=max_delay,
+            sleep=sleep,
+            jitter=jitter,
+            budget=budget,
+        )
         self.predictions_table = predictions_table
         self.feedback_table = feedback_table
         self.statistics_table = statistics_table
-        self._client = client
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._sleep = sleep
-        self._jitter = jitter
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "dynamodb",
-                config=Config(
-                    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=3
-                ),
-            )
+            self._client = self._new_client("dynamodb")
         return self._client
-
-    def _back_off(self, attempt: int) -> bool:
-        """Sleep before attempt ``attempt + 1``; False (no sleep) when the budget does not allow it."""
-        delay = self._jitter() * min(self._max_delay, self._base_delay * 2**attempt)
-        if self.budget is not None and not self.budget.allows(delay):
-            return False
-        self._sleep(delay)
-        return True
 
     # --- lookup ---------------------------------------------------------------------------------
 

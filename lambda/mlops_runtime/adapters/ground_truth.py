@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlops_runtime.adapters.aws_errors import error_code_or_name, error_text
+from mlops_runtime.adapters.retrying import Retrying
 
 FIREHOSE_MAX_RECORDS = 500
 FIREHOSE_MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -55,48 +56,7 @@ def _retryable(error: Exception, codes: frozenset[str]) -> bool:
     return isinstance(error, BotoCoreError)  # connection errors and timeouts
 
 
-class _Retrying:
-    def __init__(
-        self,
-        client: Any | None,
-        *,
-        max_attempts: int,
-        base_delay: float,
-        max_delay: float,
-        sleep: Callable[[float], None],
-        jitter: Callable[[], float],
-        budget: Any = None,
-    ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        self.budget = budget  # a domain.feedback.RetryBudget, or None
-        self._client = client
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._sleep = sleep
-        self._jitter = jitter
-
-    def _back_off(self, attempt: int) -> bool:
-        """Sleep before attempt ``attempt + 1``; False (no sleep) when the budget does not allow it."""
-        delay = self._jitter() * min(self._max_delay, self._base_delay * 2**attempt)
-        if self.budget is not None and not self.budget.allows(delay):
-            return False
-        self._sleep(delay)
-        return True
-
-    @staticmethod
-    def _new_client(service: str) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            service,
-            config=Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=1, read_timeout=3),
-        )
-
-
-class FirehoseGroundTruthWriter(_Retrying):
+class FirehoseGroundTruthWriter(Retrying):
     """Ground-truth lines to a Firehose delivery stream (see the module docstring)."""
 
     def __init__(
@@ -187,7 +147,7 @@ class FirehoseGroundTruthWriter(_Retrying):
         }
 
 
-class SqsDeadLetterQueue(_Retrying):
+class SqsDeadLetterQueue(Retrying):
     """The feedback dead-letter queue: :meth:`send` for the API, :meth:`receive`/:meth:`delete` for replay."""
 
     def __init__(

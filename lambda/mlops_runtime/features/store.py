@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from mlops_runtime.adapters.retrying import Retrying
 from mlops_runtime.features.schema import FeatureGroupSchema, event_time_sort_key
 
 TARGET_STORES = ("OnlineStore", "OfflineStore")
@@ -46,7 +47,7 @@ class FeatureStoreWriter(Protocol):
     ) -> None: ...
 
 
-class Boto3FeatureStoreWriter:
+class Boto3FeatureStoreWriter(Retrying):
     """:class:`FeatureStoreWriter` over the ``sagemaker-featurestore-runtime`` client.
 
     The client is created on first use unless one is injected. Throttling and unavailability
@@ -65,14 +66,9 @@ class Boto3FeatureStoreWriter:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        self._client = client
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
-        self._sleep = sleep
-        self._jitter = jitter
+        super().__init__(
+            client, max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay, sleep=sleep, jitter=jitter
+        )
 
     @property
     def client(self) -> Any:
@@ -103,7 +99,7 @@ class Boto3FeatureStoreWriter:
                 code = error.response.get("Error", {}).get("Code")
                 if code not in RETRYABLE_ERROR_CODES or attempt == self._max_attempts - 1:
                     raise
-                self._sleep(self._jitter() * min(self._max_delay, self._base_delay * 2**attempt))
+                self._back_off(attempt)
 
 
 class UnknownFeatureGroup(LookupError):
