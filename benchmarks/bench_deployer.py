@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from benchmarks.measure import write_result
+from benchmarks.measure import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lambda" / "mlops_runtime"
@@ -185,12 +184,7 @@ def main() -> int:
         "target_kb": TARGET_KB,
         "meets_size_target": closure_zipped / 1024 < TARGET_KB,
         "whole_package_under_target_zipped": zipped / 1024 < TARGET_KB,
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        },
+        "environment": machine(),
     }
     path = write_result("deployer", payload)
     print(json.dumps(payload, indent=2))

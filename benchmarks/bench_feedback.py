@@ -32,7 +32,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -48,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "lambda") not in sys.path:
     sys.path.insert(0, str(ROOT / "lambda"))
 
-from benchmarks.measure import write_result
+from benchmarks.measure import machine, write_result
 
 PACKAGE = ROOT / "lambda" / "mlops_runtime"
 HANDLER = "mlops_runtime.handlers.feedback_api"
@@ -491,12 +490,7 @@ def main() -> int:
         "validation": validation,
         "batch_moto": batch,
         "cold_start": cold,
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        },
+        "environment": machine(),
     }
     path = write_result("feedback", payload)
     print(json.dumps(payload, indent=2))

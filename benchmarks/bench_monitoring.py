@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -40,7 +39,7 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from benchmarks.measure import ROOT, measure, write_result
+from benchmarks.measure import ROOT, machine, measure, write_result
 
 RECORDS = 1_000_000
 FEATURES = 20
@@ -246,13 +245,7 @@ def main() -> int:
             "runs": runs,
             "targets": {"seconds": TARGET_SECONDS, "peak_rss_mib": TARGET_PEAK_MIB},
             "meets_targets": met,
-            "environment": {
-                "python": platform.python_version(),
-                "numpy": np.__version__,
-                "platform": platform.platform(),
-                "cpu_count": os.cpu_count(),
-                "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-            },
+            "environment": machine(numpy=np.__version__),
         },
     )
     for name, run in runs.items():

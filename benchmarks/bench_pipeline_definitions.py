@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,10 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # also runnable as a plain script (its workers are)
+    sys.path.insert(0, str(REPO_ROOT))
+from benchmarks.measure import machine  # noqa: E402
+
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "pipeline_definitions.json"
 N = 3
 
@@ -158,13 +161,7 @@ def main() -> int:
         "byte_identical_on_rebuild": all(built["byte_identical_on_rebuild"]),
         "definition_bytes": built["definition_bytes"],
         "definition_sha256": built["definition_sha256"],
-        "environment": {
-            "sagemaker": importlib.metadata.version("sagemaker"),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        },
+        "environment": machine(sagemaker=importlib.metadata.version("sagemaker")),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

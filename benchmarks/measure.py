@@ -7,6 +7,8 @@ whole tree, sampled from /proc every 20 ms (Linux only).
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -63,6 +65,17 @@ def measure(argv: list[str], env: dict | None = None, cwd: Path = ROOT) -> Run:
 
 def python_snippet(code: str, env: dict | None = None) -> Run:
     return measure([sys.executable, "-c", code], env=env)
+
+
+def machine(**versions: str) -> dict:
+    """Where and under what load a figure was measured (plus any library ``versions`` given)."""
+    return {
+        **versions,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
 
 
 def write_result(name: str, payload: dict) -> Path:
