@@ -2,8 +2,9 @@
 
 Baseline: its own role (no AWS-managed policies), an encrypted log group with retention, JSON
 logs, X-Ray tracing, environment variables encrypted with the platform key, reserved
-concurrency, an encrypted dead-letter queue for asynchronous invocations (EventBridge, S3),
-placement in the VPC when the environment has one, and Powertools from its public layer.
+concurrency, an encrypted dead-letter queue for asynchronous invocations (EventBridge, S3), and
+Powertools from its public layer. Functions run outside the VPC: they call only AWS APIs (see
+``FoundationStack.function_props``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -30,13 +30,6 @@ RUNTIME = lambda_.Runtime.PYTHON_3_13
 
 
 @dataclass(frozen=True)
-class FunctionNetwork:
-    vpc: ec2.IVpc
-    subnets: ec2.SubnetSelection
-    security_group: ec2.ISecurityGroup
-
-
-@dataclass(frozen=True)
 class PlatformFunctionProps:
     """``handler`` is a dotted path inside ``lambda/`` (e.g. ``mlops_runtime.handlers.x.handler``)."""
 
@@ -52,7 +45,6 @@ class PlatformFunctionProps:
     memory_mb: int = 256
     timeout: Duration = Duration.seconds(30)
     reserved_concurrency: int = 10
-    network: FunctionNetwork | None = None
 
 
 class PlatformFunction(Construct):
@@ -110,13 +102,10 @@ class PlatformFunction(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=lambda_.Tracing.ACTIVE,
             dead_letter_queue=self.dead_letter_queue,
-            vpc=props.network.vpc if props.network else None,
-            vpc_subnets=props.network.subnets if props.network else None,
-            security_groups=[props.network.security_group] if props.network else None,
         )
-        self._acknowledge(props)
+        self._acknowledge()
 
-    def _acknowledge(self, props: PlatformFunctionProps) -> None:
+    def _acknowledge(self) -> None:
         acknowledge(
             self.function, "AwsSolutions-L1",
             "Pinned to python3.13, the newest runtime the public Powertools v3 layer is published "
@@ -131,12 +120,11 @@ class PlatformFunction(Construct):
         acknowledge_inline_policy(self.role)
         acknowledge(self.dead_letter_queue, "AwsSolutions-SQS3",
                     "This queue is the dead-letter queue; failed events stay here for replay.")
-        if props.network is None:
-            acknowledge(
-                self.function, "NIST.800.53.R5-LambdaInsideVPC",
-                "Calls only AWS service APIs over TLS with IAM authorization and reaches no VPC "
-                "resource; the platform VPC's isolated subnets have no route to the services it uses.",
-            )
+        acknowledge(
+            self.function, "NIST.800.53.R5-LambdaInsideVPC",
+            "Calls only AWS service APIs over TLS with IAM authorization and reaches no VPC "
+            "resource; the platform VPC's isolated subnets have no route to the services it uses.",
+        )
 
     def grant_invoke(self, principal: iam.IGrantable) -> iam.Grant:
         return self.function.grant_invoke(principal)
