@@ -15,16 +15,14 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import training_definition
-from .training_definition import TrainingPipelineSpec, build_training_pipeline_definition
+from .training_definition import CDK_TOKEN, TrainingPipelineSpec, build_training_pipeline_definition
 from ..paths import BUILD_DIR
 
-_TOKEN = re.compile(r"\$\{Token\[[^\]]*\]\}")
 CACHE_DIR = BUILD_DIR / "pipeline-definitions"
 
 
@@ -40,7 +38,7 @@ def _key(spec: TrainingPipelineSpec) -> str:
 
 def _swap(value: Any, mapping: dict[str, str]) -> Any:
     if isinstance(value, str):
-        return _TOKEN.sub(lambda match: mapping[match.group(0)], value)
+        return CDK_TOKEN.sub(lambda match: mapping[match.group(0)], value)
     if isinstance(value, tuple):
         return tuple(_swap(item, mapping) for item in value)
     if isinstance(value, Mapping):
@@ -51,7 +49,7 @@ def _swap(value: Any, mapping: dict[str, str]) -> Any:
 def _with_stable_tokens(spec: TrainingPipelineSpec) -> tuple[TrainingPipelineSpec, dict[str, str]]:
     """The spec with its tokens numbered by first appearance, and placeholder -> real token."""
     text = json.dumps(dataclasses.asdict(spec), sort_keys=True, default=list)
-    tokens = list(dict.fromkeys(_TOKEN.findall(text)))
+    tokens = list(dict.fromkeys(CDK_TOKEN.findall(text)))
     forward = {token: f"${{Token[CACHED.{index}]}}" for index, token in enumerate(tokens)}
     changes = {f.name: _swap(getattr(spec, f.name), forward) for f in dataclasses.fields(spec)}
     return dataclasses.replace(spec, **changes), {v: k for k, v in forward.items()}
@@ -69,4 +67,4 @@ def cached_training_pipeline_definition(spec: TrainingPipelineSpec, cache_dir: P
         temporary = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent synths never collide
         temporary.write_text(definition, encoding="utf-8")
         temporary.replace(path)  # atomic: a concurrent synth never reads half a file
-    return _TOKEN.sub(lambda match: back.get(match.group(0), match.group(0)), definition)
+    return CDK_TOKEN.sub(lambda match: back.get(match.group(0), match.group(0)), definition)

@@ -172,7 +172,7 @@ class TrainingPipelineSpec:
         for name in ("pipeline_name", "region", "role_arn", "default_bucket", "model_package_group_name"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must not be empty")
-        if _TOKEN.search(self.region):
+        if CDK_TOKEN.search(self.region):
             raise ValueError(
                 "region must be a concrete region name, not a CDK token: it selects the ECR "
                 "account of the framework images (use an environment-specific stack)"
@@ -216,7 +216,7 @@ class TrainingPipelineSpec:
 # --- CDK tokens -----------------------------------------------------------------------------------
 
 # Finds (never rejects) CDK string tokens, so that they can be kept away from the SDK's URI parsing.
-_TOKEN = re.compile(r"\$\{Token\[[^\]]*\]\}")
+CDK_TOKEN = re.compile(r"\$\{Token\[[^\]]*\]\}")
 _PLACEHOLDER_PREFIX = "cdk-token-placeholder-"
 
 
@@ -236,7 +236,7 @@ class _TokenMask:
         if isinstance(value, str):
             if _PLACEHOLDER_PREFIX in value:
                 raise ValueError(f"spec values must not contain {_PLACEHOLDER_PREFIX!r}")
-            return _TOKEN.sub(self._placeholder, value)
+            return CDK_TOKEN.sub(self._placeholder, value)
         if isinstance(value, tuple):
             return tuple(self.mask(item) for item in value)
         if isinstance(value, Mapping):
