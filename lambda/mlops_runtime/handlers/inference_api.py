@@ -283,7 +283,21 @@ def invoke(endpoint: str) -> Response:
         raise ApiError(400, "body_too_large", f"the body exceeds {MAX_BODY_BYTES} bytes")
 
     try:
-        result = rt.model.invoke(target.endpoint, target.variant, inference_id, content_type, body, _header("Accept"))
+        try:
+            result = rt.model.invoke(target.endpoint, target.variant, inference_id, content_type, body,
+                                     _header("Accept"))
+        except UnknownModelEndpoint:
+            fallback = next(iter(config.arms))
+            if assignment == "override" or arm == fallback:
+                raise
+            # The arm's variant is not deployed (yet): e.g. no challenger since the last promotion.
+            # Its subjects are served by the first arm (the champion) and recorded there.
+            metrics.add_metric(name="ArmFallbacks", unit=MetricUnit.Count, value=1)
+            logger.info("Arm not deployed; served by the first arm",
+                        extra={"arm": arm, "fallback": fallback, "endpoint": target.endpoint})
+            arm, target = fallback, config.arms[fallback]
+            result = rt.model.invoke(target.endpoint, target.variant, inference_id, content_type, body,
+                                     _header("Accept"))
     except ModelError as error:
         metrics.add_metric(name="ModelErrors", unit=MetricUnit.Count, value=1)
         logger.warning("Model error", extra={"arm": arm, "endpoint": target.endpoint, "inference_id": inference_id})

@@ -257,6 +257,39 @@ def test_missing_endpoint_is_503_not_bare_500(aws):
     assert response["statusCode"] == 503 and body(response)["error"] == "model_unavailable"
 
 
+def test_arm_without_deployed_variant_falls_back_to_first_arm_and_is_recorded_there(aws):
+    from mlops_runtime.domain import routing
+
+    subject = next(f"u{i}" for i in range(1000)
+                   if routing.assign(f"u{i}", {"champion": 0.5, "challenger": 0.5}, "churn-exp") == "challenger")
+    client = boto3.client("sagemaker-runtime", region_name=REGION)
+    targets = []
+
+    def hook(params, **_):
+        targets.append(params["headers"].get("X-Amzn-SageMaker-Target-Variant"))
+        if targets[-1] == "v2":  # the challenger is not deployed
+            raise ClientError({"Error": {"Code": "ValidationError", "Message": "Variant v2 not found"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, "InvokeEndpoint")
+
+    client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint", hook)
+    queue_results(('{"p": 1}', "application/json", "v1", ""))
+    response = post(fresh_api(runtime_client=client), X_Subject_Id=subject)
+    assert response["statusCode"] == 200, response
+    assert targets == ["v2", "v1"]
+    headers = response.get("multiValueHeaders") or response["headers"]
+    assert "champion" in str(headers["X-Variant"])
+    stats = aws.scan(TableName="statistics")["Items"]
+    assert [(item["arm"]["S"], item["invocations"]["N"]) for item in stats] == [("champion", "1")]
+
+
+def test_override_to_a_missing_variant_is_503_not_a_fallback(aws):
+    client = boto3.client("sagemaker-runtime", region_name=REGION)
+    client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint",
+                                _raise("ValidationError", "Variant v2 not found", 400))
+    response = post(fresh_api(runtime_client=client), X_Target_Arm="challenger")
+    assert response["statusCode"] == 503 and body(response)["error"] == "model_unavailable"
+
+
 def test_failed_write_still_returns_prediction(aws):
     api = fresh_api()
     aws.delete_table(TableName="statistics")
