@@ -6,6 +6,7 @@ from aws_cdk import Environment, Stage, Tags
 from constructs import Construct
 
 from .config import PlatformConfig
+from .stacks.api import ApiStack
 from .stacks.feature_store import FeatureStoreStack
 from .stacks.foundation import FoundationStack
 from .stacks.serving import ServingStack
@@ -51,6 +52,13 @@ class PlatformStage(Stage):
             self, "Serving",
             stack_name=f"{config.name_prefix}-serving",
             description=f"MLOps platform endpoints and approval-driven deployment ({config.environment})",
+            termination_protection=config.is_production,
+            config=config, foundation=self.foundation,
+        )
+        self.api = ApiStack(
+            self, "Api",
+            stack_name=f"{config.name_prefix}-api",
+            description=f"MLOps platform API, experiments and feedback ({config.environment})",
             termination_protection=config.is_production,
             config=config, foundation=self.foundation,
         )

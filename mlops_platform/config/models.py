@@ -330,6 +330,11 @@ class RegistryConfig(StrictModel):
         default=(),
         description="Accounts (e.g. prod's) that may read the registered models and their artifacts.",
     )
+    additional_groups: tuple[SageMakerName, ...] = Field(
+        default=(),
+        description="Model package groups no pipeline of this environment registers into (models registered "
+                    "from notebooks, or candidates A/B tested on their own endpoint).",
+    )
 
 
 class TrackingBackend(str, Enum):
@@ -622,15 +627,246 @@ class EndpointConfig(StrictModel):
         return self
 
 
+_PUBLIC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_ARM_NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9])?$")
+_MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+
+
+def _check_public_name(value: str) -> str:
+    if not _PUBLIC_NAME.match(value):
+        raise ValueError("must be 1-63 lower-case letters, digits and hyphens, starting and ending with a letter "
+                         "or digit (it is a path segment of the API)")
+    return value
+
+
+def _check_arm_name(value: str) -> str:
+    if not _ARM_NAME.match(value):
+        raise ValueError("must be 1-63 letters, digits, '-' and '_', starting and ending with a letter or digit")
+    return value
+
+
+def _check_media_type(value: str) -> str:
+    if not _MEDIA_TYPE.match(value):
+        raise ValueError("must be a lower-case media type such as application/json or text/csv")
+    return value
+
+
+PublicName = Annotated[str, AfterValidator(_check_public_name)]
+ArmName = Annotated[str, AfterValidator(_check_arm_name)]
+MediaType = Annotated[str, AfterValidator(_check_media_type)]
+
+
+class ControllerConfig(StrictModel):
+    """The experiment controller: a scheduled Lambda that moves traffic between an experiment's arms."""
+
+    strategy: Literal["thompson", "epsilon_greedy", "ucb1", "fixed"] = Field(
+        default="thompson",
+        description="thompson: weight = probability of being best; epsilon_greedy; ucb1; fixed: keep initial_weights.",
+    )
+    interval_minutes: int = Field(default=15, ge=1, le=1440, description="How often the controller runs.")
+    epsilon: float = Field(default=0.1, ge=0, le=1, description="Exploration share of epsilon_greedy.")
+    min_share: float = Field(default=0.05, ge=0, lt=0.5, description="Every live arm keeps at least this share.")
+    max_step: float = Field(default=0.2, gt=0, le=1, description="Largest change of one arm's share per run.")
+    min_observations: int = Field(default=200, ge=0, le=100_000_000,
+                                  description="Invocations every arm needs before traffic moves.")
+    min_change: float = Field(default=0.01, ge=0, lt=1, description="Smaller moves are skipped (no endpoint update).")
+    stop: bool = Field(default=True, description="Declare a winner (stopping rule); false: keep adapting forever.")
+    stop_probability: float = Field(default=0.95, ge=0.5, lt=1,
+                                    description="Probability of being best that declares the winner.")
+    stop_min_observations: int = Field(default=2000, ge=1, le=100_000_000,
+                                       description="Invocations every arm needs before a winner can be declared.")
+
+    def settings(self) -> dict:
+        """The controller Lambda's ``CONTROLLER`` entry (``handlers.experiment_controller``)."""
+        return self.model_dump(exclude={"interval_minutes"})
+
+
+class ArmConfig(StrictModel):
+    """One arm of an experiment: a production variant of one of this environment's endpoints."""
+
+    arm: ArmName = Field(description="Arm name, reported by the API (X-Variant) and in the statistics.")
+    endpoint: SageMakerName = Field(description="Name of an endpoint in serving.endpoints.")
+    variant: Literal["champion", "challenger"] = Field(
+        default="champion", description="The deployer's variant of that endpoint that serves this arm."
+    )
+
+
+class FeatureLookupConfig(StrictModel):
+    """Build the model input from the subject's online features instead of the request body."""
+
+    feature_group: FeatureName = Field(description="Name of a feature group in feature_store.feature_groups.")
+    features: tuple[FeatureName, ...] = Field(
+        min_length=1, description="Features sent to the model, as one CSV row, in this order."
+    )
+
+
+class ExperimentConfig(StrictModel):
+    """A public endpoint of the inference API (``/v1/endpoints/<name>/invocations``) and its experiment.
+
+    Every real-time or serverless endpoint is published under its own name with the arms
+    ``champion`` (and ``challenger`` unless serverless or shadow); an experiment with the same
+    name replaces those defaults. An experiment with its own ``arms`` can span endpoints, e.g. two
+    serverless endpoints, which hold one variant each.
+    """
+
+    name: PublicName = Field(description="Public name: the API path segment and the experiment id.")
+    arms: tuple[ArmConfig, ...] | None = Field(
+        default=None, min_length=1, max_length=10,
+        description="Arms; when not set, the champion and challenger of the endpoint called `name`.",
+    )
+    initial_weights: dict[ArmName, float] | None = Field(
+        default=None,
+        description="Traffic share per arm before the controller moves it; default: the endpoint's "
+                    "challenger_initial_weight, or an even split across endpoints.",
+    )
+    allow_variant_override: bool | None = Field(
+        default=None, description="Allow X-Target-Arm (QA); default: the first arm's endpoint setting."
+    )
+    content_types: tuple[MediaType, ...] = Field(
+        default=("application/json", "text/csv"), description="Accepted request Content-Types (at least one)."
+    )
+    features: FeatureLookupConfig | None = Field(
+        default=None, description="Look the subject's features up in the online store and send those."
+    )
+    controller: ControllerConfig | None = Field(
+        default=None, description="Move traffic automatically (bandit); fixed initial weights when not set."
+    )
+
+    @model_validator(mode="after")
+    def _weights_match_arms(self) -> ExperimentConfig:
+        if not self.content_types:
+            raise ValueError("content_types needs at least one media type")
+        if self.arms is not None:
+            names = [a.arm for a in self.arms]
+            if len(names) != len(set(names)):
+                raise ValueError(f"arm names must be unique, got {names}")
+            targets = [(a.endpoint, a.variant) for a in self.arms]
+            if len(targets) != len(set(targets)):
+                raise ValueError("two arms serve from the same endpoint variant")
+        if self.initial_weights is not None:
+            if any(w < 0 or w != w for w in self.initial_weights.values()) or sum(self.initial_weights.values()) <= 0:
+                raise ValueError("initial_weights must be >= 0 and not all 0")
+        return self
+
+
+class ApiConfig(StrictModel):
+    """The platform's REST API (API Gateway): inference, experiments and feedback routes."""
+
+    authorization: Literal["iam", "api_key"] = Field(
+        default="iam",
+        description="iam: callers sign with SigV4 (execute-api:Invoke); api_key: an API key with a usage plan.",
+    )
+    stage_name: SageMakerName = Field(default="live", description="API Gateway stage name (first path segment).")
+    rate_limit: float = Field(default=100, gt=0, le=10_000, description="Steady-state requests per second (stage).")
+    burst_limit: int = Field(default=200, ge=1, le=5_000, description="Burst of requests (stage).")
+    daily_quota: int | None = Field(
+        default=None, ge=1, description="Requests per day per API key (api_key authorization only)."
+    )
+    prediction_ttl_days: int = Field(default=30, ge=1, le=3650,
+                                     description="Prediction records expire after this (feedback joins until then).")
+    allocation_cache_seconds: int = Field(default=30, ge=1, le=600,
+                                          description="How long the API keeps an experiment's weights between reads.")
+    feedback_max_batch: int = Field(default=500, ge=1, le=500, description="Records per feedback request.")
+    feedback_max_age_days: int = Field(default=30, ge=1, le=365,
+                                       description="Oldest accepted feedback event_time.")
+    feedback_retention_days: int = Field(default=90, ge=1, le=3650,
+                                         description="Stored feedback records (idempotency) expire after this.")
+    inference_memory_mb: int = Field(default=512, ge=128, le=10240)
+    inference_reserved_concurrency: int = Field(default=50, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _quota_needs_keys(self) -> ApiConfig:
+        if self.daily_quota is not None and self.authorization != "api_key":
+            raise ValueError("daily_quota needs authorization: api_key (quotas are per API key)")
+        return self
+
+
 class ServingConfig(StrictModel):
     endpoints: tuple[EndpointConfig, ...] = ()
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    experiments: tuple[ExperimentConfig, ...] = Field(
+        default=(), description="Public endpoints and experiments beyond each endpoint's default one."
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> ServingConfig:
         names = [e.name for e in self.endpoints]
         if len(names) != len(set(names)):
             raise ValueError(f"endpoint names must be unique, got {names}")
+        experiment_names = [e.name for e in self.experiments]
+        if len(experiment_names) != len(set(experiment_names)):
+            raise ValueError(f"experiment names must be unique, got {experiment_names}")
+        endpoints = {e.name: e for e in self.endpoints}
+        for index, experiment in enumerate(self.experiments):
+            where = f"experiments[{index}]"
+            if experiment.arms is None and experiment.name not in endpoints:
+                raise ValueError(f"{where} '{experiment.name}' has no arms and no endpoint of that name "
+                                 f"(endpoints: {sorted(endpoints) or 'none'})")
+            for arm in experiment.arms or ():
+                endpoint = endpoints.get(arm.endpoint)
+                if endpoint is None:
+                    raise ValueError(f"{where}.arms: endpoint '{arm.endpoint}' is not in serving.endpoints "
+                                     f"(endpoints: {sorted(endpoints) or 'none'})")
+                if endpoint.variant.kind == "async":
+                    raise ValueError(f"{where}.arms: endpoint '{arm.endpoint}' is asynchronous; the inference API "
+                                     "serves real-time and serverless endpoints")
+                if arm.variant == "challenger" and (endpoint.variant.kind == "serverless" or endpoint.shadow):
+                    raise ValueError(f"{where}.arms: endpoint '{arm.endpoint}' has no live challenger variant "
+                                     "(serverless or shadow)")
+            arms = [a.arm for a in experiment.arms] if experiment.arms else None
+            if experiment.initial_weights is not None and arms is not None and set(experiment.initial_weights) != set(arms):
+                raise ValueError(f"{where}.initial_weights must name exactly the arms {arms}")
+        for index, route in enumerate(self.routes()):
+            experiment = route.config
+            arms = [a.arm for a in route.arms]
+            where = f"experiments[{[e.name for e in self.experiments].index(route.name)}]" \
+                if route.name in experiment_names else f"endpoints '{route.name}'"
+            if experiment.initial_weights is not None and set(experiment.initial_weights) != set(arms):
+                raise ValueError(f"{where}.initial_weights must name exactly the arms {arms}")
+            if experiment.controller is not None and experiment.controller.min_share * len(arms) >= 1:
+                raise ValueError(f"{where}.controller.min_share x {len(arms)} arms must stay below 1")
         return self
+
+    def routes(self) -> tuple[Route, ...]:
+        """Every public endpoint of the inference API, resolved: each real-time or serverless
+        endpoint under its own name (champion, plus challenger when it can take live traffic),
+        replaced or joined by the configured experiments."""
+        endpoints = {e.name: e for e in self.endpoints}
+        configured = {e.name: e for e in self.experiments}
+        routes = []
+        names = [e.name for e in self.endpoints if e.variant.kind != "async"]
+        names += [n for n in configured if n not in names]
+        for name in names:
+            experiment = configured.get(name) or ExperimentConfig(name=name)
+            if experiment.arms is not None:
+                arms = experiment.arms
+                weights = experiment.initial_weights or {a.arm: 1.0 / len(arms) for a in arms}
+            else:
+                endpoint = endpoints[name]
+                live_challenger = endpoint.variant.kind != "serverless" and not endpoint.shadow
+                arms = (ArmConfig(arm="champion", endpoint=name),) + (
+                    (ArmConfig(arm="challenger", endpoint=name, variant="challenger"),) if live_challenger else ())
+                share = endpoint.challenger_initial_weight if live_challenger else 0.0
+                weights = experiment.initial_weights or (
+                    {"champion": 1.0 - share, "challenger": share} if live_challenger else {"champion": 1.0})
+            first = endpoints[arms[0].endpoint]
+            override = experiment.allow_variant_override
+            routes.append(Route(
+                name=name, arms=arms, initial_weights=weights, config=experiment,
+                allow_variant_override=first.allow_variant_override if override is None else override,
+            ))
+        return tuple(routes)
+
+
+class Route(BaseModel):
+    """A resolved public endpoint (see :meth:`ServingConfig.routes`)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    arms: tuple[ArmConfig, ...]
+    initial_weights: dict[str, float]
+    allow_variant_override: bool
+    config: ExperimentConfig
 
 
 class PlatformConfig(StrictModel):
@@ -697,11 +933,30 @@ class PlatformConfig(StrictModel):
     @classmethod
     def _endpoints_serve_registered_models(cls, value: ServingConfig, info: ValidationInfo) -> ServingConfig:
         training = info.data.get("training")
-        groups = sorted({p.model_package_group for p in training.pipelines}) if training else []
+        groups = sorted({p.model_package_group for p in training.pipelines}
+                        | set(training.registry.additional_groups)) if training else []
         for index, endpoint in enumerate(value.endpoints):
             if endpoint.model_package_group not in groups:
                 raise ValueError(f"endpoints[{index}].model_package_group '{endpoint.model_package_group}' is not "
-                                 f"registered by any pipeline of this environment (registered: {groups or 'none'})")
+                                 f"a group of this environment's registry (groups: {groups or 'none'}; add it "
+                                 "to training.registry.additional_groups if no pipeline registers into it)")
+        feature_store = info.data.get("feature_store")
+        feature_groups = {g.name: g for g in feature_store.feature_groups} if feature_store else {}
+        for index, experiment in enumerate(value.experiments):
+            lookup = experiment.features
+            if lookup is None:
+                continue
+            group = feature_groups.get(lookup.feature_group)
+            if group is None:
+                raise ValueError(f"experiments[{index}].features.feature_group '{lookup.feature_group}' is not "
+                                 f"declared in feature_store.feature_groups (declared: {sorted(feature_groups) or 'none'})")
+            if not group.online:
+                raise ValueError(f"experiments[{index}].features.feature_group '{group.name}' has no online store")
+            declared = {f.name for f in group.features}
+            unknown = [name for name in lookup.features if name not in declared]
+            if unknown:
+                raise ValueError(f"experiments[{index}].features.features {unknown} are not features of "
+                                 f"'{group.name}'")
         return value
 
     @field_validator("removal_policy")

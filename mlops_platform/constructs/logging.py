@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from constructs import Construct
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
@@ -21,3 +24,10 @@ _RETENTION = {
 def retention(days: int) -> logs.RetentionDays:
     """The RetentionDays member for a period the config already validated."""
     return _RETENTION[days]
+
+
+def encrypted_log_group(scope: Construct, construct_id: str, *, name: str, key: kms.IKey, retention_days: int,
+                        removal_policy: RemovalPolicy) -> logs.LogGroup:
+    """A named log group encrypted with the platform key, with the environment's retention."""
+    return logs.LogGroup(scope, construct_id, log_group_name=name, encryption_key=key,
+                         retention=retention(retention_days), removal_policy=removal_policy)

@@ -15,13 +15,12 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..compliance import acknowledge, acknowledge_inline_policy, acknowledge_wildcards
 from ..lambda_bundles import stage_bundle
-from .logging import retention
+from .logging import encrypted_log_group
 from ..paths import BUILD_DIR
 
 BUNDLE_DIR = BUILD_DIR / "lambda-bundles"
@@ -57,12 +56,9 @@ class PlatformFunction(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Runs {props.function_name}",
         )
-        self.log_group = logs.LogGroup(
-            self, "Logs",
-            log_group_name=f"/aws/lambda/{props.function_name}",
-            encryption_key=props.key,
-            retention=retention(props.log_retention_days),
-            removal_policy=props.removal_policy,
+        self.log_group = encrypted_log_group(
+            self, "Logs", name=f"/aws/lambda/{props.function_name}", key=props.key,
+            retention_days=props.log_retention_days, removal_policy=props.removal_policy,
         )
         self.dead_letter_queue = sqs.Queue(
             self, "DeadLetters",

@@ -28,7 +28,7 @@ from constructs import Construct
 from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_wildcards, logical_id
 from ..config import PlatformConfig
 from ..config.models import EndpointConfig
-from ..constructs.naming import pascal
+from ..constructs.naming import EnvironmentNames, partition_of, pascal
 from ..constructs.platform_function import PlatformFunction
 from ..runtime_tables import deployment_domain
 from .foundation import FoundationStack, bucket_name, removal_policy_of
@@ -39,10 +39,6 @@ ASYNC_OUTPUT_PREFIX = "async-inference"
 DEPLOYER_TIMEOUT = Duration.minutes(2)
 
 
-def partition_of(region: str) -> str:
-    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
-
-
 class ServingStack(Stack):
     """Endpoints of one environment, deployed when a model of their group is approved."""
 
@@ -51,6 +47,7 @@ class ServingStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.foundation = foundation
+        self.names = EnvironmentNames(config.account, config.region, config.name_prefix)
         endpoints = config.serving.endpoints
         self.alarms: dict[str, list[cloudwatch.Alarm]] = {}
         if not endpoints:
@@ -77,13 +74,11 @@ class ServingStack(Stack):
         return f"{self.config.name_prefix}-{endpoint.name}"
 
     def _arn(self, service: str, resource: str) -> str:
-        config = self.config
-        return f"arn:{partition_of(config.region)}:{service}:{config.region}:{config.account}:{resource}"
+        return self.names.arn(service, resource)
 
     @property
     def _execution_role_arn(self) -> str:
-        config = self.config
-        return f"arn:{partition_of(config.region)}:iam::{config.account}:role/{config.name_prefix}-sagemaker-execution"
+        return self.names.execution_role_arn
 
     @property
     def _key_alias_arn(self) -> str:
@@ -91,7 +86,7 @@ class ServingStack(Stack):
 
     @property
     def _topic_arn(self) -> str:
-        return self._arn("sns", f"{self.config.name_prefix}-notifications")
+        return self.names.notifications_topic_arn
 
     # --- the deployer's endpoint specs ----------------------------------------------------
     def endpoint_spec(self, endpoint: EndpointConfig) -> dict[str, Any]:

@@ -66,7 +66,8 @@ class TrainingStack(Stack):
         training = config.training
         self.model_package_groups = {
             group: self._model_package_group(group)
-            for group in sorted({pipeline.model_package_group for pipeline in training.pipelines})
+            for group in sorted({pipeline.model_package_group for pipeline in training.pipelines}
+                                | set(training.registry.additional_groups))
         }
         self.tracking_server_arn: str | None = None
         tracking = training.experiment_tracking

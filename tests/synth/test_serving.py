@@ -32,12 +32,15 @@ def endpoint_specs(synthesis, environment) -> list[dict]:
     return json.loads(raw)
 
 
-def test_dev_endpoint_is_serverless_without_capture(synthesis):
-    (spec,) = endpoint_specs(synthesis, "dev")
-    assert spec["name"] == "mlops-dev-example-classifier"
-    assert spec["variants"]["champion"] == {"kind": "serverless", "memory_mb": 2048, "max_concurrency": 5}
-    assert "data_capture" not in spec and spec["challenger_initial_weight"] == 0
-    assert spec["guardrails"]["mode"] == "ALL_AT_ONCE"
+def test_dev_endpoints_are_serverless_without_capture(synthesis):
+    specs = endpoint_specs(synthesis, "dev")
+    assert [spec["name"] for spec in specs] == ["mlops-dev-example-classifier", "mlops-dev-example-classifier-candidate"]
+    assert [spec["model_package_group"] for spec in specs] == [
+        "mlops-dev-example-classifier", "mlops-dev-example-classifier-candidates"]
+    for spec in specs:
+        assert spec["variants"]["champion"] == {"kind": "serverless", "memory_mb": 2048, "max_concurrency": 5}
+        assert "data_capture" not in spec and spec["challenger_initial_weight"] == 0
+        assert spec["guardrails"]["mode"] == "ALL_AT_ONCE"
 
 
 @pytest.mark.parametrize("environment", ["staging", "prod"])
@@ -73,7 +76,8 @@ def test_specs_parse_with_the_deployers_own_parser(synthesis, environment):
     for spec in specs:
         if "vpc" in spec:
             spec["vpc"] = {"subnet_ids": ["subnet-0123456789abcdef0"], "security_group_ids": ["sg-0123456789abcdef0"]}
-    assert [s.name for s in parse_endpoint_specs(specs)] == [f"mlops-{environment}-example-classifier"]
+    expected = [f"mlops-{environment}-{e.name}" for e in synthesis.configs[environment].serving.endpoints]
+    assert [s.name for s in parse_endpoint_specs(specs)] == expected and expected
 
 
 def test_rollback_alarms_per_variant(cdk_template, synthesis):
@@ -94,11 +98,12 @@ def test_rollback_alarms_per_variant(cdk_template, synthesis):
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_approvals_reach_the_deployer_through_an_encrypted_queue(cdk_template, environment):
+def test_approvals_reach_the_deployer_through_an_encrypted_queue(synthesis, cdk_template, environment):
     template = cdk_template(environment, "Serving")
+    groups = sorted({f"mlops-{environment}-{e.model_package_group}" for e in synthesis.configs[environment].serving.endpoints})
     template.has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Model Package State Change"],
-                         "detail": {"ModelPackageGroupName": [f"mlops-{environment}-example-classifier"],
+                         "detail": {"ModelPackageGroupName": groups,
                                     "ModelApprovalStatus": ["Approved"]}},
     })
     template.has_resource_properties("AWS::SQS::Queue", {

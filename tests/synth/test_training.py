@@ -103,13 +103,15 @@ def test_pipeline_role_is_scoped(synthesis, environment):
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_approval_decisions_notify_the_topic(cdk_template, environment):
+def test_approval_decisions_notify_the_topic(synthesis, cdk_template, environment):
+    registry = synthesis.configs[environment].training.registry
+    groups = sorted({"example-classifier", *registry.additional_groups})
     cdk_template(environment, "Training").has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {
             "source": ["aws.sagemaker"],
             "detail-type": ["SageMaker Model Package State Change"],
             "detail": {
-                "ModelPackageGroupName": [f"mlops-{environment}-example-classifier"],
+                "ModelPackageGroupName": [f"mlops-{environment}-{group}" for group in groups],
                 "ModelApprovalStatus": ["Approved", "Rejected"],
             },
         },
@@ -121,8 +123,10 @@ def test_registry_shared_with_prod_only_where_configured(synthesis):
     (staging_group,) = resources(synthesis, "staging", "AWS::SageMaker::ModelPackageGroup").values()
     policy = staging_group["Properties"]["ModelPackageGroupPolicy"]
     assert "arn:" in json.dumps(policy) and ":iam::333333333333:root" in json.dumps(policy)
-    (dev_group,) = resources(synthesis, "dev", "AWS::SageMaker::ModelPackageGroup").values()
-    assert "ModelPackageGroupPolicy" not in dev_group["Properties"]
+    dev_groups = resources(synthesis, "dev", "AWS::SageMaker::ModelPackageGroup").values()
+    assert sorted(g["Properties"]["ModelPackageGroupName"] for g in dev_groups) == [
+        "mlops-dev-example-classifier", "mlops-dev-example-classifier-candidates"]  # a group without a pipeline
+    assert all("ModelPackageGroupPolicy" not in g["Properties"] for g in dev_groups)
     # prod's account can read the staging artifacts bucket's pipeline outputs and decrypt them
     foundation = json.dumps(synthesis.template("staging", "Foundation"))
     assert ":iam::333333333333:root" in foundation

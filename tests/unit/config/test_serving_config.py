@@ -52,7 +52,7 @@ REALTIME = {"kind": "realtime", "instance_type": "ml.m5.large"}
         ({"variant": {"kind": "async", "instance_type": "ml.m5.xlarge"}}, ""),
         ({"variant": REALTIME, "challenger_initial_weight": -0.1}, "greater than or equal to 0"),
         ({"variant": REALTIME, "shadow": True}, "shadow challenger takes no live traffic"),
-        ({"variant": REALTIME, "model_package_group": "fraud"}, "'fraud' is not registered by any pipeline"),
+        ({"variant": REALTIME, "model_package_group": "fraud"}, "'fraud' is not a group of this environment's registry"),
         ({"variant": {"kind": "batch"}}, "does not match any of the expected tags"),
         ({"variant": REALTIME, "container": {}}, "exactly one of image_uri or dockerfile_dir"),
         ({"variant": REALTIME, "guardrails": {"mode": "SLOW"}}, "'ALL_AT_ONCE', 'CANARY' or 'LINEAR'"),

@@ -1,0 +1,272 @@
+"""The platform's API: inference with sticky A/B routing, experiments, and the controller moving traffic.
+
+One REST API per environment (``constructs.rest_api``):
+
+- ``POST /v1/endpoints/{endpoint}/invocations`` and ``GET /v1/experiments/{endpoint}``: the
+  inference Lambda (``handlers.inference_api``), over the routes of ``ServingConfig.routes()``;
+- per experiment with a ``controller``: an EventBridge Scheduler schedule running the controller
+  Lambda (``handlers.experiment_controller``) every ``interval_minutes``.
+
+The tables (``constructs.experiment_tables``) are shared with the feedback API. SageMaker endpoint
+names are deterministic (``<prefix>-<endpoint>``), so nothing here references the serving stack.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_inline_policy, acknowledge_wildcards
+from ..config import PlatformConfig
+from ..config.models import Route
+from ..constructs.experiment_tables import ExperimentTables, ExperimentTablesProps
+from ..constructs.naming import EnvironmentNames, pascal
+from ..constructs.platform_function import PlatformFunction
+from ..constructs.rest_api import PlatformRestApi, PlatformRestApiProps, caller_policy
+from .foundation import FoundationStack, removal_policy_of
+
+API_GATEWAY_TIMEOUT = Duration.seconds(28)  # API Gateway stops waiting for the integration at 29 s
+CONTROLLER_TIMEOUT = Duration.minutes(1)
+
+
+class ApiStack(Stack):
+    """The REST API, its Lambda handlers, the experiment tables and the controller schedules."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig,
+                 foundation: FoundationStack, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        self.foundation = foundation
+        self.names = EnvironmentNames(config.account, config.region, config.name_prefix)
+        self.routes = config.serving.routes()
+        api_config = config.serving.api
+        removal = removal_policy_of(config)
+        self.tables = ExperimentTables(self, "Tables", ExperimentTablesProps(key=foundation.key, removal_policy=removal))
+        self.subject_hash_key = self._subject_hash_key()
+        self.rest_api = PlatformRestApi(self, "RestApi", PlatformRestApiProps(
+            api_name=f"{config.name_prefix}-api",
+            description=f"MLOps platform API ({config.environment}): inference, experiments, feedback",
+            stage_name=api_config.stage_name,
+            authorization=api_config.authorization,
+            rate_limit=api_config.rate_limit, burst_limit=api_config.burst_limit, daily_quota=api_config.daily_quota,
+            key=foundation.key, log_retention_days=config.log_retention_days, removal_policy=removal,
+        ))
+        self.experiments_json = json.dumps(self.experiments_env(), sort_keys=True, separators=(",", ":"))
+        self.inference = self._inference_function()
+        for path, method in (("v1/endpoints/{endpoint}/invocations", "POST"), ("v1/experiments/{endpoint}", "GET")):
+            self.rest_api.route(path, method, self.inference.function, path_parameters=("endpoint",))
+        self.controller = self._controller_function() if self._controlled else None
+        self.schedules = {route.name: self._schedule(route) for route in self._controlled}
+        if api_config.authorization == "iam":
+            self.caller_policy = caller_policy(self, "CallerPolicy", self.rest_api, f"{config.name_prefix}-api-caller")
+            acknowledge_wildcards(self.caller_policy, [self._caller_finding()],
+                                  "Callers of the platform may call every route of its API stage.")
+            CfnOutput(self, "CallerPolicyArn", value=self.caller_policy.managed_policy_arn,
+                      description="Attach to the roles that call the API (execute-api:Invoke)")
+        CfnOutput(self, "ApiUrl", value=self.rest_api.api.url, description="Base URL of the platform API")
+
+    # --- names and configuration ----------------------------------------------------------
+    def _arn(self, service: str, resource: str) -> str:
+        return self.names.arn(service, resource)
+
+    def endpoint_name(self, endpoint: str) -> str:
+        return self.names.endpoint_name(endpoint)
+
+    @property
+    def _topic_arn(self) -> str:
+        return self.names.notifications_topic_arn
+
+    @property
+    def _controlled(self) -> tuple[Route, ...]:
+        return tuple(route for route in self.routes if route.config.controller is not None)
+
+    def experiments_env(self) -> dict[str, Any]:
+        """``EXPERIMENTS`` of the inference and controller Lambdas (``adapters.experiments_store``)."""
+        groups = {g.name: g for g in self.config.feature_store.feature_groups}
+        result = {}
+        for route in self.routes:
+            lookup = route.config.features
+            result[route.name] = {
+                "experiment": route.name,
+                "arms": [{"arm": arm.arm, "endpoint": self.endpoint_name(arm.endpoint), "variant": arm.variant}
+                         for arm in route.arms],
+                "initial_weights": route.initial_weights,
+                "allow_variant_override": route.allow_variant_override,
+                "content_types": list(route.config.content_types),
+                "feature_group": None if lookup is None else {
+                    "name": f"{self.config.name_prefix}-{lookup.feature_group}",
+                    "features": list(lookup.features),
+                    "record_identifier": groups[lookup.feature_group].record_identifier,
+                },
+                "salt": route.name,
+            }
+        return result
+
+    def _endpoint_arns(self, routes: tuple[Route, ...]) -> list[str]:
+        names = sorted({self.endpoint_name(arm.endpoint) for route in routes for arm in route.arms})
+        return [self._arn("sagemaker", f"endpoint/{name}") for name in names]
+
+    def _caller_finding(self) -> str:
+        api_id = f"<{self.get_logical_id(self.rest_api.api.node.default_child)}>"
+        return (f"Resource::arn:<AWS::Partition>:execute-api:{self.config.region}:{self.config.account}:{api_id}/"
+                f"{self.config.serving.api.stage_name}/*/*")
+
+    def _subject_hash_key(self) -> secretsmanager.Secret:
+        """The HMAC key of stored subject hashes (inference and feedback APIs), generated at deploy time.
+
+        Not rotated: a new key would make every stored hash unjoinable with new ones."""
+        secret = secretsmanager.Secret(
+            self, "SubjectHashKey",
+            secret_name=f"{self.config.name_prefix}/subject-hash-key",
+            description="HMAC key of the subject-id hashes stored with predictions and feedback",
+            encryption_key=self.foundation.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
+            removal_policy=removal_policy_of(self.config),
+        )
+        for rule in ("AwsSolutions-SMG4", "NIST.800.53.R5-SecretsManagerRotationEnabled"):
+            acknowledge(secret, rule, "A pseudonymisation key, not a credential: rotating it would make stored "
+                                      "subject hashes unjoinable with new ones.")
+        return secret
+
+    def _hash_key_value(self) -> str:
+        # A CloudFormation dynamic reference: resolved at deploy time, never in the template.
+        return self.subject_hash_key.secret_value.unsafe_unwrap()
+
+    # --- inference --------------------------------------------------------------------------
+    def _inference_function(self) -> PlatformFunction:
+        config = self.config
+        api = config.serving.api
+        tables = self.tables
+        function = PlatformFunction(
+            self, "Inference",
+            self.foundation.function_props(
+                function_name=f"{config.name_prefix}-inference-api",
+                handler="mlops_runtime.handlers.inference_api.handler",
+                description="Inference API: sticky A/B routing, InvokeEndpoint, prediction records",
+                environment={
+                    "EXPERIMENTS": self.experiments_json,
+                    "PREDICTIONS_TABLE": tables.predictions.table_name,
+                    "STATISTICS_TABLE": tables.statistics.table_name,
+                    "EXPERIMENT_STATE_TABLE": tables.state.table_name,
+                    "SUBJECT_HASH_KEY": self._hash_key_value(),
+                    "PREDICTION_TTL_DAYS": str(api.prediction_ttl_days),
+                    "ALLOCATION_CACHE_SECONDS": str(api.allocation_cache_seconds),
+                    "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Inference",
+                },
+                memory_mb=api.inference_memory_mb,
+                timeout=API_GATEWAY_TIMEOUT,
+                reserved_concurrency=api.inference_reserved_concurrency,
+            ),
+        )
+        role = function.role
+        tables.predictions.grant_write_data(role)
+        tables.statistics.grant_read_write_data(role)  # GET /v1/experiments reads, invocations ADD
+        tables.state.grant_read_data(role)
+        endpoints = self._endpoint_arns(self.routes)
+        if endpoints:
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid="InvokeThisEnvironmentsEndpoints", actions=["sagemaker:InvokeEndpoint"], resources=endpoints))
+        groups = sorted({route.config.features.feature_group for route in self.routes if route.config.features})
+        if groups:
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid="ReadOnlineFeatures", actions=["sagemaker:GetRecord"],
+                resources=[self._arn("sagemaker", f"feature-group/{config.name_prefix}-{g}") for g in groups],
+            ))
+        acknowledge_wildcards(role.node.find_child("DefaultPolicy"), KMS_GRANT_ACTIONS,
+                              "KMS data-key actions come from the table grants on the environment's key.")
+        return function
+
+    # --- controller -------------------------------------------------------------------------
+    def _controller_function(self) -> PlatformFunction:
+        config = self.config
+        tables = self.tables
+        controlled = self._controlled
+        settings = {route.name: route.config.controller.settings() for route in controlled}
+        function = PlatformFunction(
+            self, "ExperimentController",
+            self.foundation.function_props(
+                function_name=f"{config.name_prefix}-experiment-controller",
+                handler="mlops_runtime.handlers.experiment_controller.handler",
+                description="Moves experiment traffic by bandit strategy, with guardrails and a stopping rule",
+                environment={
+                    "EXPERIMENTS": self.experiments_json,
+                    "CONTROLLER": json.dumps(settings, sort_keys=True, separators=(",", ":")),
+                    "STATISTICS_TABLE": tables.statistics.table_name,
+                    "EXPERIMENT_STATE_TABLE": tables.state.table_name,
+                    "NOTIFICATION_TOPIC_ARN": self._topic_arn,
+                    "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Experiments",
+                },
+                timeout=CONTROLLER_TIMEOUT,
+                reserved_concurrency=2,  # runs are per experiment and a version check settles races
+            ),
+        )
+        role = function.role
+        tables.statistics.grant_read_data(role)
+        tables.state.grant_read_write_data(role)
+        prefix = config.name_prefix
+        endpoints = self._endpoint_arns(controlled)
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadAndReweighExperimentEndpoints",
+            actions=["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"],
+            resources=endpoints,
+        ))
+        deployed = [self._arn("sagemaker", f"{kind}/{prefix}-*") for kind in ("endpoint-config", "model")]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="FindTheWinnersModelPackage",
+            actions=["sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel", "sagemaker:ListTags"],
+            resources=deployed,
+        ))
+        groups = sorted({endpoint.model_package_group for endpoint in config.serving.endpoints})
+        packages = [self._arn("sagemaker", f"model-package/{prefix}-{group}/*") for group in groups]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="NoteTheDecisionOnTheWinnersPackage", actions=["sagemaker:UpdateModelPackage"], resources=packages,
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="AnnounceDecisions", actions=["sns:Publish"], resources=[self._topic_arn]))
+        acknowledge_wildcards(
+            role.node.find_child("DefaultPolicy"),
+            [f"Resource::{arn}" for arn in (*deployed, *packages)] + list(KMS_GRANT_ACTIONS),
+            "Endpoint configs and models carry deployer-made names under this environment's prefix; package "
+            "versions are numbered by SageMaker within this environment's groups; KMS data-key actions come "
+            "from the table grants on the environment's key.",
+        )
+        return function
+
+    def _schedule(self, route: Route) -> scheduler.CfnSchedule:
+        assert self.controller is not None
+        controller = route.config.controller
+        role = iam.Role(
+            self, f"{pascal(route.name)}ControllerScheduleRole",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={
+                "StringEquals": {"aws:SourceAccount": self.config.account}}),
+            description=f"EventBridge Scheduler runs the experiment controller for {route.name}",
+        )
+        self.controller.function.grant_invoke(role)
+        acknowledge_wildcards(
+            role.node.find_child("DefaultPolicy"),
+            [f"Resource::<{self.get_logical_id(self.controller.function.node.default_child)}.Arn>:*"],
+            "Lets the schedule invoke any version of the controller function, and only it.",
+        )
+        acknowledge_inline_policy(role)
+        minutes = controller.interval_minutes
+        return scheduler.CfnSchedule(
+            self, f"{pascal(route.name)}ControllerSchedule",
+            name=f"{self.config.name_prefix}-{route.name}-controller"[:64],
+            description=f"Experiment controller for {route.name}: {controller.strategy}",
+            schedule_expression=f"rate({minutes} minute{'s' if minutes > 1 else ''})",
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=self.controller.function.function_arn,
+                role_arn=role.role_arn,
+                input=json.dumps({"experiment": route.name}),
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
+                    maximum_retry_attempts=0,  # the next run retries with fresh statistics
+                ),
+            ),
+        )

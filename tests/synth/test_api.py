@@ -1,0 +1,202 @@
+"""API stack: REST API authorization, validation, throttling and logs; tables; the inference and
+controller Lambdas' contracts and permissions; controller schedules."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from aws_cdk.assertions import Match
+
+from mlops_platform.config.loader import environment_names
+from mlops_platform.paths import RUNTIME_ROOT
+
+pytestmark = pytest.mark.synth
+
+ENVIRONMENTS = environment_names()
+
+
+def resources(synthesis, environment, type_):
+    template = synthesis.template(environment, "Api")
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def function(synthesis, environment, handler) -> dict:
+    (found,) = [f["Properties"] for f in resources(synthesis, environment, "AWS::Lambda::Function").values()
+                if f["Properties"]["Handler"] == f"mlops_runtime.handlers.{handler}.handler"]
+    return found
+
+
+def policy_statements(synthesis, environment, function_props) -> list[dict]:
+    role = function_props["Role"]["Fn::GetAtt"][0]
+    return [s for p in resources(synthesis, environment, "AWS::IAM::Policy").values()
+            if {"Ref": role} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def runtime_module(name):
+    if str(RUNTIME_ROOT) not in sys.path:
+        sys.path.append(str(RUNTIME_ROOT))
+    import importlib
+
+    return importlib.import_module(name)
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_route_is_iam_authorized_validated_lambda_proxy(synthesis, cdk_template, environment):
+    methods = resources(synthesis, environment, "AWS::ApiGateway::Method")
+    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "POST"]
+    for method in methods.values():
+        props = method["Properties"]
+        assert props["AuthorizationType"] == "AWS_IAM"
+        assert props["RequestValidatorId"] and props["RequestParameters"] == {"method.request.path.endpoint": True}
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+    cdk_template(environment, "Api").has_resource_properties("AWS::ApiGateway::RequestValidator", {
+        "ValidateRequestBody": True, "ValidateRequestParameters": True})
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_stage_throttles_traces_and_logs_without_caller_identity(synthesis, cdk_template, environment):
+    api = synthesis.configs[environment].serving.api
+    (stage,) = resources(synthesis, environment, "AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == api.stage_name and props["TracingEnabled"] is True
+    (settings,) = props["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == api.rate_limit and settings["ThrottlingBurstLimit"] == api.burst_limit
+    assert settings["LoggingLevel"] == "ERROR" and settings["DataTraceEnabled"] is False
+    log_format = json.loads(props["AccessLogSetting"]["Format"])
+    assert {"requestId", "status", "resourcePath", "responseLatency"} <= set(log_format)
+    assert not any(v for v in log_format.values() if "sourceIp" in v or "userAgent" in v or "caller" in v)
+    (log_group,) = [g for g in resources(synthesis, environment, "AWS::Logs::LogGroup").values()
+                    if "apigateway" in g["Properties"]["LogGroupName"]]
+    assert props["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"][0] in {
+        k for k, v in resources(synthesis, environment, "AWS::Logs::LogGroup").items() if v is log_group}
+    assert "KmsKeyId" in log_group["Properties"]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_tables_keys_ttl_encryption_and_recovery(cdk_template, environment):
+    template = cdk_template(environment, "Api")
+    expected = [
+        ([{"AttributeName": "inference_id", "KeyType": "HASH"}], "expires_at"),
+        ([{"AttributeName": "experiment", "KeyType": "HASH"}, {"AttributeName": "arm", "KeyType": "RANGE"}], None),
+        ([{"AttributeName": "experiment", "KeyType": "HASH"}], None),
+        ([{"AttributeName": "feedback_id", "KeyType": "HASH"}], "expires_at"),
+    ]
+    for key_schema, ttl in expected:
+        template.has_resource_properties("AWS::DynamoDB::Table", {
+            "KeySchema": key_schema,
+            "BillingMode": "PAY_PER_REQUEST",
+            "SSESpecification": {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": Match.any_value()},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "TimeToLiveSpecification": {"AttributeName": ttl, "Enabled": True} if ttl else Match.absent(),
+        })
+    template.resource_count_is("AWS::DynamoDB::Table", 4)
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_inference_lambda_contract_parses_with_the_runtimes_parser(synthesis, environment):
+    store = runtime_module("mlops_runtime.adapters.experiments_store")
+    config = synthesis.configs[environment]
+    props = function(synthesis, environment, "inference_api")
+    variables = props["Environment"]["Variables"]
+    experiments = store.parse_experiments(variables["EXPERIMENTS"])
+    assert sorted(experiments) == sorted(route.name for route in config.serving.routes())
+    for route in config.serving.routes():
+        parsed = experiments[route.name]
+        assert [(t.endpoint, t.variant) for t in parsed.arms.values()] == [
+            (f"{config.name_prefix}-{arm.endpoint}", arm.variant) for arm in route.arms]
+        assert parsed.initial_weights == pytest.approx(route.initial_weights)
+    assert variables["PREDICTION_TTL_DAYS"] == str(config.serving.api.prediction_ttl_days)
+    for name in ("PREDICTIONS_TABLE", "STATISTICS_TABLE", "EXPERIMENT_STATE_TABLE"):
+        assert "Ref" in variables[name]
+    # The HMAC key is a dynamic reference resolved at deploy time, never a literal in the template.
+    key = json.dumps(variables["SUBJECT_HASH_KEY"])
+    assert "{{resolve:secretsmanager:" in key
+    assert props["Timeout"] <= 28 and props["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_dev_ab_test_spans_two_serverless_endpoints(synthesis):
+    store = runtime_module("mlops_runtime.adapters.experiments_store")
+    variables = function(synthesis, "dev", "inference_api")["Environment"]["Variables"]
+    ab = store.parse_experiments(variables["EXPERIMENTS"])["example-classifier-ab"]
+    assert ab.endpoints == ("mlops-dev-example-classifier", "mlops-dev-example-classifier-candidate")
+    assert ab.initial_weights == {"current": 0.5, "candidate": 0.5}
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_inference_may_invoke_only_this_environments_endpoints(synthesis, environment):
+    config = synthesis.configs[environment]
+    statements = policy_statements(synthesis, environment, function(synthesis, environment, "inference_api"))
+    (invoke,) = [s for s in statements if s.get("Sid") == "InvokeThisEnvironmentsEndpoints"]
+    assert invoke["Action"] == "sagemaker:InvokeEndpoint"
+    expected = sorted({f"arn:aws:sagemaker:eu-west-1:{config.account}:endpoint/{config.name_prefix}-{arm.endpoint}"
+                       for route in config.serving.routes() for arm in route.arms})
+    assert sorted(invoke["Resource"] if isinstance(invoke["Resource"], list) else [invoke["Resource"]]) == expected
+    actions = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
+    assert not any(a.startswith("sagemaker:Update") or a == "dynamodb:DeleteTable" for a in actions)
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_controller_runs_on_a_schedule_per_controlled_experiment(synthesis, environment):
+    config = synthesis.configs[environment]
+    controlled = [r for r in config.serving.routes() if r.config.controller]
+    assert controlled, "every environment's config runs at least one experiment controller"
+    props = function(synthesis, environment, "experiment_controller")
+    settings = json.loads(props["Environment"]["Variables"]["CONTROLLER"])
+    assert settings == {r.name: r.config.controller.settings() for r in controlled}
+    schedules = list(resources(synthesis, environment, "AWS::Scheduler::Schedule").values())
+    assert sorted(json.loads(s["Properties"]["Target"]["Input"])["experiment"] for s in schedules) == sorted(
+        r.name for r in controlled)
+    for schedule, route in zip(sorted(schedules, key=lambda s: s["Properties"]["Target"]["Input"]),
+                               sorted(controlled, key=lambda r: json.dumps({"experiment": r.name}))):
+        minutes = route.config.controller.interval_minutes
+        assert schedule["Properties"]["ScheduleExpression"] == f"rate({minutes} minutes)"
+        assert schedule["Properties"]["Target"]["Arn"]["Fn::GetAtt"][1] == "Arn"
+    statements = policy_statements(synthesis, environment, props)
+    (reweigh,) = [s for s in statements if s.get("Sid") == "ReadAndReweighExperimentEndpoints"]
+    assert "sagemaker:UpdateEndpointWeightsAndCapacities" in reweigh["Action"]
+    assert all(":endpoint/" + config.name_prefix in arn for arn in
+               (reweigh["Resource"] if isinstance(reweigh["Resource"], list) else [reweigh["Resource"]]))
+
+
+def test_caller_policy_grants_invoke_on_the_stage_only(synthesis):
+    (policy,) = resources(synthesis, "staging", "AWS::IAM::ManagedPolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    assert json.dumps(statement["Resource"]).endswith('"/live/*/*"]]}')
+
+
+def test_api_key_authorization_adds_a_usage_plan_and_stays_nag_clean(tmp_path):
+    """`authorization: api_key`: methods need a key, a usage plan carries the throttle and quota.
+    Foundation and API stacks only, with the compliance packs (raises on an unacknowledged finding)."""
+    from pathlib import Path
+
+    import yaml
+    from aws_cdk import App, Environment, Stage
+
+    from mlops_platform.app_builder import FEATURE_FLAGS
+    from mlops_platform.compliance import add_compliance_checks
+    from mlops_platform.config import parse_config
+    from mlops_platform.stacks.api import ApiStack
+    from mlops_platform.stacks.foundation import FoundationStack
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "dev.yaml").read_text())
+    data["serving"]["api"] = {"authorization": "api_key", "daily_quota": 5000, "rate_limit": 10, "burst_limit": 20}
+    config = parse_config(data, "dev.yaml")
+    app = App(context=FEATURE_FLAGS, outdir=str(tmp_path))
+    stage = Stage(app, "dev", env=Environment(account=config.account, region=config.region))
+    foundation = FoundationStack(stage, "Foundation", config=config)
+    ApiStack(stage, "Api", config=config, foundation=foundation)
+    add_compliance_checks(app)
+    app.synth()
+
+    (template_file,) = (tmp_path / "assembly-dev").glob("devApi*.template.json")
+    resources = json.loads(template_file.read_text())["Resources"]
+    methods = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Method"]
+    assert methods and all(m["AuthorizationType"] == "NONE" and m["ApiKeyRequired"] is True for m in methods)
+    (plan,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::UsagePlan"]
+    assert plan["Quota"] == {"Limit": 5000, "Period": "DAY"}
+    assert plan["Throttle"] == {"BurstLimit": 20, "RateLimit": 10}
+    assert [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::UsagePlanKey"]
+    assert not [r for r in resources.values() if r["Type"] == "AWS::IAM::ManagedPolicy"]  # no SigV4 callers
