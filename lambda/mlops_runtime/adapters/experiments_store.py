@@ -319,6 +319,27 @@ def parse_experiments(raw: str | None) -> dict[str, ExperimentConfig]:
     return {str(name): ExperimentConfig(str(name), value) for name, value in data.items()}
 
 
+def since_baseline(rows: list[dict[str, Any]], baseline: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The statistics rows of the current round: each counter minus the round's ``baseline`` (the
+    counters when the round started; see ``handlers.experiment_controller``). Counters below their
+    baseline (a row restored from backup, edited by hand) are kept negative, so the domain rejects
+    them as impossible statistics instead of silently clamping."""
+    if not baseline:
+        return rows
+    result = []
+    for row in rows:
+        base = baseline.get(row.get("arm")) if isinstance(baseline, Mapping) else None
+        if not isinstance(base, Mapping):
+            result.append(row)
+            continue
+        adjusted = dict(row)
+        for name in STATISTICS_FIELDS:
+            if row.get(name) is not None:
+                adjusted[name] = row[name] - (base.get(name) or 0)
+        result.append(adjusted)
+    return result
+
+
 def current_weights(config: ExperimentConfig, state: Mapping[str, Any] | None) -> dict[str, float]:
     """The weights of the state item restricted to the configured arms, else ``initial_weights``."""
     weights = (state or {}).get("weights")

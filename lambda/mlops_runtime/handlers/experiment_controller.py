@@ -34,12 +34,14 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mlops_runtime.adapters.experiments_store import (
+    STATISTICS_FIELDS,
     DynamoDBExperimentsStore,
     ExperimentConfig,
     ExperimentsStore,
     StateConflict,
     current_weights,
     parse_experiments,
+    since_baseline,
 )
 from mlops_runtime.adapters.model_runtime import Boto3EndpointControl, EndpointControl
 from mlops_runtime.domain import experiments as domain
@@ -139,8 +141,9 @@ def _notify(subject: str, message: Mapping[str, Any]) -> None:
         logger.exception("Could not publish the notification", extra={"subject": subject})
 
 
-def _stats(config: ExperimentConfig, rows: list[dict[str, Any]]) -> list[domain.ArmStats]:
-    by_arm = {row.get("arm"): row for row in rows}
+def _stats(config: ExperimentConfig, rows: list[dict[str, Any]], baseline: Mapping[str, Any] | None = None
+           ) -> list[domain.ArmStats]:
+    by_arm = {row.get("arm"): row for row in since_baseline(rows, baseline)}
     return [
         domain.ArmStats(
             arm,
@@ -160,6 +163,36 @@ def _load_state(config: ExperimentConfig, item: Mapping[str, Any] | None) -> tup
     return domain.ExperimentState.from_dict(fields), int(item.get("version", 0))
 
 
+def _restart(config: ExperimentConfig, item: Mapping[str, Any], rows: list[dict[str, Any]],
+             deployment: dict[str, str | None], version: int) -> dict[str, Any]:
+    """A new round after a deployment: the statistics so far become the baseline, the weights go back
+    to ``initial_weights``, a decision is moved to ``history``. The weights of a single endpoint
+    are left as the deployer set them (it sets the challenger's initial weight)."""
+    previous_round = int(item.get("round", 1))
+    history = list(item.get("history") or [])
+    if item.get("decision"):
+        history.append({"round": previous_round, **item["decision"]})
+    fresh = domain.ExperimentState.start(config.initial_weights)
+    now = time.time()
+    restarted = {
+        **fresh.to_dict(), "weights": dict(config.initial_weights), "updated_at": now,
+        "round": previous_round + 1, "round_started_at": now, "deployment": deployment,
+        "baseline": {row["arm"]: {k: row.get(k, 0) or 0 for k in STATISTICS_FIELDS}
+                     for row in rows if row.get("arm") in config.arms},
+        "history": history[-20:],
+        "reason": "new deployment: " + ", ".join(sorted(f"{e}={c}" for e, c in deployment.items())),
+    }
+    try:
+        store().write_state(config.experiment, restarted, version)
+    except StateConflict as error:
+        metrics.add_metric(name="ControllerConflicts", unit=MetricUnit.Count, value=1)
+        return {"status": "conflict", "reason": str(error)}
+    metrics.add_metric(name="ExperimentRestarts", unit=MetricUnit.Count, value=1)
+    logger.info("Deployment changed: experiment restarted", extra={"round": previous_round + 1,
+                                                                   "deployment": deployment})
+    return {"status": "restarted", "round": previous_round + 1, "weights": restarted["weights"]}
+
+
 def run(name: str) -> dict[str, Any]:
     """One controller step for the public endpoint ``name``."""
     config = experiments_config().get(name)
@@ -168,26 +201,38 @@ def run(name: str) -> dict[str, Any]:
     experiment = config.experiment
     logger.append_keys(experiment=experiment)
     state_store = store()
-    state, version = _load_state(config, state_store.read_state(experiment))
-    if state.finished:
-        return {"status": "finished", "winner": state.winner}
-
-    try:
-        stats = _stats(config, state_store.read_statistics(experiment))
-        controller = build_controller(controller_settings(name), config)
-    except domain.ImpossibleStatistics as error:
-        return _impossible(config, error)
+    item = state_store.read_state(experiment)
+    state, version = _load_state(config, item)
 
     control = endpoints()
-    busy = []
+    busy, deployment = [], {}
     for endpoint in config.endpoints:
-        info = control.describe_endpoint(endpoint)
+        try:
+            info = control.describe_endpoint(endpoint)
+        except Exception as error:  # not deployed yet (no approved model), or torn down
+            if "ValidationException" not in repr(error) and "Could not find" not in str(error):
+                raise
+            busy.append(f"{endpoint} is not deployed")
+            continue
+        deployment[endpoint] = info.config_name
         if not info.in_service:
             busy.append(f"{endpoint} is {info.status}")
     if busy:
         logger.info("Endpoint not InService: nothing decided", extra={"endpoints": busy})
         metrics.add_metric(name="ControllerSkipped", unit=MetricUnit.Count, value=1)
         return {"status": "skipped", "reason": "; ".join(busy)}
+
+    try:
+        rows = state_store.read_statistics(experiment)
+        known = (item or {}).get("deployment")
+        if item and isinstance(known, Mapping) and dict(known) != deployment:
+            return _restart(config, item, rows, deployment, version)
+        if state.finished:
+            return {"status": "finished", "winner": state.winner}
+        stats = _stats(config, rows, (item or {}).get("baseline"))
+        controller = build_controller(controller_settings(name), config)
+    except domain.ImpossibleStatistics as error:
+        return _impossible(config, error)
 
     try:
         result = controller.step(state, stats, now=time.time(), rng=random.Random())
@@ -206,8 +251,9 @@ def run(name: str) -> dict[str, Any]:
             return {"status": "apply_failed", "reason": repr(error)}
 
     now = time.time()
-    item: dict[str, Any] = {**result.state.to_dict(), "weights": dict(result.weights), "updated_at": now,
-                            "reason": result.reason}
+    carried = {k: item[k] for k in ("round", "round_started_at", "baseline", "history") if item and k in item}
+    item = {**carried, **result.state.to_dict(), "weights": dict(result.weights), "updated_at": now,
+            "reason": result.reason, "deployment": deployment}
     if result.winner is not None:
         winner = result.winner
         item["decision"] = {

@@ -47,6 +47,7 @@ from mlops_runtime.adapters.experiments_store import (
     InvalidExperimentConfig,
     current_weights,
     parse_experiments,
+    since_baseline,
 )
 from mlops_runtime.adapters.model_runtime import (
     Boto3ModelRuntime,
@@ -368,8 +369,9 @@ def summarize_experiment(config: ExperimentConfig, store: ExperimentsStore) -> d
     """The experiment's dashboard: per-arm statistics and posteriors, weights, decision."""
     from mlops_runtime.domain import experiments
 
-    rows = {row.get("arm"): row for row in store.read_statistics(config.experiment)}
     state = store.read_state(config.experiment) or {}
+    rows = {row.get("arm"): row for row in since_baseline(store.read_statistics(config.experiment),
+                                                          state.get("baseline"))}
     weights = current_weights(config, state)
     total = sum(weights.values())
     arms, stats, error = [], [], None
@@ -407,6 +409,8 @@ def summarize_experiment(config: ExperimentConfig, store: ExperimentsStore) -> d
         "steps": state.get("steps", 0),
         "moves": state.get("moves", 0),
         "updated_at": state.get("updated_at"),
+        "round": state.get("round", 1),
+        "history": state.get("history", []),
         "error": error,
     }
 

@@ -222,3 +222,71 @@ def test_bad_event(aws):
     from mlops_runtime.handlers import experiment_controller
 
     assert experiment_controller.handler({}, Context())["status"] == "error"
+
+
+class Redeployed:
+    """The real control, but ``churn-ep`` reports a new endpoint config (moto lacks UpdateEndpoint)."""
+
+    def __init__(self, inner, config_name):
+        self.inner, self.config_name = inner, config_name
+
+    def describe_endpoint(self, endpoint):
+        import dataclasses
+
+        return dataclasses.replace(self.inner.describe_endpoint(endpoint), config_name=self.config_name)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_new_deployment_starts_a_new_round_from_a_baseline(aws):
+    from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
+    from mlops_runtime.handlers import experiment_controller
+
+    put_stats(aws["ddb"], "churn-exp", "champion", 6000, 600)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 6000, 900)
+    assert run()["status"] == "decided"
+    assert run()["status"] == "finished"
+
+    # The deployer rolls out a new challenger: the endpoint now runs another endpoint config.
+    control = Redeployed(Boto3EndpointControl(boto3.client("sagemaker", region_name=REGION)), "churn-ep-cfg-2")
+    experiment_controller.configure(endpoints=control)
+    result = run()
+    assert result == {"status": "restarted", "round": 2, "weights": {"champion": 0.5, "challenger": 0.5}}
+    saved = state(aws["ddb"])
+    assert saved["round"] == 2 and saved.get("winner") is None and saved.get("decision") is None
+    assert saved["deployment"] == {"churn-ep": "churn-ep-cfg-2"}
+    assert saved["baseline"]["challenger"]["invocations"] == 6000
+    assert [h["winner"] for h in saved["history"]] == ["challenger"] and saved["history"][0]["round"] == 1
+
+    # The old counts are the baseline: 50 new invocations per arm are not enough to move.
+    put_stats(aws["ddb"], "churn-exp", "champion", 6050, 605)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 6050, 905)
+    result = run()
+    assert result["status"] == "waiting"
+    assert state(aws["ddb"])["round"] == 2 and state(aws["ddb"])["baseline"]["champion"]["invocations"] == 6000
+
+    # Enough new evidence in round 2 moves traffic again (the round-1 winner does not count).
+    put_stats(aws["ddb"], "churn-exp", "champion", 7000, 900)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 7000, 1000)
+    assert run()["status"] == "moved"
+    assert state(aws["ddb"])["weights"]["champion"] > 0.5
+
+
+def test_an_endpoint_not_deployed_yet_is_a_skip_not_an_error(aws):
+    aws["sm"].delete_endpoint(EndpointName="ep-b")
+    result = run("split")
+    assert result["status"] == "skipped" and "ep-b is not deployed" in result["reason"]
+
+
+def test_since_baseline_subtracts_per_arm_and_keeps_impossible_values_visible():
+    from mlops_runtime.adapters.experiments_store import since_baseline
+
+    rows = [{"arm": "a", "invocations": 10, "reward_sum": 4, "reward_sq_sum": None},
+            {"arm": "b", "invocations": 3, "reward_sum": 1}]
+    assert since_baseline(rows, None) == rows
+    baseline = {"a": {"invocations": 6, "reward_sum": 1, "reward_sq_sum": 0, "feedback_count": 0},
+                "b": {"invocations": 5}}
+    assert since_baseline(rows, baseline) == [
+        {"arm": "a", "invocations": 4, "reward_sum": 3, "reward_sq_sum": None},
+        {"arm": "b", "invocations": -2, "reward_sum": 1}]  # below its baseline: rejected downstream
