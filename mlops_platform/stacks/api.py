@@ -17,15 +17,22 @@ import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_inline_policy, acknowledge_wildcards
 from ..config import PlatformConfig
 from ..config.models import Route
 from ..constructs.experiment_tables import ExperimentTables, ExperimentTablesProps
+from ..constructs.ground_truth_stream import GroundTruthStream, GroundTruthStreamProps
 from ..constructs.naming import EnvironmentNames, pascal
 from ..constructs.platform_function import PlatformFunction
 from ..constructs.rest_api import PlatformRestApi, PlatformRestApiProps, caller_policy
@@ -33,6 +40,14 @@ from .foundation import FoundationStack, removal_policy_of
 
 API_GATEWAY_TIMEOUT = Duration.seconds(28)  # API Gateway stops waiting for the integration at 29 s
 CONTROLLER_TIMEOUT = Duration.minutes(1)
+REPLAY_TIMEOUT = Duration.minutes(2)
+REPLAY_ATTEMPTS = 5  # receives of a dead letter before it is parked for a human
+# API Gateway validates only the shape of a feedback body; the handler validates every record and
+# answers per record (a JSON-schema failure here would refuse a whole batch for one bad record).
+FEEDBACK_BODY_SCHEMA = apigateway.JsonSchema(
+    schema=apigateway.JsonSchemaVersion.DRAFT4, type=apigateway.JsonSchemaType.OBJECT,
+    min_properties=1,
+)
 
 
 class ApiStack(Stack):
@@ -61,6 +76,18 @@ class ApiStack(Stack):
         self.inference = self._inference_function()
         for path, method in (("v1/endpoints/{endpoint}/invocations", "POST"), ("v1/experiments/{endpoint}", "GET")):
             self.rest_api.route(path, method, self.inference.function, path_parameters=("endpoint",))
+        self.notifications = sns.Topic.from_topic_arn(self, "Notifications", self._topic_arn)
+        self.ground_truth = GroundTruthStream(self, "GroundTruth", GroundTruthStreamProps(
+            stream_name=f"{config.name_prefix}-ground-truth",
+            bucket=foundation.import_bucket(self, "feedback"),
+            key=foundation.key, log_retention_days=config.log_retention_days, removal_policy=removal,
+        ))
+        self.feedback_dead_letters, self.feedback_parked = self._feedback_dead_letter_queues()
+        self.feedback = self._feedback_function()
+        self.rest_api.route("v1/feedback", "POST", self.feedback.function,
+                            body_schema=FEEDBACK_BODY_SCHEMA, model_name="FeedbackBody")
+        self.feedback_replay = self._feedback_replay_function()
+        self.alarms = self._feedback_alarms()
         self.controller = self._controller_function() if self._controlled else None
         self.schedules = {route.name: self._schedule(route) for route in self._controlled}
         if api_config.authorization == "iam":
@@ -270,3 +297,127 @@ class ApiStack(Stack):
                 ),
             ),
         )
+
+    # --- feedback -----------------------------------------------------------------------------
+    def _feedback_dead_letter_queues(self) -> tuple[sqs.Queue, sqs.Queue]:
+        """Dead letters of the feedback API (replayed automatically), and the parking queue where a
+        letter lands after ``REPLAY_ATTEMPTS`` failed replays (replayed by an operator)."""
+        removal = removal_policy_of(self.config)
+        parked = sqs.Queue(
+            self, "FeedbackParked",
+            encryption=sqs.QueueEncryption.KMS, encryption_master_key=self.foundation.key,
+            enforce_ssl=True, retention_period=Duration.days(14), removal_policy=removal,
+        )
+        acknowledge(parked, "AwsSolutions-SQS3", "The last stop of feedback dead letters: kept for an operator's replay.")
+        dead_letters = sqs.Queue(
+            self, "FeedbackDeadLetters",
+            encryption=sqs.QueueEncryption.KMS, encryption_master_key=self.foundation.key,
+            enforce_ssl=True, retention_period=Duration.days(14), removal_policy=removal,
+            visibility_timeout=Duration.seconds(REPLAY_TIMEOUT.to_seconds() * 3),  # also the back-off between replays
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=REPLAY_ATTEMPTS, queue=parked),
+        )
+        return dead_letters, parked
+
+    def _feedback_environment(self) -> dict[str, str]:
+        tables = self.tables
+        return {
+            "PREDICTIONS_TABLE": tables.predictions.table_name,
+            "FEEDBACK_TABLE": tables.feedback.table_name,
+            "STATISTICS_TABLE": tables.statistics.table_name,
+            "GROUND_TRUTH_STREAM": self.ground_truth.stream.delivery_stream_name,
+            "DEAD_LETTER_QUEUE_URL": self.feedback_dead_letters.queue_url,
+            "FEEDBACK_MAX_AGE_DAYS": str(self.config.serving.api.feedback_max_age_days),
+            "FEEDBACK_RETENTION_DAYS": str(self.config.serving.api.feedback_retention_days),
+            "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Feedback",
+        }
+
+    def _grant_feedback_writes(self, role: iam.IRole) -> None:
+        tables = self.tables
+        tables.predictions.grant_read_data(role)
+        tables.feedback.grant_read_write_data(role)
+        tables.statistics.grant_write_data(role)
+        self.ground_truth.stream.grant_put_records(role)
+
+    def _feedback_function(self) -> PlatformFunction:
+        config = self.config
+        function = PlatformFunction(
+            self, "FeedbackApi",
+            self.foundation.function_props(
+                function_name=f"{config.name_prefix}-feedback-api",
+                handler="mlops_runtime.handlers.feedback_api.handler",
+                description="Feedback API: joins ground truth to predictions, credits the serving arm",
+                environment={
+                    **self._feedback_environment(),
+                    "SUBJECT_HASH_KEY": self._hash_key_value(),
+                    "FEEDBACK_MAX_BATCH": str(config.serving.api.feedback_max_batch),
+                },
+                memory_mb=512,
+                timeout=API_GATEWAY_TIMEOUT,  # the handler stops retrying 6 s before its deadline
+                reserved_concurrency=config.serving.api.inference_reserved_concurrency,
+            ),
+        )
+        self._grant_feedback_writes(function.role)
+        self.feedback_dead_letters.grant_send_messages(function.role)
+        acknowledge_wildcards(function.role.node.find_child("DefaultPolicy"), KMS_GRANT_ACTIONS,
+                              "KMS data-key actions come from the table, stream and queue grants on the key.")
+        return function
+
+    def _feedback_replay_function(self) -> PlatformFunction:
+        config = self.config
+        function = PlatformFunction(
+            self, "FeedbackReplay",
+            self.foundation.function_props(
+                function_name=f"{config.name_prefix}-feedback-replay",
+                handler="mlops_runtime.handlers.feedback_replay.handler",
+                description="Replays dead-lettered feedback (idempotent); failures go back to the queue",
+                environment=self._feedback_environment(),
+                memory_mb=512,
+                timeout=REPLAY_TIMEOUT,
+                reserved_concurrency=2,  # a slow, steady drain: the downstream was the problem
+            ),
+        )
+        self._grant_feedback_writes(function.role)
+        function.function.add_event_source(event_sources.SqsEventSource(
+            self.feedback_dead_letters, batch_size=10, max_batching_window=Duration.seconds(30),
+            report_batch_item_failures=True, max_concurrency=2,
+        ))
+        acknowledge_wildcards(function.role.node.find_child("DefaultPolicy"), KMS_GRANT_ACTIONS,
+                              "KMS data-key actions come from the table, stream and queue grants on the key.")
+        return function
+
+    def _feedback_alarms(self) -> list[cloudwatch.Alarm]:
+        """Nothing may be lost silently: any dead letter, any parked letter, and a 5xx of the API."""
+        prefix = self.config.name_prefix
+        alarms = [
+            cloudwatch.Alarm(
+                self, "FeedbackDeadLetteredAlarm",
+                alarm_name=f"{prefix}-feedback-dead-lettered",
+                alarm_description="Feedback could not be stored or delivered and was dead-lettered "
+                                  "(replayed automatically; see docs/feedback-api.md)",
+                metric=self.feedback_dead_letters.metric_number_of_messages_sent(
+                    period=Duration.minutes(5), statistic="Sum"),
+                threshold=0, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self, "FeedbackParkedAlarm",
+                alarm_name=f"{prefix}-feedback-parked",
+                alarm_description=f"Feedback failed {REPLAY_ATTEMPTS} replays and waits for an operator: "
+                                  "python -m mlops_runtime.handlers.feedback_replay --queue-url <parked queue>",
+                metric=self.feedback_parked.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(5), statistic="Maximum"),
+                threshold=0, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self, "ApiServerErrorsAlarm",
+                alarm_name=f"{prefix}-api-5xx",
+                alarm_description="The platform API answered with 5xx errors",
+                metric=self.rest_api.api.metric_server_error(period=Duration.minutes(5), statistic="Sum"),
+                threshold=5, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        for alarm in alarms:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.notifications))
+        return alarms

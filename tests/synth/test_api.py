@@ -45,14 +45,23 @@ def runtime_module(name):
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_every_route_is_iam_authorized_validated_lambda_proxy(synthesis, cdk_template, environment):
     methods = resources(synthesis, environment, "AWS::ApiGateway::Method")
-    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "POST"]
+    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "POST", "POST"]
     for method in methods.values():
         props = method["Properties"]
         assert props["AuthorizationType"] == "AWS_IAM"
-        assert props["RequestValidatorId"] and props["RequestParameters"] == {"method.request.path.endpoint": True}
-        assert props["Integration"]["Type"] == "AWS_PROXY"
-    cdk_template(environment, "Api").has_resource_properties("AWS::ApiGateway::RequestValidator", {
+        assert props["RequestValidatorId"] and props["Integration"]["Type"] == "AWS_PROXY"
+    with_path_parameter = [m["Properties"] for m in methods.values() if "RequestParameters" in m["Properties"]]
+    assert len(with_path_parameter) == 2
+    assert all(p["RequestParameters"] == {"method.request.path.endpoint": True} for p in with_path_parameter)
+    (feedback,) = [m["Properties"] for m in methods.values() if "RequestModels" in m["Properties"]]
+    assert feedback["HttpMethod"] == "POST" and "application/json" in feedback["RequestModels"]
+    template = cdk_template(environment, "Api")
+    template.has_resource_properties("AWS::ApiGateway::RequestValidator", {
         "ValidateRequestBody": True, "ValidateRequestParameters": True})
+    template.has_resource_properties("AWS::ApiGateway::Model", {
+        "ContentType": "application/json", "Schema": Match.object_like({"type": "object"})})
+    paths = sorted(r["Properties"]["PathPart"] for r in resources(synthesis, environment, "AWS::ApiGateway::Resource").values())
+    assert paths == sorted(["v1", "endpoints", "{endpoint}", "invocations", "experiments", "{endpoint}", "feedback"])
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -200,3 +209,78 @@ def test_api_key_authorization_adds_a_usage_plan_and_stays_nag_clean(tmp_path):
     assert plan["Throttle"] == {"BurstLimit": 20, "RateLimit": 10}
     assert [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::UsagePlanKey"]
     assert not [r for r in resources.values() if r["Type"] == "AWS::IAM::ManagedPolicy"]  # no SigV4 callers
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_ground_truth_goes_through_encrypted_firehose_to_the_feedback_bucket(synthesis, cdk_template, environment):
+    config = synthesis.configs[environment]
+    cdk_template(environment, "Api").has_resource_properties("AWS::KinesisFirehose::DeliveryStream", {
+        "DeliveryStreamName": f"{config.name_prefix}-ground-truth",
+        "DeliveryStreamType": "DirectPut",
+        "DeliveryStreamEncryptionConfigurationInput": {"KeyType": "CUSTOMER_MANAGED_CMK", "KeyARN": Match.any_value()},
+        "ExtendedS3DestinationConfiguration": Match.object_like({
+            "BucketARN": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"},
+                                            f":s3:::{config.name_prefix}-feedback-{config.account}-{config.region}"]]},
+            "Prefix": "ground-truth/!{timestamp:yyyy/MM/dd/HH}/",
+            "ErrorOutputPrefix": Match.string_like_regexp("^ground-truth-errors/"),
+            "CompressionFormat": "UNCOMPRESSED",
+            "EncryptionConfiguration": {"KMSEncryptionConfig": {"AWSKMSKeyARN": Match.any_value()}},
+            "CloudWatchLoggingOptions": Match.object_like({"Enabled": True}),
+        }),
+    })
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_feedback_lambda_contract_and_least_privilege(synthesis, environment):
+    config = synthesis.configs[environment]
+    props = function(synthesis, environment, "feedback_api")
+    variables = props["Environment"]["Variables"]
+    streams = resources(synthesis, environment, "AWS::KinesisFirehose::DeliveryStream")
+    queues = resources(synthesis, environment, "AWS::SQS::Queue")
+    (stream_id,) = streams
+    assert variables["GROUND_TRUTH_STREAM"] == {"Ref": stream_id}
+    (dead_letters_id,) = [k for k, q in queues.items() if k.startswith("FeedbackDeadLetters")]
+    assert variables["DEAD_LETTER_QUEUE_URL"] == {"Ref": dead_letters_id}
+    assert variables["FEEDBACK_MAX_BATCH"] == str(config.serving.api.feedback_max_batch)
+    assert variables["FEEDBACK_MAX_AGE_DAYS"] == str(config.serving.api.feedback_max_age_days)
+    assert int(variables["FEEDBACK_RETENTION_DAYS"]) > int(variables["FEEDBACK_MAX_AGE_DAYS"])
+    for name in ("PREDICTIONS_TABLE", "FEEDBACK_TABLE", "STATISTICS_TABLE"):
+        assert "Ref" in variables[name]
+    assert "{{resolve:secretsmanager:" in json.dumps(variables["SUBJECT_HASH_KEY"])
+    assert props["Timeout"] <= 28
+    statements = policy_statements(synthesis, environment, props)
+    by_action = {}
+    for statement in statements:
+        for action in statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]:
+            by_action.setdefault(action, []).append(json.dumps(statement["Resource"]))
+    assert any(stream_id in r for r in by_action["firehose:PutRecordBatch"])
+    assert any(dead_letters_id in r for r in by_action["sqs:SendMessage"])
+    assert "sqs:ReceiveMessage" not in by_action and "dynamodb:DeleteTable" not in by_action
+    assert not any(a.startswith("sagemaker:") for a in by_action)
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_dead_letters_are_replayed_then_parked_and_alarmed(synthesis, cdk_template, environment):
+    template = cdk_template(environment, "Api")
+    queues = resources(synthesis, environment, "AWS::SQS::Queue")
+    (dead_letters,) = [q["Properties"] for k, q in queues.items() if k.startswith("FeedbackDeadLetters")]
+    (parked_id,) = [k for k in queues if k.startswith("FeedbackParked")]
+    assert dead_letters["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [parked_id, "Arn"]},
+                                             "maxReceiveCount": 5}
+    assert "KmsMasterKeyId" in dead_letters and "KmsMasterKeyId" in queues[parked_id]["Properties"]
+    replay = function(synthesis, environment, "feedback_replay")
+    (replay_id,) = [k for k, f in resources(synthesis, environment, "AWS::Lambda::Function").items()
+                    if f["Properties"] is replay]
+    template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
+        "FunctionName": {"Ref": replay_id},
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "EventSourceArn": {"Fn::GetAtt": [Match.string_like_regexp("^FeedbackDeadLetters"), "Arn"]},
+    })
+    prefix = synthesis.configs[environment].name_prefix
+    for name, metric in ((f"{prefix}-feedback-dead-lettered", "NumberOfMessagesSent"),
+                         (f"{prefix}-feedback-parked", "ApproximateNumberOfMessagesVisible")):
+        template.has_resource_properties("AWS::CloudWatch::Alarm", {
+            "AlarmName": name, "MetricName": metric, "Namespace": "AWS/SQS", "Threshold": 0,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "AlarmActions": [Match.string_like_regexp(f":sns:eu-west-1:\\d{{12}}:{prefix}-notifications$")],
+        })
