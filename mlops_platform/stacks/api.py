@@ -4,8 +4,9 @@ One REST API per environment (``constructs.rest_api``):
 
 - ``POST /v1/endpoints/{endpoint}/invocations`` and ``GET /v1/experiments/{endpoint}``: the
   inference Lambda (``handlers.inference_api``), over the routes of ``ServingConfig.routes()``;
-- per experiment with a ``controller``: an EventBridge Scheduler schedule running the controller
-  Lambda (``handlers.experiment_controller``) every ``interval_minutes``.
+- per route: an EventBridge Scheduler schedule running the controller Lambda
+  (``handlers.experiment_controller``) every ``interval_minutes``; routes without a ``controller``
+  get a fixed split, whose runs still record the deployed model packages and start new rounds.
 
 The tables (``constructs.experiment_tables``) are shared with the feedback API. SageMaker endpoint
 names are deterministic (``<prefix>-<endpoint>``), so nothing here references the serving stack.
@@ -30,7 +31,7 @@ from constructs import Construct
 
 from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_inline_policy, acknowledge_wildcards
 from ..config import PlatformConfig
-from ..config.models import Route
+from ..config.models import ControllerConfig, Route
 from ..constructs.experiment_tables import ExperimentTables, ExperimentTablesProps
 from ..constructs.ground_truth_stream import GroundTruthStream, GroundTruthStreamProps
 from ..constructs.naming import EnvironmentNames, pascal
@@ -38,6 +39,7 @@ from ..constructs.platform_function import PlatformFunction
 from ..constructs.rest_api import PlatformRestApi, PlatformRestApiProps, caller_policy
 from .foundation import FoundationStack, removal_policy_of
 
+BOOKKEEPING = ControllerConfig(strategy="fixed", stop=False, min_share=0, interval_minutes=15)
 API_GATEWAY_TIMEOUT = Duration.seconds(28)  # API Gateway stops waiting for the integration at 29 s
 CONTROLLER_TIMEOUT = Duration.minutes(1)
 REPLAY_TIMEOUT = Duration.minutes(2)
@@ -88,8 +90,9 @@ class ApiStack(Stack):
                             body_schema=FEEDBACK_BODY_SCHEMA, model_name="FeedbackBody")
         self.feedback_replay = self._feedback_replay_function()
         self.alarms = self._feedback_alarms()
-        self.controller = self._controller_function() if self._controlled else None
-        self.schedules = {route.name: self._schedule(route) for route in self._controlled}
+        self.controller = self._controller_function()
+        self.schedule_role = self._schedule_role()
+        self.schedules = {route.name: self._schedule(route) for route in self.routes}
         if api_config.authorization == "iam":
             self.caller_policy = caller_policy(self, "CallerPolicy", self.rest_api, f"{config.name_prefix}-api-caller")
             acknowledge_wildcards(self.caller_policy, [self._caller_finding()],
@@ -109,9 +112,11 @@ class ApiStack(Stack):
     def _topic_arn(self) -> str:
         return self.names.notifications_topic_arn
 
-    @property
-    def _controlled(self) -> tuple[Route, ...]:
-        return tuple(route for route in self.routes if route.config.controller is not None)
+    @staticmethod
+    def controller_of(route: Route) -> ControllerConfig:
+        """The route's controller; without one, bookkeeping only: the split stays fixed, but each
+        run still records the deployed model packages and starts a new round on a new deployment."""
+        return route.config.controller or BOOKKEEPING
 
     def experiments_env(self) -> dict[str, Any]:
         """``EXPERIMENTS`` of the inference and controller Lambdas (``adapters.experiments_store``)."""
@@ -213,8 +218,7 @@ class ApiStack(Stack):
     def _controller_function(self) -> PlatformFunction:
         config = self.config
         tables = self.tables
-        controlled = self._controlled
-        settings = {route.name: route.config.controller.settings() for route in controlled}
+        settings = {route.name: self.controller_of(route).settings() for route in self.routes}
         function = PlatformFunction(
             self, "ExperimentController",
             self.foundation.function_props(
@@ -237,7 +241,7 @@ class ApiStack(Stack):
         tables.statistics.grant_read_data(role)
         tables.state.grant_read_write_data(role)
         prefix = config.name_prefix
-        endpoints = self._endpoint_arns(controlled)
+        endpoints = self._endpoint_arns(self.routes)
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadAndReweighExperimentEndpoints",
             actions=["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"],
@@ -265,27 +269,31 @@ class ApiStack(Stack):
         )
         return function
 
-    def _schedule(self, route: Route) -> scheduler.CfnSchedule:
-        assert self.controller is not None
-        controller = route.config.controller
+    def _schedule_role(self) -> iam.Role:
         role = iam.Role(
-            self, f"{pascal(route.name)}ControllerScheduleRole",
+            self, "ControllerScheduleRole",
             assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={
                 "StringEquals": {"aws:SourceAccount": self.config.account}}),
-            description=f"EventBridge Scheduler runs the experiment controller for {route.name}",
+            description="EventBridge Scheduler runs the experiment controller",
         )
         self.controller.function.grant_invoke(role)
         acknowledge_wildcards(
             role.node.find_child("DefaultPolicy"),
             [f"Resource::<{self.get_logical_id(self.controller.function.node.default_child)}.Arn>:*"],
-            "Lets the schedule invoke any version of the controller function, and only it.",
+            "Lets the schedules invoke any version of the controller function, and only it.",
         )
         acknowledge_inline_policy(role)
+        return role
+
+    def _schedule(self, route: Route) -> scheduler.CfnSchedule:
+        controller = self.controller_of(route)
+        role = self.schedule_role
         minutes = controller.interval_minutes
         return scheduler.CfnSchedule(
             self, f"{pascal(route.name)}ControllerSchedule",
             name=f"{self.config.name_prefix}-{route.name}-controller"[:64],
-            description=f"Experiment controller for {route.name}: {controller.strategy}",
+            description=f"Experiment controller for {route.name}: "
+                        + (controller.strategy if route.config.controller else "bookkeeping (fixed split)"),
             schedule_expression=f"rate({minutes} minute{'s' if minutes > 1 else ''})",
             flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
             target=scheduler.CfnSchedule.TargetProperty(

@@ -147,21 +147,25 @@ def test_inference_may_invoke_only_this_environments_endpoints(synthesis, enviro
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_controller_runs_on_a_schedule_per_controlled_experiment(synthesis, environment):
+def test_controller_runs_on_a_schedule_per_route(synthesis, environment):
+    from mlops_platform.stacks.api import ApiStack
+
     config = synthesis.configs[environment]
-    controlled = [r for r in config.serving.routes() if r.config.controller]
-    assert controlled, "every environment's config runs at least one experiment controller"
+    routes = config.serving.routes()
+    assert any(r.config.controller for r in routes), "every environment's config runs a bandit somewhere"
     props = function(synthesis, environment, "experiment_controller")
     settings = json.loads(props["Environment"]["Variables"]["CONTROLLER"])
-    assert settings == {r.name: r.config.controller.settings() for r in controlled}
-    schedules = list(resources(synthesis, environment, "AWS::Scheduler::Schedule").values())
-    assert sorted(json.loads(s["Properties"]["Target"]["Input"])["experiment"] for s in schedules) == sorted(
-        r.name for r in controlled)
-    for schedule, route in zip(sorted(schedules, key=lambda s: s["Properties"]["Target"]["Input"]),
-                               sorted(controlled, key=lambda r: json.dumps({"experiment": r.name}))):
-        minutes = route.config.controller.interval_minutes
-        assert schedule["Properties"]["ScheduleExpression"] == f"rate({minutes} minutes)"
-        assert schedule["Properties"]["Target"]["Arn"]["Fn::GetAtt"][1] == "Arn"
+    assert settings == {r.name: ApiStack.controller_of(r).settings() for r in routes}
+    for route in routes:
+        if route.config.controller is None:  # bookkeeping: never moves, never decides
+            assert settings[route.name]["strategy"] == "fixed" and settings[route.name]["stop"] is False
+    schedules = {json.loads(s["Properties"]["Target"]["Input"])["experiment"]: s["Properties"]
+                 for s in resources(synthesis, environment, "AWS::Scheduler::Schedule").values()}
+    assert sorted(schedules) == sorted(r.name for r in routes)
+    for route in routes:
+        minutes = ApiStack.controller_of(route).interval_minutes
+        assert schedules[route.name]["ScheduleExpression"] == f"rate({minutes} minutes)"
+        assert schedules[route.name]["Target"]["Arn"]["Fn::GetAtt"][1] == "Arn"
     statements = policy_statements(synthesis, environment, props)
     (reweigh,) = [s for s in statements if s.get("Sid") == "ReadAndReweighExperimentEndpoints"]
     assert "sagemaker:UpdateEndpointWeightsAndCapacities" in reweigh["Action"]

@@ -163,8 +163,24 @@ def _load_state(config: ExperimentConfig, item: Mapping[str, Any] | None) -> tup
     return domain.ExperimentState.from_dict(fields), int(item.get("version", 0))
 
 
+def _deployed_packages(config: ExperimentConfig, control: EndpointControl) -> dict[str, str | None]:
+    """Arm -> model package ARN deployed behind it (configured, else looked up on the endpoint).
+    Looked up once per deployment; the inference API stores it with every prediction."""
+    packages: dict[str, str | None] = {}
+    for arm, target in config.arms.items():
+        package = target.model_package_arn
+        if not package:
+            try:
+                package = control.find_model_package_arn(target.endpoint, target.variant)
+            except Exception:
+                logger.exception("Could not look the arm's model package up", extra={"arm": arm})
+                package = None
+        packages[arm] = package
+    return packages
+
+
 def _restart(config: ExperimentConfig, item: Mapping[str, Any], rows: list[dict[str, Any]],
-             deployment: dict[str, str | None], version: int) -> dict[str, Any]:
+             deployment: dict[str, str | None], version: int, packages: Mapping[str, str | None]) -> dict[str, Any]:
     """A new round after a deployment: the statistics so far become the baseline, the weights go back
     to ``initial_weights``, a decision is moved to ``history``. The weights of a single endpoint
     are left as the deployer set them (it sets the challenger's initial weight)."""
@@ -176,7 +192,7 @@ def _restart(config: ExperimentConfig, item: Mapping[str, Any], rows: list[dict[
     now = time.time()
     restarted = {
         **fresh.to_dict(), "weights": dict(config.initial_weights), "updated_at": now,
-        "round": previous_round + 1, "round_started_at": now, "deployment": deployment,
+        "round": previous_round + 1, "round_started_at": now, "deployment": deployment, "packages": dict(packages),
         "baseline": {row["arm"]: {k: row.get(k, 0) or 0 for k in STATISTICS_FIELDS}
                      for row in rows if row.get("arm") in config.arms},
         "history": history[-20:],
@@ -222,11 +238,15 @@ def run(name: str) -> dict[str, Any]:
         metrics.add_metric(name="ControllerSkipped", unit=MetricUnit.Count, value=1)
         return {"status": "skipped", "reason": "; ".join(busy)}
 
+    known = (item or {}).get("deployment")
+    redeployed = bool(item) and isinstance(known, Mapping) and dict(known) != deployment
+    packages = (item or {}).get("packages")
+    if redeployed or not isinstance(packages, Mapping):
+        packages = _deployed_packages(config, control)
     try:
         rows = state_store.read_statistics(experiment)
-        known = (item or {}).get("deployment")
-        if item and isinstance(known, Mapping) and dict(known) != deployment:
-            return _restart(config, item, rows, deployment, version)
+        if redeployed:
+            return _restart(config, item, rows, deployment, version, packages)
         if state.finished:
             return {"status": "finished", "winner": state.winner}
         stats = _stats(config, rows, (item or {}).get("baseline"))
@@ -253,7 +273,7 @@ def run(name: str) -> dict[str, Any]:
     now = time.time()
     carried = {k: item[k] for k in ("round", "round_started_at", "baseline", "history") if item and k in item}
     item = {**carried, **result.state.to_dict(), "weights": dict(result.weights), "updated_at": now,
-            "reason": result.reason, "deployment": deployment}
+            "reason": result.reason, "deployment": deployment, "packages": dict(packages)}
     if result.winner is not None:
         winner = result.winner
         item["decision"] = {

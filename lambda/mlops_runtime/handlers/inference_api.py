@@ -94,6 +94,8 @@ class Runtime:
     rng: random.Random = field(default_factory=random.Random)
     # public name -> (weights, monotonic time when they expire)
     weights_cache: dict[str, tuple[dict[str, float], float]] = field(default_factory=dict)
+    # public name -> arm -> model package ARN deployed behind it (from the state, with the weights)
+    packages: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 _runtime: Runtime | None = None
@@ -167,7 +169,11 @@ def allocation_for(config: ExperimentConfig) -> dict[str, float]:
     if cached is not None and cached[1] > now:
         return cached[0]
     try:
-        weights = current_weights(config, rt.store.read_state(config.experiment))
+        state = rt.store.read_state(config.experiment)
+        weights = current_weights(config, state)
+        packages = (state or {}).get("packages")
+        if isinstance(packages, dict):
+            rt.packages[config.name] = {arm: arn for arm, arn in packages.items() if isinstance(arn, str) and arn}
     except Exception:
         logger.exception("Could not read the experiment state; keeping the last weights",
                          extra={"experiment": config.experiment})
@@ -253,6 +259,7 @@ def invoke(endpoint: str) -> Response:
 
     subject = _header("X-Subject-Id") or _query("subject_id") or None
 
+    weights = allocation_for(config)  # cached: also refreshes the arms' model packages
     override = _header("X-Target-Arm")
     if override:
         if not config.allow_variant_override:
@@ -261,7 +268,6 @@ def invoke(endpoint: str) -> Response:
             raise ApiError(400, "unknown_arm", f"no arm {override!r}; arms: {sorted(config.arms)}")
         arm, assignment = override, "override"
     else:
-        weights = allocation_for(config)
         if subject:
             arm, assignment = routing.assign(subject, weights, config.salt), "subject"
         else:
@@ -322,7 +328,8 @@ def invoke(endpoint: str) -> Response:
 
     served_variant = result.invoked_variant or target.variant
     headers = {"X-Inference-Id": inference_id, "X-Variant": arm, "X-Endpoint-Variant": served_variant}
-    recorded = _record(config, arm, target.endpoint, served_variant, target.model_package_arn, inference_id, subject)
+    package = target.model_package_arn or rt.packages.get(config.name, {}).get(arm)
+    recorded = _record(config, arm, target.endpoint, served_variant, package, inference_id, subject)
     if not recorded:
         headers["X-Prediction-Recorded"] = "false"
     metrics.add_metric(name="Invocations", unit=MetricUnit.Count, value=1)

@@ -273,6 +273,27 @@ def test_a_new_deployment_starts_a_new_round_from_a_baseline(aws):
     assert state(aws["ddb"])["weights"]["champion"] > 0.5
 
 
+def test_each_arms_deployed_model_package_is_kept_in_the_state_for_the_api(aws, monkeypatch):
+    from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
+    from mlops_runtime.handlers import experiment_controller
+
+    lookups = []
+
+    class Counting(Boto3EndpointControl):
+        def find_model_package_arn(self, endpoint, variant):
+            lookups.append((endpoint, variant))
+            return super().find_model_package_arn(endpoint, variant)
+
+    experiment_controller.configure(endpoints=Counting(boto3.client("sagemaker", region_name=REGION)))
+    put_stats(aws["ddb"], "churn-exp", "champion", 50, 5)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 50, 10)
+    run()
+    assert state(aws["ddb"])["packages"] == {"champion": None, "challenger": aws["package"]}
+    run()  # same deployment: no new lookups
+    assert lookups == [("churn-ep", "v1"), ("churn-ep", "v2")]
+    assert state(aws["ddb"])["packages"]["challenger"] == aws["package"]
+
+
 def test_an_endpoint_not_deployed_yet_is_a_skip_not_an_error(aws):
     aws["sm"].delete_endpoint(EndpointName="ep-b")
     result = run("split")
@@ -290,3 +311,22 @@ def test_since_baseline_subtracts_per_arm_and_keeps_impossible_values_visible():
     assert since_baseline(rows, baseline) == [
         {"arm": "a", "invocations": 4, "reward_sum": 3, "reward_sq_sum": None},
         {"arm": "b", "invocations": -2, "reward_sum": 1}]  # below its baseline: rejected downstream
+
+
+def test_bookkeeping_run_of_a_single_arm_route_keeps_the_split(aws, monkeypatch):
+    """Routes without a bandit still run the controller (fixed, no stopping rule): it must neither
+    move nor decide, even with one arm and plenty of data."""
+    from mlops_runtime.handlers import experiment_controller
+
+    experiments = {**EXPERIMENTS, "solo": {"experiment": "solo-exp", "initial_weights": {"only": 1},
+                                           "arms": [{"arm": "only", "endpoint": "ep-a", "variant": "AllTraffic"}]}}
+    monkeypatch.setenv("EXPERIMENTS", json.dumps(experiments))
+    monkeypatch.setenv("CONTROLLER", json.dumps({**CONTROLLER, "solo": {"strategy": "fixed", "stop": False,
+                                                                          "min_share": 0}}))
+    experiment_controller.configure()
+    put_stats(aws["ddb"], "solo-exp", "only", 100000, 5000)
+    for _ in range(3):
+        assert run("solo")["status"] == "waiting"
+    saved = state(aws["ddb"], "solo-exp")
+    assert saved["weights"] == {"only": 1.0} and saved.get("decision") is None
+    assert saved["deployment"] == {"ep-a": "ep-a-cfg"} and saved["packages"] == {"only": None}

@@ -165,6 +165,20 @@ def test_invocation_routes_records_once_and_returns_model_answer(aws):
     assert sent.calls == ["InvokeEndpoint", "TransactWriteItems"]
 
 
+def test_prediction_records_the_model_package_the_controller_found_behind_the_arm(aws):
+    package = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/churn/7"
+    aws.put_item(TableName="experiment-state", Item={
+        "experiment": {"S": "churn-exp"}, "version": {"N": "3"},
+        "weights": {"M": {"champion": {"N": "0"}, "challenger": {"N": "1"}}},
+        "packages": {"M": {"champion": {"NULL": True}, "challenger": {"S": package}}}})
+    queue_results(('{"score": 0.7}', "application/json", "v2", ""))
+    response = post(fresh_api(), X_Subject_Id="user-42")
+    headers = response.get("multiValueHeaders") or response["headers"]
+    inference_id = str(headers["X-Inference-Id"]).strip("[]'")
+    item = aws.get_item(TableName="predictions", Key={"inference_id": {"S": inference_id}})["Item"]
+    assert item["arm"] == {"S": "challenger"} and item["model_package_arn"] == {"S": package}
+
+
 def _arm(response):
     headers = response.get("multiValueHeaders") or response["headers"]
     value = headers["X-Variant"]
