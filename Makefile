@@ -41,8 +41,10 @@ synth: $(STAMP)
 	$(CDK) synth '**' --quiet
 	$(BIN)/python -m mlops_platform.tools.synth_summary cdk.out
 
+# Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: the two workers and the test
+# subprocesses then share compiled (and assertion-rewritten) modules instead of each compiling them.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
