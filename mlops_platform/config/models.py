@@ -586,6 +586,61 @@ class ContainerConfig(StrictModel):
         return self
 
 
+MONITORING_THRESHOLDS = (
+    "psi", "ks", "out_of_range_fraction", "js_distance", "chi2_p_value", "unseen_fraction", "missing_fraction",
+    "prediction_psi", "text_js_distance", "oov_rate", "length_psi", "malformed_fraction",
+    "accuracy_min", "precision_min", "recall_min", "f1_min", "auc_min", "rmse_max", "mae_max",
+)  # monitoring/report.py THRESHOLDS
+
+
+class RetrainingConfig(StrictModel):
+    """Start the training pipelines of the endpoint's model package group when a drift or quality
+    alarm fires (one alarm episode starts at most one retraining per cooldown)."""
+
+    enabled: bool = Field(default=False, description="Retrain automatically on a drift or quality alarm.")
+    cooldown_hours: float = Field(default=24, ge=1, le=720, description="No new retraining within this time.")
+
+
+class MonitoringConfig(StrictModel):
+    """The endpoint's scheduled monitoring job: data and prediction drift against the training
+    baseline, and model quality from the feedback API's ground truth (``monitoring/README.md``)."""
+
+    schedule: ScheduleExpression = Field(default="rate(1 hour)", description="When the launcher runs.")
+    window_hours: int = Field(default=1, ge=1, le=168, description="Capture window each run analyses.")
+    ground_truth_lookback_hours: int = Field(
+        default=72, ge=1, le=720, description="Label hours read after the window start (labels arrive late)."
+    )
+    problem_type: Literal["binary", "regression"] = "binary"
+    thresholds: dict[str, float | None] = Field(
+        default_factory=lambda: {"psi": 0.2, "js_distance": 0.1, "prediction_psi": 0.2, "auc_min": 0.8},
+        description="Monitoring thresholds (monitoring/report.py); null disables a default.",
+    )
+    min_labels: int = Field(default=100, ge=1, description="Fewer joined labels: quality is insufficient_data.")
+    instance_type: InstanceType = "ml.m5.large"
+    max_runtime_minutes: int = Field(default=60, ge=5, le=1440)
+    alarm_drifted_features: int = Field(
+        default=1, ge=1, description="Drift alarm when at least this many features drifted (all variants)."
+    )
+    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        unknown = sorted(set(value) - set(MONITORING_THRESHOLDS))
+        if unknown:
+            raise ValueError(f"unknown thresholds {unknown}; allowed: {', '.join(MONITORING_THRESHOLDS)}")
+        return value
+
+    @property
+    def quality_threshold(self) -> tuple[str, str, float] | None:
+        """(metric name, comparison, value) of the quality alarm, from the thresholds."""
+        for key, metric, comparison in (("auc_min", "AUC", "<"), ("accuracy_min", "Accuracy", "<"),
+                                        ("f1_min", "F1", "<"), ("rmse_max", "RMSE", ">"), ("mae_max", "MAE", ">")):
+            if self.thresholds.get(key) is not None:
+                return metric, comparison, float(self.thresholds[key])
+        return None
+
+
 class EndpointConfig(StrictModel):
     """One SageMaker endpoint, deployed by the platform when a model of its group is approved."""
 
@@ -603,6 +658,9 @@ class EndpointConfig(StrictModel):
     container: ContainerConfig | None = None
     allow_variant_override: bool = Field(
         default=False, description="Let API callers pick the variant explicitly (QA); off in production."
+    )
+    monitoring: MonitoringConfig | None = Field(
+        default=None, description="Scheduled drift and quality monitoring (needs data capture)."
     )
 
     @model_validator(mode="after")
@@ -624,6 +682,9 @@ class EndpointConfig(StrictModel):
                                  "it needs variant.initial_instance_count >= 2 (or mode ALL_AT_ONCE)")
         if self.shadow and self.challenger_initial_weight > 0:
             raise ValueError("a shadow challenger takes no live traffic: challenger_initial_weight must be 0")
+        if self.monitoring is not None and (self.data_capture is None or not self.data_capture.enabled):
+            raise ValueError("monitoring reads the endpoint's data capture: enable data_capture (serverless "
+                             "endpoints cannot capture)")
         return self
 
 

@@ -84,6 +84,7 @@ EVALUATION_PROPERTY_FILE = "EvaluationReport"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_FILE = "evaluation.json"
 PREPROCESS_OUTPUTS = ("train", "validation", "test", "baseline")
+BASELINE_FILE = "baseline.json"  # written by the preprocess script into its baseline output
 PROCESSING_ROOT = "/opt/ml/processing"
 CONTENT_TYPE = "text/csv"
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved")
@@ -625,7 +626,13 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
             inference_instances=list(spec.inference_instance_types),
             transform_instances=list(spec.transform_instance_types),
             model_metrics=sdk.ModelMetrics(
-                model_statistics=sdk.MetricsSource(content_type="application/json", s3_uri=evaluation_uri)
+                model_statistics=sdk.MetricsSource(content_type="application/json", s3_uri=evaluation_uri),
+                # The training baseline travels with the package: the monitoring launcher finds the
+                # deployed champion's baseline here (ModelDataQuality.Statistics).
+                model_data_statistics=sdk.MetricsSource(
+                    content_type="application/json",
+                    s3_uri=sdk.Join(on="/", values=[preprocess_output("baseline"), BASELINE_FILE]),
+                ),
             ),
             approval_status=params.model_approval_status,
             description=spec.model_approval_description,

@@ -291,6 +291,7 @@ def run(name: str) -> dict[str, Any]:
         metrics.add_metric(name="ControllerConflicts", unit=MetricUnit.Count, value=1)
         return {"status": "conflict", "reason": str(error)}
 
+    _publish_arms(config, result.weights, stats)
     if result.winner is not None:
         return _declare(config, result, stats)
     if result.moved:
@@ -298,6 +299,24 @@ def run(name: str) -> dict[str, Any]:
         logger.info("Weights moved", extra={"weights": result.weights, "reason": result.reason})
         return {"status": "moved", "weights": result.weights, "reason": result.reason}
     return {"status": "waiting", "weights": result.weights, "reason": result.reason}
+
+
+def _publish_arms(config: ExperimentConfig, weights: Mapping[str, float], stats: list[domain.ArmStats]) -> None:
+    """Per-arm gauges for the dashboard (dimensions Experiment, Arm): weight, invocations and mean
+    reward of the current round. One EMF document per arm, printed to the function's log."""
+    from aws_lambda_powertools.metrics import single_metric
+
+    total = sum(weights.values()) or 1.0
+    namespace = metrics.namespace
+    for arm_stats in stats:
+        values = (("ArmWeight", weights.get(arm_stats.arm, 0.0) / total, MetricUnit.NoUnit),
+                  ("ArmInvocations", arm_stats.invocations, MetricUnit.Count),
+                  ("ArmMeanReward", arm_stats.reward_sum / arm_stats.invocations if arm_stats.invocations else 0.0,
+                   MetricUnit.NoUnit))
+        for name, value, unit in values:
+            with single_metric(name=name, unit=unit, value=value, namespace=namespace) as metric:
+                metric.add_dimension(name="Experiment", value=config.experiment)
+                metric.add_dimension(name="Arm", value=arm_stats.arm)
 
 
 def _declare(config: ExperimentConfig, result: domain.StepResult, stats: list[domain.ArmStats]) -> dict[str, Any]:

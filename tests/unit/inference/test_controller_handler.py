@@ -330,3 +330,18 @@ def test_bookkeeping_run_of_a_single_arm_route_keeps_the_split(aws, monkeypatch)
     saved = state(aws["ddb"], "solo-exp")
     assert saved["weights"] == {"only": 1.0} and saved.get("decision") is None
     assert saved["deployment"] == {"ep-a": "ep-a-cfg"} and saved["packages"] == {"only": None}
+
+
+def test_each_run_publishes_per_arm_gauges_for_the_dashboard(aws, capsys):
+    put_stats(aws["ddb"], "churn-exp", "champion", 1000, 100)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 1000, 150)
+    capsys.readouterr()
+    assert run()["status"] == "moved"
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    gauges = {(d["Arm"], m["Name"]): (d[m["Name"]][0] if isinstance(d[m["Name"]], list) else d[m["Name"]])
+              for d in documents
+              for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"] if "Arm" in d}
+    assert gauges[("challenger", "ArmWeight")] == pytest.approx(0.7)
+    assert gauges[("champion", "ArmInvocations")] == 1000
+    assert gauges[("challenger", "ArmMeanReward")] == pytest.approx(0.15)
+    assert all(d["Experiment"] == "churn-exp" for d in documents if "Arm" in d)

@@ -1,0 +1,153 @@
+"""The monitoring pipeline's definition: one processing step running ``monitoring/monitor.py``.
+
+Written as the pipeline-definition JSON itself (one step needs no SageMaker SDK, whose import
+costs seconds of synthesis). Values may be CDK tokens; the stack serialises the result with
+``Stack.to_json_string``. Inputs follow ``monitoring/README.md``: the code (the ``monitoring/``
+folder as a CDK zip asset, unpacked by the entry point), the baseline, and the capture and
+ground-truth windows as manifest files written by the monitoring launcher Lambda.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+STEP_MONITOR = "Monitor"
+PARAMETERS = ("WindowStart", "WindowEnd", "BaselineS3Uri", "CaptureManifestS3Uri", "GroundTruthManifestS3Uri")
+ROOT = "/opt/ml/processing"
+CODE_DIR = f"{ROOT}/input/code"
+UNPACKED_CODE_DIR = f"{ROOT}/monitoring"
+# The code asset is a zip (a CDK directory asset): unpack it, then run monitor.py with the
+# container arguments ("$@"), so the five modules import each other by their bare names.
+ENTRYPOINT = [
+    "/bin/sh", "-c",
+    f'python3 -m zipfile -e {CODE_DIR}/*.zip {UNPACKED_CODE_DIR} && exec python3 {UNPACKED_CODE_DIR}/monitor.py "$@"',
+    "monitor",
+]
+
+
+@dataclass(frozen=True)
+class MonitoringPipelineSpec:
+    endpoint_name: str
+    region: str
+    role_arn: str
+    image_uri: str
+    code_uri: str  # s3:// URI of the zipped monitoring/ folder
+    output_uri: str  # s3:// prefix; each execution writes under <output_uri>/<execution id>/
+    placeholder_uri: str  # default of the S3 parameters (the launcher always sets them)
+    kms_key_arn: str
+    problem_type: str
+    thresholds: dict[str, float | None]
+    min_labels: int
+    instance_type: str
+    max_runtime_s: int
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    namespace: str = "MlopsPlatform/Monitoring"
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _get(parameter: str) -> dict[str, str]:
+    return {"Get": f"Parameters.{parameter}"}
+
+
+def _input(name: str, uri: Any, local: str, data_type: str = "S3Prefix") -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "AppManaged": False,
+        "S3Input": {"S3Uri": uri, "LocalPath": local, "S3DataType": data_type, "S3InputMode": "File",
+                    "S3DataDistributionType": "FullyReplicated", "S3CompressionType": "None"},
+    }
+
+
+def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
+    """The pipeline definition (``PipelineDefinitionBody`` once serialised)."""
+    arguments: list[Any] = [
+        "--capture-dir", f"{ROOT}/input/capture",
+        "--baseline", f"{ROOT}/input/baseline",
+        "--ground-truth-dir", f"{ROOT}/input/ground_truth",
+        "--output-dir", f"{ROOT}/output",
+        "--endpoint", spec.endpoint_name,
+        "--window-start", _get("WindowStart"),
+        "--window-end", _get("WindowEnd"),
+        "--problem-type", spec.problem_type,
+        "--thresholds", json.dumps(spec.thresholds, sort_keys=True, separators=(",", ":")),
+        "--min-labels", str(spec.min_labels),
+        "--publish", "--namespace", spec.namespace, "--region", spec.region,
+    ]
+    step: dict[str, Any] = {
+        "Name": STEP_MONITOR,
+        "Type": "Processing",
+        "Arguments": {
+            "ProcessingResources": {"ClusterConfig": {
+                "InstanceType": spec.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30,
+                "VolumeKmsKeyId": spec.kms_key_arn,
+            }},
+            "AppSpecification": {"ImageUri": spec.image_uri, "ContainerEntrypoint": ENTRYPOINT,
+                                 "ContainerArguments": arguments},
+            "RoleArn": spec.role_arn,
+            "ProcessingInputs": [
+                _input("code", spec.code_uri, CODE_DIR),
+                _input("baseline", _get("BaselineS3Uri"), f"{ROOT}/input/baseline"),
+                _input("capture", _get("CaptureManifestS3Uri"), f"{ROOT}/input/capture", "ManifestFile"),
+                _input("ground_truth", _get("GroundTruthManifestS3Uri"), f"{ROOT}/input/ground_truth",
+                       "ManifestFile"),
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [{
+                    "OutputName": "report",
+                    "AppManaged": False,
+                    "S3Output": {
+                        "S3Uri": {"Std:Join": {"On": "/", "Values": [
+                            spec.output_uri.rstrip("/"), {"Get": "Execution.PipelineExecutionId"}]}},
+                        "LocalPath": f"{ROOT}/output",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }],
+                "KmsKeyId": spec.kms_key_arn,
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_runtime_s},
+        },
+    }
+    if spec.subnet_ids:
+        step["Arguments"]["NetworkConfig"] = {
+            "EnableNetworkIsolation": False,
+            "EnableInterContainerTrafficEncryption": True,
+            "VpcConfig": {"Subnets": list(spec.subnet_ids), "SecurityGroupIds": list(spec.security_group_ids)},
+        }
+    return {
+        "Version": "2020-12-01",
+        "Metadata": {},
+        "Parameters": [{"Name": name, "Type": "String", "DefaultValue": spec.placeholder_uri
+                        if name.endswith("S3Uri") else ""} for name in PARAMETERS],
+        "Steps": [step],
+    }
+
+
+@lru_cache(maxsize=None)
+def _image_config(framework: str) -> dict[str, Any]:
+    # Read the SageMaker SDK's image table without importing the SDK (seconds of synthesis).
+    spec = importlib.util.find_spec("sagemaker")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the sagemaker package is not installed: it provides the image URI table")
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "core" / "image_uri_config" / f"{framework}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+    raise RuntimeError(f"no SageMaker image table for {framework}")
+
+
+def sklearn_image_uri(region: str, version: str) -> str:
+    """The SageMaker scikit-learn processing image, e.g. ``1.2-1-cpu-py3``."""
+    entry = _image_config("sklearn")["training"]["versions"].get(version)
+    if entry is None:
+        raise ValueError(f"unknown scikit-learn image version {version!r}")
+    account = entry["registries"].get(region)
+    if account is None:
+        raise ValueError(f"no scikit-learn image in region {region}")
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{account}.dkr.ecr.{region}.{domain}/{entry['repository']}:{version}-cpu-py3"
