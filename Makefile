@@ -18,12 +18,13 @@ export SAGEMAKER_VALIDATE_ROLE := false
 STAMP := $(VENV)/.installed
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: help install synth test bench deploy diff destroy clean
+.PHONY: help install synth test bench cost deploy diff destroy clean
 
 help:
 	@echo "make synth            set up the toolchain and synthesize every environment into cdk.out"
 	@echo "make test             run the whole test suite (offline)"
 	@echo "make bench            run the benchmarks; figures go to benchmarks/results/"
+	@echo "make cost             what each environment costs while idle (cost/prices.yaml)"
 	@echo "make deploy ENV=dev   deploy one environment (needs AWS credentials and a bootstrapped account)"
 	@echo "make diff ENV=dev     show what a deploy would change"
 
@@ -45,6 +46,9 @@ synth: $(STAMP)
 # subprocesses then share compiled (and assertion-rewritten) modules instead of each compiling them.
 test: $(STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadgroup
+
+cost: $(STAMP)
+	$(BIN)/python -m mlops_platform.tools.cost_report
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -9,6 +9,7 @@ from .config import PlatformConfig
 from .stacks.api import ApiStack
 from .stacks.feature_store import FeatureStoreStack
 from .stacks.foundation import FoundationStack
+from .stacks.monitoring import MonitoringStack
 from .stacks.serving import ServingStack
 from .stacks.training import TrainingStack
 
@@ -59,6 +60,13 @@ class PlatformStage(Stage):
             self, "Api",
             stack_name=f"{config.name_prefix}-api",
             description=f"MLOps platform API, experiments and feedback ({config.environment})",
+            termination_protection=config.is_production,
+            config=config, foundation=self.foundation,
+        )
+        self.monitoring = MonitoringStack(
+            self, "Monitoring",
+            stack_name=f"{config.name_prefix}-monitoring",
+            description=f"MLOps platform monitoring, alarms, retraining loop and dashboard ({config.environment})",
             termination_protection=config.is_production,
             config=config, foundation=self.foundation,
         )

@@ -605,7 +605,11 @@ class MonitoringConfig(StrictModel):
     """The endpoint's scheduled monitoring job: data and prediction drift against the training
     baseline, and model quality from the feedback API's ground truth (``monitoring/README.md``)."""
 
-    schedule: ScheduleExpression = Field(default="rate(1 hour)", description="When the launcher runs.")
+    schedule: ScheduleExpression = Field(
+        default="cron(15 * * * ? *)",
+        description="When the launcher runs (default a quarter past each hour, once the last hour's capture "
+                    "files are flushed).",
+    )
     window_hours: int = Field(default=1, ge=1, le=168, description="Capture window each run analyses.")
     ground_truth_lookback_hours: int = Field(
         default=72, ge=1, le=720, description="Label hours read after the window start (labels arrive late)."

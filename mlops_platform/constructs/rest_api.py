@@ -12,14 +12,14 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from ..compliance import acknowledge, acknowledge_wildcards
+from ..compliance import acknowledge
 from .logging import encrypted_log_group
 
 # $context variables only: no $context.identity.sourceIp, userAgent, caller or user.

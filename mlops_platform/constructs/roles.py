@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+
+from ..compliance import acknowledge_inline_policy, acknowledge_wildcards
 
 
 def service_role(scope: Construct, construct_id: str, service: str, description: str) -> iam.Role:
@@ -17,3 +20,17 @@ def service_role(scope: Construct, construct_id: str, service: str, description:
             service, conditions={"StringEquals": {"aws:SourceAccount": Stack.of(scope).account}}
         ),
     )
+
+
+def scheduler_invoke_role(scope: Construct, construct_id: str, function: lambda_.IFunction,
+                          description: str) -> iam.Role:
+    """The role EventBridge Scheduler assumes to invoke ``function`` (any of its versions, only it)."""
+    role = service_role(scope, construct_id, "scheduler.amazonaws.com", description)
+    function.grant_invoke(role)
+    acknowledge_wildcards(
+        role.node.find_child("DefaultPolicy"),
+        [f"Resource::<{Stack.of(scope).get_logical_id(function.node.default_child)}.Arn>:*"],
+        "Lets the schedules invoke any version of this one function, and only it.",
+    )
+    acknowledge_inline_policy(role)
+    return role

@@ -29,12 +29,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_inline_policy, acknowledge_wildcards
+from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_wildcards
 from ..config import PlatformConfig
 from ..config.models import ControllerConfig, Route
 from ..constructs.experiment_tables import ExperimentTables, ExperimentTablesProps
 from ..constructs.ground_truth_stream import GroundTruthStream, GroundTruthStreamProps
 from ..constructs.naming import EnvironmentNames, pascal
+from ..constructs.roles import scheduler_invoke_role
 from ..constructs.platform_function import PlatformFunction
 from ..constructs.rest_api import PlatformRestApi, PlatformRestApiProps, caller_policy
 from .foundation import FoundationStack, removal_policy_of
@@ -91,7 +92,8 @@ class ApiStack(Stack):
         self.feedback_replay = self._feedback_replay_function()
         self.alarms = self._feedback_alarms()
         self.controller = self._controller_function()
-        self.schedule_role = self._schedule_role()
+        self.schedule_role = scheduler_invoke_role(self, "ControllerScheduleRole", self.controller.function,
+                                                   "EventBridge Scheduler runs the experiment controller")
         self.schedules = {route.name: self._schedule(route) for route in self.routes}
         if api_config.authorization == "iam":
             self.caller_policy = caller_policy(self, "CallerPolicy", self.rest_api, f"{config.name_prefix}-api-caller")
@@ -268,22 +270,6 @@ class ApiStack(Stack):
             "from the table grants on the environment's key.",
         )
         return function
-
-    def _schedule_role(self) -> iam.Role:
-        role = iam.Role(
-            self, "ControllerScheduleRole",
-            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={
-                "StringEquals": {"aws:SourceAccount": self.config.account}}),
-            description="EventBridge Scheduler runs the experiment controller",
-        )
-        self.controller.function.grant_invoke(role)
-        acknowledge_wildcards(
-            role.node.find_child("DefaultPolicy"),
-            [f"Resource::<{self.get_logical_id(self.controller.function.node.default_child)}.Arn>:*"],
-            "Lets the schedules invoke any version of the controller function, and only it.",
-        )
-        acknowledge_inline_policy(role)
-        return role
 
     def _schedule(self, route: Route) -> scheduler.CfnSchedule:
         controller = self.controller_of(route)

@@ -192,7 +192,7 @@ def test_vpc_only_where_configured(synthesis, cdk_template):
             json.dumps(endpoint["Properties"]["ServiceName"])
             for endpoint in resources(synthesis, environment, "AWS::EC2::VPCEndpoint").values()
         }
-        for service in ("sagemaker.api", "sagemaker.runtime", "sts", "logs", "ecr.api", "ecr.dkr", "s3"):
+        for service in ("sagemaker.api", "sagemaker.runtime", "sts", "logs", "ecr.api", "ecr.dkr", "monitoring", "s3"):
             assert any(f".{service}" in name for name in names), service
         template.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL"})
         template.has_resource_properties(

@@ -33,6 +33,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.adapters.experiments_store import (
     STATISTICS_FIELDS,
     DynamoDBExperimentsStore,
@@ -53,7 +54,6 @@ _experiments: dict[str, ExperimentConfig] | None = None
 _store: ExperimentsStore | None = None
 _endpoints: EndpointControl | None = None
 _sns: Any | None = None
-_traced: Any | None = None
 
 
 def configure(
@@ -382,14 +382,6 @@ def _impossible(config: ExperimentConfig, error: Exception) -> dict[str, Any]:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _traced
-    if _traced is None:
-        if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() != "true":
-            from aws_lambda_powertools import Tracer
-
-            _traced = Tracer(patch_modules=("botocore",)).capture_lambda_handler(_handler, capture_response=False)
-        else:
-            _traced = _handler
     return _traced(event, context)
 
 
@@ -399,3 +391,6 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.error("Event without an experiment name", extra={"event": event})
         return {"status": "error", "reason": "event must be {\"experiment\": \"<public endpoint name>\"}"}
     return run(name)
+
+
+_traced = LazilyTraced(_handler)

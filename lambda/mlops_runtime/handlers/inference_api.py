@@ -58,6 +58,7 @@ from mlops_runtime.adapters.model_runtime import (
     ModelThrottled,
     UnknownModelEndpoint,
 )
+from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.adapters.online_features import Boto3OnlineFeatures, FeatureLookupError, OnlineFeatures
 from mlops_runtime.domain import routing
 
@@ -442,18 +443,13 @@ def _unexpected(error: Exception) -> Response:
     return _json(500, {"error": "internal_error", "message": "internal error"})
 
 
-_traced: Any | None = None
+_traced = LazilyTraced(
+    lambda event, context: app.resolve(event, context),
+    enabled=lambda: os.environ.get("INFERENCE_API_TRACING", "").lower() == "true",
+)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _traced
-    if _traced is None:
-        if os.environ.get("INFERENCE_API_TRACING", "").lower() == "true":
-            from aws_lambda_powertools import Tracer
-
-            _traced = Tracer(patch_modules=("botocore",)).capture_lambda_handler(app.resolve, capture_response=False)
-        else:
-            _traced = app.resolve
     return _traced(event, context)

@@ -1,0 +1,242 @@
+"""Lambda: starts the monitoring pipeline over one time window of an endpoint, on a schedule.
+
+Input (EventBridge Scheduler): ``{"endpoint": "<SageMaker endpoint name>"}`` (a key of ``MONITORS``).
+
+Each run (the clock read per call):
+
+1. the window: ``end`` = now floored to the hour (UTC), ``start`` = ``end - window_hours``;
+2. the endpoint must exist (``DescribeEndpoint``; else ``skipped``, "not deployed"); the baseline is
+   ``baseline_s3_uri`` when configured, else the ``ModelMetrics.ModelDataQuality.Statistics.S3Uri``
+   of the model package behind the ``champion`` variant (else the first production variant);
+   none: ``skipped`` (metric ``MonitoringSkipped``);
+3. the capture files: the variant folders below ``capture_prefix`` (``ListObjectsV2``, delimiter
+   ``/``), then each variant's hour folders ``yyyy/mm/dd/hh/`` for the hours
+   ``[start - 1h, end + 1h)``; only ``*.jsonl`` files;
+4. the ground-truth objects of the label hours from ``start`` up to
+   ``min(now, start + ground_truth_lookback_hours)``;
+5. no capture file: no job; ``RecordCount`` = 0 (``Endpoint``, ``Variant=_all``, namespace
+   ``MlopsPlatform/Monitoring``, timestamp = window end, as the job itself would publish) and
+   ``empty_window``. No manifest is written then;
+6. otherwise the manifests ``<manifest_prefix><YYYYMMDDTHHMMZ of end>/capture.manifest`` and
+   ``.../ground_truth.manifest`` (without ground truth: the hidden marker
+   ``.../no-ground-truth/.empty``) and ``StartPipelineExecution`` with the parameters
+   ``WindowStart``, ``WindowEnd``, ``BaselineS3Uri``, ``CaptureManifestS3Uri``,
+   ``GroundTruthManifestS3Uri``; the ``ClientRequestToken`` is a hash of the pipeline, the endpoint
+   and the window end, so a retried invocation starts one execution.
+
+Environment: ``MONITORS`` (see ``domain.monitoring_window.parse_monitors`` and
+``docs/monitoring-launcher.md``), ``POWERTOOLS_*``. A bad event or configuration is logged and
+returned as ``{"status": "error", "reason": ...}``; AWS errors other than "not found" are raised
+(the scheduler's retry policy tries again; the token keeps that idempotent).
+
+Returns ``{"status": started|empty_window|skipped|error, ...}``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.monitoring_inputs import CloudWatchMetrics, S3Objects, SageMakerModels, SageMakerPipelines
+from mlops_runtime.domain import monitoring_window as mw
+
+MONITORING_NAMESPACE = "MlopsPlatform/Monitoring"
+ALL_VARIANTS = "_all"
+CHAMPION = "champion"
+
+logger = Logger()
+
+_s3: S3Objects | None = None
+_models: SageMakerModels | None = None
+_pipelines: SageMakerPipelines | None = None
+_cloudwatch: CloudWatchMetrics | None = None
+_clock: Callable[[], datetime] | None = None
+
+
+def configure(
+    s3: S3Objects | None = None,
+    models: SageMakerModels | None = None,
+    pipelines: SageMakerPipelines | None = None,
+    cloudwatch: CloudWatchMetrics | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> None:
+    """Inject adapters and a clock (tests); with no arguments everything is rebuilt from the environment."""
+    global _s3, _models, _pipelines, _cloudwatch, _clock
+    _s3, _models, _pipelines, _cloudwatch, _clock = s3, models, pipelines, cloudwatch, clock
+
+
+def s3() -> S3Objects:
+    global _s3
+    if _s3 is None:
+        _s3 = S3Objects()
+    return _s3
+
+
+def models() -> SageMakerModels:
+    global _models
+    if _models is None:
+        _models = SageMakerModels()
+    return _models
+
+
+def pipelines() -> SageMakerPipelines:
+    global _pipelines
+    if _pipelines is None:
+        _pipelines = SageMakerPipelines(models().client)
+    return _pipelines
+
+
+def cloudwatch() -> CloudWatchMetrics:
+    global _cloudwatch
+    if _cloudwatch is None:
+        _cloudwatch = CloudWatchMetrics()
+    return _cloudwatch
+
+
+def now() -> datetime:
+    return mw.as_utc(_clock()) if _clock is not None else datetime.now(UTC)
+
+
+def _count(name: str, endpoint: str) -> None:
+    """One EMF count in the function's namespace, with an ``Endpoint`` dimension."""
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform")
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=namespace) as metric:
+        metric.add_dimension(name="Endpoint", value=endpoint)
+
+
+def find_baseline(config: mw.MonitorConfig) -> tuple[str | None, str | None]:
+    """``(baseline URI, None)``, or ``(None, skip reason)``; raises on AWS errors other than not-found."""
+    variants = models().endpoint_variants(config.endpoint)
+    if variants is None:
+        return None, f"endpoint {config.endpoint} is not deployed"
+    if config.baseline_s3_uri:
+        return config.baseline_s3_uri, None
+    if not variants:
+        return None, f"no baseline: endpoint {config.endpoint} has no production variant"
+    variant = CHAMPION if CHAMPION in variants else variants[0]
+    package = models().model_package_arn(config.endpoint, variant)
+    if not package:
+        return None, f"no baseline: no model package known behind {config.endpoint}/{variant}"
+    uri = models().data_quality_statistics(package)
+    if not uri:
+        return None, f"no baseline: model package {package} has no ModelMetrics.ModelDataQuality.Statistics"
+    logger.info("Baseline from the champion's model package", extra={"variant": variant, "model_package_arn": package})
+    return uri, None
+
+
+def list_capture(config: mw.MonitorConfig, window: mw.Window) -> list[str]:
+    variants = s3().list_folders(config.capture_bucket, config.capture_prefix)
+    keys: list[str] = []
+    for prefix in mw.capture_listing_prefixes(variants, window):
+        keys.extend(k for k in s3().list_keys(config.capture_bucket, prefix) if mw.is_capture_file(k, config.capture_prefix))
+    return sorted(set(keys))
+
+
+def list_ground_truth(config: mw.MonitorConfig, window: mw.Window, at: datetime) -> list[str]:
+    keys: list[str] = []
+    for prefix in mw.ground_truth_listing_prefixes(
+        config.ground_truth_prefix, window, at, config.ground_truth_lookback_hours
+    ):
+        keys.extend(
+            k for k in s3().list_keys(config.ground_truth_bucket, prefix) if mw.is_ground_truth_file(k, config.ground_truth_prefix)
+        )
+    return sorted(set(keys))
+
+
+def write_manifests(config: mw.MonitorConfig, window: mw.Window, capture: list[str],
+                    ground_truth: list[str]) -> mw.ManifestLocations:
+    locations = mw.manifest_locations(config.manifest_bucket, config.manifest_prefix, window)
+    capture_manifest = mw.build_manifest(config.capture_bucket, config.capture_prefix, capture)
+    if ground_truth:
+        truth_manifest = mw.build_manifest(config.ground_truth_bucket, config.ground_truth_prefix, ground_truth)
+    else:
+        s3().put_object(locations.bucket, locations.marker_key, b"", content_type="application/octet-stream")
+        truth_manifest = mw.empty_ground_truth_manifest(locations)
+    s3().put_object(locations.bucket, locations.capture_key, mw.manifest_body(capture_manifest))
+    s3().put_object(locations.bucket, locations.ground_truth_key, mw.manifest_body(truth_manifest))
+    return locations
+
+
+def run(config: mw.MonitorConfig) -> dict[str, Any]:
+    """One launch for ``config``'s endpoint (see the module docstring)."""
+    at = now()
+    window = mw.window_for(at, config.window_hours)
+    logger.append_keys(endpoint=config.endpoint, window_start=mw.iso(window.start), window_end=mw.iso(window.end))
+
+    baseline, skip = find_baseline(config)
+    if baseline is None:
+        if skip and skip.startswith("no baseline"):
+            _count("MonitoringSkipped", config.endpoint)
+            logger.warning("No baseline: monitoring skipped", extra={"reason": skip})
+        else:
+            _count("EndpointNotDeployed", config.endpoint)
+            logger.info("Endpoint not deployed: monitoring skipped", extra={"reason": skip})
+        return {"status": "skipped", "reason": skip, "window": window.to_dict()}
+
+    capture = list_capture(config, window)
+    if not capture:
+        cloudwatch().put_count(
+            MONITORING_NAMESPACE, "RecordCount", 0, {"Endpoint": config.endpoint, "Variant": ALL_VARIANTS}, window.end
+        )
+        _count("MonitoringEmptyWindow", config.endpoint)
+        logger.info("No capture file in the window: no monitoring job")
+        return {"status": "empty_window", "window": window.to_dict()}
+
+    ground_truth = list_ground_truth(config, window, at)
+    locations = write_manifests(config, window, capture, ground_truth)
+    parameters = mw.pipeline_parameters(
+        window, baseline, locations.uri(locations.capture_key), locations.uri(locations.ground_truth_key)
+    )
+    arn = pipelines().start(
+        config.pipeline_name,
+        display_name=mw.display_name("monitor", config.endpoint, window.label),
+        token=mw.request_token("monitoring", config.pipeline_name, config.endpoint, mw.iso(window.end)),
+        parameters=parameters,
+        description=f"Monitoring of {config.endpoint} over [{mw.iso(window.start)}, {mw.iso(window.end)})",
+    )
+    _count("MonitoringStarted", config.endpoint)
+    logger.info(
+        "Monitoring pipeline started",
+        extra={"execution_arn": arn, "capture_objects": len(capture), "ground_truth_objects": len(ground_truth)},
+    )
+    return {
+        "status": "started",
+        "execution_arn": arn,
+        "window": window.to_dict(),
+        "capture_objects": len(capture),
+        "ground_truth_objects": len(ground_truth),
+        "baseline": baseline,
+    }
+
+
+def _error(reason: str, **extra: Any) -> dict[str, Any]:
+    logger.error(reason, extra=extra or None)
+    return {"status": "error", "reason": reason}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _traced(event, context)
+
+
+def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    endpoint = event.get("endpoint") if isinstance(event, dict) else None
+    if not isinstance(endpoint, str) or not endpoint:
+        return _error('event must be {"endpoint": "<SageMaker endpoint name>"}', event=repr(event)[:500])
+    try:
+        monitors = mw.parse_monitors(os.environ.get("MONITORS"))
+    except mw.MonitoringConfigError as error:
+        return _error(f"bad MONITORS configuration: {error}")
+    config = monitors.get(endpoint)
+    if config is None:
+        return _error(f"no monitor configured for endpoint {endpoint!r}", configured=sorted(monitors))
+    return run(config)
+
+
+_traced = LazilyTraced(_handler)

@@ -1,0 +1,177 @@
+"""Lambda: starts the training pipelines of an alarm when it goes into ALARM (drift, quality...).
+
+Input: a "CloudWatch Alarm State Change" event from an EventBridge rule (``detail.alarmName``,
+``detail.state.value``/``timestamp``/``reason``, ``detail.previousState.value``; a bare ``detail``
+is accepted too). Only a transition INTO ``ALARM`` counts; anything else, and an alarm that is not
+a key of ``RETRAINING``, is ``ignored`` (logged).
+
+For each pipeline of the alarm: ``ListPipelineExecutions`` (newest first, 10) -> ``domain.retraining.
+decide`` (time read per call): ``running`` when one is Executing/Stopping, ``cooldown`` when the
+newest started less than ``cooldown_hours`` ago, else ``StartPipelineExecution`` with a
+``ClientRequestToken`` derived from the alarm name, the alarm state's timestamp and the pipeline
+(a redelivered event starts one execution) and a display name naming the alarm. A pipeline whose
+calls fail gets ``action`` ``error`` (the others still run). One SNS message summarises the
+decisions when ``NOTIFICATION_TOPIC_ARN`` is set (a failed publish is logged, not raised).
+
+Environment: ``RETRAINING`` (JSON keyed by alarm name: ``{"pipelines": [...], "cooldown_hours": n}``),
+``NOTIFICATION_TOPIC_ARN`` (optional), ``POWERTOOLS_*``.
+
+Returns ``{"status": "done", "decisions": [{"pipeline", "action": started|cooldown|running|error,
+"execution_arn"?, "blocking_execution_arn"?, "reason"}]}``, ``{"status": "ignored", "reason"}`` or
+``{"status": "error", "reason"}`` (bad event or configuration).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.aws_errors import error_text
+from mlops_runtime.adapters.monitoring_inputs import SageMakerPipelines
+from mlops_runtime.domain import retraining as domain
+from mlops_runtime.domain.monitoring_window import as_utc
+
+logger = Logger()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+
+RECENT_EXECUTIONS = 10
+
+_pipelines: SageMakerPipelines | None = None
+_sns: Any | None = None
+_clock: Callable[[], datetime] | None = None
+
+
+def configure(
+    pipelines: SageMakerPipelines | None = None, sns: Any | None = None, clock: Callable[[], datetime] | None = None
+) -> None:
+    """Inject the adapter, an SNS client and a clock (tests); no arguments: rebuilt from the environment."""
+    global _pipelines, _sns, _clock
+    _pipelines, _sns, _clock = pipelines, sns, clock
+
+
+def pipelines() -> SageMakerPipelines:
+    global _pipelines
+    if _pipelines is None:
+        _pipelines = SageMakerPipelines()
+    return _pipelines
+
+
+def now() -> datetime:
+    return as_utc(_clock()) if _clock is not None else datetime.now(UTC)
+
+
+def _notify(subject: str, message: Mapping[str, Any]) -> bool:
+    """Publish to ``NOTIFICATION_TOPIC_ARN`` when set; a failed publish is logged, never raised."""
+    global _sns
+    topic = os.environ.get("NOTIFICATION_TOPIC_ARN")
+    if not topic:
+        return False
+    try:
+        if _sns is None:
+            import boto3
+
+            _sns = boto3.client("sns")
+        _sns.publish(TopicArn=topic, Subject=subject[:100], Message=json.dumps(message, default=str))
+        return True
+    except Exception:
+        logger.exception("Could not publish the notification", extra={"subject": subject})
+        return False
+
+
+def _decide_and_start(config: domain.RetrainingConfig, transition: domain.AlarmTransition, pipeline: str
+                      ) -> dict[str, Any]:
+    try:
+        executions = pipelines().recent_executions(pipeline, RECENT_EXECUTIONS)
+        verdict = domain.decide(now(), executions, config.cooldown_hours)
+        if verdict.action != domain.START:
+            return {"pipeline": pipeline, "action": verdict.action, "reason": verdict.reason,
+                    "blocking_execution_arn": verdict.blocking_execution_arn}
+        token_key = transition.occurrence
+        if token_key is None:  # no timestamp, time nor id in the event: botocore generates a token
+            logger.warning("Alarm event without a timestamp: the start is not idempotent", extra={"pipeline": pipeline})
+        arn = pipelines().start(
+            pipeline,
+            display_name=domain.retraining_display_name(transition.alarm_name),
+            token=domain.retraining_token(transition.alarm_name, token_key or now().isoformat(), pipeline),
+            description=f"Retraining started by alarm {transition.alarm_name} "
+                        f"(ALARM at {transition.state_timestamp or transition.event_time or 'unknown time'}): "
+                        f"{transition.reason or 'no reason given'}",
+        )
+        return {"pipeline": pipeline, "action": domain.STARTED, "execution_arn": arn, "reason": verdict.reason}
+    except Exception as error:  # one pipeline's failure does not stop the others
+        logger.exception("Could not decide or start the retraining", extra={"pipeline": pipeline})
+        return {"pipeline": pipeline, "action": domain.ERROR, "reason": error_text(error)}
+
+
+def run(config: domain.RetrainingConfig, transition: domain.AlarmTransition) -> dict[str, Any]:
+    decisions = [
+        {k: v for k, v in _decide_and_start(config, transition, pipeline).items() if v is not None}
+        for pipeline in config.pipelines
+    ]
+    for decision in decisions:
+        logger.info("Retraining decision", extra=decision)
+    started = [d for d in decisions if d["action"] == domain.STARTED]
+    errors = [d for d in decisions if d["action"] == domain.ERROR]
+    metrics.add_metric(name="RetrainingStarted", unit=MetricUnit.Count, value=len(started))
+    metrics.add_metric(name="RetrainingSkipped", unit=MetricUnit.Count,
+                       value=len(decisions) - len(started) - len(errors))
+    if errors:
+        metrics.add_metric(name="RetrainingErrors", unit=MetricUnit.Count, value=len(errors))
+    summary = ", ".join(f"{d['pipeline']}: {d['action']}" for d in decisions)
+    _notify(
+        f"Retraining ({len(started)} started) after alarm {transition.alarm_name}",
+        {
+            "alarm": transition.alarm_name,
+            "state": transition.state,
+            "previous_state": transition.previous_state,
+            "state_timestamp": transition.state_timestamp,
+            "alarm_reason": transition.reason,
+            "summary": summary,
+            "decisions": decisions,
+        },
+    )
+    return {"status": "done", "decisions": decisions}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _traced(event, context)
+
+
+def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    try:
+        transition = domain.parse_alarm_event(event)
+    except domain.InvalidAlarmEvent as error:
+        logger.error("Not an alarm state-change event", extra={"reason": str(error), "event": repr(event)[:500]})
+        metrics.add_metric(name="RetrainingEventErrors", unit=MetricUnit.Count, value=1)
+        return {"status": "error", "reason": str(error)}
+    logger.append_keys(alarm=transition.alarm_name)
+    if not transition.entered_alarm:
+        reason = f"not a transition into ALARM ({transition.previous_state} -> {transition.state})"
+        logger.info("Alarm state change ignored", extra={"reason": reason})
+        metrics.add_metric(name="RetrainingEventsIgnored", unit=MetricUnit.Count, value=1)
+        return {"status": "ignored", "reason": reason}
+    try:
+        configs = domain.parse_retraining(os.environ.get("RETRAINING"))
+    except domain.RetrainingConfigError as error:
+        logger.error("Bad RETRAINING configuration", extra={"reason": str(error)})
+        metrics.add_metric(name="RetrainingEventErrors", unit=MetricUnit.Count, value=1)
+        return {"status": "error", "reason": f"bad RETRAINING configuration: {error}"}
+    config = configs.get(transition.alarm_name)
+    if config is None:
+        reason = f"no retraining configured for alarm {transition.alarm_name!r}"
+        logger.info("Alarm ignored", extra={"reason": reason, "configured": sorted(configs)})
+        metrics.add_metric(name="RetrainingEventsIgnored", unit=MetricUnit.Count, value=1)
+        return {"status": "ignored", "reason": reason}
+    return run(config, transition)
+
+
+_traced = LazilyTraced(_handler)

@@ -1,0 +1,152 @@
+"""Monitoring stack: the monitoring pipeline and its schedule, alarms, the retraining rule, the dashboard."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+from mlops_platform.config.loader import environment_names
+
+pytestmark = pytest.mark.synth
+
+ENVIRONMENTS = environment_names()
+MONITORED = ("staging", "prod")
+
+
+def resources(synthesis, environment, type_):
+    template = synthesis.template(environment, "Monitoring")
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def function(synthesis, environment, handler) -> dict:
+    found = [f["Properties"] for f in resources(synthesis, environment, "AWS::Lambda::Function").values()
+             if f["Properties"]["Handler"] == f"mlops_runtime.handlers.{handler}.handler"]
+    return found[0] if found else None
+
+
+def definition(pipeline) -> dict:
+    """The pipeline definition with CDK tokens replaced by the string TOKEN."""
+    body = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]
+    if isinstance(body, dict):
+        body = "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
+    return json.loads(body)
+
+
+def test_dev_has_no_monitoring_job_but_still_a_dashboard_and_training_failure_alarm(synthesis):
+    assert not resources(synthesis, "dev", "AWS::SageMaker::Pipeline")
+    assert function(synthesis, "dev", "monitoring_launcher") is None
+    assert len(resources(synthesis, "dev", "AWS::CloudWatch::Dashboard")) == 1
+    alarms = [a["Properties"]["AlarmName"] for a in resources(synthesis, "dev", "AWS::CloudWatch::Alarm").values()]
+    assert alarms == ["mlops-dev-example-classifier-failed"]
+
+
+@pytest.mark.parametrize("environment", MONITORED)
+def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, environment):
+    config = synthesis.configs[environment]
+    (pipeline,) = resources(synthesis, environment, "AWS::SageMaker::Pipeline").values()
+    endpoint = f"{config.name_prefix}-example-classifier"
+    assert pipeline["Properties"]["PipelineName"] == f"{endpoint}-monitoring"
+    body = definition(pipeline)
+    assert [p["Name"] for p in body["Parameters"]] == [
+        "WindowStart", "WindowEnd", "BaselineS3Uri", "CaptureManifestS3Uri", "GroundTruthManifestS3Uri"]
+    (step,) = body["Steps"]
+    args = step["Arguments"]
+    assert args["AppSpecification"]["ImageUri"] == (
+        "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3")
+    assert "monitor.py" in args["AppSpecification"]["ContainerEntrypoint"][2]
+    container_args = args["AppSpecification"]["ContainerArguments"]
+    flags = {container_args[i]: container_args[i + 1] for i in range(len(container_args) - 1)
+             if isinstance(container_args[i], str) and container_args[i].startswith("--")}
+    assert flags["--endpoint"] == endpoint
+    assert flags["--window-start"] == {"Get": "Parameters.WindowStart"}
+    assert json.loads(flags["--thresholds"]) == config.serving.endpoints[0].monitoring.thresholds
+    assert "--publish" in container_args
+    inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    assert inputs["capture"]["S3DataType"] == "ManifestFile"
+    assert inputs["capture"]["S3Uri"] == {"Get": "Parameters.CaptureManifestS3Uri"}
+    assert inputs["ground_truth"]["S3DataType"] == "ManifestFile"
+    assert inputs["baseline"]["S3Uri"] == {"Get": "Parameters.BaselineS3Uri"}
+    assert inputs["code"]["LocalPath"] == "/opt/ml/processing/input/code"
+    # encrypted volume and output, inside the VPC with inter-container encryption
+    assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == "TOKEN"
+    assert args["ProcessingOutputConfig"]["KmsKeyId"] == "TOKEN"
+    assert args["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
+    assert args["NetworkConfig"]["VpcConfig"]["Subnets"]
+
+
+@pytest.mark.parametrize("environment", MONITORED)
+def test_launcher_is_scheduled_per_endpoint_with_its_contract(synthesis, cdk_template, environment):
+    config = synthesis.configs[environment]
+    endpoint = f"{config.name_prefix}-example-classifier"
+    props = function(synthesis, environment, "monitoring_launcher")
+    monitors = json.loads(props["Environment"]["Variables"]["MONITORS"])
+    assert monitors[endpoint] == {
+        "pipeline_name": f"{endpoint}-monitoring",
+        "window_hours": 1, "ground_truth_lookback_hours": 72,
+        "capture_bucket": f"{config.name_prefix}-data-capture-{config.account}-{config.region}",
+        "capture_prefix": f"capture/{endpoint}/",
+        "ground_truth_bucket": f"{config.name_prefix}-feedback-{config.account}-{config.region}",
+        "ground_truth_prefix": "ground-truth/",
+        "manifest_bucket": f"{config.name_prefix}-artifacts-{config.account}-{config.region}",
+        "manifest_prefix": f"monitoring/{endpoint}/",
+        "baseline_s3_uri": None,
+    }
+    cdk_template(environment, "Monitoring").has_resource_properties("AWS::Scheduler::Schedule", {
+        "ScheduleExpression": "cron(15 * * * ? *)",
+        "Target": Match.object_like({"Input": json.dumps({"endpoint": endpoint})}),
+    })
+
+
+@pytest.mark.parametrize("environment", MONITORED)
+def test_drift_quality_and_failure_alarms_notify_the_topic(synthesis, cdk_template, environment):
+    config = synthesis.configs[environment]
+    endpoint = f"{config.name_prefix}-example-classifier"
+    template = cdk_template(environment, "Monitoring")
+    topic = f"arn:aws:sns:eu-west-1:{config.account}:{config.name_prefix}-notifications"
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "AlarmName": f"{endpoint}-drift", "Namespace": "MlopsPlatform/Monitoring", "MetricName": "DriftedFeatures",
+        "Dimensions": Match.array_with([{"Name": "Endpoint", "Value": endpoint}, {"Name": "Variant", "Value": "_all"}]),
+        "Threshold": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold", "AlarmActions": [topic],
+    })
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "AlarmName": f"{endpoint}-quality", "MetricName": "AUC", "Statistic": "Minimum", "Threshold": 0.85,
+        "ComparisonOperator": "LessThanThreshold", "AlarmActions": [topic],
+    })
+    for pipeline in (f"{endpoint}-monitoring", f"{config.name_prefix}-example-classifier"):
+        template.has_resource_properties("AWS::CloudWatch::Alarm", {
+            "AlarmName": f"{pipeline}-failed", "Namespace": "AWS/Sagemaker/ModelBuildingPipeline",
+            "MetricName": "ExecutionFailed", "Dimensions": [{"Name": "PipelineName", "Value": pipeline}],
+            "AlarmActions": [topic],
+        })
+
+
+def test_retraining_closes_the_loop_where_enabled(synthesis, cdk_template):
+    props = function(synthesis, "staging", "retraining_trigger")
+    settings = json.loads(props["Environment"]["Variables"]["RETRAINING"])
+    endpoint = "mlops-staging-example-classifier"
+    expected = {"pipelines": ["mlops-staging-example-classifier"], "cooldown_hours": 24}
+    assert settings == {f"{endpoint}-drift": expected, f"{endpoint}-quality": expected}
+    cdk_template("staging", "Monitoring").has_resource_properties("AWS::Events::Rule", {
+        "EventPattern": {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+                         "detail": {"alarmName": sorted(settings), "state": {"value": ["ALARM"]}}},
+    })
+    assert function(synthesis, "prod", "retraining_trigger") is None  # disabled in prod's config
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_dashboard_covers_serving_experiments_feedback_drift_and_pipelines(synthesis, environment):
+    config = synthesis.configs[environment]
+    (dashboard,) = resources(synthesis, environment, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]
+    text = body if isinstance(body, str) else "".join(p for p in body["Fn::Join"][1] if isinstance(p, str))
+    for endpoint in config.serving.endpoints:
+        assert f"{config.name_prefix}-{endpoint.name}" in text
+    compact = text.replace(" ", "")
+    for route in config.serving.routes():
+        for arm in route.arms:
+            assert f'"ArmWeight","Arm","{arm.arm}","Experiment","{route.name}"' in compact
+    assert "ArmWeight" in text and "FeedbackJoined" in text and "ExecutionFailed" in text
+    if environment in MONITORED:
+        assert "DriftedFeatures" in text and '"AUC"' in text and "threshold" in text
