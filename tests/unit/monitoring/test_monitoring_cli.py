@@ -338,3 +338,45 @@ def test_modules_run_in_the_sagemaker_scikit_learn_container(script: str) -> Non
         mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
         assert len(mains) == 1 and [a.arg for a in mains[0].args.args] == ["argv"]
         assert source.rstrip().endswith('if __name__ == "__main__":\n    sys.exit(main())')
+
+
+def test_the_monitoring_pipelines_entry_point_runs_the_zipped_code(scenario: Path, tmp_path: Path) -> None:
+    """The pipeline step as deployed (mlops_platform.pipelines.monitoring_definition): the monitoring
+    folder zipped like the CDK asset, unpacked by the entry point, monitor.py run with the step's
+    container arguments (processing paths moved under a temporary root, parameters filled in)."""
+    import shutil
+    import zipfile
+
+    from mlops_platform.pipelines import monitoring_definition as definition
+
+    root = tmp_path / "opt-ml-processing"
+    code = root / "input" / "code"
+    code.mkdir(parents=True)
+    with zipfile.ZipFile(code / "asset.0123abcd.zip", "w") as archive:  # as s3_assets.Asset(exclude=...) packs it
+        for path in sorted(MONITORING_DIR.glob("*.py")):
+            if path.name != "__init__.py":
+                archive.write(path, path.name)
+    shutil.copytree(scenario / "capture" / "churn-endpoint", root / "input" / "capture")
+    shutil.copytree(scenario / "baseline", root / "input" / "baseline")
+    shutil.copytree(scenario / "ground_truth", root / "input" / "ground_truth")
+    spec = definition.MonitoringPipelineSpec(
+        endpoint_name="churn-endpoint", region="eu-west-1", role_arn="arn:aws:iam::1:role/r", image_uri="image",
+        code_uri="s3://assets/asset.zip", output_uri="s3://artifacts/monitoring/churn-endpoint/reports",
+        placeholder_uri="s3://artifacts/monitoring/unset", kms_key_arn="key", problem_type="binary",
+        thresholds={"psi": 0.2, "auc_min": 0.8}, min_labels=100, instance_type="ml.m5.large", max_runtime_s=3600,
+    )
+    (step,) = definition.build_definition(spec)["Steps"]
+    app = step["Arguments"]["AppSpecification"]
+    parameters = {"Parameters.WindowStart": "2024-05-01T12:00:00Z", "Parameters.WindowEnd": "2024-05-01T13:00:00Z"}
+    arguments = [parameters[a["Get"]] if isinstance(a, dict) else a.replace(definition.ROOT, str(root))
+                 for a in app["ContainerArguments"]]
+    publish = arguments.index("--publish")
+    del arguments[publish:]  # no CloudWatch here
+    entrypoint = [part.replace(definition.ROOT, str(root)) for part in app["ContainerEntrypoint"]]
+    entrypoint[2] = entrypoint[2].replace("python3 ", f"{sys.executable} ")
+    completed = subprocess.run([*entrypoint, *arguments], capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads((root / "output" / "report.json").read_text())
+    assert report["endpoint"] == "churn-endpoint"
+    assert report["drift"]["all"]["records"] > 0 and report["quality"]["status"] == "ok"
+    assert any(v["variant"] == "variant-b" for v in report["violations"])  # variant-b's f0 drifts
