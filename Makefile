@@ -18,7 +18,7 @@ export SAGEMAKER_VALIDATE_ROLE := false
 STAMP := $(VENV)/.installed
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: help install synth test bench cost deploy diff destroy clean
+.PHONY: help install synth test bench cost deploy deploy-pipeline diff destroy clean
 
 help:
 	@echo "make synth            set up the toolchain and synthesize every environment into cdk.out"
@@ -27,6 +27,7 @@ help:
 	@echo "make cost             what each environment costs while idle (cost/prices.yaml)"
 	@echo "make deploy ENV=dev   deploy one environment (needs AWS credentials and a bootstrapped account)"
 	@echo "make diff ENV=dev     show what a deploy would change"
+	@echo "make deploy-pipeline  deploy the delivery pipeline (config/delivery/pipeline.yaml enabled)"
 
 install: $(STAMP)
 
@@ -55,6 +56,10 @@ bench: $(STAMP)
 
 deploy: $(STAMP)
 	$(CDK) deploy -c env=$(ENV) '$(ENV)/*' --require-approval broadening
+
+# With config/delivery/pipeline.yaml enabled: deploy the pipeline once; it deploys the environments.
+deploy-pipeline: $(STAMP)
+	$(CDK) deploy Delivery --require-approval broadening
 
 diff: $(STAMP)
 	$(CDK) diff -c env=$(ENV) '$(ENV)/*'

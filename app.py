@@ -5,6 +5,8 @@
     npx cdk synth '**' -c env=dev   one environment (comma-separate several)
     -c config_dir=path               read the environment files from another folder
 
+With config/delivery/pipeline.yaml enabled, the environments are stages of the delivery pipeline.
+
 Nothing below this file reads environment variables or CDK context.
 """
 
@@ -17,6 +19,7 @@ from aws_cdk import App
 
 from mlops_platform.app_builder import build_app
 from mlops_platform.config import ConfigError, load_environments
+from mlops_platform.config.delivery import load_delivery
 from mlops_platform.config.loader import CONFIG_DIR
 
 
@@ -27,11 +30,12 @@ def main() -> int:
     names = [name.strip() for name in str(selected).split(",") if name.strip()] if selected else None
     try:
         configs = load_environments(names, Path(config_dir) if config_dir else CONFIG_DIR)
+        delivery = load_delivery()
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
     try:
-        build_app(configs).synth()
+        build_app(configs, delivery=delivery).synth()
     except RuntimeError as error:  # jsii surfaces synthesis and validation failures this way
         print(str(error).splitlines()[0], file=sys.stderr)
         return 1

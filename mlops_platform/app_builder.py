@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import App
+from aws_cdk import App, Environment
 
 from .compliance import add_compliance_checks
 from .config import PlatformConfig
+from .config.delivery import DeliveryConfig
 from .stage import PlatformStage
 
 
@@ -25,10 +26,27 @@ FEATURE_FLAGS = {
 }
 
 
-def build_app(configs: Sequence[PlatformConfig], outdir: str | None = None) -> App:
-    """One stage per environment, with the compliance packs over the whole app."""
+def build_app(configs: Sequence[PlatformConfig], outdir: str | None = None,
+              delivery: DeliveryConfig | None = None) -> App:
+    """One stage per environment, with the compliance packs over the whole app.
+
+    With an enabled ``delivery`` config the environments' stages live inside the delivery
+    pipeline's stack instead (the pipeline deploys them; ``make deploy-pipeline`` deploys it).
+    """
     app = App(context=FEATURE_FLAGS, **({"outdir": outdir} if outdir else {}))
-    for config in configs:
-        PlatformStage(app, config)
+    if delivery is not None and delivery.enabled:
+        from .stacks.delivery import DeliveryStack
+
+        DeliveryStack(
+            app, "Delivery",
+            stack_name=f"{delivery.name_prefix}-pipeline",
+            description="MLOps platform delivery pipeline (CDK Pipelines)",
+            env=Environment(account=delivery.account, region=delivery.region),
+            delivery=delivery, environments=list(configs),
+            stage_factory=lambda scope, config: PlatformStage(scope, config, delivery_account=delivery.account),
+        )
+    else:
+        for config in configs:
+            PlatformStage(app, config)
     add_compliance_checks(app)
     return app

@@ -17,7 +17,8 @@ from .stacks.training import TrainingStack
 class PlatformStage(Stage):
     """All stacks of one environment, deployed to the account and region its config names."""
 
-    def __init__(self, scope: Construct, config: PlatformConfig) -> None:
+    def __init__(self, scope: Construct, config: PlatformConfig, *, delivery_account: str | None = None) -> None:
+        """``delivery_account``: the tooling account of the delivery pipeline deploying this stage."""
         super().__init__(
             scope, config.environment, env=Environment(account=config.account, region=config.region)
         )
@@ -61,7 +62,7 @@ class PlatformStage(Stage):
             stack_name=f"{config.name_prefix}-api",
             description=f"MLOps platform API, experiments and feedback ({config.environment})",
             termination_protection=config.is_production,
-            config=config, foundation=self.foundation,
+            config=config, foundation=self.foundation, smoke_test_account=delivery_account,
         )
         self.monitoring = MonitoringStack(
             self, "Monitoring",

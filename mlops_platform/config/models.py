@@ -934,6 +934,86 @@ class Route(BaseModel):
     config: ExperimentConfig
 
 
+_INDEX_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{1,61})[a-z0-9]$")
+# Amazon Titan Text Embeddings V2 produces only these sizes; Cohere Embed v3 models produce 1024.
+_BEDROCK_DIMENSIONS = {"amazon.titan-embed-text-v2": (256, 512, 1024), "amazon.titan-embed-text-v1": (1536,),
+                       "cohere.embed-english-v3": (1024,), "cohere.embed-multilingual-v3": (1024,)}
+
+
+def _check_index_name(value: str) -> str:
+    if not _INDEX_NAME.match(value):
+        raise ValueError("must be 3-63 lower-case letters, digits and hyphens, starting and ending with a letter "
+                         "or digit (an S3 Vectors index name and an API path segment)")
+    return value
+
+
+IndexName = Annotated[str, AfterValidator(_check_index_name)]
+
+
+class EmbedderConfig(StrictModel):
+    """Where embeddings come from: an Amazon Bedrock model, or one of this environment's endpoints."""
+
+    kind: Literal["bedrock", "sagemaker"]
+    model_id: str | None = Field(default=None, pattern=r"^[a-z0-9.:-]{3,100}$",
+                                 description="Bedrock model id, e.g. amazon.titan-embed-text-v2:0 (bedrock).")
+    endpoint: SageMakerName | None = Field(default=None, description="Name of an endpoint in serving.endpoints "
+                                                                      "(sagemaker), e.g. a sentence-embedding model.")
+    batch_size: int = Field(default=16, ge=1, le=256, description="Texts per embedding call.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EmbedderConfig:
+        if self.kind == "bedrock" and (not self.model_id or self.endpoint):
+            raise ValueError("a bedrock embedder needs model_id (and no endpoint)")
+        if self.kind == "sagemaker" and (not self.endpoint or self.model_id):
+            raise ValueError("a sagemaker embedder needs endpoint (and no model_id)")
+        return self
+
+
+class SearchIndexConfig(StrictModel):
+    """A semantic-search index: documents dropped under ``search/<name>/`` in the raw-data bucket are
+    chunked, embedded and indexed; ``POST /v1/search/<name>`` queries it."""
+
+    name: IndexName
+    dimension: int = Field(ge=1, le=4096, description="Embedding size; must match the embedder.")
+    distance: Literal["cosine", "euclidean"] = "cosine"
+    filterable_metadata: tuple[FeatureName, ...] = Field(
+        default=(), max_length=10, description="Document metadata keys a search can filter on."
+    )
+    embedder: EmbedderConfig
+    store: Literal["s3vectors", "opensearch"] = Field(
+        default="s3vectors",
+        description="s3vectors: Amazon S3 Vectors (near-zero idle cost); opensearch: an OpenSearch Serverless "
+                    "vector collection (lower latency, hybrid search; bills OCUs while idle).",
+    )
+    chunk_size: int = Field(default=200, ge=16, le=2000, description="Words per chunk.")
+    chunk_overlap: int = Field(default=40, ge=0, description="Words shared by consecutive chunks.")
+    max_top_k: int = Field(default=20, ge=1, le=100, description="Largest top_k a search may ask for.")
+    bulk_instance_type: InstanceType = Field(default="ml.m5.large", description="Bulk indexing job instance.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchIndexConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        model = self.embedder.model_id or ""
+        for prefix, sizes in _BEDROCK_DIMENSIONS.items():
+            if model.startswith(prefix) and self.dimension not in sizes:
+                raise ValueError(f"{model} produces vectors of {sizes}, not dimension {self.dimension}")
+        if {"text", "doc_id", "chunk", "chunk_count"} & set(self.filterable_metadata):
+            raise ValueError("text, doc_id, chunk and chunk_count are the platform's own metadata keys")
+        return self
+
+
+class SearchConfig(StrictModel):
+    indexes: tuple[SearchIndexConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> SearchConfig:
+        names = [i.name for i in self.indexes]
+        if len(names) != len(set(names)):
+            raise ValueError(f"index names must be unique, got {names}")
+        return self
+
+
 class PlatformConfig(StrictModel):
     """One environment of the platform (one CDK stage, one account/region)."""
 
@@ -961,6 +1041,7 @@ class PlatformConfig(StrictModel):
     feature_store: FeatureStoreConfig = Field(default_factory=FeatureStoreConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
     @field_validator("vpc")
     @classmethod
@@ -1022,6 +1103,21 @@ class PlatformConfig(StrictModel):
             if unknown:
                 raise ValueError(f"experiments[{index}].features.features {unknown} are not features of "
                                  f"'{group.name}'")
+        return value
+
+    @field_validator("search")
+    @classmethod
+    def _embedders_exist(cls, value: SearchConfig, info: ValidationInfo) -> SearchConfig:
+        serving = info.data.get("serving")
+        endpoints = {e.name: e for e in serving.endpoints} if serving else {}
+        for index, search_index in enumerate(value.indexes):
+            endpoint = search_index.embedder.endpoint
+            if endpoint is not None:
+                if endpoint not in endpoints:
+                    raise ValueError(f"indexes[{index}].embedder.endpoint '{endpoint}' is not in serving.endpoints "
+                                     f"(endpoints: {sorted(endpoints) or 'none'})")
+                if endpoints[endpoint].variant.kind == "async":
+                    raise ValueError(f"indexes[{index}].embedder.endpoint '{endpoint}' is asynchronous")
         return value
 
     @field_validator("removal_policy")

@@ -34,6 +34,7 @@ class PlatformDashboardProps:
     feedback_namespace: str
     monitored: tuple[MonitoredEndpoint, ...] = ()
     pipelines: tuple[str, ...] = ()
+    search: tuple[str, str] | None = None  # (search function name, indexer function name) with indexes
     period: Duration = field(default_factory=lambda: Duration.minutes(5))
 
 
@@ -58,6 +59,9 @@ class PlatformDashboard(Construct):
         if props.monitored:
             rows.append([self._title("Drift and model quality (dashed lines: alarm thresholds)")])
             rows.extend(self._monitoring_row(monitored) for monitored in props.monitored)
+        if props.search:
+            rows.append([self._title("Semantic search")])
+            rows.append(self._search_row(*props.search))
         if props.pipelines:
             rows.append([self._title("Pipelines")])
             rows.append(self._pipelines_row())
@@ -165,6 +169,21 @@ class PlatformDashboard(Construct):
                 left_annotations=[cloudwatch.HorizontalAnnotation(value=threshold, label=f"{name} threshold")],
             ))
         return widgets
+
+    def _search_row(self, search_function: str, indexer_function: str) -> list[cloudwatch.IWidget]:
+        def function_metric(function: str, name: str, statistic: str) -> cloudwatch.Metric:
+            return self._metric("AWS/Lambda", name, {"FunctionName": function}, statistic, label=f"{name} {statistic}")
+
+        indexer = {"service": indexer_function}
+        return [
+            cloudwatch.GraphWidget(title="Search latency (ms)", width=8, height=6, left=[
+                function_metric(search_function, "Duration", "p50"), function_metric(search_function, "Duration", "p99")]),
+            cloudwatch.GraphWidget(title="Search requests / errors", width=8, height=6, left=[
+                function_metric(search_function, "Invocations", "Sum"), function_metric(search_function, "Errors", "Sum")]),
+            cloudwatch.GraphWidget(title="Indexing: documents, chunks, rejected", width=8, height=6, left=[
+                self._metric("MlopsPlatform/Search", name, indexer, label=name)
+                for name in ("DocumentsIndexed", "ChunksIndexed", "DocumentsRejected")]),
+        ]
 
     def _pipelines_row(self) -> list[cloudwatch.IWidget]:
         def per_pipeline(name: str) -> list[cloudwatch.IMetric]:

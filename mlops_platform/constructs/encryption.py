@@ -14,6 +14,7 @@ from constructs import Construct
 class PlatformKeyProps:
     alias: str
     removal_policy: RemovalPolicy
+    s3_vectors: bool = False  # S3 Vectors indexes use the key through the service principal
 
 
 class PlatformKey(Construct):
@@ -51,3 +52,16 @@ class PlatformKey(Construct):
                 },
             )
         )
+        if props.s3_vectors:
+            # S3 Vectors maintains SSE-KMS indexes in the background with its indexing principal.
+            self.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="AllowS3VectorsIndexingOfThisAccount",
+                    principals=[iam.ServicePrincipal("indexing.s3vectors.amazonaws.com")],
+                    actions=["kms:Decrypt"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"aws:SourceAccount": stack.account},
+                                "ArnLike": {"aws:SourceArn":
+                                            f"arn:{stack.partition}:s3vectors:{stack.region}:{stack.account}:bucket/*"}},
+                )
+            )

@@ -36,6 +36,7 @@ from ..constructs.experiment_tables import ExperimentTables, ExperimentTablesPro
 from ..constructs.ground_truth_stream import GroundTruthStream, GroundTruthStreamProps
 from ..constructs.naming import EnvironmentNames, pascal
 from ..constructs.roles import scheduler_invoke_role
+from ..constructs.semantic_search import SemanticSearch, SemanticSearchProps
 from ..constructs.platform_function import PlatformFunction
 from ..constructs.rest_api import PlatformRestApi, PlatformRestApiProps, caller_policy
 from .foundation import FoundationStack, removal_policy_of
@@ -57,7 +58,9 @@ class ApiStack(Stack):
     """The REST API, its Lambda handlers, the experiment tables and the controller schedules."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: PlatformConfig,
-                 foundation: FoundationStack, **kwargs) -> None:
+                 foundation: FoundationStack, smoke_test_account: str | None = None, **kwargs) -> None:
+        """``smoke_test_account``: the delivery pipeline's account, whose smoke tests may assume
+        ``<prefix>-api-smoke-test`` to call this API."""
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.foundation = foundation
@@ -91,6 +94,7 @@ class ApiStack(Stack):
                             body_schema=FEEDBACK_BODY_SCHEMA, model_name="FeedbackBody")
         self.feedback_replay = self._feedback_replay_function()
         self.alarms = self._feedback_alarms()
+        self.search = self._semantic_search() if config.search.indexes else None
         self.controller = self._controller_function()
         self.schedule_role = scheduler_invoke_role(self, "ControllerScheduleRole", self.controller.function,
                                                    "EventBridge Scheduler runs the experiment controller")
@@ -101,9 +105,23 @@ class ApiStack(Stack):
                                   "Callers of the platform may call every route of its API stage.")
             CfnOutput(self, "CallerPolicyArn", value=self.caller_policy.managed_policy_arn,
                       description="Attach to the roles that call the API (execute-api:Invoke)")
-        CfnOutput(self, "ApiUrl", value=self.rest_api.api.url, description="Base URL of the platform API")
+            if smoke_test_account:
+                self.smoke_test_role = iam.Role(
+                    self, "SmokeTestRole",
+                    role_name=self.smoke_test_role_name(config),
+                    assumed_by=iam.AccountPrincipal(smoke_test_account),
+                    description="Assumed by the delivery pipeline's smoke tests to call this API",
+                    managed_policies=[self.caller_policy],
+                    max_session_duration=Duration.hours(1),
+                )
+        self.api_url_output = CfnOutput(self, "ApiUrl", value=self.rest_api.api.url,
+                                        description="Base URL of the platform API")
 
     # --- names and configuration ----------------------------------------------------------
+    @staticmethod
+    def smoke_test_role_name(config: PlatformConfig) -> str:
+        return f"{config.name_prefix}-api-smoke-test"
+
     def _arn(self, service: str, resource: str) -> str:
         return self.names.arn(service, resource)
 
@@ -291,6 +309,22 @@ class ApiStack(Stack):
                 ),
             ),
         )
+
+    # --- semantic search ------------------------------------------------------------------------
+    def _semantic_search(self) -> SemanticSearch:
+        config = self.config
+        return SemanticSearch(self, "Search", SemanticSearchProps(
+            names=self.names,
+            indexes=config.search.indexes,
+            key=self.foundation.key,
+            production=config.is_production,
+            raw_data_bucket=self.foundation.import_bucket(self, "raw-data"),
+            artifacts_bucket=self.foundation.import_bucket(self, "artifacts"),
+            rest_api=self.rest_api,
+            job_role=self.foundation.sagemaker_role,
+            topic=self.notifications,
+            function_props=self.foundation.function_props,
+        ))
 
     # --- feedback -----------------------------------------------------------------------------
     def _feedback_dead_letter_queues(self) -> tuple[sqs.Queue, sqs.Queue]:

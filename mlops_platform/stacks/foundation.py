@@ -48,7 +48,9 @@ class FoundationStack(Stack):
         storage = config.storage
 
         self.key = PlatformKey(
-            self, "PlatformKey", PlatformKeyProps(alias=f"alias/{config.name_prefix}", removal_policy=removal)
+            self, "PlatformKey", PlatformKeyProps(
+                alias=f"alias/{config.name_prefix}", removal_policy=removal,
+                s3_vectors=any(index.store == "s3vectors" for index in config.search.indexes))
         ).key
 
         self.access_log_bucket = AccessLogBucket(

@@ -379,6 +379,7 @@ class MonitoringStack(Stack):
             monitored.append(MonitoredEndpoint(self.endpoint_name(endpoint), drift, endpoint.monitoring.quality_threshold))
         pipelines = [f"{prefix}-{p.name}" for p in config.training.pipelines]
         pipelines += [self.pipeline_name(e) for e in self.monitored]
+        pipelines += [f"{prefix}-search-bulk-index"] if config.search.indexes else []
         return PlatformDashboard(self, "Dashboard", PlatformDashboardProps(
             dashboard_name=f"{prefix}-platform",
             endpoint_names=tuple(self.names.endpoint_name(e.name) for e in config.serving.endpoints),
@@ -389,4 +390,5 @@ class MonitoringStack(Stack):
             feedback_namespace="MlopsPlatform/Feedback",
             monitored=tuple(monitored),
             pipelines=tuple(pipelines),
+            search=(f"{prefix}-search-api", f"{prefix}-search-indexer") if config.search.indexes else None,
         ))

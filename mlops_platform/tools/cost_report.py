@@ -145,6 +145,8 @@ class Inventory:
     # metric math over 2 metrics (errors, invocations), so 4 alarms bill 6 alarm metrics
     guardrail_alarms_per_endpoint: int = 4
     guardrail_alarm_metrics_per_endpoint: int = 6
+    # SemanticSearch._alarms: indexer errors, rejected documents, search errors, search p99 latency
+    search_alarms: int = 4
     # MonitoringStack._failure_alarm: per training pipeline and per monitoring pipeline
     failed_alarms_per_pipeline: int = 1
     # Created at run time by Application Auto Scaling: a target-tracking policy has a high and a low
@@ -170,6 +172,9 @@ def alarm_groups(config: PlatformConfig, inventory: Inventory | None = None) -> 
     inventory = inventory or PLATFORM
     groups = [AlarmGroup("API (5xx, feedback dead-lettered, feedback parked)",
                          inventory.api_alarms, inventory.api_alarms)]
+    if config.search.indexes:
+        groups.append(AlarmGroup("semantic search (indexer errors, rejected documents, search errors and latency)",
+                                 inventory.search_alarms, inventory.search_alarms))
     pipelines = len(config.training.pipelines)
     if pipelines:
         groups.append(AlarmGroup(f"failed executions of {pipelines} training pipeline(s)",
@@ -445,6 +450,14 @@ def idle_costs(config: PlatformConfig, prices: PriceTable,
         if group.throughput_mode == "Provisioned":
             result.not_priced.append(f"feature group '{group.name}': provisioned throughput bills for its "
                                      "capacity while idle (no price in the table)")
+    for index in config.search.indexes:
+        if index.store == "opensearch":
+            result.not_priced.append(
+                f"search index '{index.name}': its OpenSearch Serverless collection bills OCU-hours while idle "
+                f"(standby replicas {'on' if config.is_production else 'off'}; no price in the table)")
+        else:
+            result.usage_priced.append(f"Search index '{index.name}' (S3 Vectors): per GB-month stored, per "
+                                       "vector written and per query; embeddings per Bedrock/endpoint call")
     result.not_priced.append(
         "CloudWatch custom metrics that scheduled functions (experiment controller, monitoring launcher) "
         "publish even without traffic: a few metric-months per environment (no price in the table)")

@@ -45,12 +45,14 @@ def runtime_module(name):
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_every_route_is_iam_authorized_validated_lambda_proxy(synthesis, cdk_template, environment):
     methods = resources(synthesis, environment, "AWS::ApiGateway::Method")
-    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == ["GET", "POST", "POST"]
+    expected = ["GET", "POST", "POST"] + (["POST"] if synthesis.configs[environment].search.indexes else [])
+    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == expected
     for method in methods.values():
         props = method["Properties"]
         assert props["AuthorizationType"] == "AWS_IAM"
         assert props["RequestValidatorId"] and props["Integration"]["Type"] == "AWS_PROXY"
-    with_path_parameter = [m["Properties"] for m in methods.values() if "RequestParameters" in m["Properties"]]
+    with_path_parameter = [m["Properties"] for m in methods.values()
+                           if "method.request.path.endpoint" in m["Properties"].get("RequestParameters", {})]
     assert len(with_path_parameter) == 2
     assert all(p["RequestParameters"] == {"method.request.path.endpoint": True} for p in with_path_parameter)
     (feedback,) = [m["Properties"] for m in methods.values() if "RequestModels" in m["Properties"]]
@@ -61,7 +63,7 @@ def test_every_route_is_iam_authorized_validated_lambda_proxy(synthesis, cdk_tem
     template.has_resource_properties("AWS::ApiGateway::Model", {
         "ContentType": "application/json", "Schema": Match.object_like({"type": "object"})})
     paths = sorted(r["Properties"]["PathPart"] for r in resources(synthesis, environment, "AWS::ApiGateway::Resource").values())
-    assert paths == sorted(["v1", "endpoints", "{endpoint}", "invocations", "experiments", "{endpoint}", "feedback"])
+    assert set(paths) >= {"v1", "endpoints", "{endpoint}", "invocations", "experiments", "feedback"}
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -174,7 +176,8 @@ def test_controller_runs_on_a_schedule_per_route(synthesis, environment):
 
 
 def test_caller_policy_grants_invoke_on_the_stage_only(synthesis):
-    (policy,) = resources(synthesis, "staging", "AWS::IAM::ManagedPolicy").values()
+    (policy,) = [p for p in resources(synthesis, "staging", "AWS::IAM::ManagedPolicy").values()
+                 if "execute-api" in json.dumps(p)]
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Action"] == "execute-api:Invoke"
     assert json.dumps(statement["Resource"]).endswith('"/live/*/*"]]}')
@@ -212,7 +215,7 @@ def test_api_key_authorization_adds_a_usage_plan_and_stays_nag_clean(tmp_path):
     assert plan["Quota"] == {"Limit": 5000, "Period": "DAY"}
     assert plan["Throttle"] == {"BurstLimit": 20, "RateLimit": 10}
     assert [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::UsagePlanKey"]
-    assert not [r for r in resources.values() if r["Type"] == "AWS::IAM::ManagedPolicy"]  # no SigV4 callers
+    assert "execute-api:Invoke" not in json.dumps(resources)  # no SigV4 caller policy
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

@@ -122,3 +122,26 @@ def test_feature_lookups_name_declared_online_features(tmp_path, features, expec
     else:
         (route,) = [r for r in load(tmp_path, experiments=experiments).serving.routes() if r.name == "rt"]
         assert route.config.features.features == ("tenure_months", "monthly_spend")
+
+
+@pytest.mark.parametrize("data,expected", [
+    ({"enabled": True}, "enabled: true needs account, region, connection_arn, repository"),
+    ({"enabled": False, "manual_approval_before": ["qa"]}, "not stages: ['qa']"),
+    ({"enabled": False, "connection_arn": "arn:aws:codecommit:eu-west-1:1:repo"}, "connection_arn"),
+    ({"enabled": False, "repo": "x"}, "unknown field"),
+])
+def test_delivery_config_mistakes_get_one_line(tmp_path, data, expected):
+    from mlops_platform.config.delivery import load_delivery
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as caught:
+        load_delivery(path)
+    assert len(caught.value.lines) == 1 and expected in caught.value.lines[0] and "pipeline.yaml" in caught.value.lines[0]
+
+
+def test_delivery_config_in_the_repository_is_valid_and_off():
+    from mlops_platform.config.delivery import load_delivery
+
+    delivery = load_delivery()
+    assert delivery is not None and delivery.enabled is False and delivery.stages == ("dev", "staging", "prod")

@@ -1,0 +1,1 @@
+"""Semantic-search indexing shared by the indexer Lambda and the bulk processing job (no Powertools)."""

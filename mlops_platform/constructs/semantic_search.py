@@ -1,0 +1,281 @@
+"""Semantic search: vector stores, the indexing Lambda and bulk pipeline, the search route, alarms.
+
+Documents (JSON lines ``{"id", "text", "metadata"}``, or ``{"id", "deleted": true}``) dropped under
+``search/<index>/`` in the raw-data bucket reach the indexer through EventBridge (the bucket sends
+its events there); for large backfills the pipeline ``<prefix>-search-bulk-index`` runs the same
+indexing code as a processing job (parameters ``IndexName`` and ``InputS3Uri``). Both write a
+report of rejected lines under ``search-reports/`` in the artifacts bucket. ``POST
+/v1/search/{index}`` embeds the query and returns the nearest chunks. Runtime contracts:
+``docs/search.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from ..compliance import (
+    GRANT_READ_ACTIONS, KMS_GRANT_ACTIONS, acknowledge_inline_policy, acknowledge_wildcards, objects_under,
+)
+from ..config.models import SearchIndexConfig
+from ..lambda_bundles import stage_bundle
+from ..pipelines.monitoring_definition import sklearn_image_uri
+from .naming import EnvironmentNames
+from .platform_function import BUNDLE_DIR, PlatformFunction, PlatformFunctionProps
+from .rest_api import PlatformRestApi
+from .roles import service_role
+from .vector_store import VectorStoreProps, VectorStores
+
+DOCUMENTS_PREFIX = "search/"
+REPORTS_PREFIX = "search-reports/"
+BULK_MODULE = "mlops_runtime.search.bulk"
+BULK_IMAGE_VERSION = "1.4-2-py312"  # Python 3.12: the runtime package's syntax
+BULK_ROOT = "/opt/ml/processing"
+SEARCH_NAMESPACE = "MlopsPlatform/Search"
+
+
+@dataclass(frozen=True)
+class SemanticSearchProps:
+    names: EnvironmentNames
+    indexes: tuple[SearchIndexConfig, ...]
+    key: kms.IKey
+    production: bool
+    raw_data_bucket: s3.IBucket
+    artifacts_bucket: s3.IBucket
+    rest_api: PlatformRestApi
+    job_role: iam.IRole  # the SageMaker execution role (bulk job)
+    topic: sns.ITopic
+    function_props: Callable[..., PlatformFunctionProps]
+
+
+class SemanticSearch(Construct):
+    def __init__(self, scope: Construct, construct_id: str, props: SemanticSearchProps) -> None:
+        super().__init__(scope, construct_id)
+        self._props = props
+        names = props.names
+        self.stores = VectorStores(self, "Stores", VectorStoreProps(
+            name_prefix=names.prefix, indexes=props.indexes, key=props.key, production=props.production))
+        self.indexer = PlatformFunction(self, "Indexer", props.function_props(
+            function_name=f"{names.prefix}-search-indexer",
+            handler="mlops_runtime.handlers.search_indexer.handler",
+            description="Chunks, embeds and indexes documents dropped under search/<index>/",
+            environment={"REPORT_BUCKET": props.artifacts_bucket.bucket_name, "REPORT_PREFIX": REPORTS_PREFIX,
+                         "POWERTOOLS_METRICS_NAMESPACE": SEARCH_NAMESPACE},
+            memory_mb=1024, timeout=Duration.minutes(15), reserved_concurrency=4,
+        ))
+        self.search = PlatformFunction(self, "SearchApi", props.function_props(
+            function_name=f"{names.prefix}-search-api",
+            handler="mlops_runtime.handlers.search_api.handler",
+            description="Search API: embeds the query and returns the nearest chunks",
+            environment={"POWERTOOLS_METRICS_NAMESPACE": SEARCH_NAMESPACE},
+            memory_mb=512, timeout=Duration.seconds(28), reserved_concurrency=20,
+        ))
+        self.stores.open_search_collections((self.indexer.role, self.search.role, props.job_role))
+        self.settings_json = Stack.of(self).to_json_string(self.settings())
+        for function in (self.indexer, self.search):
+            function.function.add_environment("SEARCH_INDEXES", self.settings_json)
+        self._grant()
+        props.rest_api.route("v1/search/{index}", "POST", self.search.function, path_parameters=("index",))
+        self._route_documents()
+        self.bulk_code = s3_assets.Asset(self, "BulkIndexingCode",
+                                         path=str(stage_bundle(BULK_MODULE, BUNDLE_DIR)))
+        self.bulk_pipeline = self._bulk_pipeline()
+        self.alarms = self._alarms()
+
+    # --- the runtime's settings -------------------------------------------------------------------
+    def settings(self) -> dict:
+        """``SEARCH_INDEXES`` (``mlops_runtime.domain.search``)."""
+        result = {}
+        for index in self._props.indexes:
+            embedder = index.embedder
+            result[index.name] = {
+                "dimension": index.dimension,
+                "distance": index.distance,
+                "filterable": list(index.filterable_metadata),
+                "store": self.stores.settings(index),
+                "embedder": {"kind": "bedrock", "model_id": embedder.model_id, "batch_size": embedder.batch_size}
+                if embedder.kind == "bedrock" else
+                {"kind": "sagemaker", "endpoint": self._props.names.endpoint_name(embedder.endpoint),
+                 "batch_size": embedder.batch_size},
+                "chunk_size": index.chunk_size,
+                "chunk_overlap": index.chunk_overlap,
+                "max_top_k": index.max_top_k,
+            }
+        return result
+
+    # --- permissions ------------------------------------------------------------------------------
+    def _embedder_statement(self, index: SearchIndexConfig) -> iam.PolicyStatement:
+        names = self._props.names
+        embedder = index.embedder
+        if embedder.kind == "bedrock":
+            arn = f"arn:{names.partition}:bedrock:{names.region}::foundation-model/{embedder.model_id}"
+            return iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=[arn])
+        arn = names.arn("sagemaker", f"endpoint/{names.endpoint_name(embedder.endpoint)}")
+        return iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[arn])
+
+    def _grant(self) -> None:
+        props = self._props
+        job_access = iam.ManagedPolicy(self, "BulkIndexingAccess", roles=[props.job_role])
+        for index in props.indexes:
+            for role in (self.indexer.role, self.search.role):
+                role.add_to_principal_policy(self._embedder_statement(index))
+            self.stores.grant(self.indexer.role, index, write=True)
+            self.stores.grant(self.search.role, index, write=False)
+            job_access.add_statements(self._embedder_statement(index))
+            if index.store == "s3vectors":
+                job_access.add_statements(iam.PolicyStatement(
+                    actions=["s3vectors:GetVectors", "s3vectors:PutVectors", "s3vectors:DeleteVectors"],
+                    resources=[self.stores.index_arn(index)]))
+            else:
+                job_access.add_statements(iam.PolicyStatement(
+                    actions=["aoss:APIAccessAll"], resources=[self.stores.collections[index.name].attr_arn]))
+        props.raw_data_bucket.grant_read(self.indexer.role, f"{DOCUMENTS_PREFIX}*")
+        props.artifacts_bucket.grant_put(self.indexer.role, f"{REPORTS_PREFIX}*")
+        raw, artifacts = props.raw_data_bucket.bucket_name, props.artifacts_bucket.bucket_name
+        acknowledge_wildcards(
+            self.indexer.role.node.find_child("DefaultPolicy"),
+            [*GRANT_READ_ACTIONS, *KMS_GRANT_ACTIONS, "Action::s3:Abort*",
+             objects_under(raw, DOCUMENTS_PREFIX), objects_under(artifacts, REPORTS_PREFIX)],
+            "Reads the documents under search/, writes reports under search-reports/; KMS data-key actions "
+            "come from the bucket grants on the platform key.",
+        )
+
+    # --- indexing ---------------------------------------------------------------------------------
+    def _route_documents(self) -> None:
+        props = self._props
+        events.Rule(
+            self, "IndexNewDocuments",
+            description="Documents dropped under search/<index>/ in the raw-data bucket are indexed",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"], detail_type=["Object Created"],
+                detail={"bucket": {"name": [props.raw_data_bucket.bucket_name]},
+                        "object": {"key": [{"prefix": DOCUMENTS_PREFIX}]}},
+            ),
+            targets=[targets.LambdaFunction(self.indexer.function, retry_attempts=2,
+                                            dead_letter_queue=self.indexer.dead_letter_queue)],
+        )
+
+    def _bulk_pipeline(self) -> sagemaker.CfnPipeline:
+        """Bulk indexing as a SageMaker processing job: the indexer's code and settings, no time limit
+        of a Lambda. It runs outside the VPC: it calls Bedrock or the embedding endpoint and the
+        vector store, which the isolated subnets have no endpoints for."""
+        props = self._props
+        names = props.names
+        stack = Stack.of(self)
+        pipeline_role = service_role(self, "BulkPipelineRole", "sagemaker.amazonaws.com",
+                                     "Runs the bulk search-indexing pipeline")
+        jobs = names.arn("sagemaker", "processing-job/pipelines-*")
+        pipeline_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+                     "sagemaker:StopProcessingJob", "sagemaker:AddTags"], resources=[jobs]))
+        props.job_role.grant_pass_role(pipeline_role)
+        acknowledge_wildcards(pipeline_role.node.find_child("DefaultPolicy"), [f"Resource::{jobs}"],
+                              "SageMaker Pipelines names step jobs pipelines-<execution>-<step>-<suffix> at run time.")
+        acknowledge_inline_policy(pipeline_role)
+        iam.ManagedPolicy(self, "BulkIndexingCodeAccess", roles=[props.job_role], statements=[
+            iam.PolicyStatement(actions=["s3:GetObject"],
+                                resources=[self.bulk_code.bucket.arn_for_objects(self.bulk_code.s3_object_key)])])
+        entrypoint = [
+            "/bin/sh", "-c",
+            f"python3 -m zipfile -e {BULK_ROOT}/input/code/*.zip {BULK_ROOT}/search && cd {BULK_ROOT}/search "
+            f'&& exec python3 -m {BULK_MODULE} "$@"',
+            "bulk-index",
+        ]
+        report = {"Std:Join": {"On": "/", "Values": [
+            props.artifacts_bucket.s3_url_for_object(f"{REPORTS_PREFIX}bulk"), {"Get": "Execution.PipelineExecutionId"},
+            "report.json"]}}
+        definition = {
+            "Version": "2020-12-01",
+            "Metadata": {},
+            "Parameters": [
+                {"Name": "IndexName", "Type": "String",
+                 "DefaultValue": props.indexes[0].name if props.indexes else ""},
+                {"Name": "InputS3Uri", "Type": "String",
+                 "DefaultValue": props.raw_data_bucket.s3_url_for_object(
+                     f"{DOCUMENTS_PREFIX}{props.indexes[0].name}/" if props.indexes else DOCUMENTS_PREFIX)},
+            ],
+            "Steps": [{
+                "Name": "BulkIndex",
+                "Type": "Processing",
+                "Arguments": {
+                    "ProcessingResources": {"ClusterConfig": {
+                        "InstanceType": props.indexes[0].bulk_instance_type if props.indexes else "ml.m5.large",
+                        "InstanceCount": 1, "VolumeSizeInGB": 30, "VolumeKmsKeyId": props.key.key_arn}},
+                    "AppSpecification": {
+                        "ImageUri": sklearn_image_uri(names.region, BULK_IMAGE_VERSION),
+                        "ContainerEntrypoint": entrypoint,
+                        "ContainerArguments": ["--index", {"Get": "Parameters.IndexName"},
+                                               "--input", {"Get": "Parameters.InputS3Uri"}, "--report", report],
+                    },
+                    "RoleArn": props.job_role.role_arn,
+                    "Environment": {"SEARCH_INDEXES": self.settings_json, "AWS_DEFAULT_REGION": names.region},
+                    "ProcessingInputs": [{
+                        "InputName": "code", "AppManaged": False,
+                        "S3Input": {"S3Uri": self.bulk_code.s3_object_url, "LocalPath": f"{BULK_ROOT}/input/code",
+                                    "S3DataType": "S3Prefix", "S3InputMode": "File",
+                                    "S3DataDistributionType": "FullyReplicated", "S3CompressionType": "None"},
+                    }],
+                    "StoppingCondition": {"MaxRuntimeInSeconds": 24 * 3600},
+                },
+            }],
+        }
+        pipeline = sagemaker.CfnPipeline(
+            self, "BulkIndexingPipeline",
+            pipeline_name=f"{names.prefix}-search-bulk-index",
+            pipeline_description="Indexes every document under an S3 prefix into a semantic-search index",
+            pipeline_definition={"PipelineDefinitionBody": stack.to_json_string(definition)},
+            role_arn=pipeline_role.role_arn,
+        )
+        pipeline.node.add_dependency(pipeline_role)
+        return pipeline
+
+    # --- alarms -----------------------------------------------------------------------------------
+    def _alarms(self) -> list[cloudwatch.Alarm]:
+        prefix = self._props.names.prefix
+        five_minutes = Duration.minutes(5)
+        alarms = [
+            cloudwatch.Alarm(
+                self, "IndexerErrorsAlarm", alarm_name=f"{prefix}-search-indexer-errors",
+                alarm_description="The search indexer failed on a document drop (retried, then dead-lettered)",
+                metric=self.indexer.function.metric_errors(period=five_minutes, statistic="Sum"),
+                threshold=1, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING),
+            cloudwatch.Alarm(
+                self, "RejectedDocumentsAlarm", alarm_name=f"{prefix}-search-documents-rejected",
+                alarm_description="Documents were rejected by the indexer: see the reports under search-reports/",
+                metric=cloudwatch.Metric(namespace=SEARCH_NAMESPACE, metric_name="DocumentsRejected",
+                                         dimensions_map={"service": f"{prefix}-search-indexer"},
+                                         statistic="Sum", period=Duration.hours(1)),
+                threshold=1, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING),
+            cloudwatch.Alarm(
+                self, "SearchErrorsAlarm", alarm_name=f"{prefix}-search-api-errors",
+                alarm_description="The search API function failed",
+                metric=self.search.function.metric_errors(period=five_minutes, statistic="Sum"),
+                threshold=5, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING),
+            cloudwatch.Alarm(
+                self, "SearchLatencyAlarm", alarm_name=f"{prefix}-search-api-p99-latency",
+                alarm_description="p99 duration of the search API above 2 s",
+                metric=self.search.function.metric_duration(period=five_minutes, statistic="p99"),
+                threshold=2000, comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=3, datapoints_to_alarm=2,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING),
+        ]
+        for alarm in alarms:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self._props.topic))
+        return alarms
