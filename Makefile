@@ -18,13 +18,14 @@ export SAGEMAKER_VALIDATE_ROLE := false
 STAMP := $(VENV)/.installed
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: help install synth test bench cost deploy deploy-pipeline diff destroy clean
+.PHONY: help install synth test bench cost docs deploy deploy-pipeline diff destroy clean
 
 help:
 	@echo "make synth            set up the toolchain and synthesize every environment into cdk.out"
 	@echo "make test             run the whole test suite (offline)"
 	@echo "make bench            run the benchmarks; figures go to benchmarks/results/"
 	@echo "make cost             what each environment costs while idle (cost/prices.yaml)"
+	@echo "make docs             regenerate docs/configuration.md and docs/architecture.svg"
 	@echo "make deploy ENV=dev   deploy one environment (needs AWS credentials and a bootstrapped account)"
 	@echo "make diff ENV=dev     show what a deploy would change"
 	@echo "make deploy-pipeline  deploy the delivery pipeline (config/delivery/pipeline.yaml enabled)"
@@ -47,6 +48,12 @@ synth: $(STAMP)
 # subprocesses then share compiled (and assertion-rewritten) modules instead of each compiling them.
 test: $(STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadgroup
+
+docs: $(STAMP)
+	$(BIN)/python -m mlops_platform.tools.config_reference
+	rm -rf cdk.out
+	$(CDK) synth '**' --quiet
+	$(BIN)/python -m mlops_platform.tools.architecture --assembly cdk.out --environment staging --output docs/architecture.svg
 
 cost: $(STAMP)
 	$(BIN)/python -m mlops_platform.tools.cost_report
