@@ -18,7 +18,7 @@ export SAGEMAKER_VALIDATE_ROLE := false
 STAMP := $(VENV)/.installed
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: help install synth test bench cost docs deploy deploy-pipeline diff destroy clean
+.PHONY: help install synth test bench cost docs local demo deploy deploy-pipeline diff destroy clean
 
 help:
 	@echo "make synth            set up the toolchain and synthesize every environment into cdk.out"
@@ -26,6 +26,8 @@ help:
 	@echo "make bench            run the benchmarks; figures go to benchmarks/results/"
 	@echo "make cost             what each environment costs while idle (cost/prices.yaml)"
 	@echo "make docs             regenerate docs/configuration.md and docs/architecture.svg"
+	@echo "make local            the API on http://127.0.0.1:$${PORT:-8080}: real handlers, AWS in moto (Ctrl-C stops)"
+	@echo "make demo             an A/B experiment against make local until the controller declares a winner"
 	@echo "make deploy ENV=dev   deploy one environment (needs AWS credentials and a bootstrapped account)"
 	@echo "make diff ENV=dev     show what a deploy would change"
 	@echo "make deploy-pipeline  deploy the delivery pipeline (config/delivery/pipeline.yaml enabled)"
@@ -48,6 +50,12 @@ synth: $(STAMP)
 # subprocesses then share compiled (and assertion-rewritten) modules instead of each compiling them.
 test: $(STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadgroup
+
+local: $(STAMP)
+	PORT=$${PORT:-8080} $(BIN)/python -m mlops_platform.local.server
+
+demo: $(STAMP)
+	PORT=$${PORT:-8080} $(BIN)/python -m mlops_platform.local.demo
 
 docs: $(STAMP)
 	$(BIN)/python -m mlops_platform.tools.config_reference
