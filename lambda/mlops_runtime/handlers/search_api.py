@@ -50,6 +50,7 @@ from mlops_runtime.domain.search import (
     parse_settings,
     shape_results,
 )
+from mlops_runtime.search.adapter_cache import IndexAdapterCache
 
 ROUTE = "/v1/search/<index>"
 THROTTLED_RETRY_AFTER = "1"
@@ -81,7 +82,7 @@ def _store(settings: IndexSettings) -> VectorStore:
 
 
 @dataclass
-class Runtime:
+class Runtime(IndexAdapterCache):
     """Settings and adapters (built per index on first use), kept for the execution environment."""
 
     settings: dict[str, IndexSettings]
@@ -94,16 +95,6 @@ class Runtime:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Runtime:
         return cls(parse_settings((os.environ if environ is None else environ).get("SEARCH_INDEXES")))
-
-    def embedder(self, index: str) -> Embedder:
-        if index not in self.embedders:
-            self.embedders[index] = self.embedder_factory(self.settings[index])
-        return self.embedders[index]
-
-    def store(self, index: str) -> VectorStore:
-        if index not in self.stores:
-            self.stores[index] = self.store_factory(self.settings[index])
-        return self.stores[index]
 
 
 _runtime: Runtime | None = None

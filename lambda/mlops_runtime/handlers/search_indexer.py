@@ -35,6 +35,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mlops_runtime.adapters.embedders import Embedder, embedder_for
 from mlops_runtime.adapters.vector_store import VectorStore, store_for
 from mlops_runtime.domain.search import ConfigurationError, IndexSettings, parse_settings
+from mlops_runtime.search.adapter_cache import IndexAdapterCache
 from mlops_runtime.search.indexing import IndexReport, index_lines, iter_lines
 
 DOCUMENTS_PREFIX = "search/"
@@ -54,7 +55,7 @@ def _s3_client() -> Any:
 
 
 @dataclass
-class Runtime:
+class Runtime(IndexAdapterCache):
     """Settings and adapters of the function, built on the first event and kept."""
 
     settings: dict[str, IndexSettings]
@@ -79,16 +80,6 @@ class Runtime:
         if self.s3 is None:
             self.s3 = _s3_client()
         return self.s3
-
-    def embedder(self, index: str) -> Embedder:
-        if index not in self.embedders:
-            self.embedders[index] = self.embedder_factory(self.settings[index])
-        return self.embedders[index]
-
-    def store(self, index: str) -> VectorStore:
-        if index not in self.stores:
-            self.stores[index] = self.store_factory(self.settings[index])
-        return self.stores[index]
 
 
 _runtime: Runtime | None = None
