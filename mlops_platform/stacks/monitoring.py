@@ -87,6 +87,8 @@ class MonitoringStack(Stack):
                 self.retraining = self._retraining()
         for pipeline in config.training.pipelines:
             self._failure_alarm(f"{config.name_prefix}-{pipeline.name}", f"{pascal(pipeline.name)}Training")
+        if config.search.indexes:  # the bulk indexing job (constructs/semantic_search.py)
+            self._failure_alarm(f"{config.name_prefix}-search-bulk-index", "SearchBulkIndex")
         for alarm in self.alarms.values():
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
         self.dashboard = self._dashboard()

@@ -145,8 +145,9 @@ class Inventory:
     # metric math over 2 metrics (errors, invocations), so 4 alarms bill 6 alarm metrics
     guardrail_alarms_per_endpoint: int = 4
     guardrail_alarm_metrics_per_endpoint: int = 6
-    # SemanticSearch._alarms: indexer errors, rejected documents, search errors, search p99 latency
-    search_alarms: int = 4
+    # SemanticSearch._alarms: indexer errors, rejected documents, search errors, search p99 latency;
+    # MonitoringStack: failed executions of the bulk indexing pipeline
+    search_alarms: int = 5
     # MonitoringStack._failure_alarm: per training pipeline and per monitoring pipeline
     failed_alarms_per_pipeline: int = 1
     # Created at run time by Application Auto Scaling: a target-tracking policy has a high and a low
@@ -173,7 +174,7 @@ def alarm_groups(config: PlatformConfig, inventory: Inventory | None = None) -> 
     groups = [AlarmGroup("API (5xx, feedback dead-lettered, feedback parked)",
                          inventory.api_alarms, inventory.api_alarms)]
     if config.search.indexes:
-        groups.append(AlarmGroup("semantic search (indexer errors, rejected documents, search errors and latency)",
+        groups.append(AlarmGroup("semantic search (indexer errors, rejected documents, search errors and latency, failed bulk indexing)",
                                  inventory.search_alarms, inventory.search_alarms))
     pipelines = len(config.training.pipelines)
     if pipelines:

@@ -39,7 +39,7 @@ def test_dev_has_no_monitoring_job_but_still_a_dashboard_and_training_failure_al
     assert function(synthesis, "dev", "monitoring_launcher") is None
     assert len(resources(synthesis, "dev", "AWS::CloudWatch::Dashboard")) == 1
     alarms = [a["Properties"]["AlarmName"] for a in resources(synthesis, "dev", "AWS::CloudWatch::Alarm").values()]
-    assert alarms == ["mlops-dev-example-classifier-failed"]
+    assert sorted(alarms) == ["mlops-dev-example-classifier-failed", "mlops-dev-search-bulk-index-failed"]
 
 
 @pytest.mark.parametrize("environment", MONITORED)

@@ -137,6 +137,10 @@ def test_indexing_failures_and_search_latency_are_alarmed(synthesis, cdk_templat
     for name in ("search-indexer-errors", "search-documents-rejected", "search-api-errors", "search-api-p99-latency"):
         template.has_resource_properties("AWS::CloudWatch::Alarm", {
             "AlarmName": f"{prefix}-{name}", "AlarmActions": [Match.string_like_regexp(f"{prefix}-notifications$")]})
+    monitoring = [a["Properties"] for a in resources(synthesis, environment, "AWS::CloudWatch::Alarm", "Monitoring").values()]
+    (bulk,) = [a for a in monitoring if a["AlarmName"] == f"{prefix}-search-bulk-index-failed"]
+    assert bulk["MetricName"] == "ExecutionFailed" and bulk["Dimensions"] == [
+        {"Name": "PipelineName", "Value": f"{prefix}-search-bulk-index"}]
     dashboard = json.dumps(resources(synthesis, environment, "AWS::CloudWatch::Dashboard", "Monitoring"))
     assert f"{prefix}-search-api" in dashboard and "DocumentsRejected" in dashboard
 
