@@ -28,6 +28,7 @@ import random
 import re
 import time
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -180,7 +181,7 @@ class DeterministicEmbedder:
 # --- AWS embedders ------------------------------------------------------------------------------
 
 
-class _AwsEmbedder(Retrying):
+class _AwsEmbedder(Retrying, ABC):
     """Shared retry loop of the Bedrock and SageMaker embedders."""
 
     service = ""
@@ -259,8 +260,9 @@ class _AwsEmbedder(Retrying):
             vectors.extend(self._embed_batch(list(batch)))
         return vectors
 
-    def _embed_batch(self, texts: list[str]) -> list[list[float]]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        """One embedding call for at most ``batch_size`` texts."""
 
 
 def _read_json(payload: Any, source: str) -> Any:
