@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from mlops_runtime.adapters.aws_errors import error_code_or_name
+from mlops_runtime.adapters.aws_errors import error_code_or_name, is_not_found
 from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
 from mlops_runtime.adapters.retrying import Retrying
 from mlops_runtime.domain.retraining import Execution
@@ -45,7 +45,6 @@ RETRYABLE_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
-NOT_FOUND_CODES = frozenset({"ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NoSuchBucket"})
 
 
 def is_retryable(error: Exception) -> bool:
@@ -54,17 +53,6 @@ def is_retryable(error: Exception) -> bool:
     if isinstance(error, ClientError):
         return error_code_or_name(error) in RETRYABLE_CODES
     return isinstance(error, BotoCoreError)  # connection errors and timeouts
-
-
-def is_not_found(error: Exception) -> bool:
-    """SageMaker's "does not exist" (``ValidationException`` "Could not find ...", ``ResourceNotFound``)."""
-    code = error_code_or_name(error)
-    if code in NOT_FOUND_CODES:
-        return True
-    if code in ("ValidationException", "ValidationError"):
-        message = str((getattr(error, "response", None) or {}).get("Error", {}).get("Message", "")).lower()
-        return "could not find" in message or "not found" in message or "does not exist" in message
-    return False
 
 
 class _Adapter(Retrying):

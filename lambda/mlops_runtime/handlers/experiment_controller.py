@@ -34,6 +34,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.aws_errors import is_not_found
 from mlops_runtime.adapters.experiments_store import (
     STATISTICS_FIELDS,
     DynamoDBExperimentsStore,
@@ -225,8 +226,8 @@ def run(name: str) -> dict[str, Any]:
     for endpoint in config.endpoints:
         try:
             info = control.describe_endpoint(endpoint)
-        except Exception as error:  # not deployed yet (no approved model), or torn down
-            if "ValidationException" not in repr(error) and "Could not find" not in str(error):
+        except Exception as error:
+            if not is_not_found(error):  # not deployed yet (no approved model), or torn down
                 raise
             busy.append(f"{endpoint} is not deployed")
             continue

@@ -345,3 +345,19 @@ def test_each_run_publishes_per_arm_gauges_for_the_dashboard(aws, capsys):
     assert gauges[("champion", "ArmInvocations")] == 1000
     assert gauges[("challenger", "ArmMeanReward")] == pytest.approx(0.15)
     assert all(d["Experiment"] == "churn-exp" for d in documents if "Arm" in d)
+
+
+def test_only_a_missing_endpoint_is_a_skip_other_validation_errors_surface(aws):
+    from botocore.exceptions import ClientError
+
+    from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
+    from mlops_runtime.handlers import experiment_controller
+
+    class Refusing(Boto3EndpointControl):
+        def describe_endpoint(self, endpoint):
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "1 validation error detected"}},
+                              "DescribeEndpoint")
+
+    experiment_controller.configure(endpoints=Refusing(boto3.client("sagemaker", region_name=REGION)))
+    with pytest.raises(ClientError):
+        experiment_controller.run("split")
