@@ -55,7 +55,3 @@ class ExperimentTables(Construct):
         )
         acknowledge(table, "NIST.800.53.R5-DynamoDBInBackupPlan", why)
         return table
-
-    @property
-    def all(self) -> tuple[dynamodb.Table, ...]:
-        return (self.predictions, self.statistics, self.state, self.feedback)

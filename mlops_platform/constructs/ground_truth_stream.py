@@ -56,7 +56,6 @@ class GroundTruthStream(Construct):
                 logging_config=firehose.EnableLogging(self.log_group),
             ),
         )
-        self.prefix = GROUND_TRUTH_PREFIX
         self._acknowledge(props)
 
     def _acknowledge(self, props: GroundTruthStreamProps) -> None:

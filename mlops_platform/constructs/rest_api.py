@@ -97,10 +97,6 @@ class PlatformRestApi(Construct):
             self._usage_plan()
         self._acknowledge()
 
-    @property
-    def stage(self) -> apigateway.Stage:
-        return self.api.deployment_stage
-
     def route(self, path: str, method: str, function: lambda_.IFunction, *, path_parameters: tuple[str, ...] = (),
               body_schema: apigateway.JsonSchema | None = None, model_name: str | None = None) -> apigateway.Method:
         """``method`` on ``path`` (e.g. ``v1/endpoints/{endpoint}/invocations``), a Lambda proxy integration."""

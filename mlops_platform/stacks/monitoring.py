@@ -38,7 +38,7 @@ from ..compliance import (
 )
 from ..config import PlatformConfig
 from ..config.models import EndpointConfig
-from ..constructs.dashboard import MonitoredEndpoint, PlatformDashboard, PlatformDashboardProps
+from ..constructs.dashboard import MONITORING_NAMESPACE, MonitoredEndpoint, PlatformDashboard, PlatformDashboardProps
 from ..constructs.ground_truth_stream import GROUND_TRUTH_PREFIX
 from ..constructs.naming import EnvironmentNames, pascal
 from ..constructs.platform_function import PlatformFunction
@@ -117,7 +117,7 @@ class MonitoringStack(Stack):
                                 resources=[self.code.bucket.arn_for_objects(self.code.s3_object_key)]),
             iam.PolicyStatement(sid="PublishMonitoringMetrics", actions=["cloudwatch:PutMetricData"],
                                 resources=["*"],
-                                conditions={"StringEquals": {"cloudwatch:namespace": "MlopsPlatform/Monitoring"}}),
+                                conditions={"StringEquals": {"cloudwatch:namespace": MONITORING_NAMESPACE}}),
         )
         acknowledge_wildcards(policy, ["Resource::*"],
                               "PutMetricData has no resource-level permissions; limited to the monitoring "
@@ -203,7 +203,7 @@ class MonitoringStack(Stack):
                 description="Starts an endpoint's monitoring pipeline over the last capture window",
                 environment={
                     "MONITORS": json.dumps(self.monitors_env(), sort_keys=True, separators=(",", ":")),
-                    "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Monitoring",
+                    "POWERTOOLS_METRICS_NAMESPACE": MONITORING_NAMESPACE,
                 },
                 timeout=Duration.minutes(2),
                 reserved_concurrency=2,
@@ -227,7 +227,7 @@ class MonitoringStack(Stack):
             resources=[self._pipeline_arn(self.pipeline_name(e)) for e in self.monitored]))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReportEmptyWindows", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": "MlopsPlatform/Monitoring"}}))
+            conditions={"StringEquals": {"cloudwatch:namespace": MONITORING_NAMESPACE}}))
         self.capture.grant_read(role, f"{CAPTURE_PREFIX}/*")
         self.feedback.grant_read(role, f"{GROUND_TRUTH_PREFIX}*")
         self.artifacts.grant_put(role, f"{MONITORING_PREFIX}/*")
@@ -274,7 +274,7 @@ class MonitoringStack(Stack):
         dims = {"Endpoint": name, "Variant": "_all"}
 
         def metric(metric_name: str, statistic: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(namespace="MlopsPlatform/Monitoring", metric_name=metric_name,
+            return cloudwatch.Metric(namespace=MONITORING_NAMESPACE, metric_name=metric_name,
                                      dimensions_map=dims, statistic=statistic, period=period)
 
         self.alarms[self.drift_alarm_name(endpoint)] = cloudwatch.Alarm(
@@ -344,7 +344,7 @@ class MonitoringStack(Stack):
                 environment={
                     "RETRAINING": json.dumps(settings, sort_keys=True, separators=(",", ":")),
                     "NOTIFICATION_TOPIC_ARN": self.names.notifications_topic_arn,
-                    "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Monitoring",
+                    "POWERTOOLS_METRICS_NAMESPACE": MONITORING_NAMESPACE,
                 },
                 timeout=Duration.minutes(1),
                 reserved_concurrency=1,  # one decision at a time: the cooldown check is not a lock
