@@ -34,3 +34,23 @@ def scheduler_invoke_role(scope: Construct, construct_id: str, function: lambda_
     )
     acknowledge_inline_policy(role)
     return role
+
+
+def processing_pipeline_role(scope: Construct, construct_id: str, description: str, *, jobs_arn: str,
+                             job_role: iam.IRole) -> iam.Role:
+    """The role SageMaker Pipelines uses to run processing steps (``jobs_arn``:
+    ``processing-job/pipelines-*`` of the account) as ``job_role``."""
+    role = service_role(scope, construct_id, "sagemaker.amazonaws.com", description)
+    role.add_to_principal_policy(iam.PolicyStatement(
+        sid="RunProcessingSteps",
+        actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+                 "sagemaker:StopProcessingJob", "sagemaker:AddTags"],
+        resources=[jobs_arn],
+    ))
+    job_role.grant_pass_role(role)
+    acknowledge_wildcards(
+        role.node.find_child("DefaultPolicy"), [f"Resource::{jobs_arn}"],
+        "SageMaker Pipelines names step jobs pipelines-<execution>-<step>-<suffix> at run time.",
+    )
+    acknowledge_inline_policy(role)
+    return role

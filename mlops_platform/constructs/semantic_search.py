@@ -29,7 +29,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ..compliance import (
-    GRANT_READ_ACTIONS, KMS_GRANT_ACTIONS, acknowledge_inline_policy, acknowledge_wildcards, objects_under,
+    GRANT_READ_ACTIONS, KMS_GRANT_ACTIONS, acknowledge_wildcards, objects_under,
 )
 from ..config.models import SearchIndexConfig
 from ..lambda_bundles import stage_bundle
@@ -37,7 +37,7 @@ from ..pipelines.monitoring_definition import sklearn_image_uri
 from .naming import EnvironmentNames
 from .platform_function import BUNDLE_DIR, PlatformFunction, PlatformFunctionProps
 from .rest_api import PlatformRestApi
-from .roles import service_role
+from .roles import processing_pipeline_role
 from .vector_store import VectorStoreProps, VectorStores
 
 DOCUMENTS_PREFIX = "search/"
@@ -176,16 +176,9 @@ class SemanticSearch(Construct):
         props = self._props
         names = props.names
         stack = Stack.of(self)
-        pipeline_role = service_role(self, "BulkPipelineRole", "sagemaker.amazonaws.com",
-                                     "Runs the bulk search-indexing pipeline")
-        jobs = names.arn("sagemaker", "processing-job/pipelines-*")
-        pipeline_role.add_to_principal_policy(iam.PolicyStatement(
-            actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-                     "sagemaker:StopProcessingJob", "sagemaker:AddTags"], resources=[jobs]))
-        props.job_role.grant_pass_role(pipeline_role)
-        acknowledge_wildcards(pipeline_role.node.find_child("DefaultPolicy"), [f"Resource::{jobs}"],
-                              "SageMaker Pipelines names step jobs pipelines-<execution>-<step>-<suffix> at run time.")
-        acknowledge_inline_policy(pipeline_role)
+        pipeline_role = processing_pipeline_role(
+            self, "BulkPipelineRole", "Runs the bulk search-indexing pipeline",
+            jobs_arn=names.arn("sagemaker", "processing-job/pipelines-*"), job_role=props.job_role)
         iam.ManagedPolicy(self, "BulkIndexingCodeAccess", roles=[props.job_role], statements=[
             iam.PolicyStatement(actions=["s3:GetObject"],
                                 resources=[self.bulk_code.bucket.arn_for_objects(self.bulk_code.s3_object_key)])])

@@ -34,7 +34,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ..compliance import (
-    GRANT_READ_ACTIONS, KMS_GRANT_ACTIONS, acknowledge_inline_policy, acknowledge_wildcards, objects_under,
+    GRANT_READ_ACTIONS, KMS_GRANT_ACTIONS, acknowledge_wildcards, objects_under,
 )
 from ..config import PlatformConfig
 from ..config.models import EndpointConfig
@@ -42,7 +42,7 @@ from ..constructs.dashboard import MONITORING_NAMESPACE, MonitoredEndpoint, Plat
 from ..constructs.ground_truth_stream import GROUND_TRUTH_PREFIX
 from ..constructs.naming import EnvironmentNames, pascal
 from ..constructs.platform_function import PlatformFunction
-from ..constructs.roles import scheduler_invoke_role, service_role
+from ..constructs.roles import processing_pipeline_role, scheduler_invoke_role
 from ..paths import REPO_ROOT
 from ..pipelines.monitoring_definition import MonitoringPipelineSpec, build_definition, sklearn_image_uri
 from .foundation import FoundationStack
@@ -124,22 +124,9 @@ class MonitoringStack(Stack):
                               "namespace by condition.")
 
     def _pipeline_role(self) -> iam.Role:
-        role = service_role(self, "MonitoringPipelineRole", "sagemaker.amazonaws.com",
-                            "Runs this environment's monitoring pipelines")
-        jobs = self.names.arn("sagemaker", "processing-job/pipelines-*")
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="RunMonitoringJobs",
-            actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-                     "sagemaker:StopProcessingJob", "sagemaker:AddTags"],
-            resources=[jobs],
-        ))
-        self.foundation.sagemaker_role.grant_pass_role(role)
-        acknowledge_wildcards(
-            role.node.find_child("DefaultPolicy"), [f"Resource::{jobs}"],
-            "SageMaker Pipelines names step jobs pipelines-<execution>-<step>-<suffix> at run time.",
-        )
-        acknowledge_inline_policy(role)
-        return role
+        return processing_pipeline_role(
+            self, "MonitoringPipelineRole", "Runs this environment's monitoring pipelines",
+            jobs_arn=self.names.arn("sagemaker", "processing-job/pipelines-*"), job_role=self.foundation.sagemaker_role)
 
     def _pipeline(self, endpoint: EndpointConfig) -> sagemaker.CfnPipeline:
         monitoring = endpoint.monitoring
