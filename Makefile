@@ -15,7 +15,9 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export SAGEMAKER_VALIDATE_ROLE := false
 
-STAMP := $(VENV)/.installed
+# Two install steps: what synthesis needs (the first command), then the test and benchmark tools.
+SYNTH_STAMP := $(VENV)/.synth-installed
+TEST_STAMP := $(VENV)/.test-installed
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
 .PHONY: help install synth test bench cost docs local demo deploy deploy-pipeline diff destroy clean
@@ -32,54 +34,58 @@ help:
 	@echo "make diff ENV=dev     show what a deploy would change"
 	@echo "make deploy-pipeline  deploy the delivery pipeline (config/delivery/pipeline.yaml enabled)"
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt lambda/requirements.txt constraints.txt package.json package-lock.json
+$(SYNTH_STAMP): requirements.txt lambda/requirements.txt constraints.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r lambda/requirements.txt -c constraints.txt
 	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-synth: $(STAMP)
+$(TEST_STAMP): $(SYNTH_STAMP) requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+synth: $(SYNTH_STAMP)
 	rm -rf cdk.out
 	$(CDK) synth '**' --quiet
 	$(BIN)/python -m mlops_platform.tools.synth_summary cdk.out
 
 # Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: the two workers and the test
 # subprocesses then share compiled (and assertion-rewritten) modules instead of each compiling them.
-test: $(STAMP)
+test: $(TEST_STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadgroup
 
-local: $(STAMP)
+local: $(TEST_STAMP)
 	PORT=$${PORT:-8080} $(BIN)/python -m mlops_platform.local.server
 
-demo: $(STAMP)
+demo: $(TEST_STAMP)
 	PORT=$${PORT:-8080} $(BIN)/python -m mlops_platform.local.demo
 
-docs: $(STAMP)
+docs: $(SYNTH_STAMP)
 	$(BIN)/python -m mlops_platform.tools.config_reference
 	rm -rf cdk.out
 	$(CDK) synth '**' --quiet
 	$(BIN)/python -m mlops_platform.tools.architecture --assembly cdk.out --environment staging --output docs/architecture.svg
 
-cost: $(STAMP)
+cost: $(SYNTH_STAMP)
 	$(BIN)/python -m mlops_platform.tools.cost_report
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks
 
-deploy: $(STAMP)
+deploy: $(SYNTH_STAMP)
 	$(CDK) deploy -c env=$(ENV) '$(ENV)/*' --require-approval broadening
 
 # With config/delivery/pipeline.yaml enabled: deploy the pipeline once; it deploys the environments.
-deploy-pipeline: $(STAMP)
+deploy-pipeline: $(SYNTH_STAMP)
 	$(CDK) deploy Delivery --require-approval broadening
 
-diff: $(STAMP)
+diff: $(SYNTH_STAMP)
 	$(CDK) diff -c env=$(ENV) '$(ENV)/*'
 
-destroy: $(STAMP)
+destroy: $(SYNTH_STAMP)
 	$(CDK) destroy -c env=$(ENV) '$(ENV)/*'
 
 clean:
