@@ -99,7 +99,16 @@ class PlatformFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             dead_letter_queue=self.dead_letter_queue,
         )
+        self._grant_what_lambda_does_with_the_role(props.key)
         self._acknowledge()
+
+    def _grant_what_lambda_does_with_the_role(self, key: kms.IKey) -> None:
+        """The Lambda service acts as the function's role for its own work: it writes the logs
+        into the function's log group, and sends a failed asynchronous event to the dead-letter
+        queue, which is encrypted with the platform key (SQS asks KMS for a data key as the
+        sender). With no AWS-managed policy on the role, both must be granted here."""
+        self.log_group.grant_write(self.role)
+        key.grant(self.role, "kms:GenerateDataKey", "kms:Decrypt")
 
     def _acknowledge(self) -> None:
         acknowledge(
