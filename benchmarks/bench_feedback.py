@@ -65,7 +65,7 @@ SUBJECT_KEY = b"bench-subject-key"
 TABLES = {
     "predictions": [("inference_id", "HASH")],
     "feedback": [("feedback_id", "HASH")],
-    "statistics": [("experiment", "HASH"), ("arm", "RANGE")],
+    "statistics": [("experiment", "HASH"), ("round_arm_hour", "RANGE")],
 }
 LAMBDA_ENV = {
     "PREDICTIONS_TABLE": "predictions",

@@ -89,7 +89,7 @@ def count_calls() -> dict:
         boto3.DEFAULT_SESSION.events.register("before-call", hook)
         ddb = boto3.client("dynamodb")
         for name, keys in (("predictions", [("inference_id", "HASH")]),
-                           ("statistics", [("experiment", "HASH"), ("arm", "RANGE")]),
+                           ("statistics", [("experiment", "HASH"), ("round_arm_hour", "RANGE")]),
                            ("experiment-state", [("experiment", "HASH")])):
             ddb.create_table(TableName=name, KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
                              AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],

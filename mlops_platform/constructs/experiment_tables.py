@@ -24,7 +24,7 @@ class ExperimentTablesProps:
 
 class ExperimentTables(Construct):
     """``predictions`` (pk ``inference_id``, TTL ``expires_at``), ``statistics`` (pk ``experiment``,
-    sk ``arm``), ``state`` (pk ``experiment``) and ``feedback`` (pk ``feedback_id``, TTL
+    sk ``round_arm_hour``: one row per round, arm and served hour), ``state`` (pk ``experiment``) and ``feedback`` (pk ``feedback_id``, TTL
     ``expires_at``): on-demand, encrypted with the environment's key, point-in-time recovery on."""
 
     def __init__(self, scope: Construct, construct_id: str, props: ExperimentTablesProps) -> None:
@@ -32,7 +32,7 @@ class ExperimentTables(Construct):
         self._props = props
         self.predictions = self._table("Predictions", "inference_id", ttl="expires_at",
                                        why="Prediction records expire after their TTL; PITR covers 35 days.")
-        self.statistics = self._table("Statistics", "experiment", sort_key="arm",
+        self.statistics = self._table("Statistics", "experiment", sort_key="round_arm_hour",
                                       why="Counters rebuilt by any new experiment; PITR covers 35 days.")
         self.state = self._table("ExperimentState", "experiment",
                                  why="The controller's weights and decisions; PITR covers 35 days.")

@@ -842,7 +842,7 @@ class LocalPlatform:
         ddb = self.client("dynamodb")
         tables = (
             (names.predictions_table, [("inference_id", "HASH")], "expires_at"),
-            (names.statistics_table, [("experiment", "HASH"), ("arm", "RANGE")], None),
+            (names.statistics_table, [("experiment", "HASH"), ("round_arm_hour", "RANGE")], None),
             (names.state_table, [("experiment", "HASH")], None),
             (names.feedback_table, [("feedback_id", "HASH")], "expires_at"),
         )

@@ -209,6 +209,8 @@ class ApiStack(Stack):
                     "SUBJECT_HASH_KEY": self._hash_key_value(),
                     "PREDICTION_TTL_DAYS": str(api.prediction_ttl_days),
                     "ALLOCATION_CACHE_SECONDS": str(api.allocation_cache_seconds),
+                    # its requests marked X-Smoke-Test are served but counted in no experiment
+                    "SMOKE_TEST_ROLE_NAME": self.smoke_test_role_name(config),
                     "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Inference",
                 },
                 memory_mb=api.inference_memory_mb,

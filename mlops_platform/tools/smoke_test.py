@@ -6,7 +6,9 @@ Assumes ``--role-arn`` (the environment's ``<prefix>-api-smoke-test`` role, trus
 account) when given, signs every request with SigV4 (``execute-api``), and checks:
 
 - ``POST /v1/endpoints/<endpoint>/invocations`` answers 200, or 503 ``model_unavailable`` (the
-  platform answered, but no model is approved and deployed yet: a fresh environment);
+  platform answered, but no model is approved and deployed yet: a fresh environment). The request
+  carries ``X-Smoke-Test: true``: coming from the smoke-test role, the inference API serves it
+  but counts it in no experiment (the prediction is recorded with ``smoke_test``, never credited);
 - ``GET /v1/experiments/<endpoint>`` answers 200 with the experiment's arms;
 - ``POST /v1/feedback`` with one record for a random inference id answers 202 (``joined`` false).
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 TIMEOUT_S = 30
+SMOKE_TEST_HEADER = "X-Smoke-Test"  # the inference API's mark of traffic it must not count
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,11 @@ def run_checks(api_url: str, endpoint: str, send: Send) -> list[str]:
     failures: list[str] = []
 
     def check(name: str, method: str, path: str, payload: Any, ok: Callable[[Answer], bool],
-              content_type: str = "application/json") -> Answer | None:
+              content_type: str = "application/json", extra_headers: dict[str, str] | None = None) -> Answer | None:
         body = payload if isinstance(payload, bytes) or payload is None else json.dumps(payload).encode("utf-8")
+        headers = {**({"Content-Type": content_type} if body else {}), **(extra_headers or {})}
         try:
-            answer = send(method, f"{base}{path}", body, {"Content-Type": content_type} if body else {})
+            answer = send(method, f"{base}{path}", body, headers)
         except Exception as error:  # network, DNS, TLS, credentials: the check failed
             failures.append(f"{name}: {type(error).__name__}: {error}")
             return None
@@ -93,7 +97,7 @@ def run_checks(api_url: str, endpoint: str, send: Send) -> list[str]:
             answer.status == 503 and isinstance(answer.body, dict) and answer.body.get("error") == "model_unavailable")
 
     check("invocation", "POST", f"/v1/endpoints/{endpoint}/invocations", b"0.5,0.5,0.5", model_answered,
-          content_type="text/csv")
+          content_type="text/csv", extra_headers={SMOKE_TEST_HEADER: "true"})
     check("experiment", "GET", f"/v1/experiments/{endpoint}", None,
           lambda a: a.status == 200 and isinstance(a.body, dict) and bool(a.body.get("arms")))
     inference_id = f"smoke-{uuid.uuid4().hex}"

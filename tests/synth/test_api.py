@@ -90,7 +90,7 @@ def test_tables_keys_ttl_encryption_and_recovery(cdk_template, environment):
     template = cdk_template(environment, "Api")
     expected = [
         ([{"AttributeName": "inference_id", "KeyType": "HASH"}], "expires_at"),
-        ([{"AttributeName": "experiment", "KeyType": "HASH"}, {"AttributeName": "arm", "KeyType": "RANGE"}], None),
+        ([{"AttributeName": "experiment", "KeyType": "HASH"}, {"AttributeName": "round_arm_hour", "KeyType": "RANGE"}], None),
         ([{"AttributeName": "experiment", "KeyType": "HASH"}], None),
         ([{"AttributeName": "feedback_id", "KeyType": "HASH"}], "expires_at"),
     ]

@@ -3,14 +3,18 @@
 Tables (formats shared with the feedback API):
 
 - predictions (pk ``inference_id``): one item per served prediction;
-- statistics (pk ``experiment``, sk ``arm``): ``invocations`` (added here), ``reward_sum``,
-  ``reward_sq_sum``, ``feedback_count`` (added by the feedback API);
+- statistics (pk ``experiment``, sk ``round_arm_hour`` = ``<round>#<arm>#<yyyy-mm-ddThh>``, see
+  ``domain.rounds``): ``invocations`` (added here when a prediction is served), ``reward_sum``,
+  ``reward_sq_sum``, ``feedback_count`` (added by the feedback API to the row of the prediction's
+  round, arm and served hour), and ``round``, ``arm``, ``served_hour`` for people reading the table;
 - experiment state (pk ``experiment``): the controller's state, its ``weights``, ``updated_at``,
   the ``decision`` once a winner is declared, and ``version`` (optimistic locking).
 
 :meth:`DynamoDBExperimentsStore.record_prediction` is the inference API's only write: ONE
 ``TransactWriteItems`` that puts the prediction (unless its inference id is already stored) and adds
-1 to the arm's ``invocations``, so the count and the joinable records never disagree.
+1 to its row's ``invocations``, so the count and the joinable records never disagree (a smoke-test
+prediction is put alone: it counts nowhere). :meth:`DynamoDBExperimentsStore.arm_counts` sums one
+round's rows per arm, optionally only the hours served before a time.
 
 The low-level client is used with a small local (de)serializer (no ``boto3.dynamodb.types`` import,
 floats accepted and written as numbers).
@@ -24,7 +28,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-STATISTICS_FIELDS = ("invocations", "reward_sum", "reward_sq_sum", "feedback_count")
+from mlops_runtime.domain.rounds import STATISTICS_SORT_KEY as STATISTICS_KEY
+from mlops_runtime.domain.rounds import ArmCounts, parse_statistics_key, round_prefix, sum_rows
 
 
 # Attempts of the per-request transaction when it conflicts with a concurrent feedback credit.
@@ -40,9 +45,10 @@ class DuplicateInferenceId(Exception):
 
 
 class ExperimentsStore(Protocol):
-    def record_prediction(self, item: Mapping[str, Any], experiment: str, arm: str) -> None: ...
+    def record_prediction(self, item: Mapping[str, Any], experiment: str, row_key: str | None) -> None: ...
 
-    def read_statistics(self, experiment: str) -> list[dict[str, Any]]: ...
+    def arm_counts(self, experiment: str, round_id: int, served_before: float | None = None
+                   ) -> dict[str, ArmCounts]: ...
 
     def read_state(self, experiment: str) -> dict[str, Any] | None: ...
 
@@ -134,8 +140,10 @@ class DynamoDBExperimentsStore:
             )
         return self._client
 
-    def record_prediction(self, item: Mapping[str, Any], experiment: str, arm: str) -> None:
-        """Put the prediction and ``ADD invocations :one`` on (experiment, arm), in one transaction.
+    def record_prediction(self, item: Mapping[str, Any], experiment: str, row_key: str | None) -> None:
+        """Put the prediction and ``ADD invocations :one`` on its statistics row ``row_key``
+        (``domain.rounds.statistics_key``), in one transaction; ``row_key=None`` (smoke-test traffic)
+        puts the prediction only.
 
         Raises :class:`DuplicateInferenceId` (nothing written) when the inference id is already
         stored; any other failure is botocore's ``ClientError``.
@@ -144,21 +152,34 @@ class DynamoDBExperimentsStore:
             raise RuntimeError("no predictions table configured")
         from botocore.exceptions import ClientError
 
+        put = {
+            "TableName": self.predictions_table,
+            "Item": to_item(item),
+            "ConditionExpression": "attribute_not_exists(inference_id)",
+        }
+        if row_key is None:
+            try:
+                self.client.put_item(**put)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    raise DuplicateInferenceId(item.get("inference_id")) from error
+                raise
+            return
+        round_id, arm, hour = parse_statistics_key(row_key)
         request = {
             "TransactItems": [
-                {
-                    "Put": {
-                        "TableName": self.predictions_table,
-                        "Item": to_item(item),
-                        "ConditionExpression": "attribute_not_exists(inference_id)",
-                    }
-                },
+                {"Put": put},
                 {
                     "Update": {
                         "TableName": self.statistics_table,
-                        "Key": {"experiment": {"S": experiment}, "arm": {"S": arm}},
-                        "UpdateExpression": "ADD invocations :one",
-                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        "Key": {"experiment": {"S": experiment}, STATISTICS_KEY: {"S": row_key}},
+                        "UpdateExpression": "SET #round = :round, arm = :arm, served_hour = :hour "
+                                            "ADD invocations :one",
+                        "ExpressionAttributeNames": {"#round": "round"},
+                        "ExpressionAttributeValues": {
+                            ":one": {"N": "1"}, ":round": {"N": str(round_id)}, ":arm": {"S": arm},
+                            ":hour": {"S": hour},
+                        },
                     }
                 },
             ]
@@ -177,13 +198,17 @@ class DynamoDBExperimentsStore:
                     raise
                 time.sleep(0.01 * (attempt + 1) * (1 + random.random()))
 
-    def read_statistics(self, experiment: str) -> list[dict[str, Any]]:
-        """Every arm row of ``experiment`` (Query on the partition key, consistent, all pages)."""
+    def arm_counts(self, experiment: str, round_id: int, served_before: float | None = None
+                   ) -> dict[str, ArmCounts]:
+        """Per-arm evidence of round ``round_id``: the sum of its rows whose served hour ended at or
+        before ``served_before`` (epoch seconds; ``None``: every hour so far). Arms without a row
+        are absent. Earlier rounds' rows stay in the table for reporting (this, with their round).
+        One consistent Query on the round's key prefix (all pages)."""
         rows: list[dict[str, Any]] = []
         request: dict[str, Any] = {
             "TableName": self.statistics_table,
-            "KeyConditionExpression": "experiment = :experiment",
-            "ExpressionAttributeValues": {":experiment": {"S": experiment}},
+            "KeyConditionExpression": f"experiment = :experiment AND begins_with({STATISTICS_KEY}, :prefix)",
+            "ExpressionAttributeValues": {":experiment": {"S": experiment}, ":prefix": {"S": round_prefix(round_id)}},
             "ConsistentRead": True,
         }
         while True:
@@ -191,7 +216,7 @@ class DynamoDBExperimentsStore:
             rows.extend(from_item(item) for item in response.get("Items", []))
             last = response.get("LastEvaluatedKey")
             if not last:
-                return rows
+                return sum_rows(((row[STATISTICS_KEY], row) for row in rows), round_id, served_before)
             request["ExclusiveStartKey"] = last
 
     def read_state(self, experiment: str) -> dict[str, Any] | None:
@@ -317,27 +342,6 @@ def parse_experiments(raw: str | None) -> dict[str, ExperimentConfig]:
     if not isinstance(data, Mapping):
         raise InvalidExperimentConfig("EXPERIMENTS must be a JSON object keyed by public endpoint name")
     return {str(name): ExperimentConfig(str(name), value) for name, value in data.items()}
-
-
-def since_baseline(rows: list[dict[str, Any]], baseline: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """The statistics rows of the current round: each counter minus the round's ``baseline`` (the
-    counters when the round started; see ``handlers.experiment_controller``). Counters below their
-    baseline (a row restored from backup, edited by hand) are kept negative, so the domain rejects
-    them as impossible statistics instead of silently clamping."""
-    if not baseline:
-        return rows
-    result = []
-    for row in rows:
-        base = baseline.get(row.get("arm")) if isinstance(baseline, Mapping) else None
-        if not isinstance(base, Mapping):
-            result.append(row)
-            continue
-        adjusted = dict(row)
-        for name in STATISTICS_FIELDS:
-            if row.get(name) is not None:
-                adjusted[name] = row[name] - (base.get(name) or 0)
-        result.append(adjusted)
-    return result
 
 
 def current_weights(config: ExperimentConfig, state: Mapping[str, Any] | None) -> dict[str, float]:

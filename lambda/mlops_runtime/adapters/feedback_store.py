@@ -6,7 +6,8 @@ three tables (formats in ``docs/feedback-api.md``):
 - predictions (``inference_id``), written by the router, read here;
 - feedback (``feedback_id``): one item per accepted feedback (the idempotency record) and one
   ``reward-credit#<inference id>`` marker per credited inference id;
-- statistics (``experiment``, ``arm``): ``ADD reward_sum, reward_sq_sum, feedback_count``.
+- statistics (``experiment``, ``round_arm_hour``): ``ADD reward_sum, reward_sq_sum, feedback_count``
+  on the row of the prediction's round, arm and served hour (``domain.rounds``).
 
 **Lookup**: one ``BatchGetItem`` per 100 keys, strongly consistent, covering both the predictions and
 the feedback ids (so duplicates are known before anything is written); unprocessed keys are retried.
@@ -51,6 +52,7 @@ from mlops_runtime.domain.feedback import (
     aggregate_credits,
     credit_marker_id,
 )
+from mlops_runtime.domain.rounds import STATISTICS_SORT_KEY as STATISTICS_KEY
 
 BATCH_GET_LIMIT = 100
 TRANSACTION_LIMIT = 100
@@ -330,7 +332,7 @@ class DynamoDBFeedbackStore(Retrying):
         arms: set[tuple[str, str]] = set()
         for write in writes:
             arm = (
-                (write.prediction.experiment, write.prediction.arm)
+                (write.prediction.experiment, write.prediction.statistics_key)
                 if write.credit and write.prediction
                 else None
             )
@@ -375,12 +377,12 @@ class DynamoDBFeedbackStore(Retrying):
                 )
                 roles.append(("marker", write))
                 crediting.append(write)
-        for (experiment, arm), (total, squares, count) in sorted(aggregate_credits(crediting).items()):
+        for (experiment, row_key), (total, squares, count) in sorted(aggregate_credits(crediting).items()):
             actions.append(
                 {
                     "Update": {
                         "TableName": self.statistics_table,
-                        "Key": {"experiment": {"S": experiment}, "arm": {"S": arm}},
+                        "Key": {"experiment": {"S": experiment}, STATISTICS_KEY: {"S": row_key}},
                         "UpdateExpression": _STATISTICS_UPDATE,
                         "ExpressionAttributeValues": {
                             ":reward_sum": {"N": format_number(total)},
@@ -539,7 +541,7 @@ class InMemoryFeedbackStore:
                 }
                 if credited and write.prediction is not None and feedback.reward is not None:
                     self.credited[feedback.inference_id] = feedback.feedback_id
-                    key = (write.prediction.experiment, write.prediction.arm)
+                    key = (write.prediction.experiment, write.prediction.statistics_key)
                     stats = self.statistics.setdefault(
                         key, {"reward_sum": 0.0, "reward_sq_sum": 0.0, "feedback_count": 0}
                     )

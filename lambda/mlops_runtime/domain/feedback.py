@@ -36,6 +36,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
+from mlops_runtime.domain.rounds import UNKNOWN_ROUND, statistics_key
+
 # --- limits -------------------------------------------------------------------------------------
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB, after base64 decoding
@@ -702,13 +704,21 @@ class Prediction:
     experiment: str
     arm: str
     model_package_arn: str | None = None
+    round: int = UNKNOWN_ROUND
+    served_at: float = 0.0
+    counted: bool = True  # False: smoke-test traffic, whose rewards are never credited
+
+    @property
+    def statistics_key(self) -> str:
+        """The statistics row this prediction's reward is credited to: its round, arm, served hour."""
+        return statistics_key(self.round, self.arm, self.served_at)
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> Prediction | None:
         """From a predictions-table item (plain values); None when it names no endpoint and variant.
 
         ``experiment`` defaults to the endpoint and ``arm`` to ``endpoint/variant`` for records
-        written before those attributes existed.
+        written before those attributes existed, ``round`` to 0 (counted in no round).
         """
         endpoint, variant = item.get("endpoint"), item.get("variant")
         inference_id = item.get("inference_id")
@@ -717,6 +727,9 @@ class Prediction:
         experiment = item.get("experiment")
         arm = item.get("arm")
         package = item.get("model_package_arn")
+        round_id = item.get("round")
+        served_ms = item.get("created_at_ms")
+        served_at = served_ms / 1000 if isinstance(served_ms, (int, float)) else item.get("created_at", 0)
         return cls(
             inference_id=inference_id,
             endpoint=endpoint,
@@ -724,6 +737,9 @@ class Prediction:
             experiment=experiment if isinstance(experiment, str) and experiment else endpoint,
             arm=arm if isinstance(arm, str) and arm else f"{endpoint}/{variant}",
             model_package_arn=package if isinstance(package, str) and package else None,
+            round=round_id if isinstance(round_id, int) and not isinstance(round_id, bool) else UNKNOWN_ROUND,
+            served_at=float(served_at) if isinstance(served_at, (int, float)) else 0.0,
+            counted=not item.get("smoke_test"),
         )
 
 
@@ -776,12 +792,13 @@ def credit_marker_id(inference_id: str) -> str:
 
 
 def aggregate_credits(writes: Sequence[FeedbackWrite]) -> dict[tuple[str, str], tuple[float, float, int]]:
-    """``{(experiment, arm): (reward_sum, reward_sq_sum, feedback_count)}`` over the crediting writes."""
+    """``{(experiment, statistics row key): (reward_sum, reward_sq_sum, feedback_count)}`` over the
+    crediting writes: each reward goes to the row of its prediction's round, arm and served hour."""
     totals: dict[tuple[str, str], tuple[float, float, int]] = {}
     for write in writes:
         if not write.credit or write.prediction is None or write.feedback.reward is None:
             continue
-        key = (write.prediction.experiment, write.prediction.arm)
+        key = (write.prediction.experiment, write.prediction.statistics_key)
         reward = write.feedback.reward
         total, squares, count = totals.get(key, (0.0, 0.0, 0))
         totals[key] = (total + reward, squares + reward * reward, count + 1)
@@ -960,7 +977,8 @@ def process_feedback(
     2. One strongly consistent lookup of the predictions and of already-stored feedback ids; a stored
        id is a ``duplicate`` (nothing written). If the lookup fails, every record is dead-lettered
        (stage ``store``).
-    3. A reward is credited to the arm that served the prediction, at most once per inference id.
+    3. A reward is credited to the statistics row of the prediction (the round, arm and hour that
+       served it), at most once per inference id; smoke-test predictions are never credited.
     4. Ground truth for new records with a label is delivered *before* the store, so a crash between
        the two cannot lose it (a retry writes it again: at-least-once); lines still failing are
        dead-lettered (stage ``ground_truth``), and a record whose line can be neither delivered nor
@@ -1035,6 +1053,7 @@ def process_feedback(
         prediction = lookup.predictions.get(feedback.inference_id)
         credit = (
             prediction is not None
+            and prediction.counted
             and feedback.reward is not None
             and feedback.inference_id not in credited_inferences
         )

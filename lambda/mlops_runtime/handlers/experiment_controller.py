@@ -2,7 +2,8 @@
 
 Input: ``{"experiment": "<public endpoint name>"}`` (a key of ``EXPERIMENTS``).
 
-Each run: read the arm statistics (Query) and the state (GetItem), skip when an endpoint of the
+Each run: read the state (GetItem) and the current round's per-arm counts (Query on the round's
+statistics rows, ``arm_counts``: evidence of earlier rounds never counts), skip when an endpoint of the
 experiment is not InService (DescribeEndpoint), run ``ExperimentController.step`` (time read per
 call), apply moved weights with ``UpdateEndpointWeightsAndCapacities`` when every arm is a variant
 of ONE SageMaker endpoint (arms spanning endpoints are split by the inference API, whose weights
@@ -36,17 +37,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.adapters.aws_errors import is_not_found
 from mlops_runtime.adapters.experiments_store import (
-    STATISTICS_FIELDS,
     DynamoDBExperimentsStore,
     ExperimentConfig,
     ExperimentsStore,
     StateConflict,
     current_weights,
     parse_experiments,
-    since_baseline,
 )
 from mlops_runtime.adapters.model_runtime import Boto3EndpointControl, EndpointControl
 from mlops_runtime.domain import experiments as domain
+from mlops_runtime.domain.rounds import ArmCounts
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
@@ -142,16 +142,12 @@ def _notify(subject: str, message: Mapping[str, Any]) -> None:
         logger.exception("Could not publish the notification", extra={"subject": subject})
 
 
-def _stats(config: ExperimentConfig, rows: list[dict[str, Any]], baseline: Mapping[str, Any] | None = None
-           ) -> list[domain.ArmStats]:
-    by_arm = {row.get("arm"): row for row in since_baseline(rows, baseline)}
+def _stats(config: ExperimentConfig, counts: Mapping[str, ArmCounts]) -> list[domain.ArmStats]:
+    """The domain's statistics of every configured arm from one round's ``arm_counts``."""
+    empty = ArmCounts()
     return [
-        domain.ArmStats(
-            arm,
-            by_arm.get(arm, {}).get("invocations", 0),
-            by_arm.get(arm, {}).get("reward_sum", 0),
-            by_arm.get(arm, {}).get("reward_sq_sum"),
-        )
+        domain.ArmStats(arm, counts.get(arm, empty).invocations, counts.get(arm, empty).reward_sum,
+                        counts.get(arm, empty).reward_sq_sum)
         for arm in config.arms
     ]
 
@@ -180,11 +176,12 @@ def _deployed_packages(config: ExperimentConfig, control: EndpointControl) -> di
     return packages
 
 
-def _restart(config: ExperimentConfig, item: Mapping[str, Any], rows: list[dict[str, Any]],
-             deployment: dict[str, str | None], version: int, packages: Mapping[str, str | None]) -> dict[str, Any]:
-    """A new round after a deployment: the statistics so far become the baseline, the weights go back
-    to ``initial_weights``, a decision is moved to ``history``. The weights of a single endpoint
-    are left as the deployer set them (it sets the challenger's initial weight)."""
+def _restart(config: ExperimentConfig, item: Mapping[str, Any], deployment: dict[str, str | None], version: int,
+             packages: Mapping[str, str | None], weights: Mapping[str, float]) -> dict[str, Any]:
+    """A new round after a deployment: predictions from now on are recorded (and their rewards
+    credited) under the new round's number, so the previous round's evidence never counts in it;
+    the inference API assigns subjects with the new round's salt; a decision is moved to
+    ``history``. ``weights``: the split the new round starts from."""
     previous_round = int(item.get("round", 1))
     history = list(item.get("history") or [])
     if item.get("decision"):
@@ -192,10 +189,8 @@ def _restart(config: ExperimentConfig, item: Mapping[str, Any], rows: list[dict[
     fresh = domain.ExperimentState.start(config.initial_weights)
     now = time.time()
     restarted = {
-        **fresh.to_dict(), "weights": dict(config.initial_weights), "updated_at": now,
+        **fresh.to_dict(), "weights": dict(weights), "updated_at": now,
         "round": previous_round + 1, "round_started_at": now, "deployment": deployment, "packages": dict(packages),
-        "baseline": {row["arm"]: {k: row.get(k, 0) or 0 for k in STATISTICS_FIELDS}
-                     for row in rows if row.get("arm") in config.arms},
         "history": history[-20:],
         "reason": "new deployment: " + ", ".join(sorted(f"{e}={c}" for e, c in deployment.items())),
     }
@@ -244,13 +239,13 @@ def run(name: str) -> dict[str, Any]:
     packages = (item or {}).get("packages")
     if redeployed or not isinstance(packages, Mapping):
         packages = _deployed_packages(config, control)
+    if redeployed:
+        return _restart(config, item, deployment, version, packages, config.initial_weights)
+    if state.finished:
+        return {"status": "finished", "winner": state.winner}
+    round_id = int((item or {}).get("round", 1))
     try:
-        rows = state_store.read_statistics(experiment)
-        if redeployed:
-            return _restart(config, item, rows, deployment, version, packages)
-        if state.finished:
-            return {"status": "finished", "winner": state.winner}
-        stats = _stats(config, rows, (item or {}).get("baseline"))
+        stats = _stats(config, state_store.arm_counts(experiment, round_id))
         controller = build_controller(controller_settings(name), config)
     except domain.ImpossibleStatistics as error:
         return _impossible(config, error)
@@ -272,7 +267,7 @@ def run(name: str) -> dict[str, Any]:
             return {"status": "apply_failed", "reason": repr(error)}
 
     now = time.time()
-    carried = {k: item[k] for k in ("round", "round_started_at", "baseline", "history") if item and k in item}
+    carried = {k: item[k] for k in ("round", "round_started_at", "history") if item and k in item}
     item = {**carried, **result.state.to_dict(), "weights": dict(result.weights), "updated_at": now,
             "reason": result.reason, "deployment": deployment, "packages": dict(packages)}
     if result.winner is not None:

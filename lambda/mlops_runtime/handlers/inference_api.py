@@ -15,7 +15,13 @@ execution environment (never a per-request read).
 Environment: ``EXPERIMENTS`` (JSON, see ``adapters.experiments_store.ExperimentConfig``),
 ``PREDICTIONS_TABLE``, ``STATISTICS_TABLE``, ``EXPERIMENT_STATE_TABLE``, ``SUBJECT_HASH_KEY`` (HMAC
 key of stored subject hashes; without it no subject hash is stored), ``PREDICTION_TTL_DAYS`` (30),
-``ALLOCATION_CACHE_SECONDS`` (30). Read on the first request, not at import.
+``ALLOCATION_CACHE_SECONDS`` (30), ``SMOKE_TEST_ROLE_NAME`` (the delivery pipeline's smoke-test role:
+its requests marked ``X-Smoke-Test: true`` are served and recorded but counted in no experiment).
+Read on the first request, not at import.
+
+Rounds: the state names the experiment's current round (a new one per deployment, see
+``domain.rounds``); each prediction record carries it, its invocation is counted in the row of
+(round, arm, served hour), and subjects are assigned with the round's salt.
 
 No Tracer is created at import (see ``handlers.deployer.tracer``); ``POWERTOOLS_TRACE_DISABLED`` unset
 and ``INFERENCE_API_TRACING=true`` creates it on the first request.
@@ -47,7 +53,6 @@ from mlops_runtime.adapters.experiments_store import (
     InvalidExperimentConfig,
     current_weights,
     parse_experiments,
-    since_baseline,
 )
 from mlops_runtime.adapters.model_runtime import (
     Boto3ModelRuntime,
@@ -61,6 +66,7 @@ from mlops_runtime.adapters.model_runtime import (
 from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.adapters.online_features import Boto3OnlineFeatures, FeatureLookupError, OnlineFeatures
 from mlops_runtime.domain import routing
+from mlops_runtime.domain.rounds import ArmCounts, round_salt, statistics_key
 
 MAX_BODY_BYTES = 6_291_456  # InvokeEndpoint's payload limit
 RETRY_AFTER_SECONDS = "1"
@@ -97,6 +103,10 @@ class Runtime:
     weights_cache: dict[str, tuple[dict[str, float], float]] = field(default_factory=dict)
     # public name -> arm -> model package ARN deployed behind it (from the state, with the weights)
     packages: dict[str, dict[str, str]] = field(default_factory=dict)
+    # public name -> the experiment's current round (from the state, with the weights)
+    rounds: dict[str, int] = field(default_factory=dict)
+    # name of the delivery pipeline's smoke-test role: its requests marked X-Smoke-Test are not counted
+    smoke_test_role: str | None = None
 
 
 _runtime: Runtime | None = None
@@ -118,6 +128,7 @@ def runtime_from_env() -> Runtime:
         subject_hash_key=key.encode("utf-8") if key else None,
         ttl_seconds=int(float(os.environ.get("PREDICTION_TTL_DAYS", "30")) * 86_400),
         cache_seconds=float(os.environ.get("ALLOCATION_CACHE_SECONDS", "30")),
+        smoke_test_role=os.environ.get("SMOKE_TEST_ROLE_NAME") or None,
     )
 
 
@@ -175,6 +186,7 @@ def allocation_for(config: ExperimentConfig) -> dict[str, float]:
         packages = (state or {}).get("packages")
         if isinstance(packages, dict):
             rt.packages[config.name] = {arm: arn for arm, arn in packages.items() if isinstance(arn, str) and arn}
+        rt.rounds[config.name] = state_round(state)
     except Exception:
         logger.exception("Could not read the experiment state; keeping the last weights",
                          extra={"experiment": config.experiment})
@@ -182,6 +194,24 @@ def allocation_for(config: ExperimentConfig) -> dict[str, float]:
         weights = cached[0] if cached else dict(config.initial_weights)
     rt.weights_cache[config.name] = (weights, now + rt.cache_seconds)
     return weights
+
+
+def state_round(state: dict[str, Any] | None) -> int:
+    """The experiment's current round in its state item (1 before the controller's first run)."""
+    value = (state or {}).get("round", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
+def _is_smoke_test() -> bool:
+    """A request marked ``X-Smoke-Test: true`` by the delivery pipeline's smoke-test role (IAM caller
+    ``assumed-role/<SMOKE_TEST_ROLE_NAME>/...``). The mark from any other caller is ignored, so a
+    client cannot take its own traffic out of an experiment."""
+    role = runtime().smoke_test_role
+    if not role or (_header("X-Smoke-Test") or "").lower() != "true":
+        return False
+    identity = (app.current_event.raw_event.get("requestContext") or {}).get("identity") or {}
+    caller = identity.get("userArn") or ""
+    return f":assumed-role/{role}/" in caller
 
 
 def _body_bytes() -> bytes:
@@ -260,7 +290,9 @@ def invoke(endpoint: str) -> Response:
 
     subject = _header("X-Subject-Id") or _query("subject_id") or None
 
-    weights = allocation_for(config)  # cached: also refreshes the arms' model packages
+    weights = allocation_for(config)  # cached: also refreshes the arms' model packages and the round
+    round_id = rt.rounds.get(config.name, 1)
+    smoke_test = _is_smoke_test()
     override = _header("X-Target-Arm")
     if override:
         if not config.allow_variant_override:
@@ -270,7 +302,7 @@ def invoke(endpoint: str) -> Response:
         arm, assignment = override, "override"
     else:
         if subject:
-            arm, assignment = routing.assign(subject, weights, config.salt), "subject"
+            arm, assignment = routing.assign(subject, weights, round_salt(config.salt, round_id)), "subject"
         else:
             arm, assignment = routing.assign_random(weights, rt.rng), "random"
     target = config.arms[arm]
@@ -330,9 +362,13 @@ def invoke(endpoint: str) -> Response:
     served_variant = result.invoked_variant or target.variant
     headers = {"X-Inference-Id": inference_id, "X-Variant": arm, "X-Endpoint-Variant": served_variant}
     package = target.model_package_arn or rt.packages.get(config.name, {}).get(arm)
-    recorded = _record(config, arm, target.endpoint, served_variant, package, inference_id, subject)
+    recorded = _record(config, arm, target.endpoint, served_variant, package, inference_id, subject,
+                       round_id, counted=not smoke_test)
     if not recorded:
         headers["X-Prediction-Recorded"] = "false"
+    if smoke_test:
+        headers["X-Prediction-Counted"] = "false"
+        metrics.add_metric(name="SmokeTestInvocations", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Invocations", unit=MetricUnit.Count, value=1)
     logger.debug("Served", extra={"arm": arm, "assignment": assignment, "inference_id": inference_id})
     return Response(
@@ -345,9 +381,11 @@ def invoke(endpoint: str) -> Response:
 
 def _record(
     config: ExperimentConfig, arm: str, endpoint: str, variant: str, package: str | None,
-    inference_id: str, subject: str | None,
+    inference_id: str, subject: str | None, round_id: int, *, counted: bool,
 ) -> bool:
-    """The single write; False (logged, metric) when it failed: the prediction is still returned."""
+    """The single write; False (logged, metric) when it failed: the prediction is still returned.
+    The record names the round that served it; an uncounted (smoke-test) one adds to no statistics
+    row and its feedback is never credited."""
     rt = runtime()
     now = rt.clock()
     try:
@@ -356,7 +394,11 @@ def _record(
         item["created_at"] = int(now)
         item["experiment"] = config.experiment
         item["arm"] = arm
-        rt.store.record_prediction(item, config.experiment, arm)
+        item["round"] = round_id
+        if not counted:
+            item["smoke_test"] = True
+        row_key = statistics_key(round_id, arm, now) if counted else None
+        rt.store.record_prediction(item, config.experiment, row_key)
         return True
     except DuplicateInferenceId:
         logger.warning("Inference id already recorded: prediction not recorded again",
@@ -378,26 +420,25 @@ def summarize_experiment(config: ExperimentConfig, store: ExperimentsStore) -> d
     from mlops_runtime.domain import experiments
 
     state = store.read_state(config.experiment) or {}
-    rows = {row.get("arm"): row for row in since_baseline(store.read_statistics(config.experiment),
-                                                          state.get("baseline"))}
+    round_id = state_round(state)
+    counts = store.arm_counts(config.experiment, round_id)
     weights = current_weights(config, state)
     total = sum(weights.values())
     arms, stats, error = [], [], None
     for arm, target in config.arms.items():
-        row = rows.get(arm, {})
+        row = counts.get(arm, ArmCounts())
         entry = {
             "arm": arm,
             "endpoint": target.endpoint,
             "variant": target.variant,
-            "invocations": row.get("invocations", 0),
-            "feedback_count": row.get("feedback_count", 0),
-            "reward_sum": row.get("reward_sum", 0),
+            "invocations": row.invocations,
+            "feedback_count": row.feedback_count,
+            "reward_sum": row.reward_sum,
             "weight": weights[arm] / total,
         }
         arms.append(entry)
         try:
-            stats.append(experiments.ArmStats(arm, row.get("invocations", 0), row.get("reward_sum", 0),
-                                              row.get("reward_sq_sum")))
+            stats.append(experiments.ArmStats(arm, row.invocations, row.reward_sum, row.reward_sq_sum))
         except experiments.ImpossibleStatistics as exc:
             error = str(exc)
     if error is None:
@@ -417,7 +458,7 @@ def summarize_experiment(config: ExperimentConfig, store: ExperimentsStore) -> d
         "steps": state.get("steps", 0),
         "moves": state.get("moves", 0),
         "updated_at": state.get("updated_at"),
-        "round": state.get("round", 1),
+        "round": round_id,
         "history": state.get("history", []),
         "error": error,
     }

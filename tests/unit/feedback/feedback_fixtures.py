@@ -112,8 +112,18 @@ def record(inference_id: str = "inf-1", **fields: Any) -> dict[str, Any]:
     return {"inference_id": inference_id, "feedback_type": "click", "reward": 1, **fields}
 
 
+SERVED_AT = NOW - timedelta(minutes=5)  # when prediction() items were served
+
+
+def row(experiment: str, arm: str, round_id: int = 1) -> tuple[str, str]:
+    """(experiment, statistics sort key) of the row a prediction() of ``arm`` is credited to."""
+    from mlops_runtime.domain.rounds import statistics_key
+
+    return experiment, statistics_key(round_id, arm, SERVED_AT.timestamp())
+
+
 def prediction(inference_id: str, endpoint: str = "churn", variant: str = "challenger", **extra: Any) -> dict:
-    """A predictions-table item as the router writes it (plain values)."""
+    """A predictions-table item as the router writes it (plain values), served in round 1."""
     return {
         "inference_id": inference_id,
         "endpoint": endpoint,
@@ -122,7 +132,8 @@ def prediction(inference_id: str, endpoint: str = "churn", variant: str = "chall
         "arm": f"{endpoint}/{variant}",
         "model_package_arn": "arn:aws:sagemaker:eu-west-1:123456789012:model-package/churn/3",
         "subject_hash": "0" * 32,
-        "created_at": int((NOW - timedelta(minutes=5)).timestamp()),
+        "created_at": int(SERVED_AT.timestamp()),
+        "round": 1,
         "expires_at": int((NOW + timedelta(days=30)).timestamp()),
         **extra,
     }
@@ -175,12 +186,13 @@ class Aws:
 
         return [from_item(item) for item in self.dynamodb.scan(TableName=table)["Items"]]
 
-    def statistics(self, experiment: str, arm: str) -> dict[str, Any] | None:
+    def statistics(self, experiment: str, arm: str, served_at: datetime = SERVED_AT) -> dict[str, Any] | None:
+        """The round-1 statistics row of ``arm`` for predictions served at ``served_at``."""
         from mlops_runtime.adapters.feedback_store import from_item
+        from mlops_runtime.domain.rounds import statistics_key
 
-        item = self.dynamodb.get_item(
-            TableName=STATISTICS_TABLE, Key={"experiment": {"S": experiment}, "arm": {"S": arm}}
-        ).get("Item")
+        key = {"experiment": {"S": experiment}, "round_arm_hour": {"S": statistics_key(1, arm, served_at.timestamp())}}
+        item = self.dynamodb.get_item(TableName=STATISTICS_TABLE, Key=key).get("Item")
         return from_item(item) if item else None
 
     def objects(self) -> dict[str, bytes]:
@@ -270,7 +282,7 @@ def create_account() -> Aws:
     for name, keys in (
         (PREDICTIONS_TABLE, [("inference_id", "HASH")]),
         (FEEDBACK_TABLE, [("feedback_id", "HASH")]),
-        (STATISTICS_TABLE, [("experiment", "HASH"), ("arm", "RANGE")]),
+        (STATISTICS_TABLE, [("experiment", "HASH"), ("round_arm_hour", "RANGE")]),
     ):
         dynamodb.create_table(
             TableName=name,

@@ -17,6 +17,7 @@ from feedback_fixtures import (
     invoke,
     prediction,
     record,
+    row,
     settings,
 )
 from mlops_runtime.adapters.feedback_store import InMemoryFeedbackStore
@@ -24,7 +25,7 @@ from mlops_runtime.adapters.ground_truth import InMemoryDeadLetters, InMemoryGro
 from mlops_runtime.domain import feedback as fb
 from mlops_runtime.handlers import feedback_api
 
-ARM = ("churn", "churn/challenger")
+ARM = row("churn", "churn/challenger")
 
 
 def lines(fakes):
@@ -102,7 +103,7 @@ def test_credit_goes_to_the_arm_that_served_the_prediction(fakes):
     # The subject now belongs to another arm; the reward still goes to the arm in the prediction.
     fakes.store.put_prediction(prediction("inf-1", variant="champion", subject_hash="a" * 32))
     invoke(record("inf-1", subject_id="user-1", reward=1))
-    assert set(fakes.store.statistics) == {("churn", "churn/champion")}
+    assert set(fakes.store.statistics) == {row("churn", "churn/champion")}
 
 
 def test_cross_endpoint_experiment_uses_experiment_and_arm(fakes):
@@ -110,7 +111,7 @@ def test_cross_endpoint_experiment_uses_experiment_and_arm(fakes):
         prediction("inf-1", endpoint="churn-b", variant="v1", experiment="exp-7", arm="exp-7/churn-b/v1")
     )
     invoke(record("inf-1", reward=1))
-    assert set(fakes.store.statistics) == {("exp-7", "exp-7/churn-b/v1")}
+    assert set(fakes.store.statistics) == {row("exp-7", "exp-7/churn-b/v1")}
 
 
 def test_invalid_single_record_is_422_and_nothing_is_touched(fakes):
@@ -165,7 +166,7 @@ def test_batch_reports_per_record_and_accepts_the_good_ones(fakes):
         "failed": 0,
     }
     assert fakes.store.statistics[ARM]["feedback_count"] == 1
-    assert fakes.store.statistics[("churn", "churn/champion")] == {
+    assert fakes.store.statistics[row("churn", "churn/champion")] == {
         "reward_sum": 0.0,
         "reward_sq_sum": 0.0,
         "feedback_count": 1,

@@ -280,17 +280,22 @@ def test_prediction_from_router_items():
     assert fb.Prediction.from_item({"inference_id": "i", "endpoint": "e"}) is None
 
 
-def test_aggregate_credits_sums_per_arm():
-    def write(reward, arm, credit=True):
+def test_aggregate_credits_sums_per_round_arm_and_served_hour():
+    def write(reward, arm, credit=True, round_id=1, at=None):
         feedback = fb.build_feedback(
             fb.validate_record(valid(reward=reward, feedback_id=f"f{reward}{arm}"), now=NOW), now=NOW
         )
-        return fb.FeedbackWrite(feedback, fb.Prediction("inf-1", "e", arm, "e", f"e/{arm}"), credit)
+        served = served_at if at is None else at
+        prediction = fb.Prediction("inf-1", "e", arm, "e", f"e/{arm}", round=round_id, served_at=served)
+        return fb.FeedbackWrite(feedback, prediction, credit)
 
+    served_at, next_hour = 1_764_931_500.0, 1_764_931_500.0 + 3600  # 2025-12-05T10:45Z, then 11:45Z
     totals = fb.aggregate_credits(
-        [write(1, "a"), write(0.5, "a"), write(0.25, "b"), write(1, "c", credit=False)]
+        [write(1, "a"), write(0.5, "a"), write(0.25, "b"), write(1, "c", credit=False),
+         write(1, "a", round_id=2), write(1, "a", at=next_hour)]
     )
-    assert totals == {("e", "e/a"): (1.5, 1.25, 2), ("e", "e/b"): (0.25, 0.0625, 1)}
+    assert totals == {("e", "1#e/a#2025-12-05T10"): (1.5, 1.25, 2), ("e", "1#e/b#2025-12-05T10"): (0.25, 0.0625, 1),
+                      ("e", "2#e/a#2025-12-05T10"): (1.0, 1.0, 1), ("e", "1#e/a#2025-12-05T11"): (1.0, 1.0, 1)}
 
 
 # --- settings -----------------------------------------------------------------------------------

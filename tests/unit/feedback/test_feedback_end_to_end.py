@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from feedback_fixtures import (
@@ -85,6 +85,7 @@ def router_prediction(inference_id, endpoint, variant, experiment, arm, subject_
     item["created_at"] = int(NOW.timestamp() - 60)
     item["experiment"] = experiment
     item["arm"] = arm
+    item["round"] = 1
     return item
 
 
@@ -108,7 +109,7 @@ def test_feedback_from_prediction_to_statistics_feedback_and_ground_truth(aws):
 
     assert aws.statistics(*CHALLENGER) == {
         "experiment": "churn",
-        "arm": "churn/challenger",
+        "round_arm_hour": f"1#churn/challenger#{(NOW - timedelta(seconds=60)):%Y-%m-%dT%H}",
         "reward_sum": 1,
         "reward_sq_sum": 1,
         "feedback_count": 1,

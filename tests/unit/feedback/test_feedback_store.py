@@ -13,6 +13,7 @@ from feedback_fixtures import (
     cancelled,
     client_error,
     prediction,
+    row,
     statistics_throttled,
 )
 from mlops_runtime.adapters.feedback_store import (
@@ -140,7 +141,7 @@ def test_write_stores_credits_and_refuses_duplicates(aws):
     assert result.stored == {item.feedback_id: True}
     assert aws.statistics(*ARM) == {
         "experiment": "churn",
-        "arm": "churn/challenger",
+        "round_arm_hour": row("churn", "churn/challenger")[1],
         "reward_sum": 0.5,
         "reward_sq_sum": 0.25,
         "feedback_count": 1,
@@ -185,8 +186,8 @@ def test_large_batches_are_split_into_transactions_of_at_most_100_actions(aws):
     assert len(calls) == 2 and all(len(call["TransactItems"]) <= 100 for call in calls)
     # One ADD per arm per transaction, with the group's summed rewards.
     for call in calls:
-        arms = [a["Update"]["Key"]["arm"]["S"] for a in call["TransactItems"] if "Update" in a]
-        assert sorted(arms) == ["churn/challenger", "churn/champion"]
+        rows = [a["Update"]["Key"]["round_arm_hour"]["S"] for a in call["TransactItems"] if "Update" in a]
+        assert sorted(rows) == [row("churn", "churn/challenger")[1], row("churn", "churn/champion")[1]]
     assert aws.statistics("churn", "churn/challenger")["feedback_count"] == 30
     assert aws.statistics("churn", "churn/champion")["reward_sum"] == 15
 

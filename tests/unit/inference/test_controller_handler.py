@@ -6,6 +6,7 @@ import json
 
 import boto3
 import pytest
+from controller_fixtures import Redeployed
 from moto import mock_aws
 
 REGION = "eu-west-1"
@@ -44,7 +45,7 @@ class Context:
 
 
 def create_tables(ddb):
-    for name, keys in (("statistics", [("experiment", "HASH"), ("arm", "RANGE")]),
+    for name, keys in (("statistics", [("experiment", "HASH"), ("round_arm_hour", "RANGE")]),
                        ("experiment-state", [("experiment", "HASH")])):
         ddb.create_table(TableName=name, KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
                          AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
@@ -95,9 +96,12 @@ def aws(monkeypatch):
         experiment_controller.configure()
 
 
-def put_stats(ddb, experiment, arm, invocations, reward_sum):
-    ddb.put_item(TableName="statistics", Item={"experiment": {"S": experiment}, "arm": {"S": arm},
-                 "invocations": {"N": str(invocations)}, "reward_sum": {"N": str(reward_sum)}})
+def put_stats(ddb, experiment, arm, invocations, reward_sum, round_id=1, hour="2026-12-05T08"):
+    """One statistics row (round, arm, served hour), as the inference and feedback APIs leave it."""
+    ddb.put_item(TableName="statistics", Item={"experiment": {"S": experiment},
+                                               "round_arm_hour": {"S": f"{round_id}#{arm}#{hour}"},
+                 "invocations": {"N": str(invocations)}, "reward_sum": {"N": str(reward_sum)},
+                 "reward_sq_sum": {"N": str(reward_sum)}})  # rewards are 0 or 1
 
 
 def run(name="churn"):
@@ -224,22 +228,7 @@ def test_bad_event(aws):
     assert experiment_controller.handler({}, Context())["status"] == "error"
 
 
-class Redeployed:
-    """The real control, but ``churn-ep`` reports a new endpoint config (moto lacks UpdateEndpoint)."""
-
-    def __init__(self, inner, config_name):
-        self.inner, self.config_name = inner, config_name
-
-    def describe_endpoint(self, endpoint):
-        import dataclasses
-
-        return dataclasses.replace(self.inner.describe_endpoint(endpoint), config_name=self.config_name)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
-def test_a_new_deployment_starts_a_new_round_from_a_baseline(aws):
+def test_a_new_deployment_starts_a_new_round_that_counts_only_its_own_rows(aws):
     from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
     from mlops_runtime.handlers import experiment_controller
 
@@ -255,20 +244,19 @@ def test_a_new_deployment_starts_a_new_round_from_a_baseline(aws):
     assert result == {"status": "restarted", "round": 2, "weights": {"champion": 0.5, "challenger": 0.5}}
     saved = state(aws["ddb"])
     assert saved["round"] == 2 and saved.get("winner") is None and saved.get("decision") is None
-    assert saved["deployment"] == {"churn-ep": "churn-ep-cfg-2"}
-    assert saved["baseline"]["challenger"]["invocations"] == 6000
+    assert saved["deployment"] == {"churn-ep": "churn-ep-cfg-2"} and "baseline" not in saved
     assert [h["winner"] for h in saved["history"]] == ["challenger"] and saved["history"][0]["round"] == 1
 
-    # The old counts are the baseline: 50 new invocations per arm are not enough to move.
-    put_stats(aws["ddb"], "churn-exp", "champion", 6050, 605)
-    put_stats(aws["ddb"], "churn-exp", "challenger", 6050, 905)
-    result = run()
-    assert result["status"] == "waiting"
-    assert state(aws["ddb"])["round"] == 2 and state(aws["ddb"])["baseline"]["champion"]["invocations"] == 6000
+    # Round 2 has 50 invocations per arm of its own: not enough to move, whatever round 1 holds
+    # (late round-1 feedback keeps landing in round-1 rows: here the champion's row grows).
+    put_stats(aws["ddb"], "churn-exp", "champion", 50, 5, round_id=2)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 50, 5, round_id=2)
+    put_stats(aws["ddb"], "churn-exp", "champion", 6000, 3000)
+    assert run()["status"] == "waiting"
 
-    # Enough new evidence in round 2 moves traffic again (the round-1 winner does not count).
-    put_stats(aws["ddb"], "churn-exp", "champion", 7000, 900)
-    put_stats(aws["ddb"], "churn-exp", "challenger", 7000, 1000)
+    # Enough new evidence in round 2 (two served hours) moves traffic again.
+    put_stats(aws["ddb"], "churn-exp", "champion", 500, 150, round_id=2, hour="2026-12-05T09")
+    put_stats(aws["ddb"], "churn-exp", "challenger", 500, 50, round_id=2, hour="2026-12-05T09")
     assert run()["status"] == "moved"
     assert state(aws["ddb"])["weights"]["champion"] > 0.5
 
@@ -298,19 +286,6 @@ def test_an_endpoint_not_deployed_yet_is_a_skip_not_an_error(aws):
     aws["sm"].delete_endpoint(EndpointName="ep-b")
     result = run("split")
     assert result["status"] == "skipped" and "ep-b is not deployed" in result["reason"]
-
-
-def test_since_baseline_subtracts_per_arm_and_keeps_impossible_values_visible():
-    from mlops_runtime.adapters.experiments_store import since_baseline
-
-    rows = [{"arm": "a", "invocations": 10, "reward_sum": 4, "reward_sq_sum": None},
-            {"arm": "b", "invocations": 3, "reward_sum": 1}]
-    assert since_baseline(rows, None) == rows
-    baseline = {"a": {"invocations": 6, "reward_sum": 1, "reward_sq_sum": 0, "feedback_count": 0},
-                "b": {"invocations": 5}}
-    assert since_baseline(rows, baseline) == [
-        {"arm": "a", "invocations": 4, "reward_sum": 3, "reward_sq_sum": None},
-        {"arm": "b", "invocations": -2, "reward_sum": 1}]  # below its baseline: rejected downstream
 
 
 def test_bookkeeping_run_of_a_single_arm_route_keeps_the_split(aws, monkeypatch):

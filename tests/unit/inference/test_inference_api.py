@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -71,7 +72,7 @@ def post(api, name="churn", body='{"x": 1}', content_type="application/json", **
 
 
 def create_tables(ddb):
-    for name, keys in (("predictions", [("inference_id", "HASH")]), ("statistics", [("experiment", "HASH"), ("arm", "RANGE")]),
+    for name, keys in (("predictions", [("inference_id", "HASH")]), ("statistics", [("experiment", "HASH"), ("round_arm_hour", "RANGE")]),
                        ("experiment-state", [("experiment", "HASH")])):
         ddb.create_table(TableName=name, KeySchema=[{"AttributeName": k, "KeyType": t} for k, t in keys],
                          AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
@@ -157,8 +158,10 @@ def test_invocation_routes_records_once_and_returns_model_answer(aws):
     assert item["endpoint"] == {"S": "churn-ep"} and item["experiment"] == {"S": "churn-exp"} and item["arm"] == {"S": arm}
     assert int(item["expires_at"]["N"]) - int(item["created_at"]["N"]) == 7 * 86400
     assert len(item["subject_hash"]["S"]) == 32 and "user-42" not in json.dumps(item)
-    stats = aws.get_item(TableName="statistics", Key={"experiment": {"S": "churn-exp"}, "arm": {"S": arm}})["Item"]
-    assert stats["invocations"] == {"N": "1"}
+    assert item["round"] == {"N": "1"}  # the round that served it (no state yet: round 1)
+    (stats,) = aws.scan(TableName="statistics")["Items"]
+    served_hour = datetime.fromtimestamp(int(item["created_at"]["N"]), UTC).strftime("%Y-%m-%dT%H")
+    assert stats["round_arm_hour"] == {"S": f"1#{arm}#{served_hour}"} and stats["invocations"] == {"N": "1"}
     # a second request: no state read any more (cached), still exactly 2 calls
     sent.calls.clear()
     assert post(api, X_Subject_Id="user-43")["statusCode"] == 200
@@ -338,10 +341,11 @@ def test_feature_group_lookup_builds_csv_row(aws):
 
 
 def test_experiment_summary(aws):
-    aws.put_item(TableName="statistics", Item={"experiment": {"S": "churn-exp"}, "arm": {"S": "champion"},
-                 "invocations": {"N": "1000"}, "reward_sum": {"N": "100"}, "feedback_count": {"N": "1000"}})
-    aws.put_item(TableName="statistics", Item={"experiment": {"S": "churn-exp"}, "arm": {"S": "challenger"},
-                 "invocations": {"N": "1000"}, "reward_sum": {"N": "150"}, "feedback_count": {"N": "1000"}})
+    for arm, rewards in (("champion", "100"), ("challenger", "150")):
+        aws.put_item(TableName="statistics", Item={
+            "experiment": {"S": "churn-exp"}, "round_arm_hour": {"S": f"1#{arm}#2026-12-05T08"},
+            "invocations": {"N": "1000"}, "reward_sum": {"N": rewards}, "reward_sq_sum": {"N": rewards},
+            "feedback_count": {"N": "1000"}})
     api = fresh_api()
     response = api.handler(event("GET", "/v1/experiments/churn"), Context())
     assert response["statusCode"] == 200

@@ -43,19 +43,19 @@ ITEM = {"inference_id": "abc", "endpoint": "e", "variant": "champion"}
 
 def test_conflict_then_success_writes_once():
     client = ScriptedClient(cancelled("None", "TransactionConflict"), None)
-    store(client).record_prediction(ITEM, "exp", "champion")
+    store(client).record_prediction(ITEM, "exp", "1#champion#2026-12-05T08")
     assert client.calls == 2
 
 
 def test_persistent_conflict_gives_up_after_three_attempts():
     client = ScriptedClient(*[cancelled("None", "TransactionConflict")] * 3)
     with pytest.raises(ClientError):
-        store(client).record_prediction(ITEM, "exp", "champion")
+        store(client).record_prediction(ITEM, "exp", "1#champion#2026-12-05T08")
     assert client.calls == 3
 
 
 def test_duplicate_inference_id_is_not_retried():
     client = ScriptedClient(cancelled("ConditionalCheckFailed", "None"))
     with pytest.raises(DuplicateInferenceId):
-        store(client).record_prediction(ITEM, "exp", "champion")
+        store(client).record_prediction(ITEM, "exp", "1#champion#2026-12-05T08")
     assert client.calls == 1

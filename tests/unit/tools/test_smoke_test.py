@@ -33,7 +33,7 @@ def test_a_healthy_environment_passes_and_the_requests_are_right():
     assert run_checks(API, "churn", send) == []
     kinds = {c[0]: c for c in send.calls}
     assert kinds["invocation"][2] == "https://abc.execute-api.eu-west-1.amazonaws.com/live/v1/endpoints/churn/invocations"
-    assert kinds["invocation"][4] == {"Content-Type": "text/csv"}
+    assert kinds["invocation"][4] == {"Content-Type": "text/csv", "X-Smoke-Test": "true"}
     record = json.loads(kinds["feedback"][3])
     assert record["inference_id"].startswith("smoke-") and 0 <= record["reward"] <= 1
 
