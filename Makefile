@@ -75,14 +75,18 @@ cost: $(SYNTH_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks
 
+# The preflight stops with one line when credentials or the CDK bootstrap are missing.
 deploy: $(SYNTH_STAMP)
+	@$(BIN)/python -m mlops_platform.tools.preflight $(ENV)
 	$(CDK) deploy -c env=$(ENV) '$(ENV)/*' --require-approval broadening
 
 # With config/delivery/pipeline.yaml enabled: deploy the pipeline once; it deploys the environments.
 deploy-pipeline: $(SYNTH_STAMP)
+	@$(BIN)/python -m mlops_platform.tools.preflight --delivery
 	$(CDK) deploy Delivery --require-approval broadening
 
 diff: $(SYNTH_STAMP)
+	@$(BIN)/python -m mlops_platform.tools.preflight $(ENV)
 	$(CDK) diff -c env=$(ENV) '$(ENV)/*'
 
 destroy: $(SYNTH_STAMP)

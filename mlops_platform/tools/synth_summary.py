@@ -20,6 +20,7 @@ class StackSummary:
     name: str
     resources: int
     resource_types: Counter = field(default_factory=Counter)
+    unsubscribed_topics: list[str] = field(default_factory=list)  # SNS topics nobody receives
 
 
 @dataclass
@@ -40,8 +41,24 @@ def _stacks(assembly_dir: Path) -> list[StackSummary]:
         resources = template.get("Resources", {})
         types = Counter(resource["Type"] for resource in resources.values())
         name = artifact.get("displayName", artifact_id)
-        stacks.append(StackSummary(name=name, resources=len(resources), resource_types=types))
+        stacks.append(StackSummary(name=name, resources=len(resources), resource_types=types,
+                                   unsubscribed_topics=_unsubscribed_topics(resources)))
     return stacks
+
+
+def _unsubscribed_topics(resources: dict) -> list[str]:
+    """Names of the template's SNS topics with neither an inline nor a separate subscription."""
+    subscribed = {
+        resource["Properties"].get("TopicArn", {}).get("Ref")
+        for resource in resources.values()
+        if resource["Type"] == "AWS::SNS::Subscription" and isinstance(resource["Properties"].get("TopicArn"), dict)
+    }
+    return sorted(
+        resource["Properties"].get("TopicName", logical_id)
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::SNS::Topic"
+        and logical_id not in subscribed and not resource["Properties"].get("Subscription")
+    )
 
 
 def summarize(outdir: Path) -> AssemblySummary:
@@ -80,6 +97,20 @@ def render(summary: AssemblySummary) -> str:
     return "\n".join(lines)
 
 
+def warnings(summary: AssemblySummary) -> list[str]:
+    """One line per environment whose notification topic has no subscriber: its alarms reach nobody."""
+    lines = []
+    for environment, stacks in summary.environments.items():
+        name = environment.rsplit("/", 1)[-1]  # "Delivery/prod" when the pipeline deploys it
+        for topic in (topic for stack in stacks for topic in stack.unsubscribed_topics):
+            lines.append(
+                f"warning: {name}: topic {topic} has no subscriber, so its alarms, approvals and budget "
+                f"alerts reach nobody: set notifications.emails in config/{name}.yaml or subscribe Slack "
+                f"(docs/deploying.md#notifications)"
+            )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     outdir = Path(args[0] if args else "cdk.out")
@@ -88,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     summary = summarize(outdir)
     print(render(summary))
+    for line in warnings(summary):
+        print(line, file=sys.stderr)
     if not summary.packs:
         print("cdk-nag did not run: no validation-report.json in the assembly", file=sys.stderr)
         return 1
