@@ -375,6 +375,7 @@ def _sdk() -> types.SimpleNamespace:
         ProcessingOutput=shapes.ProcessingOutput,
         ProcessingS3Input=shapes.ProcessingS3Input,
         ProcessingS3Output=shapes.ProcessingS3Output,
+        S3DataSource=shapes.S3DataSource,
         Compute=configs.Compute,
         InputData=configs.InputData,
         Networking=configs.Networking,
@@ -526,7 +527,8 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
     with _telemetry_opted_out(session):
         preprocess_args = preprocessor.run(
             code=spec.preprocess_code_uri,
-            arguments=list(spec.preprocess_arguments) or None,
+            # One train file per training instance, so ShardedByS3Key hands each its own part.
+            arguments=[*spec.preprocess_arguments, "--train-shards", params.training_instance_count],
             inputs=[processing_input("input", params.input_data_uri, f"{PROCESSING_ROOT}/input")],
             outputs=[processing_output(STEP_PREPROCESS, name) for name in PREPROCESS_OUTPUTS],
         )
@@ -574,11 +576,17 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
     trainer.role = spec.role_arn
     with _telemetry_opted_out(session):
         train_args = trainer.train(
+            # train is sharded by file across the instances (data-parallel XGBoost); every
+            # instance evaluates on the whole validation split.
             input_data_config=[
                 sdk.InputData(
-                    channel_name=name, data_source=preprocess_output(name), content_type=CONTENT_TYPE
+                    channel_name=name,
+                    data_source=sdk.S3DataSource(
+                        s3_data_type="S3Prefix", s3_uri=preprocess_output(name), s3_data_distribution_type=distribution
+                    ),
+                    content_type=CONTENT_TYPE,
                 )
-                for name in ("train", "validation")
+                for name, distribution in (("train", "ShardedByS3Key"), ("validation", "FullyReplicated"))
             ]
         )
     train = sdk.TrainingStep(name=STEP_TRAIN, step_args=train_args)

@@ -12,7 +12,8 @@ version of each record (see :func:`load_feature_store`).
 
 Outputs below ``--output-dir`` (default ``/opt/ml/processing``):
 
-- ``train/train.csv``, ``validation/validation.csv``, ``test/test.csv``: a stratified split
+- ``train/train.csv`` (with ``--train-shards N`` > 1: ``train/train-00000.csv`` ... one part per
+  training instance, for ``ShardedByS3Key``), ``validation/validation.csv``, ``test/test.csv``: a stratified split
   (``--validation-fraction`` and ``--test-fraction`` of the rows, default 0.15 each) in the layout
   the SageMaker XGBoost container reads: no header, the 0/1 label in the FIRST column, then the
   features in the order of ``baseline/feature_names.json``.
@@ -88,6 +89,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--target-column", default="target")
     parser.add_argument(
+        "--train-shards", type=int, default=1,
+        help="files the train split is written in: at least the training instance count, so that "
+             "ShardedByS3Key gives every instance its own part",
+    )
+    parser.add_argument(
         "--input-format", choices=("csv", "feature-store"), default="csv",
         help="csv: *.csv files with a header; feature-store: a feature group's offline store",
     )
@@ -99,6 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be between 0 and 1")
     if args.input_format == "feature-store" and not (args.record_identifier and args.event_time_feature):
         parser.error("--input-format feature-store needs --record-identifier and --event-time-feature")
+    if args.train_shards < 1:
+        parser.error("--train-shards must be at least 1")
     if args.validation_fraction + args.test_fraction >= 1.0:
         parser.error("--validation-fraction plus --test-fraction must be below 1")
     return args
@@ -344,8 +352,11 @@ def run(args: argparse.Namespace) -> None:
     )
     out = args.output_dir
     for name, rows in (("train", train), ("validation", validation), ("test", test)):
-        write_split(ordered.iloc[rows], out / name / f"{name}.csv")
-        LOG.info("wrote %s rows to %s", len(rows), out / name / f"{name}.csv")
+        shards = args.train_shards if name == "train" else 1
+        for shard, part in enumerate(np.array_split(rows, shards)):
+            path = out / name / (f"{name}.csv" if shards == 1 else f"{name}-{shard:05d}.csv")
+            write_split(ordered.iloc[part], path)
+            LOG.info("wrote %s rows to %s", len(part), path)
 
     write_json(out / "baseline" / "feature_names.json", features)
     write_json(out / "baseline" / "baseline.json", build_baseline(ordered.iloc[train], target, features))

@@ -15,6 +15,15 @@ Inputs (SageMaker sets the environment variables; a command-line flag wins over 
   --early_stopping_rounds 10 --seed 42 --tree_method hist --nthread 0`` (0: every core).
   Unknown arguments (SageMaker adds its own) are logged and ignored.
 
+Distributed (``training_instance_count`` > 1): SageMaker lists the cluster in ``SM_HOSTS`` and
+this host in ``SM_CURRENT_HOST``. The first host (sorted) runs XGBoost's Rabit tracker on
+``--tracker_port`` (default 9099, inter-container traffic inside the training cluster); every host
+joins it through ``xgboost.collective`` and trains data-parallel on its shard: the files SageMaker
+gave it (``ShardedByS3Key``, what the platform's pipeline uses) or, for a ``FullyReplicated``
+channel (read from ``SM_INPUT_DATA_CONFIG``), every ``world``-th row. Histograms and evaluation
+metrics are all-reduced, so every worker builds the same trees and stops at the same round; only
+the first host saves the model and records the run. Needs XGBoost >= 2.1 (the collective API).
+
 Output: ``<--model-dir>/xgboost-model`` (``SM_MODEL_DIR``, default ``/opt/ml/model``), the
 Booster cut to its best iteration, in XGBoost's JSON model format: ``xgboost.Booster`` of the
 1.7 container (and newer) loads it, and so does that container's built-in serving.
@@ -33,11 +42,15 @@ Bad input data ends the job with exit status 1 and one line on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +84,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--tree_method", default="hist")
     parser.add_argument("--nthread", type=int, default=0, help="CPU threads; 0 uses every core")
+    parser.add_argument("--tracker_port", type=int, default=9099, help="distributed: the Rabit tracker's port")
+    parser.add_argument("--tracker_timeout", type=int, default=600,
+                        help="distributed: seconds to wait for every host to join (and for each round)")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         LOG.warning("ignoring unknown arguments: %s", " ".join(unknown))
@@ -81,6 +97,74 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _path_or_none(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The training cluster as SageMaker describes it, seen from one host."""
+
+    hosts: tuple[str, ...]  # sorted: the first one runs the tracker
+    current_host: str
+    train_replicated: bool  # the train channel is FullyReplicated: shard rows here
+
+    @property
+    def rank(self) -> int:
+        return self.hosts.index(self.current_host)
+
+    @property
+    def world_size(self) -> int:
+        return len(self.hosts)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.rank == 0
+
+
+def cluster_from_environment(env: os._Environ | dict) -> Cluster | None:
+    """The cluster when SageMaker started more than one host, else None (single-process training)."""
+    hosts = tuple(sorted(json.loads(env.get("SM_HOSTS") or "[]")))
+    if len(hosts) < 2:
+        return None
+    current = env.get("SM_CURRENT_HOST", "")
+    if current not in hosts:
+        raise TrainingDataError(f"SM_CURRENT_HOST {current!r} is not one of SM_HOSTS {list(hosts)}")
+    channels = json.loads(env.get("SM_INPUT_DATA_CONFIG") or "{}")
+    distribution = channels.get("train", {}).get("S3DistributionType", "ShardedByS3Key")
+    return Cluster(hosts, current, train_replicated=distribution == "FullyReplicated")
+
+
+@contextlib.contextmanager
+def collective(cluster: Cluster | None, port: int, timeout: int) -> Iterator[None]:
+    """Join the cluster's XGBoost communicator (the leader also runs the tracker) for the block."""
+    if cluster is None:
+        yield
+        return
+    from xgboost import collective as xgb_collective
+    from xgboost.tracker import RabitTracker
+
+    tracker_ip = socket.gethostbyname(cluster.hosts[0])
+    tracker = None
+    if cluster.is_leader:
+        tracker = RabitTracker(n_workers=cluster.world_size, host_ip=tracker_ip, port=port,
+                               sortby="task", timeout=timeout)
+        tracker.start()
+    LOG.info("host %s: worker %s of %s, tracker %s:%s", cluster.current_host, cluster.rank,
+             cluster.world_size, tracker_ip, port)
+    with xgb_collective.CommunicatorContext(
+        dmlc_tracker_uri=tracker_ip, dmlc_tracker_port=port, dmlc_task_id=str(cluster.rank), dmlc_timeout=timeout,
+    ):
+        yield
+    if tracker is not None:
+        tracker.wait_for(timeout)
+        tracker.free()
+
+
+def rows_of_worker(labels: np.ndarray, features: np.ndarray, cluster: Cluster | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """This worker's rows of a replicated channel: every ``world_size``-th row from its rank."""
+    if cluster is None or not cluster.train_replicated:
+        return labels, features
+    return labels[cluster.rank :: cluster.world_size], features[cluster.rank :: cluster.world_size]
 
 
 def load_channel(location: Path, channel: str) -> tuple[np.ndarray, np.ndarray]:
@@ -203,11 +287,17 @@ def log_to_wandb(hyperparameters: dict, history: dict, final_metrics: dict) -> N
         os.environ.pop("WANDB_API_KEY", None)
 
 
-def train(args: argparse.Namespace) -> dict:
-    """Train, save the model and return the final metrics."""
+def train(args: argparse.Namespace, cluster: Cluster | None = None) -> dict:
+    """Train, save the model (the leader, in a cluster) and return the final metrics."""
     if args.train is None:
         raise TrainingDataError("no training data: pass --train or set SM_CHANNEL_TRAIN")
-    train_labels, train_features = load_channel(args.train, "train")
+    train_labels, train_features = rows_of_worker(*load_channel(args.train, "train"), cluster)
+    with collective(cluster, args.tracker_port, args.tracker_timeout):
+        return _train(args, cluster, train_labels, train_features)
+
+
+def _train(args: argparse.Namespace, cluster: Cluster | None, train_labels: np.ndarray,
+           train_features: np.ndarray) -> dict:
     dtrain = xgb.DMatrix(train_features, label=train_labels)
     evals = [(dtrain, "train")]
     if args.validation is not None:
@@ -244,17 +334,19 @@ def train(args: argparse.Namespace) -> dict:
     )
     best_iteration = booster.best_iteration if early_stopping else booster.num_boosted_rounds() - 1
     booster = booster[: best_iteration + 1]
-
-    args.model_dir.mkdir(parents=True, exist_ok=True)
-    model_path = args.model_dir / MODEL_FILE_NAME
-    model_path.write_bytes(bytes(booster.save_raw("json")))
-
     final_metrics = {
         f"final_{split}_{name}": float(values[best_iteration])
         for split, metrics in history.items()
         for name, values in metrics.items()
     }
     final_metrics["best_iteration"] = float(best_iteration)
+    if cluster is not None and not cluster.is_leader:
+        LOG.info("worker %s done; the leader saves the model", cluster.rank)
+        return final_metrics
+
+    args.model_dir.mkdir(parents=True, exist_ok=True)
+    model_path = args.model_dir / MODEL_FILE_NAME
+    model_path.write_bytes(bytes(booster.save_raw("json")))
     LOG.info("saved %s (%s trees); final metrics: %s", model_path, best_iteration + 1, final_metrics)
 
     hyperparameters = {
@@ -271,6 +363,7 @@ def train(args: argparse.Namespace) -> dict:
             "tree_method",
         )
     }
+    hyperparameters["instances"] = cluster.world_size if cluster else 1
     log_to_mlflow(hyperparameters, history, final_metrics)
     log_to_wandb(hyperparameters, history, final_metrics)
     return final_metrics
@@ -287,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging()
     args = parse_args(argv)
     try:
-        train(args)
+        train(args, cluster_from_environment(os.environ))
     except TrainingDataError as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 1

@@ -198,6 +198,8 @@ def test_preprocess_step(minimal: dict) -> None:
     assert args["AppSpecification"] == {
         "ImageUri": SKLEARN_IMAGE,
         "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/preprocess.py"],
+        # As many train files as training instances (ShardedByS3Key gives each its own).
+        "ContainerArguments": ["--train-shards", {"Get": "Parameters.TrainingInstanceCount"}],
     }
     inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
     assert inputs["input"]["S3Uri"] == {"Get": "Parameters.InputDataUri"}
@@ -231,6 +233,9 @@ def test_train_step(full: dict) -> None:
         assert channel["DataSource"]["S3DataSource"]["S3Uri"] == {
             "Get": f"Steps.Preprocess.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"
         }
+    # Data-parallel: each instance gets its own train files, and the whole validation split.
+    assert channels["train"]["DataSource"]["S3DataSource"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert channels["validation"]["DataSource"]["S3DataSource"]["S3DataDistributionType"] == "FullyReplicated"
     assert args["HyperParameters"] == {
         "num_round": "200",
         "max_depth": "6",

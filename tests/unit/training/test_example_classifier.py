@@ -209,6 +209,19 @@ def test_baseline_describes_the_training_split(pipeline) -> None:
         assert sum(counts) == len(values)
 
 
+def test_preprocess_writes_one_train_part_per_training_instance(tmp_path, raw_csv) -> None:
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    assert run_preprocess(raw_csv.parent, single) == 0
+    assert run_preprocess(raw_csv.parent, sharded, "--train-shards", "3") == 0
+    parts = sorted((sharded / "train").glob("*.csv"))
+    assert [part.name for part in parts] == ["train-00000.csv", "train-00001.csv", "train-00002.csv"]
+    whole = pd.read_csv(single / "train" / "train.csv", header=None)
+    together = pd.concat([pd.read_csv(part, header=None) for part in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(together, whole)  # the same rows, split, none lost or repeated
+    with pytest.raises(SystemExit, match="2"):
+        run_preprocess(raw_csv.parent, tmp_path / "bad", "--train-shards", "0")
+
+
 def test_preprocess_reads_every_csv_and_a_custom_target_column(tmp_path, raw_frame) -> None:
     frame = raw_frame.rename(columns={"target": "label"})
     input_dir = tmp_path / "input"
