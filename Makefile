@@ -20,7 +20,7 @@ SYNTH_STAMP := $(VENV)/.synth-installed
 TEST_STAMP := $(VENV)/.test-installed
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: help install synth test bench cost docs local demo deploy deploy-pipeline diff destroy clean
+.PHONY: help install synth test bench cost docs permissions local demo deploy deploy-pipeline diff destroy clean
 
 help:
 	@echo "make synth            set up the toolchain and synthesize every environment into cdk.out"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench            run the benchmarks; figures go to benchmarks/results/"
 	@echo "make cost             what each environment costs while idle (cost/prices.yaml)"
 	@echo "make docs             regenerate docs/configuration.md and docs/architecture.svg"
+	@echo "make permissions      re-record the AWS calls the code makes; regenerate docs/permissions.md"
 	@echo "make local            the API on http://127.0.0.1:$${PORT:-8080}: real handlers, AWS in moto (Ctrl-C stops)"
 	@echo "make demo             an A/B experiment against make local until the controller declares a winner"
 	@echo "make deploy ENV=dev   deploy one environment (needs AWS credentials and a bootstrapped account)"
@@ -68,6 +69,13 @@ docs: $(SYNTH_STAMP)
 	rm -rf cdk.out
 	$(CDK) synth '**' --quiet
 	$(BIN)/python -m mlops_platform.tools.architecture --assembly cdk.out --environment staging --output docs/architecture.svg
+
+# The permission contract's ledger of AWS calls, recorded afresh from the tests, then the per-role
+# report checked against it (tests/aws_contract/ledger.py).
+permissions: $(TEST_STAMP)
+	rm -f tests/aws_contract/calls.json
+	AWS_CONTRACT_RECORD=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup tests/unit
+	AWS_CONTRACT_RECORD=1 $(BIN)/python -m pytest -q -n 0 tests/synth/test_permission_contract.py
 
 cost: $(SYNTH_STAMP)
 	$(BIN)/python -m mlops_platform.tools.cost_report

@@ -24,6 +24,11 @@ os.environ.update(
 )
 os.environ.pop("AWS_PROFILE", None)
 
+# Before any botocore session exists: record every AWS call the handlers and jobs make, for the
+# permission contract (tests/aws_contract/).
+from aws_contract import ledger  # noqa: E402
+from aws_contract.recorder import RECORDER  # noqa: E402
+
 
 # --- Synthesis, shared by every template test -------------------------------------------------
 # jsii costs seconds per process, so the whole app (every environment in config/) is built and
@@ -113,3 +118,48 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "synthesis" in getattr(item, "fixturenames", ()) or "cdk_template" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("synthesis"))
+
+
+# --- AWS calls against the permission contract's ledger (tests/aws_contract/ledger.py) ----------
+
+_ledger: set | None = None
+_new_entries: set = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A test whose handler or job makes an AWS call the ledger lacks fails (or, with
+    AWS_CONTRACT_RECORD=1, adds it): the permission contract checks only the calls it knows."""
+    global _ledger
+    start = len(RECORDER.calls)
+    result = yield
+    calls = RECORDER.calls[start:]
+    if calls:
+        if _ledger is None:
+            _ledger = ledger.load()
+        missing = {ledger.entry(call) for call in calls} - _ledger
+        if missing and ledger.recording():
+            _new_entries.update(missing)
+        elif missing:
+            lines = "\n".join(json.dumps(e.as_json()) for e in sorted(missing))
+            raise AssertionError(
+                f"AWS calls not in the permission contract's ledger ({ledger.LEDGER.name}); "
+                f"run `make permissions` to add them:\n{lines}")
+    return result
+
+
+def pytest_sessionfinish(session):
+    """With AWS_CONTRACT_RECORD=1: an xdist worker leaves its new entries beside the ledger, and
+    the controller (or a run without workers) merges them all into it."""
+    if not ledger.recording():
+        return
+    worker = getattr(session.config, "workerinput", {}).get("workerid")
+    if worker:
+        ledger.save(_new_entries, ledger.LEDGER.with_suffix(f".{worker}.json"))
+        return
+    parts = sorted(ledger.LEDGER.parent.glob(f"{ledger.LEDGER.stem}.*.json"))
+    merged = ledger.load() | _new_entries
+    for part in parts:
+        merged |= ledger.load(part)
+        part.unlink()
+    ledger.save(merged)

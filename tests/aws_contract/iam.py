@@ -1,13 +1,15 @@
 """Does a role of a synthesized environment have the right to make a call? Evaluated by moto's IAM engine.
 
 Statements are matched by moto's access-control evaluator (``moto.iam.access_control.
-IAMPolicyStatement``: Action/NotAction and Resource wildcards, conditions). This module only
-combines the statements' verdicts the way AWS does (an explicit deny wins; otherwise any allow),
-across the role's identity policies and, where the resource has one, its resource policy (KMS key
-policies must allow too). moto evaluates only the ``StringEquals`` operator and ignores the
-others; the ones the platform's policies use are registered into moto's operator table below,
-and a statement whose condition needs a context key the call does not carry does not apply (as in
-AWS, where a missing key fails every operator without ``IfExists``).
+IAMPolicyStatement``: Action/NotAction and Resource wildcards) and their conditions by moto's
+condition classes (``moto.iam.policy_conditions``). This module only combines the statements'
+verdicts the way AWS does (an explicit deny wins; otherwise any allow), across the role's identity
+policies and, where the resource has one, its resource policy (a KMS key's policy must allow too),
+and picks the statements whose Principal names the caller. moto evaluates only the
+``StringEquals`` operator and ignores the others: the ones the platform's policies use are
+registered into moto's operator table below, any other one fails the contract, and a statement
+whose condition needs a context key the call does not carry does not apply (as in AWS, where a
+missing key fails every operator without ``IfExists``).
 """
 
 from __future__ import annotations

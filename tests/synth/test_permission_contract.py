@@ -1,13 +1,21 @@
-"""Permission contract: what AWS services do with the roles and resources of every environment.
+"""Permission contract: every AWS call the code makes, and what AWS services do with the roles.
 
-Each duty (tests/aws_contract/duties.py) is read from the synthesized templates and evaluated by
-moto's IAM policy engine against the environment's resolved policies (tests/aws_contract/iam.py).
+The calls are those the handlers and jobs made in the tests (tests/aws_contract/calls.json, kept
+complete by tests/conftest.py); the duties of the Lambda and EventBridge services are read from the
+templates (tests/aws_contract/duties.py). Both are evaluated by moto's IAM policy engine against
+every environment's resolved policies (tests/aws_contract/iam.py); docs/permissions.md is the
+per-role report (``make permissions`` regenerates it).
 """
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import pytest
 
+from aws_contract import ledger
+from aws_contract.contract import Contract, RoleReport, granted_actions, render_report
 from aws_contract.duties import eventbridge_duties, lambda_invoke_permissions, lambda_rule_targets, lambda_service_duties, platform_functions
 from aws_contract.iam import Roles
 from aws_contract.templates import Environment
@@ -25,8 +33,24 @@ def environments(synthesis) -> dict[str, Environment]:
 
 
 @pytest.fixture(scope="session")
-def roles(environments) -> dict[str, Roles]:
-    return {name: Roles(environment) for name, environment in environments.items()}
+def contracts(environments) -> dict[str, Contract]:
+    return {name: Contract(environment) for name, environment in environments.items()}
+
+
+@pytest.fixture(scope="session")
+def roles(contracts) -> dict[str, Roles]:
+    return {name: contract.roles for name, contract in contracts.items()}
+
+
+@pytest.fixture(scope="session")
+def entries() -> list[ledger.Entry]:
+    return sorted(ledger.load())
+
+
+def refusals(contract: Contract, entries) -> list[str]:
+    return [f"{d.runner} ({d.entry.caller}) may not {d.request.action} on {d.request.resource}"
+            f"{' with ' + str(dict(d.request.context)) if d.request.context else ''}"
+            for e in entries for d in contract.decide(e) if d.allowed_as is None]
 
 
 def denied(roles: Roles, duties) -> list[str]:
@@ -67,3 +91,53 @@ def test_eventbridge_may_invoke_each_lambda_target_of_its_rules(environments, en
     missing = [(rule, function) for rule, function in lambda_rule_targets(environments[environment])
                if (function, "events.amazonaws.com", rule) not in permissions]
     assert missing == []
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_call_the_code_makes_is_allowed_for_its_role(contracts, entries, environment):
+    decided = [d for e in entries for d in contracts[environment].decide(e)]
+    assert len({d.entry.caller for d in decided}) >= 8
+    assert refusals(contracts[environment], entries) == []
+
+
+def test_every_caller_of_the_ledger_runs_in_some_environment(contracts, entries):
+    callers = {e.caller for e in entries}
+    assert {"mlops_runtime.handlers.deployer", "mlops_runtime.search.bulk", "monitor.py"} <= callers
+    assert callers - {c for contract in contracts.values() for c in contract.runners} == set()
+
+
+def test_a_grant_removed_from_a_role_is_refused(environments, entries):
+    """The contract can fail: without the statements granting the deployer's CreateEndpoint, the
+    deployer's call is refused in every environment."""
+    for name, environment in environments.items():
+        templates = copy.deepcopy(environment.templates)
+        for resource in templates["Serving"]["Resources"].values():
+            if resource["Type"] == "AWS::IAM::Policy":
+                document = resource["Properties"]["PolicyDocument"]
+                document["Statement"] = [s for s in document["Statement"] if "sagemaker:CreateEndpoint" not in s["Action"]]
+        contract = Contract(Environment(name, environment.account, environment.region, templates))
+        refused = refusals(contract, [e for e in entries if e.operation == "CreateEndpoint"])
+        assert refused and all("sagemaker:CreateEndpoint" in r for r in refused)
+
+
+REPORT = Path(__file__).resolve().parents[2] / "docs" / "permissions.md"
+
+
+def test_permissions_report_is_fresh(environments, contracts, entries):
+    reports: dict[tuple[str, str], RoleReport] = {}
+    for name, contract in contracts.items():
+        for decision in (d for e in entries for d in contract.decide(e)):
+            report = reports.setdefault((name, decision.runner), RoleReport(name, decision.runner, decision.role_arn))
+            report.observed |= set(decision.allowed_as or ())
+        labels = {f.role_arn: f.name for f in platform_functions(environments[name])}
+        for duty in lambda_service_duties(environments[name]):
+            runner = labels[duty.who]
+            report = reports.setdefault((name, runner), RoleReport(name, runner, duty.who))
+            report.observed.add(f"{duty.action} {duty.resource}")
+        for report in reports.values():
+            if report.environment == name:
+                report.granted = granted_actions(contract.roles, report.role_arn)
+    text = render_report(list(reports.values()), [])
+    if ledger.recording():
+        REPORT.write_text(text)
+    assert REPORT.read_text() == text, "docs/permissions.md is stale: run `make permissions`"
