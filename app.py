@@ -3,7 +3,7 @@
 
     npx cdk synth '**'              every environment in config/
     npx cdk synth '**' -c env=dev   one environment (comma-separate several)
-    -c config_dir=path               read the environment files from another folder
+    -c config_dir=path               read the environment files (and delivery/pipeline.yaml) from another folder
 
 With config/delivery/pipeline.yaml enabled, the environments are stages of the delivery pipeline.
 
@@ -30,7 +30,7 @@ def main() -> int:
     names = [name.strip() for name in str(selected).split(",") if name.strip()] if selected else None
     try:
         configs = load_environments(names, Path(config_dir) if config_dir else CONFIG_DIR)
-        delivery = load_delivery()
+        delivery = load_delivery((Path(config_dir) if config_dir else CONFIG_DIR) / "delivery" / "pipeline.yaml")
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2

@@ -111,12 +111,66 @@ def cdk_template(synthesis):
     return get
 
 
+# --- The app with the delivery pipeline enabled ----------------------------------------------
+# One `python app.py` subprocess per session with a copy of config/ whose pipeline is enabled
+# (made-up tooling account and connection): the real stages inside the pipeline, synthesized and
+# nag-checked as `make synth` would. Its tests form their own xdist group, so under `make test` it
+# runs beside the in-process synthesis above instead of after it.
+
+DELIVERY_ACCOUNT = "444444444444"
+DELIVERY_CONNECTION = ("arn:aws:codeconnections:eu-west-1:444444444444:connection/"
+                       "12345678-1234-1234-1234-123456789012")
+
+
+@dataclass
+class DeliverySynthesis:
+    outdir: Path
+    returncode: int
+    stderr: str
+    manifest: dict
+    template: dict  # the Delivery stack
+    account: str = DELIVERY_ACCOUNT
+    connection_arn: str = DELIVERY_CONNECTION
+
+
+@pytest.fixture(scope="session")
+def delivery_synthesis(tmp_path_factory) -> DeliverySynthesis:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from mlops_platform.paths import REPO_ROOT
+
+    root = tmp_path_factory.mktemp("delivery")
+    config_dir = root / "config"
+    (config_dir / "delivery").mkdir(parents=True)
+    for path in (REPO_ROOT / "config").glob("*.yaml"):
+        shutil.copy(path, config_dir / path.name)
+    (config_dir / "delivery" / "pipeline.yaml").write_text(
+        f'enabled: true\naccount: "{DELIVERY_ACCOUNT}"\nregion: eu-west-1\n'
+        f"connection_arn: {DELIVERY_CONNECTION}\nrepository: my-org/mlops-platform\n")
+    outdir = root / "cdk.out"
+    env = {**os.environ, "CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps({"config_dir": str(config_dir)}),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # node for jsii
+    done = subprocess.run([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
+    manifest_path = outdir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    template_path = outdir / "Delivery.template.json"
+    template = json.loads(template_path.read_text()) if template_path.exists() else {}
+    return DeliverySynthesis(outdir, done.returncode, done.stderr, manifest, template)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under xdist (`make test` runs two workers), every test that reads the synthesized app runs
     on the same worker, so the app is synthesized once, while the other worker runs unit tests."""
     for item in items:
-        if "synthesis" in getattr(item, "fixturenames", ()) or "cdk_template" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "delivery_synthesis" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("delivery"))
+        elif "synthesis" in fixtures or "cdk_template" in fixtures:
             item.add_marker(pytest.mark.xdist_group("synthesis"))
 
 

@@ -66,8 +66,14 @@ def summarize(outdir: Path) -> AssemblySummary:
     environments: dict[str, list[StackSummary]] = {}
     for artifact_id, artifact in sorted(manifest.get("artifacts", {}).items()):
         if artifact.get("type") == "cdk:cloud-assembly":
-            stage = artifact.get("displayName", artifact_id.removeprefix("assembly-"))
-            environments[stage] = _stacks(outdir / artifact["properties"]["directoryName"])
+            stacks = _stacks(outdir / artifact["properties"]["directoryName"])
+            # A stage inside the delivery pipeline's stack has no display name: "Delivery/dev" from its stacks'.
+            stage = artifact.get("displayName") or (
+                stacks[0].name.rsplit("/", 1)[0] if stacks else artifact_id.removeprefix("assembly-"))
+            environments[stage] = stacks
+    top_level = _stacks(outdir)  # the delivery pipeline's own stack, when enabled
+    for stack in top_level:
+        environments[stack.name] = [stack]
     report_path = outdir / "validation-report.json"
     violations = acknowledged = 0
     packs: list[str] = []

@@ -1,58 +1,62 @@
-"""Delivery pipeline: source, synth (test then synth), self-mutation, environments in order with a
-manual approval before prod and a smoke test after each; cdk-nag clean.
+"""Delivery pipeline with the real stages: source, synth (test then synth), self-mutation, the
+environments in order with a manual approval before prod and a smoke test after each; pipeline
+type V2; cdk-nag clean; a build image whose Python runs `make synth`.
 
-The pipeline's structure is what is tested, so the environments are light stand-in stages (one
-stack with the API URL output each): the real stages are tested by the other template tests.
+All but the last test read one `python app.py` run with the pipeline enabled (``delivery_synthesis``
+in tests/conftest.py), so the environments are the real ones, with their assets.
 """
 
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
+import tomllib
 
-import pytest
-from aws_cdk import App, CfnOutput, CfnWaitConditionHandle, Environment, Stack, Stage
-
-from mlops_platform.app_builder import FEATURE_FLAGS
-from mlops_platform.compliance import add_compliance_checks
 from mlops_platform.config import load_environments
-from mlops_platform.config.delivery import DeliveryConfig
-from mlops_platform.stacks.delivery import DeliveryStack
+from mlops_platform.paths import REPO_ROOT
+from mlops_platform.tools.synth_summary import summarize, warnings
 
-CONNECTION = "arn:aws:codeconnections:eu-west-1:444444444444:connection/12345678-1234-1234-1234-123456789012"
-
-
-class StandInStage(Stage):
-    def __init__(self, scope, config):
-        super().__init__(scope, config.environment, env=Environment(account=config.account, region=config.region))
-        stack = Stack(self, "Api", stack_name=f"{config.name_prefix}-api")
-        CfnWaitConditionHandle(stack, "Placeholder")
-        self.api = SimpleNamespace(api_url_output=CfnOutput(
-            stack, "ApiUrl", value=f"https://abc.execute-api.{config.region}.amazonaws.com/live/"))
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> dict:
-    delivery = DeliveryConfig(enabled=True, account="444444444444", region="eu-west-1",
-                              connection_arn=CONNECTION, repository="my-org/mlops-platform")
-    outdir = tmp_path_factory.mktemp("delivery")
-    app = App(context=FEATURE_FLAGS, outdir=str(outdir))
-    DeliveryStack(app, "Delivery", env=Environment(account="444444444444", region="eu-west-1"),
-                  delivery=delivery, environments=load_environments(), stage_factory=StandInStage)
-    add_compliance_checks(app)
-    app.synth()  # raises on an unacknowledged cdk-nag finding
-    template = json.loads(next(outdir.glob("Delivery.template.json")).read_text())
-    return template
+# Python versions each CodeBuild image's `runtime-versions` can select: the images' runtimes.yml
+# (github.com/aws/aws-codebuild-docker-images, ubuntu/standard/<n>/runtimes.yml) and the CodeBuild
+# user guide's "Available runtimes" page, as of December 2026.
+CODEBUILD_IMAGE_PYTHONS = {
+    "aws/codebuild/standard:7.0": ("3.11", "3.12"),
+    "aws/codebuild/standard:8.0": ("3.10", "3.11", "3.12", "3.13", "3.14"),
+    "aws/codebuild/amazonlinux-x86_64-standard:5.0": ("3.9", "3.10", "3.11", "3.12"),
+}
 
 
 def of_type(template, type_):
     return [r["Properties"] for r in template["Resources"].values() if r["Type"] == type_]
 
 
-def test_stages_in_order_with_approval_before_prod_and_smoke_tests(pipeline):
-    (codepipeline,) = of_type(pipeline, "AWS::CodePipeline::Pipeline")
+def test_the_app_with_the_pipeline_and_real_stages_synthesizes_nag_clean(delivery_synthesis):
+    assert delivery_synthesis.returncode == 0, delivery_synthesis.stderr[-2000:]
+    summary = summarize(delivery_synthesis.outdir)
+    assert {"AwsSolutions", "NIST.800.53.R5"} <= set(summary.packs)
+    assert summary.violations == 0
+    # the real stages, with every stack, live inside the pipeline
+    stacks = {name: {s.name.rsplit("/", 1)[-1] for s in found} for name, found in summary.environments.items()}
+    for config in load_environments():
+        assert stacks[f"Delivery/{config.environment}"] >= {"Foundation", "Training", "Serving", "Api", "Monitoring"}
+
+
+def test_the_pipeline_is_type_v2_and_synthesis_warns_of_nothing(delivery_synthesis):
+    (codepipeline,) = of_type(delivery_synthesis.template, "AWS::CodePipeline::Pipeline")
+    assert codepipeline["PipelineType"] == "V2"
+    annotations = [
+        (path, entry["data"])
+        for artifact in delivery_synthesis.manifest["artifacts"].values()
+        for path, entries in artifact.get("metadata", {}).items()
+        for entry in entries if entry["type"] in ("aws:cdk:warning", "aws:cdk:error")
+    ]
+    assert annotations == []
+
+
+def test_stages_in_order_with_approval_before_prod_and_smoke_tests(delivery_synthesis):
+    configs = {c.environment: c for c in load_environments()}
+    (codepipeline,) = of_type(delivery_synthesis.template, "AWS::CodePipeline::Pipeline")
     stages = {s["Name"]: s for s in codepipeline["Stages"]}
-    assert list(stages)[:3] == ["Source", "Build", "UpdatePipeline"]
+    assert list(stages)[:4] == ["Source", "Build", "UpdatePipeline", "Assets"]
     assert [n for n in stages if n in ("dev", "staging", "prod")] == ["dev", "staging", "prod"]
 
     def actions(stage):
@@ -65,33 +69,67 @@ def test_stages_in_order_with_approval_before_prod_and_smoke_tests(pipeline):
         assert approval == ([("Promote-to-prod", "Approval")] if name == "prod" else [])
         if name == "prod":
             assert kinds[0] == ("Promote-to-prod", "Approval")
+        prefix = configs[name].name_prefix
+        deployed = {a["Name"] for a in actions(name) if a["ActionTypeId"]["Provider"] == "CloudFormation"}
+        assert {f"{prefix}-{stack}.Deploy" for stack in ("foundation", "training", "serving", "api", "monitoring")} \
+            <= deployed
     (source,) = stages["Source"]["Actions"]
     assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
-    assert source["Configuration"]["ConnectionArn"] == CONNECTION
+    assert source["Configuration"]["ConnectionArn"] == delivery_synthesis.connection_arn
     assert source["Configuration"]["FullRepositoryId"] == "my-org/mlops-platform"
     # artifacts are encrypted with a customer key, shared with the target accounts
     assert codepipeline["ArtifactStore"]["EncryptionKey"]["Type"] == "KMS"
 
 
-def test_synth_runs_the_readme_commands_test_then_synth(pipeline):
-    specs = [json.loads(p["Source"]["BuildSpec"]) for p in of_type(pipeline, "AWS::CodeBuild::Project")
-             if "BuildSpec" in p.get("Source", {}) and "make synth" in p["Source"]["BuildSpec"]]
+def test_synth_runs_the_readme_commands_test_then_synth(delivery_synthesis):
+    specs = [json.loads(p["Source"]["BuildSpec"]) for p in of_type(delivery_synthesis.template, "AWS::CodeBuild::Project")
+             if "make synth" in p["Source"].get("BuildSpec", "")]
     (spec,) = specs
     commands = spec["phases"]["build"]["commands"]
     assert commands.index("make test") < commands.index("make synth")
     assert spec["artifacts"]["base-directory"] == "cdk.out"
 
 
-def test_smoke_tests_assume_only_each_environments_smoke_role(pipeline):
-    configs = {c.environment: c for c in load_environments()}
-    texts = [json.dumps(p) for p in of_type(pipeline, "AWS::IAM::Policy")]
-    for name, config in configs.items():
+def test_every_build_runs_a_python_that_make_synth_accepts(delivery_synthesis):
+    required = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    minimum = tuple(int(part) for part in required.removeprefix(">=").split("."))
+    projects = of_type(delivery_synthesis.template, "AWS::CodeBuild::Project")
+    assert projects
+    for project in projects:
+        image = project["Environment"]["Image"]
+        spec = project["Source"]["BuildSpec"]
+        if spec.endswith(".yaml"):  # the asset-publishing project's spec is a file of the assembly
+            spec = (delivery_synthesis.outdir / spec).read_text()
+        python = json.loads(spec)["phases"]["install"]["runtime-versions"]["python"]
+        assert python in CODEBUILD_IMAGE_PYTHONS[image], (image, python)
+        assert tuple(int(part) for part in python.split(".")) >= minimum, (python, required)
+
+
+def test_smoke_tests_assume_only_each_environments_smoke_role(delivery_synthesis):
+    texts = [json.dumps(p) for p in of_type(delivery_synthesis.template, "AWS::IAM::Policy")]
+    for config in load_environments():
         role = f"arn:aws:iam::{config.account}:role/{config.name_prefix}-api-smoke-test"
         assume = [t for t in texts if role in t]
         assert len(assume) == 1 and "sts:AssumeRole" in assume[0]
-    specs = [p["Source"]["BuildSpec"] for p in of_type(pipeline, "AWS::CodeBuild::Project")
+    specs = [p["Source"]["BuildSpec"] for p in of_type(delivery_synthesis.template, "AWS::CodeBuild::Project")
              if "smoke_test" in p["Source"].get("BuildSpec", "")]
     assert len(specs) == 3 and all("--role-arn" in s for s in specs)
+
+
+def test_each_real_stage_has_a_smoke_role_trusting_only_the_tooling_account(delivery_synthesis):
+    for config in load_environments():
+        (api,) = [path for path in (delivery_synthesis.outdir / f"assembly-Delivery-{config.environment}").glob("*.template.json")
+                  if "Api" in path.name]
+        roles = [r for r in of_type(json.loads(api.read_text()), "AWS::IAM::Role")
+                 if r.get("RoleName") == f"{config.name_prefix}-api-smoke-test"]
+        (role,) = roles
+        assert delivery_synthesis.account in json.dumps(role["AssumeRolePolicyDocument"])
+
+
+def test_the_summary_names_the_environments_inside_the_pipeline(delivery_synthesis):
+    lines = warnings(summarize(delivery_synthesis.outdir))
+    assert sorted(line.split(":")[1].strip() for line in lines) == sorted(c.environment for c in load_environments())
+    assert all("config/dev.yaml" in line for line in lines if line.startswith("warning: dev:"))
 
 
 def test_api_stack_creates_the_smoke_role_for_the_delivery_account(synthesis):
