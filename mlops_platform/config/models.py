@@ -989,6 +989,11 @@ class SearchIndexConfig(StrictModel):
     chunk_overlap: int = Field(default=40, ge=0, description="Words shared by consecutive chunks.")
     max_top_k: int = Field(default=20, ge=1, le=100, description="Largest top_k a search may ask for.")
     bulk_instance_type: InstanceType = Field(default="ml.m5.large", description="Bulk indexing job instance.")
+    bulk_instance_count: int = Field(
+        default=1, ge=1, le=20,
+        description="Instances of the bulk indexing job (the pipeline's InstanceCount default): each indexes "
+                    "the objects whose key hashes to it. Rule of thumb in docs/scaling.md.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchIndexConfig:

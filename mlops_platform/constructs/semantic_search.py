@@ -200,6 +200,9 @@ class SemanticSearch(Construct):
                 {"Name": "InputS3Uri", "Type": "String",
                  "DefaultValue": props.raw_data_bucket.s3_url_for_object(
                      f"{DOCUMENTS_PREFIX}{props.indexes[0].name}/" if props.indexes else DOCUMENTS_PREFIX)},
+                # Several instances shard the objects by key (mlops_runtime.search.bulk.Shard).
+                {"Name": "InstanceCount", "Type": "Integer",
+                 "DefaultValue": props.indexes[0].bulk_instance_count if props.indexes else 1},
             ],
             "Steps": [{
                 "Name": "BulkIndex",
@@ -207,7 +210,7 @@ class SemanticSearch(Construct):
                 "Arguments": {
                     "ProcessingResources": {"ClusterConfig": {
                         "InstanceType": props.indexes[0].bulk_instance_type if props.indexes else "ml.m5.large",
-                        "InstanceCount": 1, "VolumeSizeInGB": 30, "VolumeKmsKeyId": props.key.key_arn}},
+                        "InstanceCount": {"Get": "Parameters.InstanceCount"}, "VolumeSizeInGB": 30, "VolumeKmsKeyId": props.key.key_arn}},
                     "AppSpecification": {
                         "ImageUri": sklearn_image_uri(names.region, BULK_IMAGE_VERSION),
                         "ContainerEntrypoint": entrypoint,

@@ -128,6 +128,10 @@ def test_bulk_indexing_pipeline_runs_the_indexer_code_as_a_processing_job(synthe
     text = body if isinstance(body, str) else "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
     assert "-m mlops_runtime.search.bulk" in text and "sagemaker-scikit-learn:1.4-2-py312-cpu-py3" in text
     assert '"Parameters.IndexName"' in text and '"Parameters.InputS3Uri"' in text and "SEARCH_INDEXES" in text
+    # The instance count is a parameter (default from config): several instances shard the objects.
+    count = config.search.indexes[0].bulk_instance_count if config.search.indexes else 1
+    assert f'{{"Name":"InstanceCount","Type":"Integer","DefaultValue":{count}}}' in text.replace(" ", "")
+    assert '"InstanceCount":{"Get":"Parameters.InstanceCount"}' in text.replace(" ", "")
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

@@ -5,6 +5,13 @@ Usage::
     python -m mlops_runtime.search.bulk --index NAME --input s3://bucket/prefix/ \\
         [--report s3://bucket/key.json]
 
+Sharded (a processing job of several instances): each instance indexes the objects whose key
+hashes to it (``Shard``; SageMaker's ``/opt/ml/config/resourceconfig.json`` says which instance this
+is, ``--shard-index``/``--shard-count`` override it) and writes its own report
+(``report.shard-1-of-4.json``). Writes are idempotent (vector keys are ``<document id>#<chunk>``), so a
+retried shard replaces what it wrote instead of adding to it. A document id whose versions lie in
+objects of different shards ends in either version: keep one document's versions in one object.
+
 ``--input`` is an S3 prefix (every object under it is read, streaming, in key order; keys ending in
 ``/`` or ``.report.json`` are skipped, and so are keys ``search/<other index>/...`` of another
 index, so that pointing at the whole ``search/`` prefix indexes only ``--index``'s documents) or a
@@ -22,12 +29,14 @@ arguments.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +48,7 @@ from mlops_runtime.domain.search import ConfigurationError, parse_settings
 from mlops_runtime.search.indexing import IndexReport, index_lines, iter_lines
 
 DOCUMENTS_ROOT = "search"
+RESOURCE_CONFIG = Path("/opt/ml/config/resourceconfig.json")  # SageMaker processing: hosts of the job
 logger = logging.getLogger("mlops_runtime.search.bulk")
 
 
@@ -48,6 +58,45 @@ class UsageError(Exception):
 
 class InputError(Exception):
     """Unusable settings, index, input or report location (exit status 1)."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Instance ``index`` of ``count``: it owns the objects whose key hashes to it."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise UsageError(f"shard {self.index} of {self.count}: need 0 <= index < count")
+
+    def owns(self, key: str) -> bool:
+        if self.count == 1:
+            return True
+        digest = hashlib.sha256(key.encode("utf-8")).digest()  # stable across processes and hosts
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+    def report_location(self, location: str, index: str) -> str:
+        """Where this shard writes its report: one file per shard when there are several."""
+        if location.endswith("/"):
+            location += f"{index}.report.json"
+        if self.count == 1:
+            return location
+        tag = f"shard-{self.index}-of-{self.count}"
+        for ending in (".report.json", ".json"):  # keep the ending: bulk runs skip *.report.json
+            if location.endswith(ending):
+                return f"{location[: -len(ending)]}.{tag}{ending}"
+        return f"{location}.{tag}"
+
+
+def shard_of_this_instance(resource_config: Path = RESOURCE_CONFIG) -> Shard:
+    """This instance's shard from SageMaker's resource config (one shard when there is none)."""
+    if not resource_config.is_file():
+        return Shard()
+    config = json.loads(resource_config.read_text(encoding="utf-8"))
+    hosts = sorted(config["hosts"])
+    return Shard(hosts.index(config["current_host"]), len(hosts))
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -78,8 +127,9 @@ def _skip_reason(key: str, index: str) -> str | None:
     return None
 
 
-def s3_sources(client: Any, uri: str, index: str, skipped: list[dict[str, str]]) -> Iterator[tuple[str, Any]]:
-    """``(s3 URI, streaming body)`` of every object under the prefix, in key order."""
+def s3_sources(client: Any, uri: str, index: str, skipped: list[dict[str, str]],
+               shard: Shard = Shard()) -> Iterator[tuple[str, Any]]:
+    """``(s3 URI, streaming body)`` of every object of this shard under the prefix, in key order."""
     bucket, prefix = split_s3_uri(uri)
     paginator = client.get_paginator("list_objects_v2")
     found = False
@@ -91,6 +141,8 @@ def s3_sources(client: Any, uri: str, index: str, skipped: list[dict[str, str]])
                 skipped.append({"source": f"s3://{bucket}/{key}", "reason": reason})
                 continue
             found = True
+            if not shard.owns(key):
+                continue
             body = client.get_object(Bucket=bucket, Key=key)["Body"]
             try:
                 yield f"s3://{bucket}/{key}", body
@@ -100,7 +152,7 @@ def s3_sources(client: Any, uri: str, index: str, skipped: list[dict[str, str]])
         raise InputError(f"no document objects under {uri}")
 
 
-def local_sources(path: Path, skipped: list[dict[str, str]]) -> Iterator[tuple[str, Any]]:
+def local_sources(path: Path, skipped: list[dict[str, str]], shard: Shard = Shard()) -> Iterator[tuple[str, Any]]:
     if path.is_file():
         files = [path]
     elif path.is_dir():
@@ -113,6 +165,8 @@ def local_sources(path: Path, skipped: list[dict[str, str]]) -> Iterator[tuple[s
             skipped.append({"source": str(file), "reason": "a report"})
             continue
         found = True
+        if not shard.owns(file.relative_to(path).as_posix() if path.is_dir() else file.name):
+            continue
         with file.open("rb") as stream:
             yield str(file), stream
     if not found:
@@ -142,6 +196,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", required=True, help="index name (a key of SEARCH_INDEXES)")
     parser.add_argument("--input", required=True, help="s3://bucket/prefix/ or a local file or directory")
     parser.add_argument("--report", help="where to write the JSON report (s3:// URI or a local path)")
+    parser.add_argument("--shard-index", type=int, help="this instance's shard (default: from SageMaker's "
+                        "resource config, else 0)")
+    parser.add_argument("--shard-count", type=int, help="how many shards (default: the job's instance count)")
     return parser
 
 
@@ -154,6 +211,10 @@ def run(argv: list[str] | None = None, *, environ: dict[str, str] | None = None,
     except SystemExit as exit_:  # argparse: 2 on bad arguments, 0 for --help
         return int(exit_.code or 0)
     try:
+        if (args.shard_index is None) != (args.shard_count is None):
+            raise UsageError("--shard-index and --shard-count go together")
+        shard = (shard_of_this_instance() if args.shard_count is None
+                 else Shard(args.shard_index, args.shard_count))
         if args.input.startswith("s3://"):
             split_s3_uri(args.input)
         if args.report and args.report.startswith("s3://"):
@@ -179,9 +240,9 @@ def run(argv: list[str] | None = None, *, environ: dict[str, str] | None = None,
         store = store or store_for(index_settings)
         if args.input.startswith("s3://"):
             s3_client = s3_client or _s3()
-            iterator = s3_sources(s3_client, args.input, args.index, skipped)
+            iterator = s3_sources(s3_client, args.input, args.index, skipped, shard)
         else:
-            iterator = local_sources(Path(args.input), skipped)
+            iterator = local_sources(Path(args.input), skipped, shard)
         for source, stream in iterator:
             sources += 1
             part = index_lines(iter_lines(stream), index_settings, embedder, store)
@@ -204,6 +265,7 @@ def run(argv: list[str] | None = None, *, environ: dict[str, str] | None = None,
         "status": status,
         "input": args.input,
         "sources": sources,
+        "shard": {"index": shard.index, "count": shard.count},
         "skipped_sources": skipped[:1000],
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -212,7 +274,7 @@ def run(argv: list[str] | None = None, *, environ: dict[str, str] | None = None,
     print(json.dumps({k: v for k, v in payload.items() if k not in ("errors", "skipped_sources")}))
     if args.report:
         try:
-            where = write_report(args.report, args.index, payload, s3_client)
+            where = write_report(shard.report_location(args.report, args.index), args.index, payload, s3_client)
             print(f"report: {where}", file=sys.stderr)
         except Exception as error:  # noqa: BLE001 - any failure to write the report fails the run
             print(f"error: could not write the report: {error_text(error)}", file=sys.stderr)

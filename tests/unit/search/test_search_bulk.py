@@ -151,3 +151,54 @@ def test_module_entry_point_runs_locally(tmp_path):
     assert (summary["documents"], summary["rejected"], summary["status"]) == (1, 1, "succeeded")
     assert subprocess.run([sys.executable, "-m", "mlops_runtime.search.bulk"], capture_output=True,
                           env=env).returncode == 2
+
+
+# --- Sharded runs (several processing instances) ------------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(keys=st.lists(st.text(min_size=1, max_size=40), unique=True, max_size=30), count=st.integers(1, 8))
+def test_every_key_belongs_to_exactly_one_shard(keys, count):
+    shards = [bulk.Shard(index, count) for index in range(count)]
+    for key in keys:
+        assert sum(shard.owns(key) for shard in shards) == 1
+
+
+def test_sharded_runs_index_what_one_run_indexes_and_a_retried_shard_adds_nothing(s3):
+    for number in range(12):
+        put(s3, f"search/docs/part-{number:02d}.jsonl",
+            [document(f"d{number}-{line}", words_text(30, number + line)) for line in range(3)])
+    _, whole = run(["--index", "docs", "--input", "s3://raw/search/docs/"], s3)
+    sharded = InMemoryVectorStore()
+    for index in range(3):
+        code, _ = run(["--index", "docs", "--input", "s3://raw/search/docs/", "--report", "s3://artifacts/bulk/",
+                       "--shard-index", str(index), "--shard-count", "3"], s3, store=sharded)
+        assert code == 0
+    assert sharded.keys("docs") == whole.keys("docs")
+    reports = [json.loads(s3.get_object(Bucket="artifacts", Key=f"bulk/docs.shard-{index}-of-3.report.json")
+                          ["Body"].read()) for index in range(3)]
+    assert sum(report["sources"] for report in reports) == 12  # every object once, across the shards
+    assert sum(report["documents"] for report in reports) == 36
+    assert all(report["sources"] > 0 for report in reports)  # 12 keys spread over 3 shards
+    before = {key: sharded.get("docs", [key]) for key in sharded.keys("docs")}
+    code, _ = run(["--index", "docs", "--input", "s3://raw/search/docs/", "--shard-index", "1", "--shard-count", "3"],
+                  s3, store=sharded)  # the retry of a shard that failed half-way
+    assert code == 0
+    assert {key: sharded.get("docs", [key]) for key in sharded.keys("docs")} == before
+
+
+def test_a_shard_that_owns_no_object_succeeds_and_the_shard_comes_from_sagemakers_resource_config(s3, tmp_path):
+    put(s3, "search/docs/only.jsonl", [document("a", "alpha")])
+    owner = next(index for index in range(4) if bulk.Shard(index, 4).owns("search/docs/only.jsonl"))
+    idle = (owner + 1) % 4
+    code, store = run(["--index", "docs", "--input", "s3://raw/search/docs/", "--shard-index", str(idle),
+                       "--shard-count", "4"], s3)
+    assert code == 0 and store.keys("docs") == []
+    config = tmp_path / "resourceconfig.json"
+    config.write_text(json.dumps({"current_host": "algo-2", "hosts": ["algo-3", "algo-1", "algo-2"]}))
+    assert bulk.shard_of_this_instance(config) == bulk.Shard(1, 3)
+    assert bulk.shard_of_this_instance(tmp_path / "absent.json") == bulk.Shard(0, 1)
+    assert run(["--index", "docs", "--input", "s3://raw/x", "--shard-index", "1"], s3)[0] == 2
+    assert run(["--index", "docs", "--input", "s3://raw/x", "--shard-index", "3", "--shard-count", "3"], s3)[0] == 2
