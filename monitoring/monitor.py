@@ -56,6 +56,9 @@ except ImportError:  # run as a script from a flat code directory (the processin
 LOG = logging.getLogger("monitor")
 BATCH_SIZE = 10000
 PROBLEM_TYPES = ("binary", "regression")
+METRIC_SCOPES = ("all", "quality")
+# What a late-label recheck publishes: the window's drift was published by its first analysis.
+QUALITY_METRICS = frozenset({"LabelCount", "AUC", "Accuracy", "Precision", "Recall", "F1", "RMSE", "MAE"})
 
 
 class InputError(Exception):
@@ -78,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--score-threshold", type=float, default=0.5, help="binary: score >= this is class 1")
     parser.add_argument("--max-vocabulary", type=int, default=drift.DEFAULT_MAX_VOCABULARY)
     parser.add_argument("--publish", action="store_true", help="put the metrics to CloudWatch")
+    parser.add_argument(
+        "--metric-scope", choices=METRIC_SCOPES, default="all",
+        help="quality: only the quality metrics (a late-label recheck of a window already analysed)",
+    )
+    parser.add_argument(
+        "--metric-time", default="", help="ISO-8601 timestamp of the metrics (default or empty: the window end)"
+    )
     parser.add_argument("--namespace", default=report.NAMESPACE)
     parser.add_argument("--region", help="CloudWatch region (default: the job's)")
     parser.add_argument(
@@ -120,6 +130,26 @@ def parse_window(args: argparse.Namespace) -> tuple[datetime | None, datetime | 
     if start and end and end <= start:
         raise InputError("--window-end must be after --window-start")
     return start, end
+
+
+def parse_metric_time(text: str) -> "str | None":
+    """``--metric-time`` as the metrics' ``Timestamp`` (``None``: empty, the window's end)."""
+    if not text:
+        return None
+    try:
+        return capture.parse_time(text).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except ValueError as exc:
+        raise InputError(f"--metric-time: {exc}") from None
+
+
+def scoped_metric_data(metric_data: list, scope: str, timestamp: "str | None") -> list:
+    """``quality``: only the quality metrics (a recheck must not re-raise the window's drift alarm);
+    with ``timestamp``, every datum at that time (an alarm only evaluates recent datapoints)."""
+    if scope == "quality":
+        metric_data = [datum for datum in metric_data if datum["MetricName"] in QUALITY_METRICS]
+    if timestamp:
+        metric_data = [dict(datum, Timestamp=timestamp) for datum in metric_data]
+    return metric_data
 
 
 def _endpoint(args: argparse.Namespace, stats: dict, warnings: list) -> str:
@@ -206,6 +236,7 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     thresholds = report.parse_thresholds(args.thresholds)
     window_start, window_end = parse_window(args)
+    metric_time = parse_metric_time(args.metric_time)
     baseline = load_baseline(args.baseline) if args.baseline else None
     text_baseline = None
     if args.text_baseline:
@@ -292,7 +323,7 @@ def run(args: argparse.Namespace) -> dict:
         issues=issues.to_dict(),
     )
     document["duration_seconds"] = round(time.perf_counter() - started, 3)
-    metric_data = report.cloudwatch_metric_data(document)
+    metric_data = scoped_metric_data(report.cloudwatch_metric_data(document), args.metric_scope, metric_time)
     try:
         paths = report.write_outputs(args.output_dir, document, metric_data)
         if text_baseline is not None and args.text_baseline.suffix != ".json":

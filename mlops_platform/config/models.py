@@ -612,7 +612,8 @@ class MonitoringConfig(StrictModel):
     )
     window_hours: int = Field(default=1, ge=1, le=168, description="Capture window each run analyses.")
     ground_truth_lookback_hours: int = Field(
-        default=72, ge=1, le=720, description="Label hours read after the window start (labels arrive late)."
+        default=72, ge=1, le=720, description="Labels collected up to this many hours after a window's start are joined to it: its quality "
+        "is recomputed as they arrive (docs/monitoring-launcher.md, how late is too late); later ones never are."
     )
     problem_type: Literal["binary", "regression"] = "binary"
     thresholds: dict[str, float | None] = Field(

@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 STEP_MONITOR = "Monitor"
-PARAMETERS = ("WindowStart", "WindowEnd", "BaselineS3Uri", "CaptureManifestS3Uri", "GroundTruthManifestS3Uri")
+PARAMETERS = ("WindowStart", "WindowEnd", "BaselineS3Uri", "CaptureManifestS3Uri", "GroundTruthManifestS3Uri",
+              "MetricScope", "MetricTime")
+# A window's first analysis publishes everything at the window's end; a late-label recheck only the
+# quality metrics, at the time it ran (handlers/monitoring_launcher.py).
+PARAMETER_DEFAULTS = {"MetricScope": "all"}
 ROOT = "/opt/ml/processing"
 CODE_DIR = f"{ROOT}/input/code"
 UNPACKED_CODE_DIR = f"{ROOT}/monitoring"
@@ -78,6 +82,8 @@ def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
         "--thresholds", json.dumps(spec.thresholds, sort_keys=True, separators=(",", ":")),
         "--min-labels", str(spec.min_labels),
         "--publish", "--namespace", spec.namespace, "--region", spec.region,
+        "--metric-scope", _get("MetricScope"),
+        "--metric-time", _get("MetricTime"),
     ]
     step: dict[str, Any] = {
         "Name": STEP_MONITOR,
@@ -123,7 +129,7 @@ def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
         "Version": "2020-12-01",
         "Metadata": {},
         "Parameters": [{"Name": name, "Type": "String", "DefaultValue": spec.placeholder_uri
-                        if name.endswith("S3Uri") else ""} for name in PARAMETERS],
+                        if name.endswith("S3Uri") else PARAMETER_DEFAULTS.get(name, "")} for name in PARAMETERS],
         "Steps": [step],
     }
 

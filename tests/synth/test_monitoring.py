@@ -50,7 +50,8 @@ def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, env
     assert pipeline["Properties"]["PipelineName"] == f"{endpoint}-monitoring"
     body = definition(pipeline)
     assert [p["Name"] for p in body["Parameters"]] == [
-        "WindowStart", "WindowEnd", "BaselineS3Uri", "CaptureManifestS3Uri", "GroundTruthManifestS3Uri"]
+        "WindowStart", "WindowEnd", "BaselineS3Uri", "CaptureManifestS3Uri", "GroundTruthManifestS3Uri",
+        "MetricScope", "MetricTime"]
     (step,) = body["Steps"]
     args = step["Arguments"]
     assert args["AppSpecification"]["ImageUri"] == (
@@ -61,6 +62,8 @@ def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, env
              if isinstance(container_args[i], str) and container_args[i].startswith("--")}
     assert flags["--endpoint"] == endpoint
     assert flags["--window-start"] == {"Get": "Parameters.WindowStart"}
+    assert flags["--metric-scope"] == {"Get": "Parameters.MetricScope"}  # late-label rechecks: quality only
+    assert flags["--metric-time"] == {"Get": "Parameters.MetricTime"}
     assert json.loads(flags["--thresholds"]) == config.serving.endpoints[0].monitoring.thresholds
     assert "--publish" in container_args
     inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}

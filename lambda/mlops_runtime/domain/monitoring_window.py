@@ -11,6 +11,10 @@ Standard library only (no boto3, no I/O); ``handlers.monitoring_launcher`` does 
 - **Ground-truth hours**: labels are keyed by the hour they were *collected*, so every label hour
   from ``start`` up to ``min(now, start + ground_truth_lookback_hours)`` (an hour directory is
   taken when its hour begins before that limit).
+- **Late labels**: each run also rechecks the quality of earlier windows at label ages of 1, 2, 4,
+  ... windows and once the lookback has closed, when labels were collected since the previous
+  checkpoint (:func:`label_rechecks`); a recheck publishes only quality metrics, timestamped at
+  the run, so the quality alarm sees them however late the labels were.
 - **Manifests**: SageMaker's ``ManifestFile`` layout, a JSON list whose first element is
   ``{"prefix": "s3://bucket/common/prefix/"}`` followed by keys relative to that prefix; the
   processing job downloads each object to ``<LocalPath>/<relative key>``, so the capture manifest's
@@ -51,13 +55,19 @@ PARAM_WINDOW_END = "WindowEnd"
 PARAM_BASELINE = "BaselineS3Uri"
 PARAM_CAPTURE_MANIFEST = "CaptureManifestS3Uri"
 PARAM_GROUND_TRUTH_MANIFEST = "GroundTruthManifestS3Uri"
+PARAM_METRIC_SCOPE = "MetricScope"  # "all" (a window's first analysis) or "quality" (a late-label recheck)
+PARAM_METRIC_TIME = "MetricTime"  # "" (the window's end) or when a recheck computed its quality
 PARAMETER_NAMES = (
     PARAM_WINDOW_START,
     PARAM_WINDOW_END,
     PARAM_BASELINE,
     PARAM_CAPTURE_MANIFEST,
     PARAM_GROUND_TRUTH_MANIFEST,
+    PARAM_METRIC_SCOPE,
+    PARAM_METRIC_TIME,
 )
+SCOPE_ALL = "all"
+SCOPE_QUALITY = "quality"
 
 MONITOR_FIELDS = frozenset(
     {
@@ -176,6 +186,63 @@ def ground_truth_listing_prefixes(prefix: str, window: Window, now: datetime, lo
     return [f"{prefix}{hour_path(hour)}" for hour in ground_truth_hours(window, now, lookback_hours)]
 
 
+# --- late labels --------------------------------------------------------------------------------
+#
+# Labels come late (hours to days after the prediction), and a window's first analysis, a quarter
+# of an hour after it ends, joins only the labels collected by then. Each window's quality is
+# therefore recomputed ("rechecked") at label ages of 1, 2, 4, 8, ... windows after its end and a
+# last time once its whole lookback has been collected, each time only when labels were collected
+# since the previous checkpoint. A quality drop whose labels arrive d hours late is seen within
+# about 2·d hours (never later than the end of the lookback), at about log2(lookback / window) + 2
+# extra executions per window, instead of one per window per hour. Labels collected more than
+# ``ground_truth_lookback_hours`` after the window's start are never joined to it.
+
+
+@dataclass(frozen=True)
+class LabelRecheck:
+    """Recompute ``window``'s quality now, ``age_hours`` after its end, because labels were
+    collected since ``since`` (the previous checkpoint)."""
+
+    window: Window
+    age_hours: int
+    since: datetime
+
+
+def recheck_ages(window_hours: int, lookback_hours: int) -> list[int]:
+    """Hours after a window's end at which its quality is recomputed: ``window_hours`` times 1, 2,
+    4, ... while the lookback is still open, then once when it has closed (multiples of the window,
+    so each checkpoint falls on a run of a schedule that runs once per window)."""
+    closing = max(0, lookback_hours - window_hours)  # labels of the window stop being collected then
+    last = -(-closing // window_hours) * window_hours  # the first run at or after that
+    ages: list[int] = []
+    age = window_hours
+    while age < last:
+        ages.append(age)
+        age *= 2
+    if last:
+        ages.append(last)
+    return ages
+
+
+def label_rechecks(now: datetime, window_hours: int, lookback_hours: int) -> list[LabelRecheck]:
+    """The earlier windows whose checkpoint is the run at ``now`` (newest first); whether labels
+    were collected since ``since`` is for the caller to find out."""
+    end = floor_hour(now)
+    previous = 0
+    rechecks: list[LabelRecheck] = []
+    for age in recheck_ages(window_hours, lookback_hours):
+        window_end = end - age * HOUR
+        rechecks.append(LabelRecheck(Window(window_end - window_hours * HOUR, window_end), age,
+                                     window_end + previous * HOUR))
+        previous = age
+    return rechecks
+
+
+def new_label_hours(recheck: LabelRecheck, now: datetime, lookback_hours: int) -> list[datetime]:
+    """The label hours collected since the recheck's previous checkpoint (within the lookback)."""
+    return [hour for hour in ground_truth_hours(recheck.window, now, lookback_hours) if hour >= floor_hour(recheck.since)]
+
+
 # --- S3 keys and manifests ----------------------------------------------------------------------
 
 
@@ -259,8 +326,11 @@ class ManifestLocations:
         return s3_uri(self.bucket, key)
 
 
-def manifest_locations(manifest_bucket: str, manifest_prefix: str, window: Window) -> ManifestLocations:
-    return ManifestLocations(manifest_bucket, f"{manifest_prefix}{window.label}/")
+def manifest_locations(manifest_bucket: str, manifest_prefix: str, window: Window,
+                       recheck: LabelRecheck | None = None) -> ManifestLocations:
+    """``<prefix><window label>/`` for a window's first analysis, ``.../labels-<age>h/`` for a recheck."""
+    folder = f"{manifest_prefix}{window.label}/"
+    return ManifestLocations(manifest_bucket, folder if recheck is None else f"{folder}labels-{recheck.age_hours}h/")
 
 
 def empty_ground_truth_manifest(locations: ManifestLocations) -> list[Any]:
@@ -272,9 +342,15 @@ def empty_ground_truth_manifest(locations: ManifestLocations) -> list[Any]:
 
 
 def pipeline_parameters(window: Window, baseline_uri: str, capture_manifest_uri: str,
-                        ground_truth_manifest_uri: str) -> list[dict[str, str]]:
-    """``PipelineParameters`` of ``StartPipelineExecution`` (names: :data:`PARAMETER_NAMES`)."""
-    values = (iso(window.start), iso(window.end), baseline_uri, capture_manifest_uri, ground_truth_manifest_uri)
+                        ground_truth_manifest_uri: str, recheck_at: datetime | None = None) -> list[dict[str, str]]:
+    """``PipelineParameters`` of ``StartPipelineExecution`` (names: :data:`PARAMETER_NAMES`).
+
+    A late-label recheck (``recheck_at`` given) publishes only the quality metrics, timestamped at
+    ``recheck_at``: a CloudWatch alarm only sees recent datapoints, and the window's drift was
+    already published by its first analysis."""
+    scope, metric_time = (SCOPE_ALL, "") if recheck_at is None else (SCOPE_QUALITY, iso(recheck_at))
+    values = (iso(window.start), iso(window.end), baseline_uri, capture_manifest_uri, ground_truth_manifest_uri,
+              scope, metric_time)
     return [{"Name": name, "Value": value} for name, value in zip(PARAMETER_NAMES, values, strict=True)]
 
 

@@ -14,14 +14,21 @@ Each run (the clock read per call):
    ``[start - 1h, end + 1h)``; only ``*.jsonl`` files;
 4. the ground-truth objects of the label hours from ``start`` up to
    ``min(now, start + ground_truth_lookback_hours)``;
-5. no capture file: no job; ``RecordCount`` = 0 (``Endpoint``, ``Variant=_all``, namespace
+5. late labels: for the earlier windows whose label checkpoint is this run (1, 2, 4, ... windows
+   after their end, and once when their lookback has closed) and which received labels since the
+   previous checkpoint, the pipeline again over that window with every label collected so far,
+   parameters ``MetricScope=quality`` and ``MetricTime=<now>``: the job then publishes only the
+   quality metrics, timestamped now, so the quality alarm fires however late the labels came;
+   manifests under ``.../<window>/labels-<age>h/``, token from the window and the age
+   (``label_rechecks`` in the result);
+6. no capture file in the window that just ended: no job for it; ``RecordCount`` = 0 (``Endpoint``, ``Variant=_all``, namespace
    ``MlopsPlatform/Monitoring``, timestamp = window end, as the job itself would publish) and
    ``empty_window``. No manifest is written then;
-6. otherwise the manifests ``<manifest_prefix><YYYYMMDDTHHMMZ of end>/capture.manifest`` and
+7. otherwise the manifests ``<manifest_prefix><YYYYMMDDTHHMMZ of end>/capture.manifest`` and
    ``.../ground_truth.manifest`` (without ground truth: the hidden marker
    ``.../no-ground-truth/.empty``) and ``StartPipelineExecution`` with the parameters
    ``WindowStart``, ``WindowEnd``, ``BaselineS3Uri``, ``CaptureManifestS3Uri``,
-   ``GroundTruthManifestS3Uri``; the ``ClientRequestToken`` is a hash of the pipeline, the endpoint
+   ``GroundTruthManifestS3Uri``, ``MetricScope=all``, ``MetricTime=""``; the ``ClientRequestToken`` is a hash of the pipeline, the endpoint
    and the window end, so a retried invocation starts one execution.
 
 Environment: ``MONITORS`` (see ``domain.monitoring_window.parse_monitors`` and
@@ -138,20 +145,35 @@ def list_capture(config: mw.MonitorConfig, window: mw.Window) -> list[str]:
     return sorted(set(keys))
 
 
-def list_ground_truth(config: mw.MonitorConfig, window: mw.Window, at: datetime) -> list[str]:
-    keys: list[str] = []
-    for prefix in mw.ground_truth_listing_prefixes(
-        config.ground_truth_prefix, window, at, config.ground_truth_lookback_hours
-    ):
-        keys.extend(
-            k for k in s3().list_keys(config.ground_truth_bucket, prefix) if mw.is_ground_truth_file(k, config.ground_truth_prefix)
-        )
-    return sorted(set(keys))
+class LabelListing:
+    """The ground-truth objects per label hour, each hour listed at most once per run (the current
+    window and its rechecks share most of their label hours)."""
+
+    def __init__(self, config: mw.MonitorConfig) -> None:
+        self.config = config
+        self._hours: dict[datetime, list[str]] = {}
+
+    def hour(self, hour: datetime) -> list[str]:
+        if hour not in self._hours:
+            config = self.config
+            prefix = f"{config.ground_truth_prefix}{mw.hour_path(hour)}"
+            self._hours[hour] = [k for k in s3().list_keys(config.ground_truth_bucket, prefix)
+                                 if mw.is_ground_truth_file(k, config.ground_truth_prefix)]
+        return self._hours[hour]
+
+    def keys(self, hours: list[datetime]) -> list[str]:
+        return sorted({key for hour in hours for key in self.hour(hour)})
+
+
+def list_ground_truth(config: mw.MonitorConfig, window: mw.Window, at: datetime,
+                      labels: LabelListing | None = None) -> list[str]:
+    labels = labels or LabelListing(config)
+    return labels.keys(mw.ground_truth_hours(window, at, config.ground_truth_lookback_hours))
 
 
 def write_manifests(config: mw.MonitorConfig, window: mw.Window, capture: list[str],
-                    ground_truth: list[str]) -> mw.ManifestLocations:
-    locations = mw.manifest_locations(config.manifest_bucket, config.manifest_prefix, window)
+                    ground_truth: list[str], recheck: mw.LabelRecheck | None = None) -> mw.ManifestLocations:
+    locations = mw.manifest_locations(config.manifest_bucket, config.manifest_prefix, window, recheck)
     capture_manifest = mw.build_manifest(config.capture_bucket, config.capture_prefix, capture)
     if ground_truth:
         truth_manifest = mw.build_manifest(config.ground_truth_bucket, config.ground_truth_prefix, ground_truth)
@@ -163,22 +185,9 @@ def write_manifests(config: mw.MonitorConfig, window: mw.Window, capture: list[s
     return locations
 
 
-def run(config: mw.MonitorConfig) -> dict[str, Any]:
-    """One launch for ``config``'s endpoint (see the module docstring)."""
-    at = now()
+def analyse_window(config: mw.MonitorConfig, at: datetime, baseline: str, labels: LabelListing) -> dict[str, Any]:
+    """The first analysis of the window that just ended: drift and the quality of the labels so far."""
     window = mw.window_for(at, config.window_hours)
-    logger.append_keys(endpoint=config.endpoint, window_start=mw.iso(window.start), window_end=mw.iso(window.end))
-
-    baseline, skip = find_baseline(config)
-    if baseline is None:
-        if skip and skip.startswith("no baseline"):
-            _count("MonitoringSkipped", config.endpoint)
-            logger.warning("No baseline: monitoring skipped", extra={"reason": skip})
-        else:
-            _count("EndpointNotDeployed", config.endpoint)
-            logger.info("Endpoint not deployed: monitoring skipped", extra={"reason": skip})
-        return {"status": "skipped", "reason": skip, "window": window.to_dict()}
-
     capture = list_capture(config, window)
     if not capture:
         cloudwatch().put_count(
@@ -188,7 +197,7 @@ def run(config: mw.MonitorConfig) -> dict[str, Any]:
         logger.info("No capture file in the window: no monitoring job")
         return {"status": "empty_window", "window": window.to_dict()}
 
-    ground_truth = list_ground_truth(config, window, at)
+    ground_truth = list_ground_truth(config, window, at, labels)
     locations = write_manifests(config, window, capture, ground_truth)
     parameters = mw.pipeline_parameters(
         window, baseline, locations.uri(locations.capture_key), locations.uri(locations.ground_truth_key)
@@ -213,6 +222,61 @@ def run(config: mw.MonitorConfig) -> dict[str, Any]:
         "ground_truth_objects": len(ground_truth),
         "baseline": baseline,
     }
+
+
+def recheck_labels(config: mw.MonitorConfig, at: datetime, baseline: str, labels: LabelListing) -> list[dict[str, Any]]:
+    """Recompute the quality of the earlier windows whose checkpoint is this run and which received
+    labels since their previous one (``domain.monitoring_window``, "late labels")."""
+    started = []
+    lookback = config.ground_truth_lookback_hours
+    for recheck in mw.label_rechecks(at, config.window_hours, lookback):
+        window = recheck.window
+        if not labels.keys(mw.new_label_hours(recheck, at, lookback)):
+            continue
+        capture = list_capture(config, window)
+        if not capture:
+            continue
+        ground_truth = list_ground_truth(config, window, at, labels)
+        locations = write_manifests(config, window, capture, ground_truth, recheck)
+        arn = pipelines().start(
+            config.pipeline_name,
+            display_name=mw.display_name("labels", config.endpoint, f"{window.label}-{recheck.age_hours}h"),
+            token=mw.request_token("labels", config.pipeline_name, config.endpoint, mw.iso(window.end),
+                                   str(recheck.age_hours)),
+            parameters=mw.pipeline_parameters(window, baseline, locations.uri(locations.capture_key),
+                                              locations.uri(locations.ground_truth_key), recheck_at=at),
+            description=f"Quality of {config.endpoint} over [{mw.iso(window.start)}, {mw.iso(window.end)}) "
+                        f"with the labels collected up to {recheck.age_hours} h after it",
+        )
+        _count("MonitoringLabelRecheck", config.endpoint)
+        logger.info("Late labels: quality recomputed",
+                    extra={"execution_arn": arn, "recheck_window": window.to_dict(), "age_hours": recheck.age_hours,
+                           "ground_truth_objects": len(ground_truth)})
+        started.append({"execution_arn": arn, "window": window.to_dict(), "age_hours": recheck.age_hours,
+                        "ground_truth_objects": len(ground_truth)})
+    return started
+
+
+def run(config: mw.MonitorConfig) -> dict[str, Any]:
+    """One launch for ``config``'s endpoint (see the module docstring)."""
+    at = now()
+    window = mw.window_for(at, config.window_hours)
+    logger.append_keys(endpoint=config.endpoint, window_start=mw.iso(window.start), window_end=mw.iso(window.end))
+
+    baseline, skip = find_baseline(config)
+    if baseline is None:
+        if skip and skip.startswith("no baseline"):
+            _count("MonitoringSkipped", config.endpoint)
+            logger.warning("No baseline: monitoring skipped", extra={"reason": skip})
+        else:
+            _count("EndpointNotDeployed", config.endpoint)
+            logger.info("Endpoint not deployed: monitoring skipped", extra={"reason": skip})
+        return {"status": "skipped", "reason": skip, "window": window.to_dict()}
+
+    labels = LabelListing(config)
+    result = analyse_window(config, at, baseline, labels)
+    result["label_rechecks"] = recheck_labels(config, at, baseline, labels)
+    return result
 
 
 def _error(reason: str, **extra: Any) -> dict[str, Any]:

@@ -367,7 +367,8 @@ def test_the_monitoring_pipelines_entry_point_runs_the_zipped_code(scenario: Pat
     )
     (step,) = definition.build_definition(spec)["Steps"]
     app = step["Arguments"]["AppSpecification"]
-    parameters = {"Parameters.WindowStart": "2024-05-01T12:00:00Z", "Parameters.WindowEnd": "2024-05-01T13:00:00Z"}
+    parameters = {"Parameters.WindowStart": "2024-05-01T12:00:00Z", "Parameters.WindowEnd": "2024-05-01T13:00:00Z",
+                  "Parameters.MetricScope": "all", "Parameters.MetricTime": ""}
     arguments = [parameters[a["Get"]] if isinstance(a, dict) else a.replace(definition.ROOT, str(root))
                  for a in app["ContainerArguments"]]
     publish = arguments.index("--publish")

@@ -210,6 +210,11 @@ def executions(sm, pipeline="churn-monitoring"):
     return sm.list_pipeline_executions(PipelineName=pipeline)["PipelineExecutionSummaries"]
 
 
+def first_analyses(sm, pipeline="churn-monitoring"):
+    """The executions that analysed a window for the first time (not late-label rechecks)."""
+    return [e for e in executions(sm, pipeline) if e["PipelineExecutionDisplayName"].startswith("monitor-")]
+
+
 def parameters(sm, arn):
     return {p["Name"]: p["Value"] for p in sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]}
 
@@ -233,10 +238,10 @@ def test_starts_the_pipeline_with_exact_manifests_and_parameters(aws):
     assert capture[1:] == sorted(k for k, listed in CAPTURE.items() if listed)
     truth = read_json(aws["s3"], "artifacts-bucket", WINDOW_FOLDER + "ground_truth.manifest")
     assert truth == [{"prefix": "s3://feedback-bucket/ground-truth/"}, "2024/05/01/12/gt-1", "2024/05/01/13/gt-2"]
-    written = aws["s3"].list_objects_v2(Bucket="artifacts-bucket", Prefix="monitoring/")["Contents"]
+    written = aws["s3"].list_objects_v2(Bucket="artifacts-bucket", Prefix=WINDOW_FOLDER)["Contents"]
     assert sorted(o["Key"] for o in written) == [WINDOW_FOLDER + "capture.manifest", WINDOW_FOLDER + "ground_truth.manifest"]
 
-    [execution] = executions(aws["sm"])
+    [execution] = first_analyses(aws["sm"])
     assert execution["PipelineExecutionArn"] == result["execution_arn"]
     assert parameters(aws["sm"], result["execution_arn"]) == {
         "WindowStart": "2024-05-01T12:00:00Z",
@@ -244,8 +249,10 @@ def test_starts_the_pipeline_with_exact_manifests_and_parameters(aws):
         "BaselineS3Uri": BASELINE,
         "CaptureManifestS3Uri": f"s3://artifacts-bucket/{WINDOW_FOLDER}capture.manifest",
         "GroundTruthManifestS3Uri": f"s3://artifacts-bucket/{WINDOW_FOLDER}ground_truth.manifest",
+        "MetricScope": "all",
+        "MetricTime": "",
     }
-    [request] = aws["tokens"].requests
+    request = aws["tokens"].requests[0]
     assert request["PipelineName"] == "churn-monitoring"
     assert request["PipelineExecutionDisplayName"] == "monitor-churn-ep-20240501T1300Z"
     assert 32 <= len(request["ClientRequestToken"]) <= 128 and request["ClientRequestToken"].isalnum()
@@ -257,20 +264,64 @@ def test_same_window_twice_starts_one_execution(aws):
     second = run()
     assert first["status"] == second["status"] == "started"
     assert first["execution_arn"] == second["execution_arn"]
-    assert len(executions(aws["sm"])) == 1
-    one, two = aws["tokens"].requests
+    assert first["label_rechecks"] == second["label_rechecks"]
+    assert len(first_analyses(aws["sm"])) == 1
+    one, two = (r for r in aws["tokens"].requests if r["PipelineExecutionDisplayName"].startswith("monitor-"))
     assert one["ClientRequestToken"] == two["ClientRequestToken"]
     assert one["PipelineParameters"] == two["PipelineParameters"]
 
     aws["clock"]["now"] = NOW + timedelta(hours=1)  # the next window: a new token, a new execution
     third = run()
     assert third["window"]["end"] == "2024-05-01T14:00:00Z" and third["execution_arn"] != first["execution_arn"]
-    assert aws["tokens"].requests[2]["ClientRequestToken"] != one["ClientRequestToken"]
-    assert len(executions(aws["sm"])) == 2
+    assert third["execution_arn"] not in {e["PipelineExecutionArn"] for e in executions(aws["sm"])} - {
+        e["PipelineExecutionArn"] for e in first_analyses(aws["sm"])}
+    assert len(first_analyses(aws["sm"])) == 2
     capture = read_json(aws["s3"], "artifacts-bucket", "monitoring/churn-ep/20240501T1400Z/capture.manifest")
     assert capture[1:] == ["challenger/2024/05/01/12/f.jsonl", "champion/2024/05/01/12/b.jsonl",
                            "champion/2024/05/01/12/c.jsonl", "champion/2024/05/01/13/d.jsonl",
                            "champion/2024/05/01/14/after.jsonl"]
+
+
+def test_late_labels_recompute_the_quality_of_earlier_windows(aws):
+    """Issue 15, defect 3: the window [12:00, 13:00) was analysed at 13:20 with the labels collected
+    by then; a label collected at 14:xx must be joined to it later. Before, each run analysed only
+    the window that had just ended, so that label was never joined to [12:00, 13:00)."""
+    first = run()  # 13:20: [12, 13) with the labels so far
+    assert first["ground_truth_objects"] == 2
+    aws["clock"]["now"] = NOW + timedelta(hours=2)  # 15:20: [12, 13) is 2 h old, [13, 14) 1 h
+    result = run()
+    assert result["window"]["end"] == "2024-05-01T15:00:00Z"
+    rechecks = {r["window"]["end"]: r for r in result["label_rechecks"]}
+    # checkpoints 1, 2 and 4 h after a window's end, each with labels collected since the previous one
+    assert {end: r["age_hours"] for end, r in rechecks.items()} == {
+        "2024-05-01T14:00:00Z": 1, "2024-05-01T13:00:00Z": 2, "2024-05-01T11:00:00Z": 4}
+    late = rechecks["2024-05-01T13:00:00Z"]
+    assert late["age_hours"] == 2 and late["ground_truth_objects"] == 3
+    folder = WINDOW_FOLDER + "labels-2h/"
+    truth = read_json(aws["s3"], "artifacts-bucket", folder + "ground_truth.manifest")
+    assert truth[1:] == ["2024/05/01/12/gt-1", "2024/05/01/13/gt-2", "2024/05/01/14/gt-3"]
+    assert parameters(aws["sm"], late["execution_arn"]) == {
+        "WindowStart": "2024-05-01T12:00:00Z",
+        "WindowEnd": "2024-05-01T13:00:00Z",
+        "BaselineS3Uri": BASELINE,
+        "CaptureManifestS3Uri": f"s3://artifacts-bucket/{folder}capture.manifest",
+        "GroundTruthManifestS3Uri": f"s3://artifacts-bucket/{folder}ground_truth.manifest",
+        "MetricScope": "quality",  # only the quality metrics, timestamped now: the alarm sees them
+        "MetricTime": "2024-05-01T15:20:05Z",
+    }
+    assert len(first_analyses(aws["sm"])) == 2
+
+    aws["clock"]["now"] = NOW + timedelta(hours=2, minutes=30)  # a retry in the same hour: nothing new
+    again = run()
+    assert [r["execution_arn"] for r in again["label_rechecks"]] == [r["execution_arn"] for r in result["label_rechecks"]]
+    assert len(executions(aws["sm"])) == 2 + len(first["label_rechecks"]) + len(rechecks)
+
+
+def test_a_checkpoint_without_new_labels_starts_no_recheck(aws):
+    aws["s3"].delete_object(Bucket="feedback-bucket", Key="ground-truth/2024/05/01/14/gt-3")
+    aws["clock"]["now"] = NOW + timedelta(hours=2)  # no label since 14:00, due for [12, 13) and [13, 14)
+    rechecked = {r["window"]["end"] for r in run()["label_rechecks"]}
+    assert rechecked == {"2024-05-01T11:00:00Z"}  # its checkpoint looks at labels since 13:00
 
 
 def test_first_variant_and_tagged_package_without_champion(aws):
@@ -300,7 +351,7 @@ def test_configured_baseline_and_no_ground_truth_marker(aws):
 def test_empty_window_publishes_record_count_zero_and_starts_nothing(aws):
     aws["clock"]["now"] = datetime(2024, 5, 3, 9, 1, tzinfo=UTC)  # no capture around then
     result = run()
-    assert result == {"status": "empty_window",
+    assert result == {"status": "empty_window", "label_rechecks": [],
                       "window": {"start": "2024-05-03T08:00:00Z", "end": "2024-05-03T09:00:00Z"}}
     assert executions(aws["sm"]) == [] and aws["tokens"].requests == []
     assert "Contents" not in aws["s3"].list_objects_v2(Bucket="artifacts-bucket", Prefix="monitoring/")

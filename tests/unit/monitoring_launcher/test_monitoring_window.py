@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mlops_runtime.domain import monitoring_window as mw
@@ -232,7 +232,45 @@ def test_pipeline_parameters():
         {"Name": "BaselineS3Uri", "Value": "s3://b/baseline.json"},
         {"Name": "CaptureManifestS3Uri", "Value": "s3://m/c.manifest"},
         {"Name": "GroundTruthManifestS3Uri", "Value": "s3://m/g.manifest"},
+        {"Name": "MetricScope", "Value": "all"},
+        {"Name": "MetricTime", "Value": ""},
     ]
+    recheck = mw.pipeline_parameters(window, "s3://b/baseline.json", "s3://m/c.manifest", "s3://m/g.manifest",
+                                     recheck_at=utc(2024, 5, 3, 9, 15))
+    assert recheck[-2:] == [{"Name": "MetricScope", "Value": "quality"},
+                            {"Name": "MetricTime", "Value": "2024-05-03T09:15:00Z"}]
+
+
+# --- late labels --------------------------------------------------------------------------------
+
+
+def test_recheck_ages_double_until_the_lookback_closes():
+    assert mw.recheck_ages(1, 72) == [1, 2, 4, 8, 16, 32, 64, 71]
+    assert mw.recheck_ages(3, 24) == [3, 6, 12, 21]
+    assert mw.recheck_ages(1, 1) == [] and mw.recheck_ages(6, 4) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(window_hours=st.integers(1, 48), lookback=st.integers(1, 240), delay=st.integers(0, 239))
+def test_every_label_within_the_lookback_is_joined_by_a_recheck_soon_after(window_hours, lookback, delay):
+    """A label collected ``delay`` hours after the window's start, within the lookback, is listed by
+    the first analysis or by the first checkpoint after it was collected, which comes at most about
+    twice its lateness (and one window) after it."""
+    assume(delay < lookback)
+    start = utc(2024, 5, 1, 0)
+    window = mw.Window(start, start + window_hours * mw.HOUR)
+    label_hour = start + delay * mw.HOUR
+    first_run = window.end + timedelta(minutes=15)
+    if label_hour in mw.ground_truth_hours(window, first_run, lookback):
+        return
+    for age in mw.recheck_ages(window_hours, lookback):
+        at = window.end + age * mw.HOUR + timedelta(minutes=15)
+        [recheck] = [r for r in mw.label_rechecks(at, window_hours, lookback) if r.window == window]
+        if label_hour in mw.new_label_hours(recheck, at, lookback):
+            lateness = label_hour + mw.HOUR - window.end
+            assert at - label_hour <= max(2 * lateness, lateness + window_hours * mw.HOUR) + mw.HOUR
+            return
+    raise AssertionError(f"label hour {label_hour} never joined to {window}")
 
 
 @settings(max_examples=50)
