@@ -75,12 +75,5 @@ class PlatformStage(Stage):
 
 
 def _tag(scope: Construct, config: PlatformConfig) -> None:
-    tags = {
-        "project": config.tags.project,
-        "environment": config.environment,
-        "cost-centre": config.tags.cost_centre,
-        **({"owner": config.tags.owner} if config.tags.owner else {}),
-        **config.tags.extra,
-    }
-    for key, value in tags.items():
+    for key, value in config.resource_tags.items():
         Tags.of(scope).add(key, value)

@@ -1020,6 +1020,13 @@ class SearchConfig(StrictModel):
         return self
 
 
+# The tag the budget filters on; every resource of an environment carries it, those CloudFormation
+# creates (stage tags) and those the platform's functions create at run time (the deployer's
+# endpoints, configs and models; the pipelines' jobs). Activate it as a cost allocation tag once per
+# account (docs/cost.md).
+COST_ALLOCATION_TAG = "environment"
+
+
 class PlatformConfig(StrictModel):
     """One environment of the platform (one CDK stage, one account/region)."""
 
@@ -1048,6 +1055,17 @@ class PlatformConfig(StrictModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+
+    @property
+    def resource_tags(self) -> dict[str, str]:
+        """The tags every resource of the environment carries, the cost allocation tag first."""
+        return {
+            COST_ALLOCATION_TAG: self.environment,
+            "project": self.tags.project,
+            "cost-centre": self.tags.cost_centre,
+            **({"owner": self.tags.owner} if self.tags.owner else {}),
+            **self.tags.extra,
+        }
 
     @field_validator("vpc")
     @classmethod

@@ -119,6 +119,8 @@ def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
             "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_runtime_s},
         },
     }
+    if spec.tags:  # the job is created at run time: CloudFormation's stack tags do not reach it
+        step["Arguments"]["Tags"] = [{"Key": key, "Value": value} for key, value in spec.tags.items()]
     if spec.subnet_ids:
         step["Arguments"]["NetworkConfig"] = {
             "EnableNetworkIsolation": False,

@@ -9,6 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from ..config import PlatformConfig
+from ..config.models import COST_ALLOCATION_TAG
 from ..constructs.encryption import PlatformKey, PlatformKeyProps
 from ..constructs.logging import retention
 from ..constructs.notifications import Notifications, NotificationsProps
@@ -141,7 +142,7 @@ class FoundationStack(Stack):
                 time_unit="MONTHLY",
                 budget_limit=budgets.CfnBudget.SpendProperty(amount=budget.monthly_limit_usd, unit="USD"),
                 # Only this environment's resources: the platform tags everything with `environment`.
-                cost_filters={"TagKeyValue": [f"user:environment${config.environment}"]},
+                cost_filters={"TagKeyValue": [f"user:{COST_ALLOCATION_TAG}${config.environment}"]},
             ),
             notifications_with_subscribers=alerts,
         )

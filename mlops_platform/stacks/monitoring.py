@@ -148,6 +148,7 @@ class MonitoringStack(Stack):
             max_runtime_s=monitoring.max_runtime_minutes * 60,
             subnet_ids=tuple(s.subnet_id for s in network.vpc.isolated_subnets) if network else (),
             security_group_ids=(network.workload_security_group.security_group_id,) if network else (),
+            tags=self.config.resource_tags,
         )
         pipeline = sagemaker.CfnPipeline(
             self, f"{pascal(endpoint.name)}MonitoringPipeline",

@@ -132,7 +132,9 @@ class ServingStack(Stack):
                 "termination_wait_s": guardrails.termination_wait_s,
                 "alarm_names": list(self.alarm_names(endpoint)),
             },
-            "tags": {"mlops:environment": config.environment},
+            # The environment's cost tags (the budget filters on `environment`), and the deployer's
+            # own `mlops:environment`, which scopes what it may delete.
+            "tags": {**config.resource_tags, "mlops:environment": config.environment},
         }
         if endpoint.name in self.images:
             spec["image_uri"] = self.images[endpoint.name][0]
