@@ -42,6 +42,9 @@ $(SYNTH_STAMP): requirements.txt lambda/requirements.txt constraints.txt package
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r lambda/requirements.txt -c constraints.txt
 	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
+	# Wheels for code that runs elsewhere (Lambda SDK layer, SageMaker jobs), cached in build/wheels:
+	# synthesis and the tests then need no network.
+	$(BIN)/python -m mlops_platform.wheels
 	@touch $@
 
 $(TEST_STAMP): $(SYNTH_STAMP) requirements-dev.txt

@@ -69,6 +69,29 @@ def _closure(handler_module: str) -> list[Path]:
     return sorted(files)
 
 
+def _client_services(path: Path) -> frozenset[str]:
+    """Service names passed as the first argument of a ``*client(...)`` call (``boto3.client("sns")``,
+    ``self._client("sagemaker")``, ``_new_client("sqs")``), or held by a ``service = "..."``
+    attribute that such a call reads, in one module."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value \
+                and isinstance(node.value.value, str) and any(getattr(t, "id", None) == "service" for t in node.targets):
+            found.add(node.value.value)
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        first = node.args[0]
+        if name.endswith("client") and isinstance(first, ast.Constant) and isinstance(first.value, str):
+            found.add(first.value)
+    return frozenset(found)
+
+
+def services_called(handler_module: str) -> frozenset[str]:
+    """AWS services whose clients the bundle of ``handler_module`` creates (read with ``ast``)."""
+    return frozenset().union(*(_client_services(path) for path in _bundle(handler_module)))
+
+
 def stage_bundle(handler_module: str, build_dir: Path) -> Path:
     """Copy the bundle into ``build_dir/<content hash>/`` and return that folder (an asset path)."""
     files = bundle_files(handler_module)

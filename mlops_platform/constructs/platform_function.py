@@ -19,13 +19,39 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..compliance import acknowledge, acknowledge_inline_policy, acknowledge_wildcards
-from ..lambda_bundles import stage_bundle
+from ..lambda_bundles import services_called, stage_bundle
+from ..wheel_sets import LAMBDA_SDK_TARGET, sdk_requirements
+from ..wheels import installed_zip
 from .logging import encrypted_log_group
 from ..paths import BUILD_DIR
 
 BUNDLE_DIR = BUILD_DIR / "lambda-bundles"
 POWERTOOLS_ACCOUNT = "017000801446"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
+# Services the runtime's built-in boto3 has: all launched before the python3.13 runtime
+# (November 2024), whose included SDK was newer (bedrock-runtime, the newest here, is from
+# September 2023). A function that calls anything else (s3vectors: July 2025) gets the SDK the
+# tests ran with in a layer (SDK_LAYER_ID) instead of trusting the runtime's.
+RUNTIME_SDK_SERVICES = frozenset({
+    "application-autoscaling", "bedrock-runtime", "cloudwatch", "dynamodb", "firehose", "s3", "sagemaker",
+    "sagemaker-featurestore-runtime", "sagemaker-runtime", "sns", "sqs", "sts",
+})
+SDK_LAYER_ID = "PythonSdkLayer"
+
+
+def python_sdk_layer(stack: Stack) -> lambda_.ILayerVersion:
+    """The stack's one layer with the pinned AWS SDK for Python (wheels, no Docker)."""
+    existing = stack.node.try_find_child(SDK_LAYER_ID)
+    if existing is not None:
+        return existing
+    return lambda_.LayerVersion(
+        stack, SDK_LAYER_ID,
+        code=lambda_.Code.from_asset(str(installed_zip(sdk_requirements(), LAMBDA_SDK_TARGET, "python"))),
+        compatible_runtimes=[RUNTIME],
+        compatible_architectures=[lambda_.Architecture.ARM_64, lambda_.Architecture.X86_64],
+        description="AWS SDK for Python as tested: " + ", ".join(sdk_requirements()[:2]),
+        removal_policy=RemovalPolicy.DESTROY,  # code only; a new version replaces it
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +100,11 @@ class PlatformFunction(Construct):
             f"AWSLambdaPowertoolsPythonV3-python313-{'arm64' if arm else 'x86_64'}:"
             f"{props.powertools_layer_version}",
         )
+        module = props.handler.rsplit(".", 1)[0]
+        # Layers unpack in order: the SDK layer last, so its boto3 wins over any earlier copy.
+        layers = [layer]
+        if services_called(module) - RUNTIME_SDK_SERVICES:
+            layers.append(python_sdk_layer(stack))
         self.function = lambda_.Function(
             self, "Function",
             function_name=props.function_name,
@@ -82,8 +113,8 @@ class PlatformFunction(Construct):
             architecture=lambda_.Architecture.ARM_64 if arm else lambda_.Architecture.X86_64,
             handler=props.handler,
             # Only the handler's own imports ship (mlops_platform/lambda_bundles.py).
-            code=lambda_.Code.from_asset(str(stage_bundle(props.handler.rsplit(".", 1)[0], BUNDLE_DIR))),
-            layers=[layer],
+            code=lambda_.Code.from_asset(str(stage_bundle(module, BUNDLE_DIR))),
+            layers=layers,
             role=self.role,
             memory_size=props.memory_mb,
             timeout=props.timeout,

@@ -33,6 +33,8 @@ from ..compliance import (
 )
 from ..config.models import SearchIndexConfig
 from ..lambda_bundles import stage_bundle
+from ..wheel_sets import BULK_JOB_SDK_TARGET, sdk_requirements
+from ..wheels import with_packages
 from ..pipelines.monitoring_definition import sklearn_image_uri
 from .naming import EnvironmentNames
 from .platform_function import BUNDLE_DIR, PlatformFunction, PlatformFunctionProps
@@ -91,8 +93,10 @@ class SemanticSearch(Construct):
         self._grant()
         props.rest_api.route("v1/search/{index}", "POST", self.search.function, path_parameters=("index",))
         self._route_documents()
-        self.bulk_code = s3_assets.Asset(self, "BulkIndexingCode",
-                                         path=str(stage_bundle(BULK_MODULE, BUNDLE_DIR)))
+        # The job's image may predate S3 Vectors: the tested SDK ships beside the code (pure-Python
+        # wheels for the image's Python, installed at synthesis), so the job installs nothing.
+        self.bulk_code = s3_assets.Asset(self, "BulkIndexingCode", path=str(with_packages(
+            stage_bundle(BULK_MODULE, BUNDLE_DIR), sdk_requirements(), BULK_JOB_SDK_TARGET)))
         self.bulk_pipeline = self._bulk_pipeline()
         self.alarms = self._alarms()
 

@@ -1,0 +1,27 @@
+"""Every set of wheels synthesis installs somewhere else, so ``make install`` can prefetch them
+(``python -m mlops_platform.wheels``) and synthesis then runs offline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from importlib.metadata import version
+
+from .wheels import WheelTarget
+
+# The Lambda functions' Python (constructs/platform_function.py RUNTIME) and the bulk-indexing
+# job's image Python (constructs/semantic_search.py). The SDK and its dependencies are pure
+# Python: one set of wheels serves arm64 and x86_64.
+LAMBDA_SDK_TARGET = WheelTarget("3.13", ("manylinux2014_aarch64", "manylinux2014_x86_64"))
+BULK_JOB_SDK_TARGET = WheelTarget("3.12", ("manylinux2014_x86_64",))
+SDK_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six")
+
+
+def sdk_requirements() -> tuple[str, ...]:
+    """The AWS SDK and its dependencies at the versions the tests ran with (constraints.txt
+    pins them), for code whose runtime's own SDK may predate a service it calls."""
+    return tuple(f"{name}=={version(name)}" for name in SDK_DISTRIBUTIONS)
+
+
+def all_wheel_sets() -> Iterator[tuple[tuple[str, ...], WheelTarget]]:
+    yield sdk_requirements(), LAMBDA_SDK_TARGET
+    yield sdk_requirements(), BULK_JOB_SDK_TARGET
