@@ -736,11 +736,29 @@ class ControllerConfig(StrictModel):
     min_observations: int = Field(default=200, ge=0, le=100_000_000,
                                   description="Invocations every arm needs before traffic moves.")
     min_change: float = Field(default=0.01, ge=0, lt=1, description="Smaller moves are skipped (no endpoint update).")
-    stop: bool = Field(default=True, description="Declare a winner (stopping rule); false: keep adapting forever.")
-    stop_probability: float = Field(default=0.95, ge=0.5, lt=1,
-                                    description="Probability of being best that declares the winner.")
-    stop_min_observations: int = Field(default=2000, ge=1, le=100_000_000,
-                                       description="Invocations every arm needs before a winner can be declared.")
+    stop: bool = Field(default=True, description="Decide the experiment (anytime-valid test); false: keep adapting forever.")
+    alpha: float = Field(default=0.05, gt=0, le=0.2,
+                         description="Error rate of a decision (wrong winner, or a difference missed) at any number of looks.")
+    min_effect: float = Field(default=0.005, ge=0, lt=1,
+                              description="Smallest difference of mean reward worth acting on (absolute: 0.005 = "
+                                          "0.5 percentage points of conversion); a winner beats every other arm by "
+                                          "more, no meaningful difference means all arms are within it.")
+    max_invocations: int | None = Field(default=None, ge=100, le=10_000_000_000,
+                                        description="Matured predictions (all arms) after which an undecided test "
+                                                    "stops and keeps the champion; none: no limit.")
+    max_duration_days: float | None = Field(default=None, gt=0, le=365,
+                                            description="Days after which an undecided test stops and keeps the "
+                                                        "champion; none: no limit.")
+    feedback_delay_hours: float = Field(default=0, ge=0, le=24 * 90,
+                                        description="How long feedback can take to arrive: a decision counts only "
+                                                    "predictions served at least this long ago; 0: all so far.")
+
+    @model_validator(mode="after")
+    def _limits_leave_matured_feedback(self) -> ControllerConfig:
+        if self.max_duration_days is not None and self.max_duration_days * 24 <= self.feedback_delay_hours:
+            raise ValueError(f"max_duration_days {self.max_duration_days:g} must be longer than feedback_delay_hours "
+                             f"{self.feedback_delay_hours:g} / 24, or no feedback matures before the test stops")
+        return self
 
     def settings(self) -> dict:
         """The controller Lambda's ``CONTROLLER`` entry (``handlers.experiment_controller``)."""

@@ -1,17 +1,17 @@
 """A rehearsal of an A/B experiment against the local platform (``python -m mlops_platform.local.server``).
 
     python -m mlops_platform.local.demo [--base-url URL] [--requests N] [--batch N] [--seed N]
-                                        [--rates champion=0.04,challenger=0.08]
+                                        [--rates champion=0.2,challenger=0.5]
 
 In batches: sends invocations with subject ids to ``POST /v1/endpoints/local-churn/invocations``,
 lets each served prediction convert with its arm's rate (the challenger converts twice as often by
 default), sends the conversions as feedback (``reward`` 1, ``label`` 1) in batches to ``POST
 /v1/feedback``, and runs the real experiment controller once (``POST /local/controller/local-churn``,
 the local stand-in for its schedule). It prints the weights moving and stops when the controller
-declares a winner; then it shows that the winner gets all traffic, the experiment's summary
+decides (a winner, or no meaningful difference); then it shows that the kept arm gets all traffic, the experiment's summary
 (``GET /v1/experiments/local-churn``), the controller's SNS notification and one search.
 
-Exit code: 0 when a winner was declared, 1 when ``--requests`` ran out first, 2 when the server
+Exit code: 0 when the experiment was decided, 1 when ``--requests`` ran out first, 2 when the server
 cannot be reached or answers unexpectedly. Standard library only.
 """
 
@@ -27,7 +27,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-DEFAULT_RATES = {"champion": 0.04, "challenger": 0.08}
+DEFAULT_RATES = {"champion": 0.2, "challenger": 0.5}
 DEFAULT_REQUESTS = 4000
 DEFAULT_BATCH = 100
 DEFAULT_SEED = 7
@@ -57,7 +57,8 @@ class DemoResult:
     rates: dict[str, float]
     batches: list[Batch] = field(default_factory=list)
     winner: str | None = None
-    probability: float | None = None
+    outcome: str | None = None  # winner | no_meaningful_difference | stopped_at_limit once decided
+    kept: str | None = None
     decided_after: int | None = None  # invocations sent when the winner was declared
     served: dict[str, int] = field(default_factory=dict)
     conversions: dict[str, int] = field(default_factory=dict)
@@ -136,7 +137,7 @@ def parse_rates(text: str) -> dict[str, float]:
             raise argparse.ArgumentTypeError(f"bad rate {part!r}: use arm=<0..1>")
         rates[arm.strip()] = rate
     if len(rates) < 2:
-        raise argparse.ArgumentTypeError("give a rate for every arm, e.g. champion=0.04,challenger=0.08")
+        raise argparse.ArgumentTypeError("give a rate for every arm, e.g. champion=0.2,challenger=0.5")
     return rates
 
 
@@ -193,15 +194,16 @@ def run(base_url: str, *, requests: int = DEFAULT_REQUESTS, batch: int = DEFAULT
         weights = _weights(summary.get("weights"))
         decided = summary.get("decision")
         if decided:
-            result.winner, result.probability = decided.get("winner"), decided.get("probability")
+            result.winner, result.outcome = decided.get("winner"), decided.get("outcome")
+            result.kept = decided.get("kept_arm")
             result.decided_after = 0
-            say(f"this experiment was decided by an earlier run ({result.winner} won): no new batches; "
-                "restart the server for a fresh experiment")
+            say(f"this experiment was decided by an earlier run ({result.outcome}, {result.kept} kept): no new "
+                "batches; restart the server for a fresh experiment")
         else:
             say(f"start weights: {_shares(weights)}")
 
         number = 0
-        while result.requests < requests and result.winner is None:
+        while result.requests < requests and result.outcome is None:
             number += 1
             size = min(batch, requests - result.requests)
             served = dict.fromkeys(rates, 0)
@@ -232,25 +234,26 @@ def run(base_url: str, *, requests: int = DEFAULT_REQUESTS, batch: int = DEFAULT
                 say(f"          {outcome.get('reason')}")
             weights = after
             if status in ("decided", "finished"):
-                result.winner = outcome.get("winner")
-                result.probability = outcome.get("probability")
+                result.winner, result.outcome = outcome.get("winner"), outcome.get("outcome")
+                result.kept = outcome.get("kept_arm")
                 result.decided_after = result.requests
 
-        if result.winner is None:
-            say(f"no winner after {result.requests} requests; try more --requests")
+        if result.outcome is None:
+            say(f"no decision after {result.requests} requests; try more --requests")
         else:
-            probability = (f" (probability of being best {result.probability:.3f})"
-                           if result.probability else "")
             after = f" after {result.decided_after} requests" if result.decided_after else ""
-            say(f"winner: {result.winner}{probability}{after}"
-                + ("" if result.winner == best else f" -- not the better arm ({best})"))
+            if result.winner is not None:
+                say(f"winner: {result.winner}{after}"
+                    + ("" if result.winner == best else f" -- not the better arm ({best})"))
+            else:
+                say(f"{result.outcome.replace('_', ' ')}{after}: {result.kept} kept")
             after_size = max(20, batch // 4)
             result.after_decision = dict.fromkeys(rates, 0)
             for _ in range(after_size):
                 arm, _ = _invoke(client, endpoint, f"customer-{rng.randrange(1_000_000):06d}", rng)
                 result.after_decision[arm] = result.after_decision.get(arm, 0) + 1
-            say(f"after the decision: {result.after_decision.get(result.winner, 0)} of {after_size} requests "
-                f"served by {result.winner}")
+            say(f"after the decision: {result.after_decision.get(result.kept, 0)} of {after_size} requests "
+                f"served by {result.kept}")
 
         _, result.summary = client.expect(200, "GET", f"/v1/experiments/{endpoint}")
         say(f"GET /v1/experiments/{endpoint}:")
@@ -260,8 +263,8 @@ def run(base_url: str, *, requests: int = DEFAULT_REQUESTS, batch: int = DEFAULT
                 f"posterior mean {arm.get('posterior_mean', 0):.4f}  "
                 f"P(best) {arm.get('probability_best', 0):.3f}  weight {arm['weight']:.2f}")
         decision = result.summary.get("decision")
-        say(f"  decision: {decision.get('winner')} ({decision.get('reason')})" if decision
-            else "  decision: none yet")
+        say(f"  decision: {decision.get('outcome')}, {decision.get('kept_arm')} kept ({decision.get('reason')})"
+            if decision else "  decision: none yet")
         say(f"feedback: {result.feedback['accepted']} accepted, {result.feedback['joined']} joined, "
             f"{result.feedback['credited']} credited")
 
@@ -269,8 +272,8 @@ def run(base_url: str, *, requests: int = DEFAULT_REQUESTS, batch: int = DEFAULT
         if status == 200 and isinstance(answer, dict):
             result.notifications = answer.get("messages", [])
             for message in result.notifications:
-                say(f"notification: {message.get('winner', '?')} wins experiment {message.get('experiment')} "
-                    f"(model package {message.get('model_package_arn')})")
+                say(f"notification: experiment {message.get('experiment')} {message.get('outcome', '?')}, "
+                    f"{message.get('kept_arm', '?')} kept (model package {message.get('model_package_arn')})")
 
         _, found = client.expect(200, "POST", f"/v1/search/{index}", {"query": SEARCH_QUERY, "top_k": 3})
         result.search = found.get("results", [])
@@ -295,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"invocations between two controller runs (default {DEFAULT_BATCH})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of subjects and conversions")
     parser.add_argument("--rates", type=parse_rates, default=DEFAULT_RATES,
-                        help="conversion rate per arm (default champion=0.04,challenger=0.08)")
+                        help="conversion rate per arm (default champion=0.2,challenger=0.5)")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.batch < 1:
         parser.error("--requests and --batch must be positive")
@@ -308,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
               "(python -m mlops_platform.local.server) and pass its base url with --base-url",
               file=sys.stderr)
         return 2
-    return 0 if result.winner else 1
+    return 0 if result.outcome else 1
 
 
 if __name__ == "__main__":

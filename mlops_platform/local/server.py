@@ -76,10 +76,10 @@ SEARCH_INDEX = "local-docs"
 SEARCH_DIMENSION = 256
 
 # The stack's ControllerConfig.settings() format, tuned for a rehearsal, not for production: the demo
-# (4% vs 8% conversion, batches of 100) shows the weights moving after the first batch and usually
-# decides within 300-1,300 requests. Moves start after 50 invocations per arm; every arm keeps at least
-# 20% while the experiment runs, so that the losing arm soon reaches the stopping rule's sample; a
-# winner needs 100 invocations per arm (deployed default: 2,000) and a 0.95 probability of being best.
+# (rates of 30 % and more, batches of 100) shows the weights moving after the first batch; moves start
+# after 50 invocations per arm and every arm keeps at least 20 % while the experiment runs, so that the
+# losing arm's interval narrows too. The anytime-valid test's minimum effect is 10 points (deployed
+# default: 0.5), so that a winner or "no meaningful difference" is reached within a few thousand requests.
 CONTROLLER_SETTINGS: dict[str, Any] = {
     "strategy": "thompson",
     "epsilon": 0.1,
@@ -88,8 +88,11 @@ CONTROLLER_SETTINGS: dict[str, Any] = {
     "min_observations": 50,
     "min_change": 0.01,
     "stop": True,
-    "stop_probability": 0.95,
-    "stop_min_observations": 100,
+    "alpha": 0.05,
+    "min_effect": 0.1,
+    "max_invocations": 20_000,
+    "max_duration_days": None,
+    "feedback_delay_hours": 0,
 }
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit

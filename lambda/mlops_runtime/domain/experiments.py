@@ -1,15 +1,18 @@
-"""Bandit experiments over arms: statistics, strategies, guardrails, stopping rule, controller (pure).
+"""Bandit experiments over arms: statistics, strategies, guardrails, controller (pure).
 
 An *arm* is a name (the caller maps it to an endpoint variant, or to an endpoint). Every period a
 scheduled job gathers :class:`ArmStats` (invocations and summed rewards in [0, 1] per arm) and calls
 :meth:`ExperimentController.step`, which returns the weights to apply and the next state::
 
-    controller = ExperimentController(ThompsonSampling(), Guardrails(), StoppingRule())
+    controller = ExperimentController(ThompsonSampling(), Guardrails(), SequentialTest())
     state = ExperimentState.start(["champion", "challenger"])
-    result = controller.step(state, stats, now=time.time(), rng=random.Random())
+    result = controller.step(state, stats, now=time.time(), rng=random.Random(), champion="champion")
     if result.moved:
         apply(result.weights)            # e.g. UpdateEndpointWeightsAndCapacities
     save(result.state)                   # only after the weights were applied
+
+The decision (winner, no meaningful difference, a limit reached) comes from the anytime-valid test
+in :mod:`mlops_runtime.domain.sequential_test`; the strategy only splits the traffic meanwhile.
 
 Statistics. An arm's reward posterior is Beta(1 + S, 1 + N - S) for N invocations with reward sum S
 (uniform Beta(1, 1) prior). For binary rewards this is the exact conjugate posterior. For rewards
@@ -41,6 +44,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # only for annotations: keeps the import of this module light
     import random
 
+    from mlops_runtime.domain.sequential_test import ExperimentDecision, SequentialTest
+
 __all__ = [
     "ArmStats",
     "ArmSummary",
@@ -54,11 +59,9 @@ __all__ = [
     "ImpossibleStatistics",
     "Posterior",
     "StepResult",
-    "StoppingRule",
     "Strategy",
     "ThompsonSampling",
     "UCB1",
-    "Winner",
     "apply_guardrails",
     "beta_ppf",
     "betainc",
@@ -756,55 +759,6 @@ def apply_guardrails(
     return (guardrails or Guardrails()).apply(current_weights, proposed_weights, stats, endpoint_updating)
 
 
-# --- Stopping rule -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Winner:
-    """A declared winner: its probability of being best, every arm's, and the final weights."""
-
-    arm: str
-    probability: float
-    probabilities: dict[str, float]
-    final_weights: dict[str, float]
-
-
-@dataclass(frozen=True)
-class StoppingRule:
-    """Declare a winner once an arm's probability of being best reaches ``probability``, provided
-    every arm has at least ``min_observations`` invocations.
-
-    The rule is checked at every step (a sequential test): the minimum sample keeps early, noisy
-    looks from deciding. The final weights give the winner 1.0 and the others 0.0.
-    """
-
-    probability: float = 0.95
-    # Checked every step, 0.95 alone would often crown an early fluke; 2,000 invocations per arm
-    # keep the wrong-winner rate near 1% in the benchmark's 5% vs 5.5% case (benchmarks/).
-    min_observations: int = 2000
-    method: str = "grid"
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.probability) or not 0.5 <= self.probability < 1.0:
-            raise ExperimentError(f"probability must be in [0.5, 1), got {self.probability!r}")
-        if isinstance(self.min_observations, bool) or not isinstance(self.min_observations, int):
-            raise ExperimentError(f"min_observations must be an int, got {self.min_observations!r}")
-        if self.min_observations < 1:
-            raise ExperimentError(f"min_observations must be >= 1, got {self.min_observations}")
-
-    def evaluate(self, stats: Sequence[ArmStats], rng: random.Random | None = None) -> Winner | None:
-        """The winner, or ``None`` while the sample is short or no arm is clearly best."""
-        stats = _checked(stats)
-        if len(stats) < 2 or any(s.invocations < self.min_observations for s in stats):
-            return None
-        probabilities = probability_best(stats, method=self.method, rng=rng)
-        arm = max(probabilities, key=probabilities.__getitem__)
-        if probabilities[arm] < self.probability:
-            return None
-        final = {s.arm: (1.0 if s.arm == arm else 0.0) for s in stats}
-        return Winner(arm, probabilities[arm], probabilities, final)
-
-
 # --- Controller ----------------------------------------------------------------------------------
 
 
@@ -812,14 +766,18 @@ class StoppingRule:
 class ExperimentState:
     """What the controller remembers between steps (plain values: store it as JSON with ``to_dict``).
 
-    Once ``winner`` is set the experiment is finished and the weights never move again.
+    Once ``outcome`` is set (winner, no meaningful difference, stopped at a limit) the experiment is
+    finished and the weights never move again; ``winner`` is the winning arm (outcome winner only).
+    ``started_at``: the first step's time, from which the maximum duration counts.
     """
 
     weights: dict[str, float]
     steps: int = 0
     moves: int = 0
+    outcome: str | None = None
     winner: str | None = None
-    winner_probability: float | None = None
+    kept_arm: str | None = None
+    started_at: float | None = None
     decided_at: float | None = None
     last_moved_at: float | None = None
 
@@ -835,15 +793,17 @@ class ExperimentState:
 
     @property
     def finished(self) -> bool:
-        return self.winner is not None
+        return self.outcome is not None
 
     def to_dict(self) -> dict:
         return {
             "weights": dict(self.weights),
             "steps": self.steps,
             "moves": self.moves,
+            "outcome": self.outcome,
             "winner": self.winner,
-            "winner_probability": self.winner_probability,
+            "kept_arm": self.kept_arm,
+            "started_at": self.started_at,
             "decided_at": self.decided_at,
             "last_moved_at": self.last_moved_at,
         }
@@ -861,25 +821,34 @@ class ExperimentState:
 
 @dataclass(frozen=True)
 class StepResult:
-    """The next state, the weights to apply when ``moved``, the reason, and a new winner if declared now."""
+    """The next state, the weights to apply when ``moved``, the reason, and this look's decision
+    (``None`` when the test did not run: no test, an updating endpoint, or already finished)."""
 
     state: ExperimentState
     weights: dict[str, float]
     moved: bool
     reason: str
-    winner: Winner | None = None
+    decision: ExperimentDecision | None = None
+
+    @property
+    def decided(self) -> bool:
+        """True at the step that ended the experiment (winner, no meaningful difference, a limit)."""
+        return self.decision is not None and self.decision.decided
+
+    @property
+    def winner(self) -> str | None:
+        """The arm declared winner at this step, else ``None``."""
+        return self.state.winner if self.decided else None
 
 
 @dataclass(frozen=True)
 class ExperimentController:
-    """One decision per period: stop with a winner, or move weights by ``strategy`` within ``guardrails``.
-
-    ``stopping_rule=None`` runs the strategy without ever stopping.
-    """
+    """One decision per period: stop when the test decides, or move weights by ``strategy`` within
+    ``guardrails``. ``test=None`` runs the strategy without ever stopping."""
 
     strategy: Strategy
     guardrails: Guardrails = field(default_factory=Guardrails)
-    stopping_rule: StoppingRule | None = field(default_factory=StoppingRule)
+    test: SequentialTest | None = None
 
     def step(
         self,
@@ -889,17 +858,21 @@ class ExperimentController:
         rng: random.Random,
         *,
         endpoint_updating: bool = False,
+        champion: str | None = None,
     ) -> StepResult:
-        """Decide from ``stats`` (cumulative per arm since the start) at time ``now`` (epoch seconds).
+        """Decide from ``stats`` (cumulative per arm since the start, matured predictions only) at
+        time ``now`` (epoch seconds). ``champion``: the arm kept when the test ends without a winner
+        (default: the first arm of the state).
 
         Order: a finished experiment never moves; an updating endpoint is left alone (the decision
-        waits for the next step); a winner, when the stopping rule declares one, gets all traffic at
-        once; otherwise the strategy proposes and the guardrails limit.
+        waits for the next step); when the test decides, the kept arm gets all traffic at once;
+        otherwise the strategy proposes and the guardrails limit.
         """
         if not _is_number(now) or not math.isfinite(now):
             raise ExperimentError(f"now must be a finite number of seconds, got {now!r}")
-        if state.winner is not None:
-            return StepResult(state, dict(state.weights), False, f"finished: {state.winner!r} already won")
+        if state.finished:
+            return StepResult(state, dict(state.weights), False,
+                              f"finished: {state.outcome} ({state.kept_arm!r} kept)")
         stats = _checked(stats)
         arms = set(state.weights)
         seen = {s.arm for s in stats}
@@ -907,35 +880,35 @@ class ExperimentController:
             raise ExperimentError(
                 f"statistics cover arms {sorted(seen)} but the experiment has arms {sorted(arms)}"
             )
-        counted = replace(state, steps=state.steps + 1)
+        started = state.started_at if state.started_at is not None else float(now)
+        counted = replace(state, steps=state.steps + 1, started_at=started)
         if endpoint_updating:
             return StepResult(counted, dict(state.weights), False, "endpoint is updating: nothing decided")
 
-        if self.stopping_rule is not None:
-            winner = self.stopping_rule.evaluate(stats, rng)
-            if winner is not None:
-                moved = winner.final_weights != dict(state.weights)
+        decision = None
+        if self.test is not None and len(stats) > 1:
+            decision = self.test.decide(stats, champion=champion or next(iter(state.weights)),
+                                        looks=counted.steps, elapsed_seconds=float(now) - started)
+            if decision.decided:
+                final_weights = decision.final_weights(list(state.weights))
+                moved = final_weights != dict(state.weights)
                 final = replace(
                     counted,
-                    weights=dict(winner.final_weights),
+                    weights=final_weights,
                     moves=counted.moves + int(moved),
-                    winner=winner.arm,
-                    winner_probability=winner.probability,
+                    outcome=decision.outcome,
+                    winner=decision.winner,
+                    kept_arm=decision.arm,
                     decided_at=float(now),
                     last_moved_at=float(now) if moved else state.last_moved_at,
                 )
-                reason = (
-                    f"winner {winner.arm!r}: probability of being best {winner.probability:.4f} >= "
-                    f"{self.stopping_rule.probability} with >= {self.stopping_rule.min_observations} "
-                    "invocations per arm"
-                )
-                return StepResult(final, dict(winner.final_weights), moved, reason, winner)
+                return StepResult(final, dict(final_weights), moved, decision.reason, decision)
 
         proposed = self.strategy.weights(stats, rng)
-        decision = self.guardrails.apply(state.weights, proposed, stats, endpoint_updating=False)
-        if not decision.moved:
-            return StepResult(counted, dict(state.weights), False, decision.reason)
+        moves = self.guardrails.apply(state.weights, proposed, stats, endpoint_updating=False)
+        if not moves.moved:
+            return StepResult(counted, dict(state.weights), False, moves.reason, decision)
         moved_state = replace(
-            counted, weights=dict(decision.weights), moves=counted.moves + 1, last_moved_at=float(now)
+            counted, weights=dict(moves.weights), moves=counted.moves + 1, last_moved_at=float(now)
         )
-        return StepResult(moved_state, dict(decision.weights), True, decision.reason)
+        return StepResult(moved_state, dict(moves.weights), True, moves.reason, decision)

@@ -10,12 +10,15 @@ of ONE SageMaker endpoint (arms spanning endpoints are split by the inference AP
 ARE the state table's), then write the state with a version check. On a declared winner: the final
 weights (winner 1.0), the decision in the state, an SNS notification and a note on the winner's
 model package (``UpdateModelPackage`` CustomerMetadataProperties; skipped when no package is known).
-A finished experiment never moves again. Impossible statistics are logged and notified, not raised.
+The decision is the anytime-valid test's (``domain.sequential_test``) on matured predictions only
+(served ``feedback_delay_hours`` ago or earlier): ``winner``, ``no_meaningful_difference`` or
+``stopped_at_limit`` (both keep the champion) end the experiment; the state keeps each look's
+evidence (``looks``, ``evidence``) for the report. A finished experiment never moves again. Impossible statistics are logged and notified, not raised.
 
 Environment: ``EXPERIMENTS`` (as the inference API), ``CONTROLLER`` (JSON keyed by public name:
 ``strategy`` thompson|epsilon_greedy|ucb1|fixed, ``epsilon``, ``min_share``, ``max_step``,
-``min_observations``, ``min_change``, ``stop_probability``, ``stop_min_observations``, ``stop``
-(false: never declare a winner)), ``STATISTICS_TABLE``, ``EXPERIMENT_STATE_TABLE``,
+``min_observations``, ``min_change``, ``stop`` (false: never decide), ``alpha``, ``min_effect``,
+``max_invocations``, ``max_duration_days``, ``feedback_delay_hours``), ``STATISTICS_TABLE``, ``EXPERIMENT_STATE_TABLE``,
 ``NOTIFICATION_TOPIC_ARN``.
 
 Returns ``{"status": finished|skipped|waiting|moved|decided|conflict|apply_failed|error, ...}``.
@@ -47,6 +50,7 @@ from mlops_runtime.adapters.experiments_store import (
 from mlops_runtime.adapters.model_runtime import Boto3EndpointControl, EndpointControl
 from mlops_runtime.domain import experiments as domain
 from mlops_runtime.domain.rounds import ArmCounts
+from mlops_runtime.domain.sequential_test import ExperimentDecision, SequentialTest
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
@@ -108,14 +112,52 @@ def build_controller(settings: Mapping[str, Any], config: ExperimentConfig) -> d
         min_observations=int(settings.get("min_observations", defaults.min_observations)),
         min_change=float(settings.get("min_change", defaults.min_change)),
     )
-    stopping = None
+    test = None
     if settings.get("stop", True):
-        rule = domain.StoppingRule()
-        stopping = domain.StoppingRule(
-            probability=float(settings.get("stop_probability", rule.probability)),
-            min_observations=int(settings.get("stop_min_observations", rule.min_observations)),
+        defaults_test = SequentialTest()
+        days = settings.get("max_duration_days")
+        limit = settings.get("max_invocations")
+        test = SequentialTest(
+            alpha=float(settings.get("alpha", defaults_test.alpha)),
+            min_effect=float(settings.get("min_effect", defaults_test.min_effect)),
+            max_invocations=None if limit is None else int(limit),
+            max_duration_seconds=None if days is None else float(days) * 86_400,
         )
-    return domain.ExperimentController(strategy, guardrails, stopping)
+    return domain.ExperimentController(strategy, guardrails, test)
+
+
+def champion_arm(config: ExperimentConfig) -> str:
+    """The arm kept when a test ends without a winner: the arm on the deployer's champion variant,
+    else the arm called champion, else the first arm."""
+    for arm, target in config.arms.items():
+        if target.variant == "champion":
+            return arm
+    return "champion" if "champion" in config.arms else next(iter(config.arms))
+
+
+def matured_before(settings: Mapping[str, Any], now: float) -> float | None:
+    """Only predictions served before this count (their feedback window has closed); ``None`` (all
+    so far) when no feedback delay is configured."""
+    delay_hours = float(settings.get("feedback_delay_hours", 0) or 0)
+    return now - delay_hours * 3600 if delay_hours > 0 else None
+
+
+# The report's plots need the evidence at each look; a round keeps at most this many (older looks are
+# thinned to every other one when full, so the trail always spans the whole round).
+MAX_LOOK_TRAIL = 240
+
+
+def look_trail(previous: Any, decision: ExperimentDecision | None, now: float) -> list[dict[str, Any]]:
+    """The round's trail of looks with this one appended: time, and per arm matured invocations,
+    reward sum and anytime-valid interval."""
+    trail = [entry for entry in previous if isinstance(entry, Mapping)] if isinstance(previous, list) else []
+    if decision is None:
+        return trail
+    trail.append({"at": now, "arms": {item.arm: [item.invocations, item.reward_sum, item.lower, item.upper]
+                                      for item in decision.arms}})
+    while len(trail) > MAX_LOOK_TRAIL:
+        trail = trail[:-1:2] + trail[-1:]
+    return trail
 
 
 def controller_settings(name: str) -> dict[str, Any]:
@@ -157,6 +199,8 @@ def _load_state(config: ExperimentConfig, item: Mapping[str, Any] | None) -> tup
         return domain.ExperimentState.start(config.initial_weights), 0
     fields = {k: item[k] for k in domain.ExperimentState.__dataclass_fields__ if k in item}
     fields["weights"] = current_weights(config, item)
+    if item.get("winner") and not item.get("outcome"):  # decided before outcomes existed: a winner
+        fields.update(outcome="winner", kept_arm=item["winner"])
     return domain.ExperimentState.from_dict(fields), int(item.get("version", 0))
 
 
@@ -242,16 +286,18 @@ def run(name: str) -> dict[str, Any]:
     if redeployed:
         return _restart(config, item, deployment, version, packages, config.initial_weights)
     if state.finished:
-        return {"status": "finished", "winner": state.winner}
+        return {"status": "finished", "outcome": state.outcome, "winner": state.winner, "kept_arm": state.kept_arm}
     round_id = int((item or {}).get("round", 1))
+    settings = controller_settings(name)
+    looked_at = time.time()
     try:
-        stats = _stats(config, state_store.arm_counts(experiment, round_id))
-        controller = build_controller(controller_settings(name), config)
+        stats = _stats(config, state_store.arm_counts(experiment, round_id, matured_before(settings, looked_at)))
+        controller = build_controller(settings, config)
     except domain.ImpossibleStatistics as error:
         return _impossible(config, error)
 
     try:
-        result = controller.step(state, stats, now=time.time(), rng=random.Random())
+        result = controller.step(state, stats, now=looked_at, rng=random.Random(), champion=champion_arm(config))
     except domain.ImpossibleStatistics as error:
         return _impossible(config, error)
 
@@ -269,16 +315,17 @@ def run(name: str) -> dict[str, Any]:
     now = time.time()
     carried = {k: item[k] for k in ("round", "round_started_at", "history") if item and k in item}
     item = {**carried, **result.state.to_dict(), "weights": dict(result.weights), "updated_at": now,
-            "reason": result.reason, "deployment": deployment, "packages": dict(packages)}
-    if result.winner is not None:
-        winner = result.winner
+            "reason": result.reason, "deployment": deployment, "packages": dict(packages),
+            "looks": look_trail((item or {}).get("looks"), result.decision, looked_at)}
+    if result.decision is not None:
+        item["evidence"] = result.decision.to_dict()  # the latest look's, for the report
+    if result.decided:
         item["decision"] = {
-            "winner": winner.arm,
-            "probability": winner.probability,
-            "probabilities": dict(winner.probabilities),
-            "final_weights": dict(winner.final_weights),
+            **result.decision.to_dict(),
+            "winner": result.state.winner,
+            "kept_arm": result.state.kept_arm,
+            "final_weights": dict(result.weights),
             "decided_at": result.state.decided_at,
-            "reason": result.reason,
         }
     try:
         state_store.write_state(experiment, item, version)
@@ -288,7 +335,7 @@ def run(name: str) -> dict[str, Any]:
         return {"status": "conflict", "reason": str(error)}
 
     _publish_arms(config, result.weights, stats)
-    if result.winner is not None:
+    if result.decided:
         return _declare(config, result, stats)
     if result.moved:
         metrics.add_metric(name="WeightsMoved", unit=MetricUnit.Count, value=1)
@@ -316,16 +363,20 @@ def _publish_arms(config: ExperimentConfig, weights: Mapping[str, float], stats:
 
 
 def _declare(config: ExperimentConfig, result: domain.StepResult, stats: list[domain.ArmStats]) -> dict[str, Any]:
-    winner = result.winner
-    target = config.arms[winner.arm]
-    metrics.add_metric(name="WinnersDeclared", unit=MetricUnit.Count, value=1)
-    logger.info("Winner declared", extra={"winner": winner.arm, "probability": winner.probability})
+    """The test ended the experiment: metric, a note on the kept arm's model package, a notification."""
+    decision = result.decision
+    kept = decision.arm
+    target = config.arms[kept]
+    metrics.add_metric(name="ExperimentsDecided", unit=MetricUnit.Count, value=1)
+    if decision.winner is not None:
+        metrics.add_metric(name="WinnersDeclared", unit=MetricUnit.Count, value=1)
+    logger.info("Experiment decided", extra={"outcome": decision.outcome, "kept_arm": kept, "reason": decision.reason})
     package = target.model_package_arn
     if not package:
         try:
             package = endpoints().find_model_package_arn(target.endpoint, target.variant)
         except Exception:
-            logger.exception("Could not look the winner's model package up")
+            logger.exception("Could not look the kept arm's model package up")
             package = None
     noted = False
     if package:
@@ -335,33 +386,36 @@ def _declare(config: ExperimentConfig, result: domain.StepResult, stats: list[do
                 package,
                 {
                     "mlops:experiment": config.experiment,
-                    "mlops:experiment-result": "winner",
-                    "mlops:experiment-probability-best": f"{winner.probability:.4f}",
+                    "mlops:experiment-result": decision.outcome,
+                    "mlops:experiment-lower-bound": f"{decision.winner_statistic:.5f}",
                     "mlops:experiment-decided-at": decided,
                 },
             )
             noted = True
         except Exception:
-            logger.exception("Could not annotate the winner's model package", extra={"model_package_arn": package})
+            logger.exception("Could not annotate the kept arm's model package", extra={"model_package_arn": package})
     else:
-        logger.info("No model package known for the winning arm: no note written", extra={"arm": winner.arm})
+        logger.info("No model package known for the kept arm: no note written", extra={"arm": kept})
+    headline = (f"{kept} wins" if decision.winner is not None
+                else f"{decision.outcome.replace('_', ' ')}, {kept} kept")
     _notify(
-        f"Experiment {config.experiment}: {winner.arm} wins",
+        f"Experiment {config.experiment}: {headline}",
         {
             "experiment": config.experiment,
             "endpoint": config.name,
-            "winner": winner.arm,
+            "outcome": decision.outcome,
+            "winner": decision.winner,
+            "kept_arm": kept,
             "sagemaker_endpoint": target.endpoint,
             "variant": target.variant,
-            "probability_best": winner.probability,
-            "probabilities": winner.probabilities,
+            "intervals": {item.arm: [item.lower, item.upper] for item in decision.arms},
             "invocations": {s.arm: s.invocations for s in stats},
-            "final_weights": winner.final_weights,
+            "final_weights": dict(result.weights),
             "model_package_arn": package,
-            "reason": result.reason,
+            "reason": decision.reason,
         },
     )
-    return {"status": "decided", "winner": winner.arm, "probability": winner.probability,
+    return {"status": "decided", "outcome": decision.outcome, "winner": decision.winner, "kept_arm": kept,
             "weights": result.weights, "model_package_arn": package, "package_noted": noted}
 
 

@@ -1,4 +1,4 @@
-"""Bandit experiments: statistics, posteriors, strategies, guardrails, stopping rule, controller."""
+"""Bandit experiments: statistics, posteriors, strategies, guardrails, controller."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from scipy import integrate, special
 from scipy import stats as scipy_stats
 
 from mlops_runtime.domain import experiments
+from mlops_runtime.domain.sequential_test import SequentialTest
 from mlops_runtime.domain.experiments import (
     UCB1,
     ArmStats,
@@ -26,7 +27,6 @@ from mlops_runtime.domain.experiments import (
     Guardrails,
     ImpossibleStatistics,
     Posterior,
-    StoppingRule,
     ThompsonSampling,
     apply_guardrails,
     beta_ppf,
@@ -430,27 +430,6 @@ def test_guardrails_reject_inconsistent_inputs():
             Guardrails(**bad)
 
 
-# --- Stopping rule -------------------------------------------------------------------------------
-
-
-def test_stopping_rule_declares_a_clear_winner_with_final_weights():
-    rule = StoppingRule(probability=0.95, min_observations=1000)
-    winner = rule.evaluate(arms((5000, 200), (5000, 300), (5000, 240)), random.Random(0))
-    assert winner is not None and winner.arm == "arm1"
-    assert winner.probability >= 0.95 and winner.probabilities["arm1"] == winner.probability
-    assert winner.final_weights == {"arm0": 0.0, "arm1": 1.0, "arm2": 0.0}
-
-
-def test_stopping_rule_waits_for_the_minimum_sample_and_for_confidence():
-    rule = StoppingRule(probability=0.95, min_observations=1000)
-    assert rule.evaluate(arms((5000, 200), (999, 300)), None) is None  # clear, but too few on arm1
-    assert rule.evaluate(arms((5000, 250), (5000, 255)), None) is None  # enough, but not clear
-    assert rule.evaluate([ArmStats("only", 10**6, 10)], None) is None
-    for bad in ({"probability": 1.0}, {"probability": 0.4}, {"min_observations": 0}):
-        with pytest.raises(ExperimentError):
-            StoppingRule(**bad)
-
-
 # --- Controller ----------------------------------------------------------------------------------
 
 
@@ -458,7 +437,7 @@ def controller(**kwargs) -> ExperimentController:
     return ExperimentController(
         ThompsonSampling(),
         Guardrails(min_share=0.05, max_step=0.2, min_observations=100, min_change=0.0),
-        kwargs.get("stopping_rule", StoppingRule(probability=0.95, min_observations=1000)),
+        kwargs.get("test", SequentialTest(alpha=0.05, min_effect=0.01)),
     )
 
 
@@ -473,31 +452,32 @@ def test_controller_waits_then_moves_then_declares_a_winner_and_stops():
     assert second.moved and second.weights["b"] == pytest.approx(0.7)
     assert second.state.weights == second.weights and second.state.last_moved_at == 200.0
 
-    stats = [ArmStats("a", 2000, 80), ArmStats("b", 3000, 210)]
+    stats = [ArmStats("a", 20000, 800), ArmStats("b", 30000, 2100)]  # 4% vs 7%: b is better by > 1 point
     third = controller().step(second.state, stats, now=300.0, rng=rng)
-    assert third.moved and third.winner is not None and third.winner.arm == "b"
+    assert third.moved and third.decided and third.winner == "b" and third.decision.outcome == "winner"
     assert third.weights == {"a": 0.0, "b": 1.0}
     assert third.state.finished and third.state.decided_at == 300.0 and third.state.winner == "b"
+    assert third.state.kept_arm == "b" and third.state.started_at == 100.0 and third.decision.looks == 3
 
     # Whatever the statistics say later, a finished experiment never moves again.
     stats = [ArmStats("a", 9000, 900), ArmStats("b", 3000, 10)]
     later = controller().step(third.state, stats, now=400.0, rng=rng)
     assert not later.moved and later.state == third.state and later.weights == {"a": 0.0, "b": 1.0}
-    assert "already won" in later.reason
+    assert "finished: winner ('b' kept)" in later.reason
 
 
 def test_controller_leaves_an_updating_endpoint_alone():
     state = ExperimentState.start({"a": 1, "b": 1})
     clear = [ArmStats("a", 5000, 100), ArmStats("b", 5000, 400)]
     result = controller().step(state, clear, now=1.0, rng=random.Random(0), endpoint_updating=True)
-    assert not result.moved and result.winner is None and not result.state.finished
+    assert not result.moved and result.decision is None and not result.state.finished
     assert result.state.weights == state.weights and "updating" in result.reason
 
 
 def test_controller_without_stopping_rule_only_moves_weights():
     state = ExperimentState.start(["a", "b", "c"])
     stats = [ArmStats("a", 5000, 100), ArmStats("b", 5000, 400), ArmStats("c", 5000, 200)]
-    no_stop = controller(stopping_rule=None)
+    no_stop = controller(test=None)
     for step in range(10):
         state = no_stop.step(state, stats, now=float(step), rng=random.Random(step)).state
     assert not state.finished
@@ -519,7 +499,7 @@ def test_controller_is_pure_and_checks_the_arms():
 def test_state_round_trips_through_json():
     state = ExperimentState.start({"a": 3, "b": 1})
     assert state.weights == {"a": 0.75, "b": 0.25}
-    stats = [ArmStats("a", 3000, 90), ArmStats("b", 3000, 240)]
+    stats = [ArmStats("a", 30000, 900), ArmStats("b", 30000, 2400)]
     decided = controller().step(state, stats, now=42.0, rng=random.Random(0)).state
     restored = ExperimentState.from_dict(json.loads(json.dumps(decided.to_dict())))
     assert restored == decided and restored.finished

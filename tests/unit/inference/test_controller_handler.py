@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 import pytest
@@ -32,7 +33,7 @@ EXPERIMENTS = {
 }
 CONTROLLER = {
     "churn": {"strategy": "thompson", "min_share": 0.1, "max_step": 0.2, "min_observations": 100,
-              "stop_probability": 0.95, "stop_min_observations": 5000},
+              "alpha": 0.05, "min_effect": 0.01},
     "split": {"strategy": "epsilon_greedy", "epsilon": 0.2, "min_share": 0.1, "max_step": 0.25, "min_observations": 10},
 }
 
@@ -183,9 +184,13 @@ def test_winner_declared_notified_noted_and_final(aws):
     assert variant_weights(aws["sm"]) == {"v1": 0.0, "v2": 1.0}
     saved = state(aws["ddb"])
     assert saved["winner"] == "challenger" and saved["decision"]["winner"] == "challenger"
+    assert saved["decision"]["outcome"] == "winner" and saved["decision"]["winner_statistic"] > 0.01
     assert saved["weights"] == {"champion": 0.0, "challenger": 1.0}
+    assert [look["arms"]["challenger"][:2] for look in saved["looks"]] == [[6000, 900]]
     notes = messages(aws)
-    assert len(notes) == 1 and notes[0]["winner"] == "challenger" and notes[0]["probability_best"] > 0.95
+    assert len(notes) == 1 and notes[0]["winner"] == "challenger" and notes[0]["outcome"] == "winner"
+    low, high = notes[0]["intervals"]["challenger"]
+    assert low < 0.15 < high
     # never moves again, whatever the data say now
     put_stats(aws["ddb"], "churn-exp", "champion", 20000, 19000)
     assert run()["status"] == "finished"
@@ -336,3 +341,48 @@ def test_only_a_missing_endpoint_is_a_skip_other_validation_errors_surface(aws):
     experiment_controller.configure(endpoints=Refusing(boto3.client("sagemaker", region_name=REGION)))
     with pytest.raises(ClientError):
         experiment_controller.run("split")
+
+
+def use_settings(monkeypatch, **changes):
+    monkeypatch.setenv("CONTROLLER", json.dumps({**CONTROLLER, "churn": {**CONTROLLER["churn"], **changes}}))
+
+
+def test_no_meaningful_difference_keeps_the_champion_and_ends_the_experiment(aws, monkeypatch):
+    use_settings(monkeypatch, min_effect=0.02)
+    put_stats(aws["ddb"], "churn-exp", "champion", 40000, 2000)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 40000, 2010)
+    result = run()
+    assert result["status"] == "decided" and result["outcome"] == "no_meaningful_difference"
+    assert result["winner"] is None and result["kept_arm"] == "champion"
+    assert variant_weights(aws["sm"]) == {"v1": 1.0, "v2": 0.0}
+    saved = state(aws["ddb"])
+    assert saved["outcome"] == "no_meaningful_difference" and saved["decision"]["kept_arm"] == "champion"
+    assert saved["decision"]["equivalence_statistic"] < 0.02
+    assert messages(aws)[0]["outcome"] == "no_meaningful_difference"
+    assert run()["status"] == "finished"
+
+
+def test_a_limit_ends_an_undecided_test_and_keeps_the_champion(aws, monkeypatch):
+    use_settings(monkeypatch, max_invocations=1000)
+    put_stats(aws["ddb"], "churn-exp", "champion", 600, 30)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 600, 33)
+    result = run()
+    assert result["outcome"] == "stopped_at_limit" and result["kept_arm"] == "champion"
+    assert "maximum sample reached (1200 >= 1000" in state(aws["ddb"])["decision"]["reason"]
+
+
+def test_only_predictions_whose_feedback_window_closed_count(aws, monkeypatch):
+    from mlops_runtime.domain.rounds import served_hour
+
+    use_settings(monkeypatch, feedback_delay_hours=2)
+    matured, recent = served_hour(time.time() - 4 * 3600), served_hour(time.time() - 1800)
+    put_stats(aws["ddb"], "churn-exp", "champion", 300, 15, hour=matured)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 300, 18, hour=matured)
+    # recent hours: served, but most of their feedback has not arrived yet
+    put_stats(aws["ddb"], "churn-exp", "champion", 5000, 10, hour=recent)
+    put_stats(aws["ddb"], "churn-exp", "challenger", 5000, 900, hour=recent)
+    result = run()
+    assert result["status"] in {"moved", "waiting"}
+    evidence = state(aws["ddb"])["evidence"]
+    assert evidence["matured_invocations"] == 600 and evidence["outcome"] == "keep_running"
+    assert [arm["reward_sum"] for arm in evidence["arms"]] == [15, 18]

@@ -35,9 +35,9 @@ EXPERIMENTS = {
         "salt": "churn",
     },
 }
-# Decides as soon as one arm is best with probability 0.95 after 60 invocations per arm.
+# Decides once one arm beats the other by more than 10 points (anytime-valid, alpha 0.05).
 CONTROLLER = {"churn": {"strategy": "thompson", "min_share": 0.1, "max_step": 0.2, "min_observations": 30,
-                        "stop_probability": 0.95, "stop_min_observations": 60}}
+                        "alpha": 0.05, "min_effect": 0.1}}
 
 
 # --- the pure part ------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ One module-scoped run (start, demo with a fixed seed, a few probes, stop) collec
 assert, so that the order of the tests does not matter and the demo runs once. The real
 ``python -m mlops_platform.local.server`` process is started alongside (it boots meanwhile) and
 stopped with Ctrl-C by the last test. The demo uses a wider
-conversion gap (3% vs 12%) than its default (4% vs 8%), so that the controller decides within a few
+conversion gap (15% vs 60%) than its default (20% vs 50%), so that the controller decides within a few
 hundred requests and the module stays under 20 s.
 """
 
@@ -35,7 +35,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: the whole module on on
     pytestmark.append(pytest.mark.xdist_group("local-rehearsal"))
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-RATES = {"champion": 0.03, "challenger": 0.12}
+RATES = {"champion": 0.15, "challenger": 0.6}
 BETTER = "challenger"
 SEED = 11
 HANDLER_GLOBALS = (
@@ -190,8 +190,7 @@ def test_weights_move_toward_the_better_variant(run):
 
 def test_the_controller_declares_the_better_variant_the_winner(run):
     result = run.result
-    assert result.winner == BETTER, run.output
-    assert result.probability >= 0.95
+    assert result.winner == BETTER and result.outcome == "winner", run.output
     assert result.decided_after <= 3000
     assert result.after_decision == {BETTER: sum(result.after_decision.values()), "champion": 0}
     assert f"winner: {BETTER}" in run.output
@@ -219,7 +218,8 @@ def test_get_experiments_shows_the_decision(run):
     assert status == 200
     assert summary["decision"]["winner"] == BETTER
     assert summary["weights"] == {"champion": 0.0, BETTER: 1.0}
-    assert summary["decision"]["probability"] >= 0.95
+    assert summary["decision"]["outcome"] == "winner"
+    assert summary["decision"]["winner_statistic"] > summary["decision"]["threshold"] == 0.1
 
 
 def test_the_winner_is_notified_and_its_model_package_noted(run):
