@@ -1,6 +1,6 @@
 """Autoscaling of the deployer's endpoints: scaling specs, endpoint state-change events, the pure planner.
 
-Standard library only (no boto3, no I/O). CloudFormation cannot own the scalable targets: the
+No boto3, no I/O (``SCALING`` is parsed with pydantic, ``domain.validation``). CloudFormation cannot own the scalable targets: the
 deployer creates the endpoints at approval time, after the stack deployed, and a scalable target
 needs its variant to exist. So the ``endpoint_scaler`` Lambda applies scaling each time an endpoint
 reaches ``InService`` ("SageMaker Endpoint State Change" event): it describes the endpoint, calls
@@ -45,10 +45,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import KW_ONLY, dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops_runtime.domain.deployment import MANAGED_BY_TAG, MANAGED_BY_VALUE
+from mlops_runtime.domain.validation import OURS, int_between, parse
 
 REALTIME = "realtime"
 ASYNC = "async"
@@ -101,8 +105,61 @@ class InvalidEvent(ValueError):
 
 # --- the scaling spec ---------------------------------------------------------------------------
 
-_COMMON_FIELDS = ("kind", "min_instances", "max_instances", "scale_in_cooldown_s", "scale_out_cooldown_s")
 _TARGET_FIELD = {REALTIME: "target_invocations_per_instance", ASYNC: "target_backlog_per_instance"}
+Count = int_between(0, MAX_INSTANCES)
+Cooldown = int_between(0, MAX_COOLDOWN_S)
+Target = int_between(1, 1_000_000)
+
+
+@pydantic_dataclass(frozen=True, config=OURS)
+class _Entry:
+    """The bounds and cooldowns of a ``SCALING`` entry, whatever its kind."""
+
+    min_instances: Count
+    max_instances: int_between(1, MAX_INSTANCES)
+    scale_in_cooldown_s: Cooldown
+    scale_out_cooldown_s: Cooldown
+
+    def __post_init__(self) -> None:
+        if self.min_instances > self.max_instances:
+            raise InvalidScalingSpec(
+                "max_instances",
+                f"must be at least min_instances ({self.max_instances} < {self.min_instances})",
+            )
+
+
+@pydantic_dataclass(frozen=True, config=OURS)
+class _RealtimeEntry(_Entry):
+    _: KW_ONLY
+    target_invocations_per_instance: Target
+    kind: Literal["realtime"] = REALTIME
+
+    def __post_init__(self) -> None:
+        if self.min_instances < 1:
+            raise InvalidScalingSpec(
+                "min_instances",
+                f"must be an integer from 1 to {MAX_INSTANCES}, got {self.min_instances} (a realtime variant "
+                "keeps at least one instance; only async scales to 0)",
+            )
+        super().__post_init__()
+
+    @property
+    def target(self) -> int:
+        return self.target_invocations_per_instance
+
+
+@pydantic_dataclass(frozen=True, config=OURS)
+class _AsyncEntry(_Entry):
+    _: KW_ONLY
+    target_backlog_per_instance: Target
+    kind: Literal["async"] = ASYNC
+
+    @property
+    def target(self) -> int:
+        return self.target_backlog_per_instance
+
+
+_ScalingEntry = Annotated[_RealtimeEntry | _AsyncEntry, Field(discriminator="kind")]
 
 
 @dataclass(frozen=True)
@@ -121,75 +178,25 @@ class ScalingSpec:
     scale_in_cooldown_s: int
     scale_out_cooldown_s: int
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.endpoint_name, str) or not _NAME_RE.match(self.endpoint_name):
-            raise InvalidScalingSpec(
-                "", f"endpoint name must be 1-63 letters, digits and hyphens, got {self.endpoint_name!r}"
-            )
-        if self.kind not in KINDS:
-            raise InvalidScalingSpec(
-                "kind", f"must be one of {', '.join(KINDS)} (serverless endpoints are not listed), "
-                f"got {self.kind!r}"
-            )
-        low = 0 if self.kind == ASYNC else 1
-        _check_int(
-            "min_instances",
-            self.min_instances,
-            low,
-            MAX_INSTANCES,
-            "" if low == 0 else " (a realtime variant keeps at least one instance; only async scales to 0)",
-        )
-        _check_int("max_instances", self.max_instances, 1, MAX_INSTANCES)
-        if self.min_instances > self.max_instances:
-            raise InvalidScalingSpec(
-                "max_instances",
-                f"must be at least min_instances ({self.max_instances} < {self.min_instances})",
-            )
-        _check_int(_TARGET_FIELD[self.kind], self.target, 1, 1_000_000)
-        _check_int("scale_in_cooldown_s", self.scale_in_cooldown_s, 0, MAX_COOLDOWN_S)
-        _check_int("scale_out_cooldown_s", self.scale_out_cooldown_s, 0, MAX_COOLDOWN_S)
-
     @property
     def scales_from_zero(self) -> bool:
         return self.kind == ASYNC and self.min_instances == 0
 
     @classmethod
-    def from_dict(cls, endpoint_name: str, data: object) -> ScalingSpec:
+    def from_dict(cls, endpoint_name: str, data: object, where: str = "") -> ScalingSpec:
         """Strict: unknown keys, missing keys, wrong types (a JSON ``true`` is not a count) are errors."""
-        if not isinstance(data, Mapping):
-            raise InvalidScalingSpec("", f"expected an object, got {type(data).__name__}")
-        kind = data.get("kind")
-        if kind not in KINDS:
-            raise InvalidScalingSpec(
-                "kind",
-                f"must be one of {', '.join(KINDS)} (serverless endpoints are not listed), got {kind!r}",
-            )
-        allowed = (*_COMMON_FIELDS, _TARGET_FIELD[kind])
-        unknown = sorted(str(key) for key in data if key not in allowed)
-        if unknown:
-            other = _TARGET_FIELD[ASYNC if kind == REALTIME else REALTIME]
-            other_kind = ASYNC if kind == REALTIME else REALTIME
-            hint = f" ({other} is for {other_kind} endpoints)" if other in unknown else ""
-            raise InvalidScalingSpec(
-                unknown[0],
-                f"unknown field for kind {kind}{hint}; expected one of {', '.join(sorted(allowed))}",
-            )
-        values = {}
-        for key in allowed[1:]:
-            if key not in data or data[key] is None:
-                raise InvalidScalingSpec(key, "is required")
-            value = data[key]
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidScalingSpec(key, f"expected an integer, got {type(value).__name__}")
-            values[key] = value
+        try:
+            entry = parse(_ScalingEntry, data, InvalidScalingSpec, where)
+        except InvalidScalingSpec as error:
+            raise _with_hint(error) from None
         return cls(
-            endpoint_name=endpoint_name,
-            kind=kind,
-            min_instances=values["min_instances"],
-            max_instances=values["max_instances"],
-            target=values[_TARGET_FIELD[kind]],
-            scale_in_cooldown_s=values["scale_in_cooldown_s"],
-            scale_out_cooldown_s=values["scale_out_cooldown_s"],
+            endpoint_name,
+            entry.kind,
+            entry.min_instances,
+            entry.max_instances,
+            entry.target,
+            entry.scale_in_cooldown_s,
+            entry.scale_out_cooldown_s,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,9 +210,15 @@ class ScalingSpec:
         }
 
 
-def _check_int(field: str, value: object, low: int, high: int, hint: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidScalingSpec(field, f"must be an integer from {low} to {high}, got {value!r}{hint}")
+def _with_hint(error: InvalidScalingSpec) -> InvalidScalingSpec:
+    """The error, saying which kind a misplaced target belongs to, or why serverless is missing."""
+    field = error.field.rsplit(".", 1)[-1]
+    kind = next((kind for kind, target in _TARGET_FIELD.items() if target == field), None)
+    if kind and error.reason.startswith("unknown field"):
+        return InvalidScalingSpec(error.field, f"{error.reason} ({field} is for {kind} endpoints)")
+    if field == "kind":
+        return InvalidScalingSpec(error.field, f"{error.reason} (serverless endpoints are not listed)")
+    return error
 
 
 def parse_scaling_specs(data: object, where: str = "SCALING") -> dict[str, ScalingSpec]:
@@ -223,10 +236,7 @@ def parse_scaling_specs(data: object, where: str = "SCALING") -> dict[str, Scali
         if name.lower() in lowered:  # SageMaker endpoint names are unique regardless of case
             raise InvalidScalingSpec(path, f"same endpoint as {lowered[name.lower()]} (names ignore case)")
         lowered[name.lower()] = name
-        try:
-            specs[name] = ScalingSpec.from_dict(name, entry)
-        except InvalidScalingSpec as error:
-            raise InvalidScalingSpec(f"{path}.{error.field}" if error.field else path, error.reason) from None
+        specs[name] = ScalingSpec.from_dict(name, entry, path)
     return specs
 
 

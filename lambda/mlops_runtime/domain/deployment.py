@@ -1,6 +1,6 @@
 """Approval-driven endpoint deployments: endpoint specs, endpoint state and the pure planner.
 
-Standard library only (no boto3, no I/O). The deployer Lambda reads the approved package and the
+No boto3, no I/O; the specs are pydantic dataclasses, parsed strictly (``domain.validation``). The deployer Lambda reads the approved package and the
 endpoint's current state through an adapter, calls :func:`plan_deployment`, and hands the
 :class:`DeploymentPlan` (a list of SageMaker API calls with their exact request parameters) back to
 the adapter to apply.
@@ -43,11 +43,15 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from mlops_runtime.domain.instance_types import INSTANCE_TYPES, InstanceType
+from pydantic import AfterValidator, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from mlops_runtime.domain.instance_types import INSTANCE_TYPES
+from mlops_runtime.domain.validation import OURS, count_between, dump, int_between, matching, parse
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -72,8 +76,6 @@ ACTION_REPLACE_CHALLENGER = "replace-challenger"
 ACTION_REPLACE_CHAMPION = "replace-champion"
 ACTION_NOOP = "noop"
 
-KINDS = ("realtime", "serverless", "async")
-GUARDRAIL_MODES = ("ALL_AT_ONCE", "CANARY", "LINEAR")
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-/]+$")
@@ -102,15 +104,6 @@ class InvalidEndpointSpec(ValueError):
         self.reason = reason
         super().__init__(f"{field}: {reason}" if field else reason)
 
-    def under(self, prefix: str) -> InvalidEndpointSpec:
-        """The same error with ``prefix`` prepended to the field path."""
-        if not prefix:
-            return self
-        if not self.field:
-            return InvalidEndpointSpec(prefix, self.reason)
-        joined = f"{prefix}{self.field}" if self.field.startswith("[") else f"{prefix}.{self.field}"
-        return InvalidEndpointSpec(joined, self.reason)
-
 
 class CannotPlan(Exception):
     """No deployment can be planned for this package on this endpoint; retrying will not help."""
@@ -133,303 +126,110 @@ class InvalidEvent(ValueError):
     """The event is not a well-formed "SageMaker Model Package State Change" event."""
 
 
-# --- validation helpers -------------------------------------------------------------------------
+# --- value types --------------------------------------------------------------------------------
 
-_MISSING = object()
-
-
-class _Fields:
-    """Reads one JSON object strictly: presence and type of each key; unknown keys are errors."""
-
-    def __init__(self, data: object, what: str) -> None:
-        if not isinstance(data, Mapping):
-            raise InvalidEndpointSpec("", f"expected an object for {what}, got {type(data).__name__}")
-        self._data = data
-        self._seen: set[str] = set()
-
-    def get(self, key: str, kind: type | tuple[type, ...], *, default: object = _MISSING) -> Any:
-        self._seen.add(key)
-        if key not in self._data or self._data[key] is None:
-            if default is _MISSING:
-                raise InvalidEndpointSpec(key, "is required")
-            return default
-        value = self._data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # bool is an int in Python; a JSON true is never a count or a weight.
-        if isinstance(value, bool) and bool not in kinds:
-            raise InvalidEndpointSpec(key, f"expected {_kind_names(kinds)}, got a boolean")
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kinds):
-            raise InvalidEndpointSpec(key, f"expected {_kind_names(kinds)}, got {type(value).__name__}")
-        return value
-
-    def nested(self, key: str, parse: Any, *, default: object = _MISSING) -> Any:
-        self._seen.add(key)
-        if key not in self._data or self._data[key] is None:
-            if default is _MISSING:
-                raise InvalidEndpointSpec(key, "is required")
-            return default
-        try:
-            return parse(self._data[key])
-        except InvalidEndpointSpec as error:
-            raise error.under(key) from None
-
-    def strings(self, key: str, *, default: object = _MISSING) -> tuple[str, ...] | Any:
-        value = self.get(key, list, default=default)
-        if value is default:
-            return value
-        for index, item in enumerate(value):
-            if not isinstance(item, str):
-                raise InvalidEndpointSpec(f"{key}[{index}]", f"expected a string, got {type(item).__name__}")
-        return tuple(value)
-
-    def done(self) -> None:
-        unknown = sorted(str(key) for key in self._data if key not in self._seen)
-        if unknown:
-            raise InvalidEndpointSpec(
-                unknown[0], f"unknown field; expected one of {', '.join(sorted(self._seen))}"
-            )
+_NAME = "1-63 letters, digits and hyphens, starting and ending with a letter or digit"
+Name = matching(_NAME_RE, _NAME)
+S3Uri = matching(_S3_URI_RE, "an s3://bucket/prefix URI", max_length=512)
+SnsTopicArn = matching(_SNS_ARN_RE, "an SNS topic ARN")
+KmsKeyArn = matching(_KMS_ARN_RE, "a KMS key or alias ARN")
+ContentType = matching(_CONTENT_TYPE_RE, "a MIME type such as application/json")
+AlarmName = Annotated[str, Field(min_length=1, max_length=255)]
+Timeout = int_between(60, 3600)
 
 
-def _kind_names(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list"}
-    names[dict] = "an object"
-    return " or ".join(names.get(kind, kind.__name__) for kind in kinds)
-
-
-def _check_int(field_name: str, value: int | None, low: int, high: int) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidEndpointSpec(field_name, f"must be an integer from {low} to {high}, got {value!r}")
-
-
-def _check_pattern(field_name: str, value: str | None, pattern: re.Pattern, what: str) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not pattern.match(value):
-        raise InvalidEndpointSpec(field_name, f"must be {what}, got {value!r}")
-
-
-def _check_name(field_name: str, value: str) -> None:
-    _check_pattern(
-        field_name,
-        value,
-        _NAME_RE,
-        "1-63 letters, digits and hyphens, starting and ending with a letter or digit",
-    )
-
-
-def _check_s3_uri(field_name: str, value: str | None) -> None:
-    if value is not None and len(value) > 512:
-        raise InvalidEndpointSpec(field_name, "must be at most 512 characters")
-    _check_pattern(field_name, value, _S3_URI_RE, "an s3://bucket/prefix URI")
-
-
-def _check_known_instance_type(field_name: str, value: str) -> InstanceType:
-    if not isinstance(value, str) or value not in INSTANCE_TYPES:
+def _known_instance_type(value: str) -> str:
+    if value not in INSTANCE_TYPES:
         families = ", ".join(dict.fromkeys(entry.family for entry in INSTANCE_TYPES.values()))
-        raise InvalidEndpointSpec(
-            field_name, f"unknown instance type {value!r}; known ml.* families: {families}"
-        )
-    return INSTANCE_TYPES[value]
+        raise ValueError(f"unknown instance type {value!r}; known ml.* families: {families}")
+    return value
+
+
+InstanceTypeName = Annotated[str, AfterValidator(_known_instance_type)]
 
 
 def _tag_text_ok(text: str) -> bool:
     return all(char.isalnum() or char.isspace() or char in _TAG_PUNCTUATION for char in text)
 
 
+def _spec(cls: type) -> Any:
+    """A frozen pydantic dataclass with the strict config of the specs the stack writes."""
+    return pydantic_dataclass(frozen=True, config=OURS)(cls)
+
+
 # --- the endpoint spec --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RealtimeVariantSpec:
+@_spec
+class _InstanceVariant:
+    """The sizing shared by the instance-based kinds (real-time and async)."""
+
+    instance_type: InstanceTypeName
+    initial_instance_count: int_between(1, 1000)
+    volume_size_gb: int_between(1, 512) | None = None
+    model_data_download_timeout_s: Timeout | None = None
+    container_startup_health_check_timeout_s: Timeout | None = None
+
+    def __post_init__(self) -> None:
+        entry = INSTANCE_TYPES[self.instance_type]
+        if self.volume_size_gb is not None and not entry.supports_volume_size:
+            raise InvalidEndpointSpec(
+                "volume_size_gb",
+                f"{entry.name} has local NVMe storage and no EBS volume, so SageMaker rejects VolumeSizeInGB; "
+                "leave it unset",
+            )
+
+
+@_spec
+class RealtimeVariantSpec(_InstanceVariant):
     """Instance-based real-time variant."""
 
-    instance_type: str
-    initial_instance_count: int
-    volume_size_gb: int | None = None
-    model_data_download_timeout_s: int | None = None
-    container_startup_health_check_timeout_s: int | None = None
-
-    kind: ClassVar[str] = "realtime"
-
-    def __post_init__(self) -> None:
-        _check_instance_fields(self)
-
-    @classmethod
-    def from_dict(cls, data: object) -> RealtimeVariantSpec:
-        fields = _Fields(data, "a realtime variant")
-        fields.get("kind", str)
-        spec = cls(**_instance_field_values(fields))
-        fields.done()
-        return spec
-
-    def to_dict(self) -> dict[str, Any]:
-        return _without_none({"kind": self.kind, **_instance_field_dict(self)})
+    kind: Literal["realtime"] = "realtime"
 
 
-@dataclass(frozen=True)
-class AsyncVariantSpec:
+@_spec
+class AsyncVariantSpec(_InstanceVariant):
     """Instance-based asynchronous-inference variant; results go to S3 (and optionally SNS)."""
 
-    instance_type: str
-    initial_instance_count: int
-    output_s3_uri: str
-    failure_s3_uri: str
-    success_topic_arn: str | None = None
-    error_topic_arn: str | None = None
-    max_concurrent_invocations_per_instance: int | None = None
-    volume_size_gb: int | None = None
-    model_data_download_timeout_s: int | None = None
-    container_startup_health_check_timeout_s: int | None = None
-
-    kind: ClassVar[str] = "async"
-
-    def __post_init__(self) -> None:
-        _check_instance_fields(self)
-        _check_s3_uri("output_s3_uri", self.output_s3_uri)
-        _check_s3_uri("failure_s3_uri", self.failure_s3_uri)
-        _check_pattern("success_topic_arn", self.success_topic_arn, _SNS_ARN_RE, "an SNS topic ARN")
-        _check_pattern("error_topic_arn", self.error_topic_arn, _SNS_ARN_RE, "an SNS topic ARN")
-        _check_int(
-            "max_concurrent_invocations_per_instance", self.max_concurrent_invocations_per_instance, 1, 1000
-        )
-
-    @classmethod
-    def from_dict(cls, data: object) -> AsyncVariantSpec:
-        fields = _Fields(data, "an async variant")
-        fields.get("kind", str)
-        spec = cls(
-            **_instance_field_values(fields),
-            output_s3_uri=fields.get("output_s3_uri", str),
-            failure_s3_uri=fields.get("failure_s3_uri", str),
-            success_topic_arn=fields.get("success_topic_arn", str, default=None),
-            error_topic_arn=fields.get("error_topic_arn", str, default=None),
-            max_concurrent_invocations_per_instance=fields.get(
-                "max_concurrent_invocations_per_instance", int, default=None
-            ),
-        )
-        fields.done()
-        return spec
-
-    def to_dict(self) -> dict[str, Any]:
-        return _without_none(
-            {
-                "kind": self.kind,
-                **_instance_field_dict(self),
-                "output_s3_uri": self.output_s3_uri,
-                "failure_s3_uri": self.failure_s3_uri,
-                "success_topic_arn": self.success_topic_arn,
-                "error_topic_arn": self.error_topic_arn,
-                "max_concurrent_invocations_per_instance": self.max_concurrent_invocations_per_instance,
-            }
-        )
+    _: KW_ONLY
+    output_s3_uri: S3Uri
+    failure_s3_uri: S3Uri
+    success_topic_arn: SnsTopicArn | None = None
+    error_topic_arn: SnsTopicArn | None = None
+    max_concurrent_invocations_per_instance: int_between(1, 1000) | None = None
+    kind: Literal["async"] = "async"
 
 
-@dataclass(frozen=True)
+@_spec
 class ServerlessVariantSpec:
     """Serverless variant: memory 1024-6144 MB in 1024 steps, concurrency 1-200."""
 
-    memory_mb: int
-    max_concurrency: int
-    provisioned_concurrency: int | None = None
-
-    kind: ClassVar[str] = "serverless"
+    memory_mb: int_between(1024, 6144)
+    max_concurrency: int_between(1, 200)
+    provisioned_concurrency: int_between(1, 200) | None = None
+    kind: Literal["serverless"] = "serverless"
 
     def __post_init__(self) -> None:
-        _check_int("memory_mb", self.memory_mb, 1024, 6144)
         if self.memory_mb % 1024:
             raise InvalidEndpointSpec("memory_mb", f"must be a multiple of 1024, got {self.memory_mb}")
-        _check_int("max_concurrency", self.max_concurrency, 1, 200)
-        _check_int("provisioned_concurrency", self.provisioned_concurrency, 1, 200)
         if self.provisioned_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
             raise InvalidEndpointSpec(
                 "provisioned_concurrency",
                 f"must not exceed max_concurrency ({self.provisioned_concurrency} > {self.max_concurrency})",
             )
 
-    @classmethod
-    def from_dict(cls, data: object) -> ServerlessVariantSpec:
-        fields = _Fields(data, "a serverless variant")
-        fields.get("kind", str)
-        spec = cls(
-            memory_mb=fields.get("memory_mb", int),
-            max_concurrency=fields.get("max_concurrency", int),
-            provisioned_concurrency=fields.get("provisioned_concurrency", int, default=None),
-        )
-        fields.done()
-        return spec
 
-    def to_dict(self) -> dict[str, Any]:
-        return _without_none(
-            {
-                "kind": self.kind,
-                "memory_mb": self.memory_mb,
-                "max_concurrency": self.max_concurrency,
-                "provisioned_concurrency": self.provisioned_concurrency,
-            }
-        )
+VariantSpec = Annotated[
+    RealtimeVariantSpec | ServerlessVariantSpec | AsyncVariantSpec, Field(discriminator="kind")
+]
 
 
-VariantSpec = RealtimeVariantSpec | AsyncVariantSpec | ServerlessVariantSpec
-_VARIANT_CLASSES: dict[str, Any] = {
-    "realtime": RealtimeVariantSpec,
-    "async": AsyncVariantSpec,
-    "serverless": ServerlessVariantSpec,
-}
-
-
-def _check_instance_fields(spec: RealtimeVariantSpec | AsyncVariantSpec) -> None:
-    entry = _check_known_instance_type("instance_type", spec.instance_type)
-    _check_int("initial_instance_count", spec.initial_instance_count, 1, 1000)
-    _check_int("volume_size_gb", spec.volume_size_gb, 1, 512)
-    if spec.volume_size_gb is not None and not entry.supports_volume_size:
-        raise InvalidEndpointSpec(
-            "volume_size_gb",
-            f"{entry.name} has local NVMe storage and no EBS volume, so SageMaker rejects VolumeSizeInGB; "
-            "leave it unset",
-        )
-    _check_int("model_data_download_timeout_s", spec.model_data_download_timeout_s, 60, 3600)
-    _check_int(
-        "container_startup_health_check_timeout_s", spec.container_startup_health_check_timeout_s, 60, 3600
-    )
-
-
-def _instance_field_values(fields: _Fields) -> dict[str, Any]:
-    return {
-        "instance_type": fields.get("instance_type", str),
-        "initial_instance_count": fields.get("initial_instance_count", int),
-        "volume_size_gb": fields.get("volume_size_gb", int, default=None),
-        "model_data_download_timeout_s": fields.get("model_data_download_timeout_s", int, default=None),
-        "container_startup_health_check_timeout_s": fields.get(
-            "container_startup_health_check_timeout_s", int, default=None
-        ),
-    }
-
-
-def _instance_field_dict(spec: RealtimeVariantSpec | AsyncVariantSpec) -> dict[str, Any]:
-    return {
-        "instance_type": spec.instance_type,
-        "initial_instance_count": spec.initial_instance_count,
-        "volume_size_gb": spec.volume_size_gb,
-        "model_data_download_timeout_s": spec.model_data_download_timeout_s,
-        "container_startup_health_check_timeout_s": spec.container_startup_health_check_timeout_s,
-    }
-
-
-def variant_spec_from_dict(data: object) -> VariantSpec:
+def variant_spec_from_dict(data: object) -> RealtimeVariantSpec | ServerlessVariantSpec | AsyncVariantSpec:
     """A variant spec; ``kind`` (realtime, serverless or async) picks the type."""
-    if not isinstance(data, Mapping):
-        raise InvalidEndpointSpec("", f"expected an object for a variant, got {type(data).__name__}")
-    kind = data.get("kind")
-    if kind not in _VARIANT_CLASSES:
-        raise InvalidEndpointSpec("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
-    return _VARIANT_CLASSES[kind].from_dict(data)
+    return parse(VariantSpec, data, InvalidEndpointSpec)
 
 
-@dataclass(frozen=True)
+@_spec
 class VariantLayout:
     """The champion's sizing and, optionally, a different sizing for a challenger (same kind)."""
 
@@ -449,191 +249,60 @@ class VariantLayout:
         return self.champion.kind
 
     @property
-    def challenger_sizing(self) -> VariantSpec:
+    def challenger_sizing(self) -> RealtimeVariantSpec | ServerlessVariantSpec | AsyncVariantSpec:
         """The challenger's sizing: its own, else the champion's."""
         return self.challenger if self.challenger is not None else self.champion
 
-    @classmethod
-    def from_dict(cls, data: object) -> VariantLayout:
-        fields = _Fields(data, "variants")
-        layout = cls(
-            champion=fields.nested("champion", variant_spec_from_dict),
-            challenger=fields.nested("challenger", variant_spec_from_dict, default=None),
-        )
-        fields.done()
-        return layout
 
-    def to_dict(self) -> dict[str, Any]:
-        return _without_none(
-            {
-                "champion": self.champion.to_dict(),
-                "challenger": None if self.challenger is None else self.challenger.to_dict(),
-            }
-        )
+@_spec
+class CaptureContentTypes:
+    json: count_between(ContentType, 0, 10, "content types") = ()
+    csv: count_between(ContentType, 0, 10, "content types") = ()
 
 
-@dataclass(frozen=True)
+@_spec
 class DataCaptureSpec:
     enabled: bool
-    destination_s3_uri: str
-    sampling_percentage: int = 100
-    kms_key_arn: str | None = None
-    json_content_types: tuple[str, ...] = ()
-    csv_content_types: tuple[str, ...] = ()
+    destination_s3_uri: S3Uri
+    sampling_percentage: int_between(0, 100) = 100
+    kms_key_arn: KmsKeyArn | None = None
+    capture_content_types: CaptureContentTypes = field(default_factory=CaptureContentTypes)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise InvalidEndpointSpec("enabled", f"must be a boolean, got {self.enabled!r}")
-        _check_s3_uri("destination_s3_uri", self.destination_s3_uri)
-        _check_int("sampling_percentage", self.sampling_percentage, 0, 100)
-        _check_pattern("kms_key_arn", self.kms_key_arn, _KMS_ARN_RE, "a KMS key or alias ARN")
-        for name, types in (("json", self.json_content_types), ("csv", self.csv_content_types)):
-            if len(types) > 10:
-                raise InvalidEndpointSpec(f"capture_content_types.{name}", "at most 10 content types")
-            for index, content_type in enumerate(types):
-                _check_pattern(
-                    f"capture_content_types.{name}[{index}]",
-                    content_type,
-                    _CONTENT_TYPE_RE,
-                    "a MIME type such as application/json",
-                )
+    @property
+    def json_content_types(self) -> tuple[str, ...]:
+        return self.capture_content_types.json
 
-    @classmethod
-    def from_dict(cls, data: object) -> DataCaptureSpec:
-        fields = _Fields(data, "data_capture")
-        content_types = fields.nested("capture_content_types", _content_types_from_dict, default=((), ()))
-        spec = cls(
-            enabled=fields.get("enabled", bool),
-            destination_s3_uri=fields.get("destination_s3_uri", str),
-            sampling_percentage=fields.get("sampling_percentage", int, default=100),
-            kms_key_arn=fields.get("kms_key_arn", str, default=None),
-            json_content_types=content_types[0],
-            csv_content_types=content_types[1],
-        )
-        fields.done()
-        return spec
-
-    def to_dict(self) -> dict[str, Any]:
-        content_types = _without_none(
-            {"json": list(self.json_content_types) or None, "csv": list(self.csv_content_types) or None}
-        )
-        return _without_none(
-            {
-                "enabled": self.enabled,
-                "destination_s3_uri": self.destination_s3_uri,
-                "sampling_percentage": self.sampling_percentage,
-                "kms_key_arn": self.kms_key_arn,
-                "capture_content_types": content_types or None,
-            }
-        )
+    @property
+    def csv_content_types(self) -> tuple[str, ...]:
+        return self.capture_content_types.csv
 
 
-def _content_types_from_dict(data: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    fields = _Fields(data, "capture_content_types")
-    result = (fields.strings("json", default=()), fields.strings("csv", default=()))
-    fields.done()
-    return result
-
-
-@dataclass(frozen=True)
+@_spec
 class VpcSpec:
-    subnet_ids: tuple[str, ...]
-    security_group_ids: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if not 1 <= len(self.subnet_ids) <= 16:
-            raise InvalidEndpointSpec("subnet_ids", "must list 1 to 16 subnets")
-        if not 1 <= len(self.security_group_ids) <= 5:
-            raise InvalidEndpointSpec("security_group_ids", "must list 1 to 5 security groups")
-        for index, subnet in enumerate(self.subnet_ids):
-            _check_pattern(f"subnet_ids[{index}]", subnet, _SUBNET_RE, "a subnet id (subnet-...)")
-        for index, group in enumerate(self.security_group_ids):
-            _check_pattern(
-                f"security_group_ids[{index}]", group, _SECURITY_GROUP_RE, "a security group id (sg-...)"
-            )
-
-    @classmethod
-    def from_dict(cls, data: object) -> VpcSpec:
-        fields = _Fields(data, "vpc")
-        spec = cls(
-            subnet_ids=fields.strings("subnet_ids"), security_group_ids=fields.strings("security_group_ids")
-        )
-        fields.done()
-        return spec
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"subnet_ids": list(self.subnet_ids), "security_group_ids": list(self.security_group_ids)}
+    subnet_ids: count_between(matching(_SUBNET_RE, "a subnet id (subnet-...)"), 1, 16, "subnets")
+    security_group_ids: count_between(
+        matching(_SECURITY_GROUP_RE, "a security group id (sg-...)"), 1, 5, "security groups"
+    )
 
 
-@dataclass(frozen=True)
+@_spec
 class GuardrailSpec:
     """Blue/green traffic shifting and alarm-driven auto-rollback of ``UpdateEndpoint``."""
 
-    mode: str = "ALL_AT_ONCE"
-    canary_size_percent: int | None = None
-    linear_step_percent: int | None = None
-    wait_interval_s: int = 300
-    termination_wait_s: int = 0
-    max_execution_timeout_s: int | None = None
-    alarm_names: tuple[str, ...] = ()
+    mode: Literal["ALL_AT_ONCE", "CANARY", "LINEAR"] = "ALL_AT_ONCE"
+    canary_size_percent: int_between(1, 50) | None = None
+    linear_step_percent: int_between(10, 50) | None = None
+    wait_interval_s: int_between(0, 3600) = 300
+    termination_wait_s: int_between(0, 3600) = 0
+    max_execution_timeout_s: int_between(600, 28800) | None = None
+    alarm_names: count_between(AlarmName, 0, 10, "alarms", distinct=True) = ()
 
     def __post_init__(self) -> None:
-        if self.mode not in GUARDRAIL_MODES:
-            raise InvalidEndpointSpec(
-                "mode", f"must be one of {', '.join(GUARDRAIL_MODES)}, got {self.mode!r}"
-            )
-        if self.mode == "CANARY":
-            if self.canary_size_percent is None:
-                raise InvalidEndpointSpec("canary_size_percent", "is required when mode is CANARY")
-            _check_int("canary_size_percent", self.canary_size_percent, 1, 50)
-        elif self.canary_size_percent is not None:
-            raise InvalidEndpointSpec("canary_size_percent", f"only applies to mode CANARY, not {self.mode}")
-        if self.mode == "LINEAR":
-            if self.linear_step_percent is None:
-                raise InvalidEndpointSpec("linear_step_percent", "is required when mode is LINEAR")
-            _check_int("linear_step_percent", self.linear_step_percent, 10, 50)
-        elif self.linear_step_percent is not None:
-            raise InvalidEndpointSpec("linear_step_percent", f"only applies to mode LINEAR, not {self.mode}")
-        _check_int("wait_interval_s", self.wait_interval_s, 0, 3600)
-        _check_int("termination_wait_s", self.termination_wait_s, 0, 3600)
-        _check_int("max_execution_timeout_s", self.max_execution_timeout_s, 600, 28800)
-        if len(self.alarm_names) > 10:
-            raise InvalidEndpointSpec("alarm_names", "at most 10 alarms")
-        if len(set(self.alarm_names)) != len(self.alarm_names):
-            raise InvalidEndpointSpec("alarm_names", "lists an alarm twice")
-        for index, name in enumerate(self.alarm_names):
-            if not isinstance(name, str) or not 1 <= len(name) <= 255:
-                raise InvalidEndpointSpec(
-                    f"alarm_names[{index}]", "must be a CloudWatch alarm name (1-255 characters)"
-                )
-
-    @classmethod
-    def from_dict(cls, data: object) -> GuardrailSpec:
-        fields = _Fields(data, "guardrails")
-        spec = cls(
-            mode=fields.get("mode", str, default="ALL_AT_ONCE"),
-            canary_size_percent=fields.get("canary_size_percent", int, default=None),
-            linear_step_percent=fields.get("linear_step_percent", int, default=None),
-            wait_interval_s=fields.get("wait_interval_s", int, default=300),
-            termination_wait_s=fields.get("termination_wait_s", int, default=0),
-            max_execution_timeout_s=fields.get("max_execution_timeout_s", int, default=None),
-            alarm_names=fields.strings("alarm_names", default=()),
-        )
-        fields.done()
-        return spec
-
-    def to_dict(self) -> dict[str, Any]:
-        return _without_none(
-            {
-                "mode": self.mode,
-                "canary_size_percent": self.canary_size_percent,
-                "linear_step_percent": self.linear_step_percent,
-                "wait_interval_s": self.wait_interval_s,
-                "termination_wait_s": self.termination_wait_s,
-                "max_execution_timeout_s": self.max_execution_timeout_s,
-                "alarm_names": list(self.alarm_names) or None,
-            }
-        )
+        for mode, size in (("CANARY", "canary_size_percent"), ("LINEAR", "linear_step_percent")):
+            if self.mode == mode and getattr(self, size) is None:
+                raise InvalidEndpointSpec(size, f"is required when mode is {mode}")
+            if self.mode != mode and getattr(self, size) is not None:
+                raise InvalidEndpointSpec(size, f"only applies to mode {mode}, not {self.mode}")
 
     def deployment_config(self) -> dict[str, Any]:
         """``UpdateEndpoint.DeploymentConfig``: blue/green traffic routing and auto-rollback alarms."""
@@ -656,41 +325,44 @@ class GuardrailSpec:
         return config
 
 
-@dataclass(frozen=True)
+@_spec
 class EndpointSpec:
     """One endpoint the deployer owns, fed by one model package group (``ENDPOINTS`` holds a list)."""
 
-    name: str
-    model_package_group: str
+    name: Name
+    model_package_group: Name
     variants: VariantLayout
-    execution_role_arn: str
+    execution_role_arn: matching(_ROLE_ARN_RE, "an IAM role ARN")
     challenger_initial_weight: float = 0.0
     shadow: bool = False
     data_capture: DataCaptureSpec | None = None
-    kms_key_arn: str | None = None
+    kms_key_arn: KmsKeyArn | None = None
     vpc: VpcSpec | None = None
     guardrails: GuardrailSpec = field(default_factory=GuardrailSpec)
-    tags: Mapping[str, str] = field(default_factory=dict)
+    tags: dict[str, Any] = field(default_factory=dict)
     # Serve with this image instead of the package's (custom serving stacks, e.g. graph neural
     # networks); the package still provides the model artifacts and environment.
-    image_uri: str | None = None
+    image_uri: matching(
+        _ECR_IMAGE_RE, "an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>[:tag|@digest])"
+    ) | None = None
 
     def __post_init__(self) -> None:
-        _check_name("name", self.name)
-        _check_name("model_package_group", self.model_package_group)
-        _check_pattern("execution_role_arn", self.execution_role_arn, _ROLE_ARN_RE, "an IAM role ARN")
-        _check_pattern("kms_key_arn", self.kms_key_arn, _KMS_ARN_RE, "a KMS key or alias ARN")
-        _check_pattern("image_uri", self.image_uri, _ECR_IMAGE_RE, "an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>[:tag|@digest])")
-        if not isinstance(self.shadow, bool):
-            raise InvalidEndpointSpec("shadow", f"must be a boolean, got {self.shadow!r}")
         weight = self.challenger_initial_weight
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0.0 <= weight <= 1.0:
+        if not 0.0 <= weight <= 1.0:
             raise InvalidEndpointSpec(
                 "challenger_initial_weight", f"must be a number from 0 to 1, got {weight!r}"
             )
         self._check_layout()
         self._check_guardrails()
         self._check_tags()
+
+    @classmethod
+    def from_dict(cls, data: object) -> EndpointSpec:
+        """Strict: unknown keys, missing keys, wrong types (a JSON ``true`` is not a count) are errors."""
+        return parse(cls, data, InvalidEndpointSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dump(self)
 
     def _check_layout(self) -> None:
         kind, weight = self.variants.kind, self.challenger_initial_weight
@@ -758,15 +430,13 @@ class EndpointSpec:
                 )
 
     def _check_tags(self) -> None:
-        if not isinstance(self.tags, Mapping):
-            raise InvalidEndpointSpec("tags", "must be an object mapping tag keys to values")
         limit = MAX_TAGS - len(RESERVED_TAG_KEYS)
         if len(self.tags) > limit:
             raise InvalidEndpointSpec(
                 "tags", f"at most {limit} tags (the deployer adds {len(RESERVED_TAG_KEYS)})"
             )
         for key, value in self.tags.items():
-            if not isinstance(key, str) or not 1 <= len(key) <= 128 or not _tag_text_ok(key):
+            if not 1 <= len(key) <= 128 or not _tag_text_ok(key):
                 raise InvalidEndpointSpec(
                     f"tags.{key}", "tag keys are 1-128 letters, digits, spaces and _.:/=+-@"
                 )
@@ -780,63 +450,16 @@ class EndpointSpec:
                     "tag values are strings of at most 256 letters, digits, spaces and _.:/=+-@",
                 )
 
-    @classmethod
-    def from_dict(cls, data: object) -> EndpointSpec:
-        fields = _Fields(data, "an endpoint spec")
-        tags = fields.get("tags", dict, default={})
-        spec = cls(
-            name=fields.get("name", str),
-            model_package_group=fields.get("model_package_group", str),
-            variants=fields.nested("variants", VariantLayout.from_dict),
-            execution_role_arn=fields.get("execution_role_arn", str),
-            challenger_initial_weight=fields.get("challenger_initial_weight", float, default=0.0),
-            shadow=fields.get("shadow", bool, default=False),
-            data_capture=fields.nested("data_capture", DataCaptureSpec.from_dict, default=None),
-            kms_key_arn=fields.get("kms_key_arn", str, default=None),
-            vpc=fields.nested("vpc", VpcSpec.from_dict, default=None),
-            guardrails=fields.nested("guardrails", GuardrailSpec.from_dict, default=GuardrailSpec()),
-            tags=dict(tags),
-            image_uri=fields.get("image_uri", str, default=None),
-        )
-        fields.done()
-        return spec
-
-    def to_dict(self) -> dict[str, Any]:
-        return _without_none(
-            {
-                "name": self.name,
-                "model_package_group": self.model_package_group,
-                "variants": self.variants.to_dict(),
-                "execution_role_arn": self.execution_role_arn,
-                "challenger_initial_weight": self.challenger_initial_weight,
-                "shadow": self.shadow,
-                "data_capture": None if self.data_capture is None else self.data_capture.to_dict(),
-                "kms_key_arn": self.kms_key_arn,
-                "vpc": None if self.vpc is None else self.vpc.to_dict(),
-                "guardrails": self.guardrails.to_dict(),
-                "tags": dict(self.tags) or None,
-                "image_uri": self.image_uri,
-            }
-        )
-
 
 def parse_endpoint_specs(data: object, where: str = "ENDPOINTS") -> tuple[EndpointSpec, ...]:
     """The ``ENDPOINTS`` list (already JSON-decoded); endpoint names must be unique."""
-    if not isinstance(data, list):
-        raise InvalidEndpointSpec(where, f"expected a list of endpoint specs, got {type(data).__name__}")
-    specs: list[EndpointSpec] = []
+    specs = parse(list[EndpointSpec], data, InvalidEndpointSpec, where)
     seen: set[str] = set()
-    for index, item in enumerate(data):
-        try:
-            spec = EndpointSpec.from_dict(item)
-        except InvalidEndpointSpec as error:
-            raise error.under(f"{where}[{index}]") from None
+    for index, spec in enumerate(specs):
         if spec.name in seen:
             raise InvalidEndpointSpec(f"{where}[{index}].name", f"endpoint {spec.name!r} is listed twice")
         seen.add(spec.name)
-        specs.append(spec)
     return tuple(specs)
-
 
 def specs_for_group(specs: Iterable[EndpointSpec], group: str) -> tuple[EndpointSpec, ...]:
     """The specs fed by ``group`` (SageMaker lower-cases group names in ARNs: compare case-insensitively)."""
@@ -1616,10 +1239,6 @@ def _sns_subject(text: str) -> str:
 
 
 # --- small helpers ------------------------------------------------------------------------------
-
-
-def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def _plain(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """The monitoring launcher's pure logic: the window, the S3 hour directories to list, the manifests.
 
-Standard library only (no boto3, no I/O); ``handlers.monitoring_launcher`` does the calls.
+No boto3, no I/O; ``handlers.monitoring_launcher`` does the calls.
 
 - **Window**: ``end`` = now floored to the hour (UTC), ``start`` = ``end - window_hours``; start
   inclusive, end exclusive, as the monitoring job's ``--window-start``/``--window-end``.
@@ -25,7 +25,8 @@ Standard library only (no boto3, no I/O); ``handlers.monitoring_launcher`` does 
   hash of its parts, so a retried invocation for the same window sends the same token;
   :func:`display_name` fits SageMaker's execution display-name pattern.
 
-``MONITORS`` (JSON object keyed by SageMaker endpoint name) is validated by :func:`parse_monitors`.
+``MONITORS`` (JSON object keyed by SageMaker endpoint name) is validated by :func:`parse_monitors`
+(strictly, with pydantic: ``domain.validation``).
 """
 
 from __future__ import annotations
@@ -33,10 +34,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from mlops_runtime.domain.validation import OURS, int_between, json_object, matching, parse
 
 HOUR = timedelta(hours=1)
 MIN_WINDOW_HOURS = 1
@@ -68,21 +74,6 @@ PARAMETER_NAMES = (
 )
 SCOPE_ALL = "all"
 SCOPE_QUALITY = "quality"
-
-MONITOR_FIELDS = frozenset(
-    {
-        "pipeline_name",
-        "window_hours",
-        "ground_truth_lookback_hours",
-        "capture_bucket",
-        "capture_prefix",
-        "ground_truth_bucket",
-        "ground_truth_prefix",
-        "manifest_bucket",
-        "manifest_prefix",
-        "baseline_s3_uri",
-    }
-)
 
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
@@ -381,6 +372,44 @@ def display_name(*parts: str, max_length: int = DISPLAY_NAME_MAX) -> str:
 # --- configuration ------------------------------------------------------------------------------
 
 
+def _key_prefix(value: str) -> str:
+    """A key prefix, normalised to no leading ``/`` and one trailing ``/`` (``""``: the bucket's root)."""
+    if "//" in value.strip("/"):
+        raise ValueError(f"must be a key prefix like 'a/b/', got {value!r}")
+    value = value.lstrip("/")
+    return value if not value or value.endswith("/") else value + "/"
+
+
+def _baseline_uri(value: str) -> str:
+    try:
+        _, key = parse_s3_uri(value)
+    except ValueError:
+        key = ""
+    if not key or key.endswith("/"):
+        raise ValueError(f"must be null or s3://bucket/key of baseline.json, got {value!r}")
+    return value
+
+
+Bucket = matching(BUCKET_NAME, "an S3 bucket name")
+KeyPrefix = Annotated[str, AfterValidator(_key_prefix)]
+
+
+@pydantic_dataclass(frozen=True, config=OURS)
+class _MonitorEntry:
+    """An entry of ``MONITORS`` as the stack writes it."""
+
+    pipeline_name: matching(PIPELINE_NAME, "a pipeline name")
+    window_hours: int_between(MIN_WINDOW_HOURS, MAX_WINDOW_HOURS)
+    ground_truth_lookback_hours: int_between(0, MAX_LOOKBACK_HOURS)
+    capture_bucket: Bucket
+    capture_prefix: KeyPrefix
+    ground_truth_bucket: Bucket
+    ground_truth_prefix: KeyPrefix
+    manifest_bucket: Bucket
+    manifest_prefix: KeyPrefix
+    baseline_s3_uri: Annotated[str, AfterValidator(_baseline_uri)] | None = None
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
     endpoint: str
@@ -396,80 +425,18 @@ class MonitorConfig:
     baseline_s3_uri: str | None = None
 
 
-def _field(entry: Mapping[str, Any], endpoint: str, name: str) -> Any:
-    if name not in entry:
-        raise MonitoringConfigError(f"MONITORS[{endpoint!r}]: {name} is required")
-    return entry[name]
-
-
-def _integer(entry: Mapping[str, Any], endpoint: str, name: str, low: int, high: int) -> int:
-    value = _field(entry, endpoint, name)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise MonitoringConfigError(f"MONITORS[{endpoint!r}]: {name} must be an integer in [{low}, {high}], not {value!r}")
-    return value
-
-
-def _bucket(entry: Mapping[str, Any], endpoint: str, name: str) -> str:
-    value = _field(entry, endpoint, name)
-    if not isinstance(value, str) or not BUCKET_NAME.match(value):
-        raise MonitoringConfigError(f"MONITORS[{endpoint!r}]: {name} must be an S3 bucket name, not {value!r}")
-    return value
-
-
-def _prefix(entry: Mapping[str, Any], endpoint: str, name: str) -> str:
-    """A key prefix, normalised to no leading ``/`` and one trailing ``/`` (``""``: the bucket's root)."""
-    value = _field(entry, endpoint, name)
-    if not isinstance(value, str) or "//" in value.strip("/"):
-        raise MonitoringConfigError(f"MONITORS[{endpoint!r}]: {name} must be a key prefix like 'a/b/', not {value!r}")
-    value = value.lstrip("/")
-    return value if not value or value.endswith("/") else value + "/"
-
-
 def parse_monitor(endpoint: Any, entry: Any) -> MonitorConfig:
     if not isinstance(endpoint, str) or not ENDPOINT_NAME.match(endpoint):
         raise MonitoringConfigError(f"MONITORS: {endpoint!r} is not a SageMaker endpoint name")
-    if not isinstance(entry, Mapping):
-        raise MonitoringConfigError(f"MONITORS[{endpoint!r}] must be an object")
-    unknown = sorted(set(entry) - MONITOR_FIELDS)
-    if unknown:
-        raise MonitoringConfigError(f"MONITORS[{endpoint!r}]: unknown field(s) {', '.join(map(str, unknown))}")
-    pipeline = _field(entry, endpoint, "pipeline_name")
-    if not isinstance(pipeline, str) or not PIPELINE_NAME.match(pipeline):
-        raise MonitoringConfigError(f"MONITORS[{endpoint!r}]: pipeline_name must be a pipeline name, not {pipeline!r}")
-    baseline = entry.get("baseline_s3_uri")
-    if baseline is not None:
-        try:
-            _, key = parse_s3_uri(baseline)
-        except ValueError:
-            key = ""
-        if not key or key.endswith("/"):
-            raise MonitoringConfigError(
-                f"MONITORS[{endpoint!r}]: baseline_s3_uri must be null or s3://bucket/key of baseline.json, not {baseline!r}"
-            )
-    return MonitorConfig(
-        endpoint=endpoint,
-        pipeline_name=pipeline,
-        window_hours=_integer(entry, endpoint, "window_hours", MIN_WINDOW_HOURS, MAX_WINDOW_HOURS),
-        ground_truth_lookback_hours=_integer(entry, endpoint, "ground_truth_lookback_hours", 0, MAX_LOOKBACK_HOURS),
-        capture_bucket=_bucket(entry, endpoint, "capture_bucket"),
-        capture_prefix=_prefix(entry, endpoint, "capture_prefix"),
-        ground_truth_bucket=_bucket(entry, endpoint, "ground_truth_bucket"),
-        ground_truth_prefix=_prefix(entry, endpoint, "ground_truth_prefix"),
-        manifest_bucket=_bucket(entry, endpoint, "manifest_bucket"),
-        manifest_prefix=_prefix(entry, endpoint, "manifest_prefix"),
-        baseline_s3_uri=baseline,
-    )
+    checked = parse(_MonitorEntry, entry, _config_error, f"MONITORS[{endpoint!r}]")
+    return MonitorConfig(endpoint, **asdict(checked))
+
+
+def _config_error(field: str, reason: str) -> MonitoringConfigError:
+    return MonitoringConfigError(f"{field}: {reason}")
 
 
 def parse_monitors(raw: str | None) -> dict[str, MonitorConfig]:
     """``MONITORS`` (JSON text) -> endpoint name -> :class:`MonitorConfig`; every entry is validated."""
-    if raw is None or not raw.strip():
-        raise MonitoringConfigError("MONITORS is not set")
-    try:
-        data = json.loads(raw)
-    except ValueError as error:
-        raise MonitoringConfigError(f"MONITORS is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise MonitoringConfigError("MONITORS must be a JSON object keyed by endpoint name")
+    data = json_object(raw, "MONITORS", "endpoint name", MonitoringConfigError)
     return {endpoint: parse_monitor(endpoint, entry) for endpoint, entry in data.items()}
-

@@ -1,6 +1,7 @@
 """The retraining trigger's pure logic: the alarm event, the configuration, the cooldown decision.
 
-Standard library only (no boto3, no I/O); ``handlers.retraining_trigger`` does the calls.
+No boto3, no I/O; ``handlers.retraining_trigger`` does the calls (``RETRAINING`` is parsed with
+pydantic, ``domain.validation``).
 
 An EventBridge rule sends "CloudWatch Alarm State Change" events (``source`` ``aws.cloudwatch``;
 ``detail.alarmName``, ``detail.state.{value,timestamp,reason}``, ``detail.previousState.value``;
@@ -22,20 +23,22 @@ and the pipeline (:func:`retraining_token`): a redelivered event starts one exec
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops_runtime.domain.monitoring_window import PIPELINE_NAME, as_utc, display_name, request_token
+from mlops_runtime.domain.validation import OURS, count_between, json_object, matching, parse
 
 ALARM = "ALARM"
 RUNNING_STATUSES = frozenset({"Executing", "Stopping"})
 START, STARTED, COOLDOWN, RUNNING, ERROR = "start", "started", "cooldown", "running", "error"
 MAX_COOLDOWN_HOURS = 8760.0
-RETRAINING_FIELDS = frozenset({"pipelines", "cooldown_hours"})
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -50,6 +53,20 @@ class InvalidAlarmEvent(ValueError):
 # --- configuration ------------------------------------------------------------------------------
 
 
+def _finite(hours: float) -> float:
+    if not math.isfinite(hours) or not 0 <= hours <= MAX_COOLDOWN_HOURS:
+        raise ValueError(f"must be a number in [0, {MAX_COOLDOWN_HOURS:g}], got {hours!r}")
+    return hours
+
+
+@pydantic_dataclass(frozen=True, config=OURS)
+class _RetrainingEntry:
+    """An entry of ``RETRAINING`` as the stack writes it."""
+
+    pipelines: count_between(matching(PIPELINE_NAME, "a pipeline name"), 1, 100, "pipelines", distinct=True)
+    cooldown_hours: Annotated[float, AfterValidator(_finite)]
+
+
 @dataclass(frozen=True)
 class RetrainingConfig:
     alarm: str
@@ -59,43 +76,18 @@ class RetrainingConfig:
 
 def parse_retraining(raw: str | None) -> dict[str, RetrainingConfig]:
     """``RETRAINING`` (JSON text) -> alarm name -> :class:`RetrainingConfig`; every entry is validated."""
-    if raw is None or not raw.strip():
-        raise RetrainingConfigError("RETRAINING is not set")
-    try:
-        data = json.loads(raw)
-    except ValueError as error:
-        raise RetrainingConfigError(f"RETRAINING is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise RetrainingConfigError("RETRAINING must be a JSON object keyed by alarm name")
     configs: dict[str, RetrainingConfig] = {}
-    for alarm, entry in data.items():
+    for alarm, entry in json_object(raw, "RETRAINING", "alarm name", RetrainingConfigError).items():
         where = f"RETRAINING[{alarm!r}]"
-        if not alarm or not isinstance(entry, Mapping):
+        if not alarm:
             raise RetrainingConfigError(f"{where} must be an object under a non-empty alarm name")
-        unknown = sorted(set(entry) - RETRAINING_FIELDS)
-        if unknown:
-            raise RetrainingConfigError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
-        pipelines = entry.get("pipelines")
-        if (
-            not isinstance(pipelines, list)
-            or not pipelines
-            or not all(isinstance(p, str) and PIPELINE_NAME.match(p) for p in pipelines)
-        ):
-            raise RetrainingConfigError(f"{where}: pipelines must be a non-empty list of pipeline names, not {pipelines!r}")
-        if len(set(pipelines)) != len(pipelines):
-            raise RetrainingConfigError(f"{where}: pipelines lists a pipeline twice")
-        cooldown = entry.get("cooldown_hours")
-        if (
-            isinstance(cooldown, bool)
-            or not isinstance(cooldown, int | float)
-            or not math.isfinite(cooldown)
-            or not 0 <= cooldown <= MAX_COOLDOWN_HOURS
-        ):
-            raise RetrainingConfigError(
-                f"{where}: cooldown_hours must be a number in [0, {MAX_COOLDOWN_HOURS:g}], not {cooldown!r}"
-            )
-        configs[alarm] = RetrainingConfig(alarm, tuple(pipelines), float(cooldown))
+        checked = parse(_RetrainingEntry, entry, _config_error, where)
+        configs[alarm] = RetrainingConfig(alarm, checked.pipelines, checked.cooldown_hours)
     return configs
+
+
+def _config_error(field: str, reason: str) -> RetrainingConfigError:
+    return RetrainingConfigError(f"{field}: {reason}")
 
 
 # --- the event ----------------------------------------------------------------------------------

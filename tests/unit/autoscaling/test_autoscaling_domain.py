@@ -78,7 +78,7 @@ def test_parse_scaling_round_trips():
     [
         ({**REALTIME, "min_instances": 0}, "min_instances", "from 1 to 1000"),
         ({**REALTIME, "min_instances": 9}, "max_instances", "at least min_instances"),
-        ({**REALTIME, "max_instances": True}, "max_instances", "expected an integer, got bool"),
+        ({**REALTIME, "max_instances": True}, "max_instances", "expected an integer, got a boolean"),
         ({**REALTIME, "max_instances": 2.5}, "max_instances", "expected an integer"),
         ({**REALTIME, "target_invocations_per_instance": 0}, "target_invocations_per_instance", "from 1"),
         ({**REALTIME, "scale_in_cooldown_s": -1}, "scale_in_cooldown_s", "from 0 to 3600"),

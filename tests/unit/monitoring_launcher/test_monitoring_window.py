@@ -333,12 +333,12 @@ def test_parse_monitors_valid():
         ("{", "not valid JSON"),
         ("[]", "JSON object"),
         (json.dumps({"bad_name": entry()}), "endpoint name"),
-        (json.dumps({"ep": []}), "must be an object"),
+        (json.dumps({"ep": []}), "expected an object"),
         (json.dumps({"ep": entry(window_hours=0)}), "window_hours"),
         (json.dumps({"ep": entry(window_hours=169)}), "window_hours"),
         (json.dumps({"ep": entry(window_hours=1.0)}), "window_hours"),
         (json.dumps({"ep": entry(window_hours=True)}), "window_hours"),
-        (json.dumps({"ep": entry(window_hours=...)}), "window_hours is required"),
+        (json.dumps({"ep": entry(window_hours=...)}), "window_hours: is required"),
         (json.dumps({"ep": entry(ground_truth_lookback_hours=-1)}), "ground_truth_lookback_hours"),
         (json.dumps({"ep": entry(capture_bucket="Bad_Bucket")}), "capture_bucket"),
         (json.dumps({"ep": entry(manifest_prefix=3)}), "manifest_prefix"),
@@ -346,7 +346,7 @@ def test_parse_monitors_valid():
         (json.dumps({"ep": entry(pipeline_name="has space")}), "pipeline_name"),
         (json.dumps({"ep": entry(baseline_s3_uri="https://x/baseline.json")}), "baseline_s3_uri"),
         (json.dumps({"ep": entry(baseline_s3_uri="s3://bucket/folder/")}), "baseline_s3_uri"),
-        (json.dumps({"ep": entry(window_hour=1)}), "unknown field(s) window_hour"),
+        (json.dumps({"ep": entry(window_hour=1)}), "window_hour: unknown field"),
     ],
 )
 def test_parse_monitors_errors(raw, message):

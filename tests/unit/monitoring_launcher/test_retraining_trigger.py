@@ -179,7 +179,7 @@ def test_parse_retraining():
     ("raw", "message"),
     [
         (None, "not set"), ("", "not set"), ("nope", "not valid JSON"), ("[1]", "JSON object"),
-        ('{"a": 1}', "must be an object"), ('{"": {}}', "must be an object"),
+        ('{"a": 1}', "expected an object"), ('{"": {}}', "must be an object"),
         ('{"a": {"pipelines": [], "cooldown_hours": 1}}', "pipelines"),
         ('{"a": {"pipelines": "p", "cooldown_hours": 1}}', "pipelines"),
         ('{"a": {"pipelines": ["bad name"], "cooldown_hours": 1}}', "pipelines"),
@@ -189,7 +189,7 @@ def test_parse_retraining():
         ('{"a": {"pipelines": ["p"], "cooldown_hours": true}}', "cooldown_hours"),
         ('{"a": {"pipelines": ["p"], "cooldown_hours": "24"}}', "cooldown_hours"),
         ('{"a": {"pipelines": ["p"], "cooldown_hours": 1e9}}', "cooldown_hours"),
-        ('{"a": {"pipelines": ["p"], "cooldown_hours": 1, "cooldown": 2}}', "unknown field(s) cooldown"),
+        ('{"a": {"pipelines": ["p"], "cooldown_hours": 1, "cooldown": 2}}', "cooldown: unknown field"),
     ],
 )
 def test_parse_retraining_errors(raw, message):
