@@ -29,3 +29,8 @@ def instance_types() -> ModuleType:
 def deployment_domain() -> ModuleType:
     """``mlops_runtime.domain.deployment``: the deployer's endpoint spec and its validation."""
     return _domain("deployment")
+
+
+def monitoring_window() -> ModuleType:
+    """``mlops_runtime.domain.monitoring_window``: the launcher's windows and late-label rechecks."""
+    return _domain("monitoring_window")

@@ -68,10 +68,14 @@ import json
 import math
 import re
 from collections import Counter
+from itertools import chain
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import pandas as pd
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency, wasserstein_distance
 
 EPSILON = 1e-4
 """Floor for empty-bin proportions in PSI (see the module docstring)."""
@@ -85,6 +89,8 @@ TOKEN_PATTERN = re.compile(r"\w+")
 SCORE_BIN_EDGES = tuple(i / 10 for i in range(11))
 DECILES = np.linspace(0.0, 1.0, 11)
 TOP_TOKEN_CHANGES = 10
+TEXT_TEST_TOKENS = 50
+"""The text tests' cells: this many most frequent vocabulary tokens, the rest, out of vocabulary."""
 
 
 class BaselineError(ValueError):
@@ -113,34 +119,29 @@ def js_distance(p_counts: Iterable[float], q_counts: Iterable[float]) -> float:
     """Jensen-Shannon distance (base 2, in [0, 1]) between two count or probability vectors."""
     p = _proportions(p_counts)
     q = _proportions(q_counts)
-    m = (p + q) / 2.0
-    divergence = 0.0
-    for x in (p, q):
-        mask = x > 0
-        divergence += 0.5 * float(np.sum(x[mask] * np.log2(x[mask] / m[mask])))
-    return math.sqrt(min(max(divergence, 0.0), 1.0))
+    return float(min(max(jensenshannon(p, q, base=2), 0.0), 1.0))
 
 
 def chi_square(baseline_counts: Iterable[float], current_counts: Iterable[float]) -> dict:
     """Chi-square homogeneity test on the 2 x k table, without continuity correction.
 
-    Columns that are empty in both rows are dropped. Returns ``statistic``, ``p_value``
-    (``None`` without scipy) and ``dof``.
+    Columns that are empty in both rows are dropped. Returns ``statistic``, ``p_value`` and ``dof``.
     """
     table = np.array([list(baseline_counts), list(current_counts)], dtype=np.float64)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return {"statistic": 0.0, "p_value": 1.0, "dof": max(table.shape[1] - 1, 0)}
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-    statistic = float(np.sum((table - expected) ** 2 / expected))
-    dof = table.shape[1] - 1
-    try:
-        from scipy.stats import chi2
-    except ImportError:  # pragma: no cover - scipy ships in the processing image
-        p_value = None
-    else:
-        p_value = float(chi2.sf(statistic, dof))
-    return {"statistic": statistic, "p_value": p_value, "dof": dof}
+    statistic, p_value, dof, _ = chi2_contingency(table, correction=False)
+    return {"statistic": float(statistic), "p_value": float(p_value), "dof": int(dof)}
+
+
+def wasserstein_sd(edges: np.ndarray, baseline_counts: np.ndarray, current_counts: np.ndarray, std: "float | None") -> "float | None":
+    """Wasserstein-1 distance between the two binned distributions (mass at bin midpoints), in
+    units of the training standard deviation: an effect size people read as "shift in sd"."""
+    if not std or std <= 0 or edges.size < 2 or current_counts.sum() <= 0:
+        return None
+    middles = (edges[:-1] + edges[1:]) / 2.0
+    return float(wasserstein_distance(middles, middles, baseline_counts, current_counts) / std)
 
 
 def ks_bracket(baseline_cdf: np.ndarray, current_cdf: np.ndarray) -> "tuple[float, float]":
@@ -309,6 +310,11 @@ class NumericDrift:
         self.invalid += other.invalid
         self.moments.merge(other.moments)
 
+    def test_input(self) -> dict:
+        """What the drift test reads (``decision.drift_test``): reference and window counts over
+        the training bins (ordered), out-of-range values in the end bins."""
+        return {"reference": self.baseline_counts.tolist(), "window": self.current_histogram().tolist(), "ordered": True}
+
     def current_histogram(self) -> np.ndarray:
         """Current counts over the baseline bins, out-of-range values in the end bins."""
         bins = self.edges.size - 1
@@ -332,6 +338,7 @@ class NumericDrift:
             "ks_statistic": None,
             "ks_upper_bound": None,
             "js_distance": None,
+            "wasserstein_sd": None,
             "below_min": int(self.cells[0]),
             "above_max": self.above_max,
             "out_of_range_fraction": None,
@@ -348,6 +355,7 @@ class NumericDrift:
             return result
         result["psi"] = psi(self.baseline_counts, current)
         result["js_distance"] = js_distance(self.baseline_counts, current)
+        result["wasserstein_sd"] = wasserstein_sd(self.edges, self.baseline_counts, current, self.spec.get("std"))
         result["out_of_range_fraction"] = (int(self.cells[0]) + self.above_max) / n
         bins = self.edges.size - 1
         baseline_cdf = np.concatenate([[0.0], np.cumsum(self.baseline_counts)]) / self.baseline_counts.sum()
@@ -399,6 +407,14 @@ class CategoricalDrift:
 
     def add_missing(self, count: int = 1) -> None:
         self.missing += count
+
+    def test_input(self) -> dict:
+        """Reference and window counts over the baseline's categories plus one cell for every
+        category the baseline never saw (unordered)."""
+        names = sorted(self.baseline)
+        window = [self.counts.get(key, 0) for key in names]
+        unseen = sum(count for key, count in self.counts.items() if key not in self.baseline)
+        return {"reference": [self.baseline[key] for key in names] + [0.0], "window": window + [unseen], "ordered": False}
 
     def merge(self, other: "CategoricalDrift") -> None:
         for key, count in other.counts.items():
@@ -463,6 +479,10 @@ class PredictionDrift:
             self.baseline_classes = [float(distribution.get("0", 0)), float(distribution.get("1", 0))]
             if sum(self.baseline_classes) <= 0:
                 self.baseline_classes = None
+        self.reference_classes = None
+        classes = baseline.get("prediction_classes") if problem_type == "binary" else None
+        if isinstance(classes, dict) and sum(float(classes.get(k, 0)) for k in ("0", "1")) > 0:
+            self.reference_classes = [float(classes.get("0", 0)), float(classes.get("1", 0))]
         self.classes = np.zeros(2, dtype=np.int64)
         self.other_labels = 0
         self.score_bins = np.zeros(len(SCORE_BIN_EDGES) - 1, dtype=np.int64)
@@ -501,6 +521,18 @@ class PredictionDrift:
         positives = int(np.count_nonzero(values >= self.score_threshold))
         self.classes[1] += positives
         self.classes[0] += int(values.size) - positives
+
+    def test_inputs(self) -> dict:
+        """The score test (against the baseline's ``prediction`` histogram) and the predicted-class
+        test (against ``prediction_classes``: the model's own classes on held-out data; the
+        training labels are no reference for a model's predictions), where the baseline has them."""
+        inputs = {}
+        if self.score is not None:
+            inputs["prediction.score"] = self.score.test_input()
+        if self.reference_classes is not None:
+            inputs["prediction.class"] = {"reference": list(self.reference_classes),
+                                          "window": [int(c) for c in self.classes], "ordered": False}
+        return inputs
 
     def merge(self, other: "PredictionDrift") -> None:
         self.count += other.count
@@ -653,7 +685,10 @@ def validate_text_baseline(document: object, source: str) -> None:
 
 
 class TextDrift:
-    """Token-distribution JS distance, out-of-vocabulary rate and length PSI of text inputs."""
+    """Token-distribution JS distance, out-of-vocabulary rate and length PSI of text inputs, and
+    the counts the calibrated text tests read: the window's tokens over ``TEXT_TEST_TOKENS``
+    cells of the vocabulary's most frequent tokens, the rest of the vocabulary and the
+    out-of-vocabulary tokens, with the per-document sums that estimate their design effect."""
 
     def __init__(self, baseline: dict) -> None:
         validate_text_baseline(baseline, "text baseline")
@@ -668,27 +703,68 @@ class TextDrift:
         self.length = NumericDrift("token_count", baseline["length"])
         self.documents = 0
         self.empty_documents = 0
+        # cell of every vocabulary index (and of the out-of-vocabulary index): the most frequent
+        # tokens one cell each, then the rest of the vocabulary, then out of vocabulary
+        ranked = np.argsort(-self.baseline_counts[:-1], kind="mergesort")
+        top = min(TEXT_TEST_TOKENS, len(self.tokens))
+        self.cell_of = np.full(len(self.tokens) + 1, top, dtype=np.int64)
+        self.cell_of[ranked[:top]] = np.arange(top)
+        self.cell_of[-1] = top + 1
+        self.cells = top + 2
+        self.reference_cells = np.bincount(self.cell_of, weights=self.baseline_counts, minlength=self.cells)
+        self.cell_squares = np.zeros(self.cells)
+        self.cell_by_length = np.zeros(self.cells)
+        self.length_squares = 0.0
 
     def update(self, documents: Iterable[str]) -> None:
-        index = self.index
-        oov = self.oov
-        ids: list = []
-        lengths = []
-        for document in documents:
-            words = TOKEN_PATTERN.findall(document.lower())
-            lengths.append(len(words))
-            ids.extend(index.get(word, oov) for word in words)
-        self.documents += len(lengths)
-        self.empty_documents += lengths.count(0)
-        if ids:
-            self.counts += np.bincount(np.asarray(ids, dtype=np.int64), minlength=self.counts.size)
-        self.length.update(np.asarray(lengths, dtype=np.float64))
+        """Tokenise a batch; tokens are mapped to the vocabulary in bulk (one hash factorisation
+        of the batch's tokens, a dictionary look-up per distinct token only)."""
+        words = [TOKEN_PATTERN.findall(document.lower()) for document in documents]
+        lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+        self.documents += len(words)
+        self.empty_documents += int(np.count_nonzero(lengths == 0))
+        self.length.update(lengths.astype(np.float64))
+        total = int(lengths.sum())
+        if not total:
+            return
+        codes, distinct = pd.factorize(np.fromiter(chain.from_iterable(words), dtype=object, count=total))
+        index, oov = self.index, self.oov
+        ids = np.fromiter((index.get(token, oov) for token in distinct), dtype=np.int64, count=len(distinct))[codes]
+        self.counts += np.bincount(ids, minlength=self.counts.size)
+        document_of = np.repeat(np.arange(len(words)), lengths)
+        per_document = np.bincount(document_of * self.cells + self.cell_of[ids],
+                                   minlength=len(words) * self.cells).reshape(len(words), self.cells)
+        self.cell_squares += (per_document.astype(np.float64) ** 2).sum(axis=0)
+        self.cell_by_length += (per_document * lengths[:, None]).sum(axis=0)
+        self.length_squares += float((lengths.astype(np.float64) ** 2).sum())
 
     def merge(self, other: "TextDrift") -> None:
         self.counts += other.counts
         self.length.merge(other.length)
         self.documents += other.documents
         self.empty_documents += other.empty_documents
+        self.cell_squares += other.cell_squares
+        self.cell_by_length += other.cell_by_length
+        self.length_squares += other.length_squares
+
+    def test_inputs(self) -> dict:
+        """Token cells and the out-of-vocabulary share (tokens clustered in documents: with the
+        sums of the design effect), and the documents' token counts (documents are the units)."""
+        window = np.bincount(self.cell_of, weights=self.counts, minlength=self.cells)
+        clustering = {"documents": self.documents, "cell_squares": self.cell_squares.tolist(),
+                      "cell_by_length": self.cell_by_length.tolist(), "length_squares": self.length_squares}
+        oov_clustering = {"documents": self.documents,
+                          "cell_squares": [None, float(self.cell_squares[-1])],
+                          "cell_by_length": [None, float(self.cell_by_length[-1])],
+                          "length_squares": self.length_squares}
+        return {
+            "text.tokens": {"reference": self.reference_cells.tolist(), "window": window.tolist(), "ordered": False,
+                            "clustering": clustering},
+            "text.oov": {"reference": [float(self.reference_cells[:-1].sum()), float(self.reference_cells[-1])],
+                         "window": [float(window[:-1].sum()), float(window[-1])], "ordered": False,
+                         "clustering": oov_clustering},
+            "text.length": self.length.test_input(),
+        }
 
     def result(self) -> dict:
         tokens = int(self.counts.sum())
@@ -874,6 +950,15 @@ class DriftAccumulator:
             "unmonitored_documents",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def test_inputs(self) -> dict:
+        """Every test's counts (``decision.drift_test``), by name: the features, then
+        ``prediction.score``, ``prediction.class`` and ``text.*`` where there is a reference."""
+        inputs = {feature.name: feature.test_input() for feature in self.features}
+        inputs.update(self.predictions.test_inputs())
+        if self.text is not None:
+            inputs.update(self.text.test_inputs())
+        return inputs
 
     def result(self) -> dict:
         return {

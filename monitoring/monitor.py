@@ -35,6 +35,7 @@ arguments.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -46,10 +47,12 @@ from pathlib import Path
 from typing import Iterator
 
 try:
-    from . import capture, drift, quality, report
+    from . import capture, decision, drift, metrics, quality, report
 except ImportError:  # run as a script from a flat code directory (the processing job)
     import capture  # type: ignore[no-redef]
+    import decision  # type: ignore[no-redef]
     import drift  # type: ignore[no-redef]
+    import metrics  # type: ignore[no-redef]
     import quality  # type: ignore[no-redef]
     import report  # type: ignore[no-redef]
 
@@ -58,7 +61,7 @@ BATCH_SIZE = 10000
 PROBLEM_TYPES = ("binary", "regression")
 METRIC_SCOPES = ("all", "quality")
 # What a late-label recheck publishes: the window's drift was published by its first analysis.
-QUALITY_METRICS = frozenset({"LabelCount", "AUC", "Accuracy", "Precision", "Recall", "F1", "RMSE", "MAE"})
+QUALITY_METRICS = metrics.QUALITY_FAMILY
 
 
 class InputError(Exception):
@@ -72,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ground-truth-dir", type=Path, help="ground-truth files, any name (optional)")
     parser.add_argument("--output-dir", type=Path, default=Path("/opt/ml/processing/output"))
     parser.add_argument("--thresholds", help="JSON object, or the path of a JSON file, of thresholds")
+    parser.add_argument(
+        "--drift-policy", help="JSON object: min_effect, false_pages, per_days, window_hours, min_rows, max_accumulated_windows"
+    )
+    parser.add_argument(
+        "--carry", help="file or s3:// object holding what undecided small windows carry to the next run (read, then replaced)"
+    )
     parser.add_argument("--problem-type", choices=PROBLEM_TYPES, default="binary")
     parser.add_argument("--text-baseline", type=Path, help="text baseline JSON or reference corpus")
     parser.add_argument("--endpoint", help="endpoint name (default: from the capture paths)")
@@ -116,6 +125,75 @@ def load_baseline(path: Path) -> dict:
         raise InputError(f"{path}: the baseline is not valid JSON ({exc})") from None
     drift.validate_baseline(document, str(path))
     return document
+
+
+def parse_policy(args: argparse.Namespace) -> dict:
+    try:
+        given = json.loads(args.drift_policy) if args.drift_policy else None
+    except ValueError as exc:
+        raise InputError(f"--drift-policy: not valid JSON ({exc})") from None
+    if given is not None and not isinstance(given, dict):
+        raise InputError("--drift-policy: must be a JSON object")
+    try:
+        return decision.parse_policy(given)
+    except decision.PolicyError as exc:
+        raise InputError(f"--drift-policy: {exc}") from None
+
+
+def _split_s3(uri: str) -> "tuple[str, str]":
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def read_carry(location: "str | None", region: "str | None") -> "dict | None":
+    """The carried state of earlier undecided windows; ``None`` when there is none yet."""
+    if not location:
+        return None
+    try:
+        if location.startswith("s3://"):
+            import boto3  # the processing image has it; imported only when a carry is in S3
+
+            bucket, key = _split_s3(location)
+            client = boto3.client("s3", region_name=region)
+            try:
+                text = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+            except client.exceptions.NoSuchKey:
+                return None
+        else:
+            path = Path(location)
+            if not path.is_file():
+                return None
+            text = path.read_text(encoding="utf-8")
+        return json.loads(text)
+    except ValueError:
+        LOG.warning("the carry at %s is not valid JSON; starting without it", location)
+        return None
+
+
+def write_carry(location: "str | None", carry: dict, region: "str | None") -> None:
+    if not location:
+        return
+    body = json.dumps(carry, separators=(",", ":"))
+    if location.startswith("s3://"):
+        import boto3
+
+        bucket, key = _split_s3(location)
+        boto3.client("s3", region_name=region).put_object(Bucket=bucket, Key=key, Body=body.encode("utf-8"))
+    else:
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+        Path(location).write_text(body, encoding="utf-8")
+
+
+def baseline_fingerprint(baseline: "dict | None", text_baseline: "dict | None") -> str:
+    """Identifies the reference: a carry made against another baseline is not merged."""
+    text = json.dumps([baseline, text_baseline], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _rows(accumulator: drift.DriftAccumulator) -> int:
+    """Units of a scope the accumulation rule counts: rows, documents or predictions."""
+    documents = accumulator.text.documents if accumulator.text is not None else 0
+    return max(accumulator.rows, documents, accumulator.predictions.count)
 
 
 def parse_window(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
@@ -235,6 +313,7 @@ def run(args: argparse.Namespace) -> dict:
     """Compute everything and write the outputs; returns the report."""
     started = time.perf_counter()
     thresholds = report.parse_thresholds(args.thresholds)
+    policy = parse_policy(args)
     window_start, window_end = parse_window(args)
     metric_time = parse_metric_time(args.metric_time)
     baseline = load_baseline(args.baseline) if args.baseline else None
@@ -321,7 +400,14 @@ def run(args: argparse.Namespace) -> dict:
         drift_variants={name: variants[name].result() for name in sorted(variants)},
         quality=quality_section,
         issues=issues.to_dict(),
+        test_inputs={report.ALL: overall.test_inputs(), **{name: variants[name].test_inputs() for name in variants}},
+        test_rows={report.ALL: _rows(overall), **{name: _rows(variants[name]) for name in variants}},
+        policy=policy,
+        # a late-label recheck re-reads an analysed window: it neither reads nor advances the carry
+        carry=read_carry(args.carry, args.region) if args.metric_scope == "all" else None,
+        baseline_id=baseline_fingerprint(baseline, text_baseline),
     )
+    next_carry = document["decision"].pop("next_carry")
     document["duration_seconds"] = round(time.perf_counter() - started, 3)
     metric_data = scoped_metric_data(report.cloudwatch_metric_data(document), args.metric_scope, metric_time)
     try:
@@ -331,11 +417,18 @@ def run(args: argparse.Namespace) -> dict:
             path.write_text(json.dumps(text_baseline, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     except OSError as exc:
         raise InputError(f"{args.output_dir}: cannot write the report ({exc.strerror or exc})") from None
+    if args.metric_scope == "all":
+        write_carry(args.carry, next_carry, args.region)
     summary = document["summary"]
     LOG.info(
-        "status %s: %s records, max PSI %s (%s), %s drifted feature(s), %s violation(s); wrote %s",
+        "status %s: %s records, %s test(s) at alpha %.3g, drift %s, quality below target %s; max PSI %s (%s), "
+        "%s drifted feature(s), %s violation(s); wrote %s",
         document["status"],
         summary["records"],
+        document["decision"]["tests"],
+        document["decision"]["alpha"],
+        summary["drift_detected"],
+        summary["quality_below_target"],
         summary["max_psi"],
         summary["max_psi_feature"],
         summary["drifted_feature_count"],

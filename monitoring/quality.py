@@ -13,10 +13,11 @@ or the capture sampled them out).
 Binary classification (labels 0/1; ``true``/``false`` accepted): the predicted class is the
 model's label when it returns one, else ``score >= score_threshold``; accuracy, precision,
 recall and F1 of class 1 (``None`` when undefined, e.g. precision without predicted
-positives), the confusion counts, and the exact rank-based ROC AUC (Mann-Whitney U with average
-ranks for ties, identical to ``sklearn.metrics.roc_auc_score``; ``None`` with a single class).
+positives), the confusion counts, and the ROC AUC with DeLong's standard error (``None`` with a
+single class), all from scikit-learn except the standard error.
 When a prediction has a label but no score, its 0/1 label is its score. Regression: RMSE, MAE,
-mean error (prediction - label) and R^2.
+mean error (prediction - label) and R^2, and the moments of the squared and absolute errors (the
+quality tests of ``decision.py`` read them).
 
 With fewer than ``min_labels`` joined labels a variant's ``status`` is ``insufficient_data`` and
 its ``metrics`` are ``null`` (the counts are still reported); ``no_labels`` when none joined.
@@ -28,6 +29,18 @@ import math
 from array import array
 
 import numpy as np
+from scipy.stats import rankdata
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
 
 DEFAULT_MIN_LABELS = 100
 _TRUE = {"1", "1.0", "true", "yes"}
@@ -75,56 +88,69 @@ def label_converter(problem_type: str):
 
 
 def roc_auc(y_true: "np.ndarray | list", scores: "np.ndarray | list") -> "float | None":
-    """Exact ROC AUC by ranks (ties get their average rank); ``None`` with a single class."""
+    """ROC AUC (``sklearn.metrics.roc_auc_score``: ties count half); ``None`` with a single class."""
+    y = np.asarray(y_true).astype(bool)
+    if y.all() or not y.any():
+        return None
+    return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
+
+
+def auc_standard_error(y_true: np.ndarray, scores: np.ndarray) -> "float | None":
+    """DeLong's standard error of the AUC (structural components from mid-ranks)."""
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
-    positives = int(y.sum())
-    negatives = int(y.size - positives)
-    if positives == 0 or negatives == 0:
+    positives, negatives = s[y], s[~y]
+    m, n = positives.size, negatives.size
+    if m < 2 or n < 2:
         return None
-    order = np.argsort(s, kind="mergesort")
-    ordered = s[order]
-    bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
-    group_ranks = (bounds[:-1] + 1 + bounds[1:]) / 2.0
-    ranks = np.empty(s.size, dtype=np.float64)
-    ranks[order] = np.repeat(group_ranks, np.diff(bounds))
-    u = float(ranks[y].sum()) - positives * (positives + 1) / 2.0
-    return u / (positives * negatives)
+    ranks = rankdata(np.concatenate([positives, negatives]))
+    placements_pos = (ranks[:m] - rankdata(positives)) / n  # share of negatives below each positive
+    placements_neg = 1.0 - (ranks[m:] - rankdata(negatives)) / m  # share of positives above each negative
+    variance = placements_pos.var(ddof=1) / m + placements_neg.var(ddof=1) / n
+    return math.sqrt(variance) if variance > 0 else None
 
 
 def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict:
+    """Accuracy, precision, recall, F1 (class 1) and AUC by scikit-learn; ``None`` where undefined."""
     y = np.asarray(y_true).astype(bool)
     p = np.asarray(y_pred).astype(bool)
-    tp = int(np.count_nonzero(y & p))
-    fp = int(np.count_nonzero(~y & p))
-    fn = int(np.count_nonzero(y & ~p))
-    tn = int(np.count_nonzero(~y & ~p))
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, p, labels=[False, True]).ravel())
     n = tp + fp + fn + tn
-    precision = tp / (tp + fp) if tp + fp else None
-    recall = tp / (tp + fn) if tp + fn else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    precision = float(precision_score(y, p, zero_division=0)) if tp + fp else None
+    recall = float(recall_score(y, p, zero_division=0)) if tp + fn else None
+    f1 = float(f1_score(y, p, zero_division=0)) if tp + fp + fn else None
     return {
-        "accuracy": (tp + tn) / n if n else None,
+        "accuracy": float(accuracy_score(y, p)) if n else None,
         "precision": precision,
         "recall": recall,
         "f1": f1,
         "auc": roc_auc(y, scores),
+        "auc_standard_error": auc_standard_error(y, scores),
         "positive_rate": (tp + fn) / n if n else None,
         "predicted_positive_rate": (tp + fp) / n if n else None,
         "confusion_matrix": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
     }
 
 
+def _error_moments(values: np.ndarray) -> dict:
+    return {"count": int(values.size), "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if values.size > 1 else 0.0}
+
+
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """RMSE, MAE, mean error and R^2 (scikit-learn), and the error moments the quality tests read."""
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
+    if not y.size:
+        return {"rmse": None, "mae": None, "mean_error": None, "r2": None}
     error = p - y
-    total = float(np.sum((y - y.mean()) ** 2)) if y.size else 0.0
     return {
-        "rmse": math.sqrt(float(np.mean(error**2))) if y.size else None,
-        "mae": float(np.mean(np.abs(error))) if y.size else None,
-        "mean_error": float(np.mean(error)) if y.size else None,
-        "r2": 1.0 - float(np.sum(error**2)) / total if total > 0 else None,
+        "rmse": math.sqrt(float(mean_squared_error(y, p))),
+        "mae": float(mean_absolute_error(y, p)),
+        "mean_error": float(np.mean(error)),
+        "r2": float(r2_score(y, p)) if y.size > 1 and np.ptp(y) > 0 else None,
+        "squared_error": _error_moments(error**2),
+        "absolute_error": _error_moments(np.abs(error)),
     }
 
 

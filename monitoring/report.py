@@ -51,42 +51,19 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-NAMESPACE = "MlopsPlatform/Monitoring"
-ALL = "_all"
-REPORT_VERSION = 1
+try:
+    from . import decision
+    from .metrics import ALL, METRICS, NAMESPACE, THRESHOLDS
+except ImportError:  # run as a script from a flat code directory (the processing job)
+    import decision  # type: ignore[no-redef]
+    from metrics import ALL, METRICS, NAMESPACE, THRESHOLDS  # type: ignore[no-redef]
+
+REPORT_VERSION = 2
 PUT_METRIC_CHUNK = 500
 """Metrics per PutMetricData call (the API allows 1000 and 1 MB per request)."""
 
-DEFAULT_THRESHOLDS = {
-    "psi": 0.2,
-    "js_distance": 0.1,
-    "prediction_psi": 0.2,
-    "oov_rate": 0.2,
-    "length_psi": 0.2,
-}
-
-# key -> (section, metric field, comparison)
-THRESHOLDS = {
-    "psi": ("numeric", "psi", ">"),
-    "ks": ("numeric", "ks_statistic", ">"),
-    "out_of_range_fraction": ("numeric", "out_of_range_fraction", ">"),
-    "js_distance": ("categorical", "js_distance", ">"),
-    "chi2_p_value": ("categorical", "chi2_p_value", "<"),
-    "unseen_fraction": ("categorical", "unseen_fraction", ">"),
-    "missing_fraction": ("feature", "missing_fraction", ">"),
-    "prediction_psi": ("prediction", "psi", ">"),
-    "text_js_distance": ("text", "js_distance", ">"),
-    "oov_rate": ("text", "oov_rate", ">"),
-    "length_psi": ("text", "length_psi", ">"),
-    "malformed_fraction": ("input", "malformed_fraction", ">"),
-    "auc_min": ("quality", "auc", "<"),
-    "accuracy_min": ("quality", "accuracy", "<"),
-    "precision_min": ("quality", "precision", "<"),
-    "recall_min": ("quality", "recall", "<"),
-    "f1_min": ("quality", "f1", "<"),
-    "rmse_max": ("quality", "rmse", ">"),
-    "mae_max": ("quality", "mae", ">"),
-}
+DEFAULT_THRESHOLDS: dict = {}
+"""No point threshold by default: drift is decided by ``decision.py``; quality targets are given."""
 
 
 class ThresholdError(ValueError):
@@ -139,7 +116,9 @@ def _violation(scope: str, section: str, metric: str, value: float, key: str, th
 
 
 def drift_violations(scope: str, drift: dict, thresholds: dict) -> list:
-    """Violations of one scope's drift result; marks each feature's ``drifted``/``violations``."""
+    """Point-threshold crossings of one scope's drift result (informational: whether a feature
+    *drifted* is the calibrated decision, :func:`apply_decisions`); marks each feature's
+    ``violations``."""
     found = []
     for name, feature in drift["features"].items():
         feature["violations"] = []
@@ -151,7 +130,6 @@ def drift_violations(scope: str, drift: dict, thresholds: dict) -> list:
             if _fires(value, comparison, threshold):
                 feature["violations"].append(key)
                 found.append(_violation(scope, "feature", field, value, key, threshold, name))
-        feature["drifted"] = bool(feature["violations"])
     prediction = drift["prediction"]
     if "prediction_psi" in thresholds and _fires(prediction.get("psi"), ">", thresholds["prediction_psi"]):
         found.append(
@@ -169,11 +147,11 @@ def drift_violations(scope: str, drift: dict, thresholds: dict) -> list:
             if key in thresholds and _fires(text.get(field), THRESHOLDS[key][2], thresholds[key]):
                 text["violations"].append(key)
                 found.append(_violation(scope, "text", field, text[field], key, thresholds[key]))
-        text["drifted"] = bool(text["violations"])
     return found
 
 
 def quality_violations(scope: str, quality: dict, thresholds: dict) -> list:
+    """Point crossings of the quality targets (informational; the alarm is the quality test's)."""
     found = []
     if quality.get("status") != "ok" or not quality.get("metrics"):
         return found
@@ -194,6 +172,89 @@ def input_violations(capture: dict, drift_all: dict, thresholds: dict) -> list:
     if _fires(fraction, ">", thresholds["malformed_fraction"]):
         return [_violation(ALL, "input", "malformed_fraction", fraction, "malformed_fraction", thresholds["malformed_fraction"])]
     return []
+
+
+def _scopes(drift_variants: dict) -> list:
+    """Scopes tested: all variants together, and each variant when there are several."""
+    return [ALL] + (sorted(drift_variants) if len(drift_variants) > 1 else [])
+
+
+_TEST_FIELDS = ("status", "decision", "why", "rows", "reference_rows", "n_eff", "cells", "dof", "statistic",
+                "design_effect", "effect", "effect_lower", "effect_upper", "p_value", "estimate", "lower", "upper",
+                "target", "metric", "comparison")
+
+
+def _compact(test: dict) -> dict:
+    return {key: test[key] for key in _TEST_FIELDS if key in test}
+
+
+def apply_decisions(drift_all: dict, drift_variants: dict, quality: dict, thresholds: dict, policy: dict,
+                    test_inputs: dict, test_rows: dict, carry: "dict | None", baseline_id: str,
+                    window_end: "str | None") -> dict:
+    """Accumulate small windows, test, and decide the window (Holm at the page budget); marks each
+    feature, the prediction and the text section of every scope with its ``decision``."""
+    scopes = _scopes(drift_variants)
+    results = {ALL: drift_all, **drift_variants}
+    inputs = {scope: test_inputs[scope] for scope in scopes if scope in test_inputs}
+    rows = {scope: test_rows.get(scope, 0) for scope in inputs}
+    to_decide, next_carry, accumulation = decision.accumulate(carry, inputs, rows, baseline_id, policy)
+    drift_tests = []
+    for scope in scopes:
+        if scope in to_decide:
+            drift_tests += decision.scope_tests(scope, to_decide[scope], policy)
+    quality_tests = []
+    if quality.get("status") == "ok":
+        from_quality = {ALL: quality.get("all"), **quality.get("variants", {})}
+        for scope in scopes:
+            result = from_quality.get(scope) or {}
+            for key, target in thresholds.items():
+                if key in decision.QUALITY_TARGETS:
+                    test = decision.quality_test(key, target, quality_evidence(result))
+                    test["scope"] = scope
+                    quality_tests.append(test)
+    window = decision.decide_window(drift_tests, quality_tests, policy)
+    if len(drift_variants) == 1:  # the only variant is all variants: share the decisions
+        results = {ALL: drift_all, "single": next(iter(drift_variants.values()))}
+    for result in results.values():
+        for feature in result["features"].values():
+            feature["drifted"] = False
+        for section in ("prediction", "text"):
+            if result.get(section):
+                result[section]["tests"] = {}
+                result[section]["drifted"] = False
+    for test in drift_tests:
+        for result in ([results[test["scope"]]] + ([results["single"]] if "single" in results else [])):
+            compact = _compact(test)
+            drifted = test.get("decision") == "drifted"
+            section, _, part = test["name"].partition(".")
+            if test["name"] in result["features"]:
+                result["features"][test["name"]]["decision"] = compact
+                result["features"][test["name"]]["drifted"] = drifted
+            elif section in ("prediction", "text") and result.get(section):
+                result[section]["tests"][part] = compact
+                result[section]["drifted"] = result[section]["drifted"] or drifted
+    effects = {test["name"]: test["effect"] for test in drift_tests if test["scope"] == ALL and test.get("effect") is not None}
+    if drift_tests:
+        next_carry["history"].append({"window_end": window_end, "effects": effects, "drifted": window["drifted"]})
+    window.update(
+        min_effect=policy["min_effect"],
+        accumulation=accumulation,
+        accumulating=bool(accumulation) and all(note["state"] == "accumulating" for note in accumulation.values()),
+        drift_tests=[dict(_compact(test), scope=test["scope"], name=test["name"]) for test in drift_tests],
+        quality_tests=[dict(_compact(test), scope=test["scope"], key=test["key"]) for test in quality_tests],
+        history=next_carry["history"],
+        next_carry=next_carry,
+    )
+    return window
+
+
+def quality_evidence(result: dict) -> "dict | None":
+    metrics = result.get("metrics") if result and result.get("status") == "ok" else None
+    if not metrics:
+        return None
+    return {"auc": metrics.get("auc"), "auc_se": metrics.get("auc_standard_error"),
+            "confusion": metrics.get("confusion_matrix"), "squared_error": metrics.get("squared_error"),
+            "absolute_error": metrics.get("absolute_error")}
 
 
 def _iso(value: "datetime | None") -> "str | None":
@@ -225,8 +286,21 @@ def build_report(
     quality: dict,
     issues: dict,
     generated_at: "datetime | None" = None,
+    test_inputs: "dict | None" = None,
+    test_rows: "dict | None" = None,
+    policy: "dict | None" = None,
+    carry: "dict | None" = None,
+    baseline_id: str = "",
 ) -> dict:
-    """Assemble ``report.json`` and evaluate the thresholds (see README.md for the layout)."""
+    """Assemble ``report.json``: the calibrated decisions (``decision.py``; ``test_inputs`` and
+    ``test_rows`` by scope, from ``DriftAccumulator.test_inputs``), the point-threshold
+    crossings, and everything measured (see README.md for the layout). The state to carry to the
+    next window is ``report["decision"]["next_carry"]`` (the caller stores it, not report.json)."""
+    policy = decision.parse_policy(policy)
+    verdict = apply_decisions(
+        drift_all, drift_variants, quality, thresholds, policy, test_inputs or {}, test_rows or {}, carry, baseline_id,
+        _iso(window_end),
+    )
     violations = []
     for variant in sorted(drift_variants):
         violations += drift_violations(variant, drift_variants[variant], thresholds)
@@ -269,8 +343,12 @@ def build_report(
         "quality_status": quality.get("status"),
         "quality": quality_summary,
     }
-    if records == 0:
+    summary["drift_detected"] = bool(verdict["drifted"])
+    summary["quality_below_target"] = bool(verdict["quality_below_target"])
+    if records == 0 and not verdict["tests"]:
         status = "no_data"
+    elif verdict["drifted"] or verdict["quality_below_target"]:
+        status = "alarm"
     else:
         status = "violations" if violations else "ok"
     return {
@@ -282,6 +360,8 @@ def build_report(
         "window": {"start": _iso(window_start), "end": _iso(window_end)},
         "inputs": inputs,
         "thresholds": thresholds,
+        "policy": policy,
+        "decision": verdict,
         "summary": summary,
         "violations": violations,
         "capture": capture,
@@ -295,6 +375,8 @@ def build_report(
 
 
 def _metric(name: str, value: object, dimensions: list, timestamp: str, unit: str = "None") -> "dict | None":
+    if name not in METRICS:  # every published metric is declared once, in metrics.py
+        raise KeyError(f"metric {name!r} is not in metrics.METRICS")
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return {
@@ -316,13 +398,31 @@ def cloudwatch_metric_data(report: dict) -> list:
         violations_by_scope[violation["variant"]] = violations_by_scope.get(violation["variant"], 0) + 1
     scopes = [(ALL, report["drift"]["all"])] + sorted(report["drift"]["variants"].items())
     quality = report["quality"]
+    verdict = report["decision"]
+    endpoint_dims = [("Endpoint", endpoint), ("Variant", ALL)]
+    for name, value in (("DriftDetected", int(bool(verdict["drifted"]))),
+                        ("QualityBelowTarget", int(bool(verdict["quality_below_target"]))),
+                        ("DriftAccumulating", int(bool(verdict["accumulating"]))),
+                        ("DriftTests", verdict["tests"])):
+        data.append(_metric(name, value, endpoint_dims, timestamp, "Count"))
+    effects_by_scope: dict = {}
+    drifted_by_scope: dict = {}
+    for test in verdict["drift_tests"]:
+        if test.get("effect") is not None:
+            effects_by_scope[test["scope"]] = max(effects_by_scope.get(test["scope"], 0.0), test["effect"])
+        drifted_by_scope[test["scope"]] = drifted_by_scope.get(test["scope"], 0) + (test.get("decision") == "drifted")
+    if len(report["drift"]["variants"]) == 1:
+        only = next(iter(report["drift"]["variants"]))
+        effects_by_scope.setdefault(only, effects_by_scope.get(ALL))
+        drifted_by_scope.setdefault(only, drifted_by_scope.get(ALL, 0))
     for scope, drift in scopes:
         dims = [("Endpoint", endpoint), ("Variant", scope)]
         features = drift["features"]
         entries = [
             ("RecordCount", drift["records"], "Count"),
             ("Violations", violations_by_scope.get(scope, 0), "Count"),
-            ("DriftedFeatures", sum(1 for f in features.values() if f.get("drifted")), "Count"),
+            ("DriftedFeatures", drifted_by_scope.get(scope, 0), "Count"),
+            ("MaxDriftEffect", effects_by_scope.get(scope), "None"),
             ("MaxPSI", _max_of(features, "numeric", "psi")[0], "None"),
             ("MaxKS", _max_of(features, "numeric", "ks_statistic")[0], "None"),
             ("MaxJSDistance", _max_of(features, "categorical", "js_distance")[0], "None"),
@@ -362,10 +462,11 @@ def cloudwatch_metric_data(report: dict) -> list:
                 data.append(entry)
     for name, feature in report["drift"]["all"]["features"].items():
         dims = [("Endpoint", endpoint), ("Variant", ALL), ("Feature", name)]
+        effect = (feature.get("decision") or {}).get("effect")
         if feature["type"] == "numeric":
-            pairs = [("PSI", feature.get("psi")), ("KSStatistic", feature.get("ks_statistic"))]
+            pairs = [("DriftEffect", effect), ("PSI", feature.get("psi")), ("KSStatistic", feature.get("ks_statistic"))]
         else:
-            pairs = [("JSDistance", feature.get("js_distance"))]
+            pairs = [("DriftEffect", effect), ("JSDistance", feature.get("js_distance"))]
         for metric_name, value in pairs:
             entry = _metric(metric_name, value, dims, timestamp)
             if entry:

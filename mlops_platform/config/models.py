@@ -15,6 +15,8 @@ from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Literal
 
+from monitoring.metrics import QUALITY_METRICS as MONITORING_QUALITY_METRICS
+from monitoring.metrics import THRESHOLDS as MONITORING_THRESHOLD_TABLE
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -586,11 +588,44 @@ class ContainerConfig(StrictModel):
         return self
 
 
-MONITORING_THRESHOLDS = (
-    "psi", "ks", "out_of_range_fraction", "js_distance", "chi2_p_value", "unseen_fraction", "missing_fraction",
-    "prediction_psi", "text_js_distance", "oov_rate", "length_psi", "malformed_fraction",
-    "accuracy_min", "precision_min", "recall_min", "f1_min", "auc_min", "rmse_max", "mae_max",
-)  # monitoring/report.py THRESHOLDS
+MONITORING_THRESHOLDS = tuple(MONITORING_THRESHOLD_TABLE)  # the one table: monitoring/metrics.py
+
+
+class PageBudgetConfig(StrictModel):
+    """How many false pages the endpoint may send per period: the drift and quality tests of each
+    window share ``false_pages / windows per period`` (docs/monitoring.md)."""
+
+    false_pages: float = Field(default=1, gt=0, le=100, description="False pages allowed per period.")
+    per_days: float = Field(default=30, gt=0, le=365, description="The period, in days.")
+
+
+class DriftPolicyConfig(StrictModel):
+    """The calibrated drift decision (monitoring/decision.py): an interval-null test per feature,
+    score and predicted class, Holm over the window at the page budget, small windows accumulated."""
+
+    min_effect: float = Field(
+        default=0.002, gt=0, le=1,
+        description="Smallest drift worth a page, in PSI units (0.002 ~ a 0.05 sd mean shift, ~ a 2-point move "
+                    "between two common categories); smaller shifts never page, whatever the window size.",
+    )
+    page_budget: PageBudgetConfig = Field(default_factory=PageBudgetConfig)
+    min_rows: int = Field(
+        default=1000, ge=20, le=10_000_000,
+        description="Windows with fewer rows are accumulated with the next ones before they are judged.",
+    )
+    max_accumulated_windows: int = Field(
+        default=24, ge=1, le=720, description="Judge what has accumulated after this many windows even below min_rows.")
+    persistence_windows: int = Field(
+        default=1, ge=1, le=24,
+        description="The drift alarm needs this many consecutive drifted windows (1: the first one pages).",
+    )
+
+    def job_policy(self, window_hours: int, quality_looks: int) -> dict[str, float]:
+        """The job's ``--drift-policy`` (monitoring/decision.py DEFAULT_POLICY keys)."""
+        return {"min_effect": self.min_effect, "false_pages": self.page_budget.false_pages,
+                "per_days": self.page_budget.per_days, "window_hours": float(window_hours),
+                "min_rows": self.min_rows, "max_accumulated_windows": self.max_accumulated_windows,
+                "quality_looks": quality_looks}
 
 
 class RetrainingConfig(StrictModel):
@@ -617,15 +652,15 @@ class MonitoringConfig(StrictModel):
     )
     problem_type: Literal["binary", "regression"] = "binary"
     thresholds: dict[str, float | None] = Field(
-        default_factory=lambda: {"psi": 0.2, "js_distance": 0.1, "prediction_psi": 0.2, "auc_min": 0.8},
-        description="Monitoring thresholds (monitoring/report.py); null disables a default.",
+        default_factory=lambda: {"auc_min": 0.8},
+        description="Quality targets (auc_min, accuracy_min, precision_min, recall_min, f1_min, rmse_max, mae_max), "
+                    "paged when a test shows the metric is worse; drift keys (psi, js_distance, ...) are only "
+                    "reported as crossings (monitoring/metrics.py THRESHOLDS).",
     )
+    drift: DriftPolicyConfig = Field(default_factory=DriftPolicyConfig)
     min_labels: int = Field(default=100, ge=1, description="Fewer joined labels: quality is insufficient_data.")
     instance_type: InstanceType = "ml.m5.large"
     max_runtime_minutes: int = Field(default=60, ge=5, le=1440)
-    alarm_drifted_features: int = Field(
-        default=1, ge=1, description="Drift alarm when at least this many features drifted (all variants)."
-    )
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
 
     @field_validator("thresholds")
@@ -638,12 +673,26 @@ class MonitoringConfig(StrictModel):
 
     @property
     def quality_threshold(self) -> tuple[str, str, float] | None:
-        """(metric name, comparison, value) of the quality alarm, from the thresholds."""
-        for key, metric, comparison in (("auc_min", "AUC", "<"), ("accuracy_min", "Accuracy", "<"),
-                                        ("f1_min", "F1", "<"), ("rmse_max", "RMSE", ">"), ("mae_max", "MAE", ">")):
+        """(metric name, comparison, value) of the first quality target, drawn on the dashboard."""
+        for key, metric in MONITORING_QUALITY_METRICS.items():
             if self.thresholds.get(key) is not None:
-                return metric, comparison, float(self.thresholds[key])
+                return metric, MONITORING_THRESHOLD_TABLE[key][2], float(self.thresholds[key])
         return None
+
+    @property
+    def job_policy(self) -> dict[str, float]:
+        """The job's decision policy; a window's quality is tested once per run plus once per
+        late-label recheck, and each look spends its share of the page budget."""
+        from ..runtime_tables import monitoring_window  # the launcher's own recheck schedule
+
+        rechecks = monitoring_window().recheck_ages(self.window_hours, self.ground_truth_lookback_hours)
+        return self.drift.job_policy(self.window_hours, 1 + len(rechecks))
+
+    @property
+    def quality_targets(self) -> dict[str, float]:
+        """The quality targets the job tests (the quality alarm pages on them)."""
+        return {key: float(value) for key, value in self.thresholds.items()
+                if key in MONITORING_QUALITY_METRICS and value is not None}
 
 
 class EndpointConfig(StrictModel):

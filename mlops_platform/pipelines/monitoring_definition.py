@@ -47,6 +47,8 @@ class MonitoringPipelineSpec:
     problem_type: str
     thresholds: dict[str, float | None]
     min_labels: int
+    drift_policy: dict[str, float]  # monitoring/decision.py DEFAULT_POLICY keys
+    carry_uri: str  # s3:// object: the counts of undecided small windows, read and replaced by each run
     instance_type: str
     max_runtime_s: int
     subnet_ids: tuple[str, ...] = ()
@@ -81,6 +83,8 @@ def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
         "--problem-type", spec.problem_type,
         "--thresholds", json.dumps(spec.thresholds, sort_keys=True, separators=(",", ":")),
         "--min-labels", str(spec.min_labels),
+        "--drift-policy", json.dumps(spec.drift_policy, sort_keys=True, separators=(",", ":")),
+        "--carry", spec.carry_uri,
         "--publish", "--namespace", spec.namespace, "--region", spec.region,
         "--metric-scope", _get("MetricScope"),
         "--metric-time", _get("MetricTime"),

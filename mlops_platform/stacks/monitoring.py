@@ -7,8 +7,10 @@ Per endpoint with ``monitoring`` in config:
 - an EventBridge Scheduler schedule invoking the monitoring launcher Lambda
   (``handlers.monitoring_launcher``), which picks the window's capture and ground-truth files and
   the deployed champion's training baseline, and starts the pipeline;
-- alarms on the job's metrics (``MlopsPlatform/Monitoring``): drifted features and the quality
-  metric from the thresholds, and on failed executions of the monitoring pipeline;
+- alarms on the job's decisions (``MlopsPlatform/Monitoring``, metric names from
+  ``monitoring/metrics.py``): drift decided beyond the minimum effect and a quality metric shown
+  worse than its target, both at the endpoint's page budget; and on failed executions of the
+  monitoring pipeline;
 - with ``retraining.enabled``: the drift and quality alarms start the training pipelines of the
   endpoint's model package group through the retraining trigger Lambda, with a cooldown.
 
@@ -32,6 +34,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+from monitoring.metrics import ALARMS as MONITORING_ALARMS
 
 from ..compliance import (
     GRANT_READ_ACTIONS, KMS_GRANT_ACTIONS, acknowledge_wildcards, objects_under,
@@ -51,9 +54,6 @@ MONITORING_PREFIX = "monitoring"
 CAPTURE_PREFIX = "capture"  # the deployer's data-capture destination (stacks/serving.py)
 SKLEARN_VERSION = "1.2-1"
 PIPELINE_NAMESPACE = "AWS/Sagemaker/ModelBuildingPipeline"
-# Report metrics drawn against thresholds on the dashboard: threshold key -> metric name.
-DRIFT_METRICS = {"psi": "MaxPSI", "ks": "MaxKS", "js_distance": "MaxJSDistance", "prediction_psi": "PredictionPSI",
-                 "oov_rate": "OOVRate", "text_js_distance": "TextJSDistance", "length_psi": "LengthPSI"}
 
 
 class MonitoringStack(Stack):
@@ -144,6 +144,9 @@ class MonitoringStack(Stack):
             problem_type=monitoring.problem_type,
             thresholds=dict(monitoring.thresholds),
             min_labels=monitoring.min_labels,
+            drift_policy=monitoring.job_policy,
+            carry_uri=self.artifacts.s3_url_for_object(
+                f"{MONITORING_PREFIX}/{self.endpoint_name(endpoint)}/state/drift-carry.json"),
             instance_type=monitoring.instance_type,
             max_runtime_s=monitoring.max_runtime_minutes * 60,
             subnet_ids=tuple(s.subnet_id for s in network.vpc.isolated_subnets) if network else (),
@@ -265,28 +268,30 @@ class MonitoringStack(Stack):
             return cloudwatch.Metric(namespace=MONITORING_NAMESPACE, metric_name=metric_name,
                                      dimensions_map=dims, statistic=statistic, period=period)
 
+        drift = monitoring.drift
+        budget = f"{drift.page_budget.false_pages:g} false page(s) per {drift.page_budget.per_days:g} days"
         self.alarms[self.drift_alarm_name(endpoint)] = cloudwatch.Alarm(
             self, f"{pascal(endpoint.name)}DriftAlarm",
             alarm_name=self.drift_alarm_name(endpoint),
-            alarm_description=f"{name}: {monitoring.alarm_drifted_features}+ features drifted from the training "
-                              "baseline (report: s3://<artifacts>/monitoring/<endpoint>/reports/)",
-            metric=metric("DriftedFeatures", "Maximum"),
-            threshold=monitoring.alarm_drifted_features,
+            alarm_description=f"{name}: drift beyond the minimum effect {drift.min_effect:g} (PSI units) decided by "
+                              f"the monitoring job's tests at {budget} (report: s3://<artifacts>/monitoring/"
+                              "<endpoint>/reports/)",
+            metric=metric(MONITORING_ALARMS["drift"], "Maximum"),
+            threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            evaluation_periods=drift.persistence_windows, datapoints_to_alarm=drift.persistence_windows,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        quality = monitoring.quality_threshold
-        if quality is not None:
-            metric_name, comparison, threshold = quality
-            below = comparison == "<"
+        if monitoring.quality_targets:
+            targets = ", ".join(f"{key} {value:g}" for key, value in monitoring.quality_targets.items())
             self.alarms[self.quality_alarm_name(endpoint)] = cloudwatch.Alarm(
                 self, f"{pascal(endpoint.name)}QualityAlarm",
                 alarm_name=self.quality_alarm_name(endpoint),
-                alarm_description=f"{name}: {metric_name} from production feedback {comparison} {threshold}",
-                metric=metric(metric_name, "Minimum" if below else "Maximum"),
-                threshold=threshold,
-                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD if below
-                else cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                alarm_description=f"{name}: a quality test on production feedback shows a metric worse than its "
+                                  f"target ({targets}), at {budget}",
+                metric=metric(MONITORING_ALARMS["quality"], "Maximum"),
+                threshold=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 evaluation_periods=1, treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         self._failure_alarm(self.pipeline_name(endpoint), f"{pascal(endpoint.name)}Monitoring")
@@ -364,8 +369,7 @@ class MonitoringStack(Stack):
         prefix = config.name_prefix
         monitored = []
         for endpoint in self.monitored:
-            thresholds = endpoint.monitoring.thresholds
-            drift = {DRIFT_METRICS[k]: float(v) for k, v in thresholds.items() if k in DRIFT_METRICS and v is not None}
+            drift = {"MaxDriftEffect": endpoint.monitoring.drift.min_effect}
             monitored.append(MonitoredEndpoint(self.endpoint_name(endpoint), drift, endpoint.monitoring.quality_threshold))
         pipelines = [f"{prefix}-{p.name}" for p in config.training.pipelines]
         pipelines += [self.pipeline_name(e) for e in self.monitored]

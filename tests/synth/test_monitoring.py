@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from monitoring.metrics import ALARMS as MONITORING_ALARMS
 from aws_cdk.assertions import Match
 
 from mlops_platform.config.loader import environment_names
@@ -64,7 +65,12 @@ def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, env
     assert flags["--window-start"] == {"Get": "Parameters.WindowStart"}
     assert flags["--metric-scope"] == {"Get": "Parameters.MetricScope"}  # late-label rechecks: quality only
     assert flags["--metric-time"] == {"Get": "Parameters.MetricTime"}
-    assert json.loads(flags["--thresholds"]) == config.serving.endpoints[0].monitoring.thresholds
+    monitoring = config.serving.endpoints[0].monitoring
+    assert json.loads(flags["--thresholds"]) == monitoring.thresholds
+    policy = json.loads(flags["--drift-policy"])  # the calibrated decision's settings from config
+    assert policy["min_effect"] == monitoring.drift.min_effect and policy["min_rows"] == monitoring.drift.min_rows
+    assert policy["quality_looks"] >= 2  # the run and the late-label rechecks share the quality budget
+    assert "drift-carry.json" in json.dumps(flags["--carry"])
     assert "--publish" in container_args
     inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
     assert inputs["capture"]["S3DataType"] == "ManifestFile"
@@ -109,14 +115,20 @@ def test_drift_quality_and_failure_alarms_notify_the_topic(synthesis, cdk_templa
     template = cdk_template(environment, "Monitoring")
     topic = f"arn:aws:sns:eu-west-1:{config.account}:{config.name_prefix}-notifications"
     template.has_resource_properties("AWS::CloudWatch::Alarm", {
-        "AlarmName": f"{endpoint}-drift", "Namespace": "MlopsPlatform/Monitoring", "MetricName": "DriftedFeatures",
+        "AlarmName": f"{endpoint}-drift", "Namespace": "MlopsPlatform/Monitoring", "MetricName": "DriftDetected",
         "Dimensions": Match.array_with([{"Name": "Endpoint", "Value": endpoint}, {"Name": "Variant", "Value": "_all"}]),
         "Threshold": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold", "AlarmActions": [topic],
     })
     template.has_resource_properties("AWS::CloudWatch::Alarm", {
-        "AlarmName": f"{endpoint}-quality", "MetricName": "AUC", "Statistic": "Minimum", "Threshold": 0.85,
-        "ComparisonOperator": "LessThanThreshold", "AlarmActions": [topic],
+        "AlarmName": f"{endpoint}-quality", "MetricName": "QualityBelowTarget", "Statistic": "Maximum",
+        "Threshold": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold", "AlarmActions": [topic],
     })
+    # every alarm on the job's namespace watches a metric of the one table (monitoring/metrics.py ALARMS),
+    # which the job is tested to produce (tests/unit/monitoring/test_monitoring_cli.py test_end_to_end)
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    watched = {a["Properties"]["MetricName"] for a in alarms.values()
+               if a["Properties"].get("Namespace") == "MlopsPlatform/Monitoring"}
+    assert watched and watched <= set(MONITORING_ALARMS.values())
     for pipeline in (f"{endpoint}-monitoring", f"{config.name_prefix}-example-classifier"):
         template.has_resource_properties("AWS::CloudWatch::Alarm", {
             "AlarmName": f"{pipeline}-failed", "Namespace": "AWS/Sagemaker/ModelBuildingPipeline",

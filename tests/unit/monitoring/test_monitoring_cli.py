@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monitoring import metrics as metric_table
 from monitoring import monitor, report
 
 MONITORING_DIR = Path(monitor.__file__).parent
@@ -77,10 +78,17 @@ def metrics_by_name(root: Path, out: str) -> dict:
 def test_end_to_end(scenario: Path) -> None:
     thresholds = json.dumps({"psi": 0.2, "auc_min": 0.99, "ks": None})
     code, document = run(
-        scenario, "out", "--ground-truth-dir", str(scenario / "ground_truth"), "--thresholds", thresholds, *WINDOW
+        scenario, "out", "--ground-truth-dir", str(scenario / "ground_truth"), "--thresholds", thresholds,
+        "--drift-policy", '{"min_rows": 500}', *WINDOW
     )
     assert code == 0
-    assert document["status"] == "violations"
+    assert document["status"] == "alarm"
+    verdict = document["decision"]
+    assert set(verdict["drifted"]) == {"_all:f0", "variant-b:f0"}
+    assert "_all:auc" in verdict["quality_below_target"]  # AUC ~0.9-0.97 against a 0.99 target
+    assert verdict["alpha"] == pytest.approx(1 / 720)
+    f0 = document["drift"]["variants"]["variant-b"]["features"]["f0"]["decision"]
+    assert f0["decision"] == "drifted" and f0["effect_lower"] > verdict["min_effect"] and "exceeds" in f0["why"]
     assert document["endpoint"] == "churn-endpoint"
     assert document["window"] == {"start": "2024-05-01T12:00:00Z", "end": "2024-05-01T13:00:00Z"}
     assert document["thresholds"] == {**report.DEFAULT_THRESHOLDS, "psi": 0.2, "auc_min": 0.99}
@@ -109,7 +117,7 @@ def test_end_to_end(scenario: Path) -> None:
         result = quality["variants"][variant]
         assert result["status"] == "ok" and result["label_count"] == 600
         assert 0.8 < result["metrics"]["auc"] < 0.99
-    assert ("_all", None, "auc") in drifted  # auc_min 0.99 is violated
+    assert ("_all", None, "auc") in drifted  # auc_min 0.99 is crossed (reported; the alarm is the test's)
 
     metrics = metrics_by_name(scenario, "out")
     endpoint = ("Endpoint", "churn-endpoint")
@@ -121,6 +129,10 @@ def test_end_to_end(scenario: Path) -> None:
     assert ("AUC", (endpoint, ("Variant", "variant-b"))) in metrics
     assert ("PSI", (endpoint, ("Feature", "f0"), ("Variant", "_all"))) in metrics
     assert metrics[("MalformedLines", (endpoint, ("Variant", "_all")))] == 2
+    assert metrics[("DriftDetected", (endpoint, ("Variant", "_all")))] == 1
+    # every alarmed metric (monitoring/metrics.py ALARMS, what the stack's alarms watch) has this producer
+    assert {name for name, _ in metrics} >= set(metric_table.ALARMS.values())
+    assert metrics[("QualityBelowTarget", (endpoint, ("Variant", "_all")))] == 1
     entries = json.loads((scenario / "out" / "cloudwatch_metrics.json").read_text())
     assert all(e["Timestamp"] == "2024-05-01T13:00:00Z" for e in entries)
 
@@ -222,12 +234,14 @@ def test_text_model(tmp_path: Path, build) -> None:
     write_lines(tmp_path / "capture" / "nlp-endpoint" / "AllTraffic" / "2024" / "05" / "01" / "12" / "f.jsonl", lines)
     code = monitor.main([
         "--capture-dir", str(tmp_path / "capture"), "--text-baseline", str(tmp_path / "corpus.txt"),
-        "--output-dir", str(tmp_path / "out"), "--workers", "1",
+        "--output-dir", str(tmp_path / "out"), "--workers", "1", "--drift-policy", '{"min_rows": 50}',
+        "--thresholds", '{"oov_rate": 0.2, "js_distance": 0.1}',
     ])
     assert code == 0
     document = json.loads((tmp_path / "out" / "report.json").read_text())
     text = document["drift"]["all"]["text"]
     assert text["documents"] == 50 and text["drifted"]
+    assert text["tests"]["oov"]["decision"] == "drifted" and text["tests"]["tokens"]["design_effect"] >= 1
     assert {v["threshold_key"] for v in document["violations"] if v["section"] == "text"} >= {"oov_rate", "js_distance"}
     assert document["summary"]["text_drifted"]
     saved = json.loads((tmp_path / "out" / "text_baseline.json").read_text())
@@ -312,9 +326,10 @@ def test_publish_failure_exits_1(scenario: Path, capsys, monkeypatch) -> None:
     assert (scenario / "out-publish-fail" / "report.json").exists()  # the report is written first
 
 
-@pytest.mark.parametrize("script", ["monitor.py", "capture.py", "drift.py", "quality.py", "report.py"])
+@pytest.mark.parametrize("script", ["monitor.py", "capture.py", "drift.py", "quality.py", "report.py", "decision.py", "metrics.py"])
 def test_modules_run_in_the_sagemaker_scikit_learn_container(script: str) -> None:
-    """Python 3.8 syntax, numpy/scipy only (boto3 imported lazily), sibling imports without the package."""
+    """Python 3.8 syntax, the scikit-learn image's libraries only (boto3 imported lazily), sibling
+    imports without the package."""
     source = (MONITORING_DIR / script).read_text(encoding="utf-8")
     tree = ast.parse(source, feature_version=(3, 8))
     top_level = set()
@@ -327,9 +342,9 @@ def test_modules_run_in_the_sagemaker_scikit_learn_container(script: str) -> Non
             for inner in ast.walk(node):
                 if isinstance(inner, ast.Import):
                     top_level.update(alias.name.split(".")[0] for alias in inner.names)
-    siblings = {"capture", "drift", "quality", "report"}
+    siblings = {"capture", "drift", "quality", "report", "decision", "metrics"}
     third_party = top_level - set(sys.stdlib_module_names) - {"__future__"} - siblings
-    assert third_party <= {"numpy"}, third_party
+    assert third_party <= {"numpy", "scipy", "sklearn", "pandas"}, third_party
     assert "monitoring" not in top_level
     first = tree.body[1] if isinstance(tree.body[0], ast.Expr) else tree.body[0]
     assert isinstance(first, ast.ImportFrom) and first.module == "__future__"
@@ -364,6 +379,7 @@ def test_the_monitoring_pipelines_entry_point_runs_the_zipped_code(scenario: Pat
         code_uri="s3://assets/asset.zip", output_uri="s3://artifacts/monitoring/churn-endpoint/reports",
         placeholder_uri="s3://artifacts/monitoring/unset", kms_key_arn="key", problem_type="binary",
         thresholds={"psi": 0.2, "auc_min": 0.8}, min_labels=100, instance_type="ml.m5.large", max_runtime_s=3600,
+        drift_policy={"min_effect": 0.002, "min_rows": 5000}, carry_uri=f"{definition.ROOT}/state/drift-carry.json",
     )
     (step,) = definition.build_definition(spec)["Steps"]
     app = step["Arguments"]["AppSpecification"]
@@ -381,3 +397,7 @@ def test_the_monitoring_pipelines_entry_point_runs_the_zipped_code(scenario: Pat
     assert report["endpoint"] == "churn-endpoint"
     assert report["drift"]["all"]["records"] > 0 and report["quality"]["status"] == "ok"
     assert any(v["variant"] == "variant-b" for v in report["violations"])  # variant-b's f0 drifts
+    # 1,200 rows < min_rows 5,000: the window is accumulated, and its counts carried to the next run
+    assert report["decision"]["accumulating"] and not report["decision"]["drifted"]
+    carry = json.loads((root / "state" / "drift-carry.json").read_text())
+    assert carry["scopes"]["_all"]["rows"] == 1200 and carry["scopes"]["_all"]["windows"] == 1
