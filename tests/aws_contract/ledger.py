@@ -36,7 +36,7 @@ class Entry:
     @classmethod
     def from_json(cls, value: dict) -> Entry:
         return cls(value["caller"], value["service"], value["operation"],
-                   tuple(Request.from_json(r) for r in value["requests"]), tuple(tuple(n) for n in value.get("needs", ())))
+                   tuple(Request.from_json(r) for r in value["requests"]), tuple((n,) if isinstance(n, str) else tuple(n) for n in value.get("needs", ())))  # a bare name: first ledger form
 
 
 class UnknownOperation(Exception):

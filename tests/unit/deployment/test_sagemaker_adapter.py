@@ -220,7 +220,7 @@ def test_moto_backend_helper_sees_the_endpoint(endpoints, sagemaker):
 from deployment_fixtures import make_package, make_state  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from mlops_runtime.domain.deployment import GuardrailSpec, InvalidEndpointSpec  # noqa: E402
+from mlops_runtime.domain.deployment import InvalidEndpointSpec  # noqa: E402
 
 
 def beyond_the_model(shape, value, path="") -> list[str]:
@@ -265,10 +265,9 @@ def test_every_guarded_update_the_planner_accepts_is_one_the_sagemaker_model_acc
     that stays inside the ranges the model documents; the adapter applies it through a Stubber
     answering with the model's output shapes (CreateModel, CreateEndpointConfig, UpdateEndpoint)."""
     try:
-        GuardrailSpec.from_dict(guardrail)
+        spec = make_spec(guardrails=guardrail, challenger_initial_weight=None)  # a new champion replaces the old
     except InvalidEndpointSpec:
         return
-    spec = make_spec(guardrails=guardrail, challenger_initial_weight=None)  # a new champion replaces the old
     plan = plan_deployment(make_state(champion=1), make_package(2), spec, NOW)
     *creates, update = plan.calls
     assert update.operation == "UpdateEndpoint" and "DeploymentConfig" in update.params
