@@ -25,7 +25,8 @@ Each line becomes a :class:`CaptureRecord`:
   values: floats, or ``str`` for values that are not numbers, ``None`` for empty ones), a *named
   row* (dict feature name -> value) or a *text document* (``str``). CSV bodies give one row per
   line. JSON bodies: ``{"instances": [...]}``, ``{"inputs": [...]}`` and ``{"features": [...]}``
-  unwrap to their list; in a list, a list of scalars is one row, a list of lists is one row per
+  unwrap to their list (a one-line CSV body with text values may come as a :class:`CsvRow` of its
+  raw fields, converted in bulk downstream); in a list, a list of scalars is one row, a list of lists is one row per
   element, a dict is a named row (``{"features": [...]}`` unwraps), a string is a text document
   (so a list of strings is a list of documents; send categorical-only rows as
   ``{"features": [...]}`` or as named rows); a JSON string or a ``text/*`` body is one document;
@@ -93,6 +94,14 @@ class UnsupportedContent(CaptureError):
 class Prediction(NamedTuple):
     score: float | None
     label: str | None
+
+
+class CsvRow(list):
+    """The raw fields of one CSV line with text values (categorical features), left unparsed:
+    the drift accumulator converts whole columns at once (``drift.bulk_numbers``, one hash
+    factorisation per categorical column) instead of one value at a time."""
+
+    __slots__ = ()
 
 
 class CaptureRecord(NamedTuple):
@@ -508,7 +517,13 @@ def parse_capture_line(
         if request["encoding"] == "CSV" and response["encoding"] == "CSV":
             data = request["data"]
             if type(data) is str and "\n" not in data and "\r" not in data:
-                inputs = [list(map(float, data.split(",")))]
+                fields = data.split(",")
+                try:
+                    inputs = [list(map(float, fields))]
+                except ValueError:
+                    if '"' in data:  # quoted fields: the checked path's csv reader
+                        raise
+                    inputs = [CsvRow(fields)]  # text values: converted in bulk by the drift accumulator
                 outputs = [Prediction(float(response["data"]), None)]
                 event_id = meta.get("eventId")
                 key = meta.get("inferenceId") or event_id

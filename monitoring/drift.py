@@ -221,6 +221,19 @@ def to_float(value: object) -> "tuple[float | None, str]":
     return number, "ok"
 
 
+def bulk_numbers(values: Iterable[object]) -> np.ndarray:
+    """Raw values (numbers, numeric strings, ``None``, text) as floats in one vectorised pass:
+    NaN for missing values, +inf for invalid ones (what :meth:`NumericDrift.update` counts), as
+    :func:`to_float` would read them one by one. Only values the bulk parser rejects (blank,
+    padded or non-numeric text: rare in clean data) are looked at individually."""
+    series = pd.Series(values if isinstance(values, list) else list(values), dtype=object)
+    numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    for index in np.flatnonzero(np.isnan(numbers) & series.notna().to_numpy()):
+        number, status = to_float(series.iat[index])
+        numbers[index] = number if status == "ok" else (np.nan if status == "missing" else np.inf)
+    return numbers
+
+
 def category_key(value: object) -> "str | None":
     """A categorical value as a string (``1``, ``1.0`` and ``"1"`` are the same category)."""
     if value is None:
@@ -278,16 +291,7 @@ class NumericDrift:
     def update(self, values: "np.ndarray | Iterable[object]") -> None:
         """Add a batch of values: a float array (NaN = missing, +-inf = invalid) or raw values."""
         if not isinstance(values, np.ndarray) or values.dtype != np.float64:
-            numbers = []
-            for value in values:
-                number, status = to_float(value)
-                if status == "ok":
-                    numbers.append(number)
-                elif status == "missing":
-                    self.missing += 1
-                else:
-                    self.invalid += 1
-            values = np.asarray(numbers, dtype=np.float64)
+            values = bulk_numbers(values)
         finite = np.isfinite(values)
         if not finite.all():
             nan = int(np.isnan(values).sum())
@@ -390,14 +394,23 @@ class CategoricalDrift:
         self.missing = 0
 
     def update(self, values: Iterable[object]) -> None:
-        keys = []
-        for value in values:
+        """Add a batch of raw values: one hash factorisation of the batch, then a category key
+        per *distinct* value (no per-value Python)."""
+        values = values if isinstance(values, list) else list(values)
+        if pd.api.types.infer_dtype(values, skipna=True) != "string" and any(type(v) is bool for v in values):
+            # hashing takes True for 1: booleans become their category key before factorising
+            values = [("true" if v else "false") if type(v) is bool else v for v in values]
+        codes, distinct = pd.factorize(pd.Series(values, dtype=object))
+        counts = np.bincount(codes[codes >= 0], minlength=len(distinct))
+        self.missing += int(np.count_nonzero(codes < 0))
+        keyed: Counter = Counter()
+        for value, count in zip(distinct, counts.tolist()):
             key = category_key(value)
             if key is None:
-                self.missing += 1
+                self.missing += count
             else:
-                keys.append(key)
-        for key, count in Counter(keys).items():
+                keyed[key] += count
+        for key, count in keyed.items():
             if key not in self.baseline and key not in self.counts:
                 if self.new_categories >= MAX_NEW_CATEGORIES:
                     key = OTHER_CATEGORY
@@ -885,7 +898,7 @@ class DriftAccumulator:
                 self.records_without_input += 1
             for item in inputs:
                 kind = type(item)
-                if kind is list:
+                if kind is list or isinstance(item, list):  # a row, or capture's CsvRow of raw fields
                     if len(item) == width:
                         positional.append(item)
                     elif width:

@@ -590,6 +590,88 @@ def feature_chart(name: str, feature: dict) -> str:
     return svg_bars(f"{name}: JS distance {_fmt(feature.get('js_distance'), 3)}", labels, base, cur)
 
 
+def svg_lines(title: str, points: list, reference: "float | None" = None, drifted: "list | None" = None) -> str:
+    """A small line chart of one measure over recent windows (inline SVG); ``reference`` draws
+    the minimum effect, ``drifted`` marks the windows decided drifted."""
+    width, height, left, top, bottom = 260, 130, 40, 22, 18
+    plot_w, plot_h = width - left - 8, height - top - bottom
+    values = [v for v in points if v is not None]
+    peak = max(values + [reference or 0.0, 1e-12]) * 1.1
+    step = plot_w / max(len(points) - 1, 1)
+
+    def y(value: float) -> float:
+        return top + plot_h - plot_h * value / peak
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="{html.escape(title, quote=True)}">',
+        f'<text x="4" y="14" font-size="11" font-weight="bold">{html.escape(title[:44])}</text>',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#333"/>',
+        f'<text x="{left - 4}" y="{top + 4}" font-size="9" text-anchor="end">{peak:.2g}</text>',
+    ]
+    if reference is not None:
+        parts.append(f'<line x1="{left}" y1="{y(reference):.1f}" x2="{left + plot_w}" y2="{y(reference):.1f}" '
+                     f'stroke="{_BASE_COLOUR}" stroke-dasharray="4 3"><title>minimum effect {reference:g}</title></line>')
+    line = " ".join(f"{left + i * step:.1f},{y(v):.1f}" for i, v in enumerate(points) if v is not None)
+    parts.append(f'<polyline points="{line}" fill="none" stroke="{_CURRENT_COLOUR}" stroke-width="1.5"/>')
+    for i, flag in enumerate(drifted or []):
+        if flag and i < len(points) and points[i] is not None:
+            parts.append(f'<circle cx="{left + i * step:.1f}" cy="{y(points[i]):.1f}" r="3" fill="#b03a2e"/>')
+    parts.append(f'<text x="{left}" y="{height - 4}" font-size="9">{len(points)} window(s), latest right</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _decision_section(report: dict) -> list:
+    """The calibrated decision: per test the effect, its interval, the decision and why; the
+    reference vs window of what drifted; each effect over recent windows."""
+    esc = html.escape
+    verdict = report.get("decision")
+    if not verdict:
+        return []
+    policy = report.get("policy", {})
+    parts = ["<h2>Decision</h2>", (
+        f"<p>Drift: <span class=\"{'bad' if verdict['drifted'] else 'ok'}\">"
+        f"{'DRIFT DETECTED' if verdict['drifted'] else 'no drift beyond the minimum effect'}</span>; quality: "
+        f"<span class=\"{'bad' if verdict['quality_below_target'] else 'ok'}\">"
+        f"{'BELOW TARGET' if verdict['quality_below_target'] else 'not shown below target'}</span>. "
+        f"{verdict['tests']} test(s) under Holm at alpha {verdict['alpha']:.3g} per window "
+        f"({_fmt(policy.get('false_pages'))} false page(s) per {_fmt(policy.get('per_days'))} days of "
+        f"{_fmt(policy.get('window_hours'))} h windows); minimum effect {_fmt(verdict['min_effect'])} (PSI units).</p>")]
+    notes = verdict.get("accumulation") or {}
+    if notes:
+        parts.append(_table(["scope", "state", "rows", "windows", "why"],
+                            [[esc(scope), esc(note["state"]), note["rows"], note["windows"], esc(note["why"])]
+                             for scope, note in sorted(notes.items())]))
+    rows = []
+    for test in verdict["drift_tests"]:
+        flag = "bad" if test.get("decision") == "drifted" else "ok"
+        rows.append([esc(test["scope"]), esc(test["name"]), test.get("rows"), test.get("effect"),
+                     f"{_fmt(test.get('effect_lower'))} &ndash; {_fmt(test.get('effect_upper'))}",
+                     test.get("p_value"), f'<span class="{flag}">{esc(test.get("decision", ""))}</span>',
+                     esc(test.get("why", ""))])
+    for test in verdict["quality_tests"]:
+        flag = "bad" if test.get("decision") == "below_target" else "ok"
+        rows.append([esc(test["scope"]), esc(f"{test['metric']} ({test['key']} {test['target']:g})"), None,
+                     test.get("estimate"), f"{_fmt(test.get('lower'))} &ndash; {_fmt(test.get('upper'))}",
+                     test.get("p_value"), f'<span class="{flag}">{esc(test.get("decision", ""))}</span>',
+                     esc(test.get("why", ""))])
+    if rows:
+        parts.append(_table(["scope", "test", "rows", "effect / estimate", "interval", "p", "decision", "why"], rows))
+    history = verdict.get("history") or []
+    if history:
+        names = sorted({name for entry in history for name in entry["effects"]})
+        drifted = [set(entry.get("drifted", [])) for entry in history]
+        parts.append("<h2>Drift effect over recent windows (all variants; dashed: minimum effect)</h2>"
+                     '<div class="charts">')
+        for name in names:
+            points = [entry["effects"].get(name) for entry in history]
+            marks = [f"{ALL}:{name}" in flags for flags in drifted]
+            parts.append(svg_lines(name, points, verdict["min_effect"], marks))
+        parts.append("</div>")
+    return parts
+
+
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}
@@ -652,6 +734,7 @@ def render_html(report: dict) -> str:
             ],
         ),
     ]
+    parts.extend(_decision_section(report))
     if status == "no_data":
         parts.append(
             f"<p class=\"bad\">No capture record in the window (capture state: {esc(str(report['capture'].get('state')))}).</p>"
@@ -687,8 +770,14 @@ def render_html(report: dict) -> str:
         for name, feature in result["features"].items()
         if feature.get("drifted")
     ]
+    charts += [
+        feature_chart(f"model score ({scope})", result["prediction"]["score"])
+        for scope, result in scopes
+        if (result["prediction"].get("tests") or {}).get("score", {}).get("decision") == "drifted"
+        and result["prediction"].get("score")
+    ]
     if charts:
-        parts.append("<h2>Drifted features: baseline vs current distribution</h2><div class=\"charts\">")
+        parts.append("<h2>Drifted: reference vs window</h2><div class=\"charts\">")
         parts.extend(charts)
         parts.append("</div>")
 
@@ -702,6 +791,10 @@ def render_html(report: dict) -> str:
                     esc(name),
                     esc(f["type"]),
                     f["count"],
+                    (f.get("decision") or {}).get("effect"),
+                    "{} &ndash; {}".format(_fmt((f.get("decision") or {}).get("effect_lower")),
+                                           _fmt((f.get("decision") or {}).get("effect_upper"))),
+                    f.get("wasserstein_sd"),
                     f.get("psi"),
                     f.get("ks_statistic"),
                     f.get("js_distance"),
@@ -713,7 +806,8 @@ def render_html(report: dict) -> str:
             )
         parts.append(
             _table(
-                ["feature", "type", "count", "PSI", "KS", "JS distance", "chi2 p", "missing", "out of range / unseen", ""],
+                ["feature", "type", "count", "effect", "interval", "Wasserstein (sd)", "PSI", "KS", "JS distance",
+                 "chi2 p", "missing", "out of range / unseen", "decision"],
                 rows,
             )
         )

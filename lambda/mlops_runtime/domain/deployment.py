@@ -47,20 +47,11 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops_runtime.domain.instance_types import INSTANCE_TYPES
-from mlops_runtime.domain.validation import (
-    AWS,
-    OURS,
-    count_between,
-    dump,
-    int_between,
-    matching,
-    parse,
-    parse_event,
-)
+from mlops_runtime.domain.validation import OURS, count_between, dump, int_between, matching, parse
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -568,24 +559,6 @@ def parse_model_package_arn(arn: str) -> tuple[str, int] | None:
     return match.group("group"), int(match.group("version"))
 
 
-class _PackageDetail(BaseModel):
-    model_config = AWS
-
-    ModelPackageArn: str = Field(min_length=1)
-    ModelPackageGroupName: str | None = None
-    ModelPackageVersion: int | None = None
-    ModelApprovalStatus: str | None = None
-
-
-class _PackageStateChange(BaseModel):
-    model_config = AWS
-
-    source: Literal["aws.sagemaker"]
-    detail_type: Literal["SageMaker Model Package State Change"] = Field(alias="detail-type")
-    id: str = Field(min_length=1)
-    detail: _PackageDetail
-
-
 @dataclass(frozen=True)
 class ApprovalEvent:
     """The parts of a "SageMaker Model Package State Change" event the deployer uses."""
@@ -596,19 +569,34 @@ class ApprovalEvent:
     version: int | None
     approval_status: str
 
+    DETAIL_TYPE: ClassVar[str] = "SageMaker Model Package State Change"
+
     @classmethod
     def from_eventbridge(cls, event: object) -> ApprovalEvent:
-        """Group and version come from the ARN when the detail lacks them."""
-        change = parse_event(_PackageStateChange, event, InvalidEvent)
-        detail = change.detail
-        parsed = parse_model_package_arn(detail.ModelPackageArn)
-        group = detail.ModelPackageGroupName or (parsed[0] if parsed else None)
-        if not group:
+        if not isinstance(event, Mapping):
+            raise InvalidEvent(f"expected an EventBridge event object, got {type(event).__name__}")
+        if event.get("source") != "aws.sagemaker" or event.get("detail-type") != cls.DETAIL_TYPE:
+            raise InvalidEvent(
+                f"not a model package state change (source {event.get('source')!r}, "
+                f"detail-type {event.get('detail-type')!r})"
+            )
+        event_id, detail = event.get("id"), event.get("detail")
+        if not isinstance(event_id, str) or not event_id:
+            raise InvalidEvent("the event has no id")
+        if not isinstance(detail, Mapping):
+            raise InvalidEvent("the event has no detail object")
+        arn = detail.get("ModelPackageArn")
+        if not isinstance(arn, str) or not arn:
+            raise InvalidEvent("detail.ModelPackageArn is missing")
+        parsed = parse_model_package_arn(arn)
+        group = detail.get("ModelPackageGroupName") or (parsed[0] if parsed else None)
+        if not isinstance(group, str) or not group:
             raise InvalidEvent("detail.ModelPackageGroupName is missing and the ARN is not versioned")
-        version = detail.ModelPackageVersion if detail.ModelPackageVersion is not None else (
-            parsed[1] if parsed else None
-        )
-        return cls(change.id, detail.ModelPackageArn, group, version, detail.ModelApprovalStatus or "")
+        version = detail.get("ModelPackageVersion")
+        if not isinstance(version, int) or isinstance(version, bool):
+            version = parsed[1] if parsed else None
+        status = detail.get("ModelApprovalStatus")
+        return cls(event_id, arn, group, version, status if isinstance(status, str) else "")
 
 
 # --- the current state of an endpoint -----------------------------------------------------------

@@ -142,6 +142,7 @@ def test_end_to_end(scenario: Path) -> None:
     assert 'aria-label="f0 (all variants): PSI' in page and 'aria-label="f0 (variant variant-b): PSI' in page
     assert "f0 (variant variant-a)" not in page
     assert summary["drifted_features_by_variant"] == {"variant-a": [], "variant-b": ["f0"]}
+    assert "<h2>Decision</h2>" in page and "Drift effect over recent windows" in page and "exceeds" in page
     assert "<script" not in page.lower() and "<link" not in page.lower() and "src=" not in page
 
 

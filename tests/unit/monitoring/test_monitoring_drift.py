@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, ks_2samp
 
@@ -325,3 +329,58 @@ def test_validate_baseline() -> None:
         drift.validate_baseline({**good, "feature_names": ["a", "b"]})
     with pytest.raises(drift.BaselineError, match="unknown type 'image'"):
         drift.validate_baseline({"feature_names": ["a"], "features": {"a": {"type": "image"}}})
+
+
+# --- bulk parsing of mixed rows (issue 19: no per-value Python in the hot loop) -------------------
+
+_RAW = st.one_of(
+    st.none(), st.booleans(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**6, 10**6),
+    st.sampled_from(["", " ", "1.5", " 2 ", "nan", "inf", "-inf", "gold", "1e3", "0x10", "NaN"]),
+)
+
+
+@given(st.lists(_RAW, max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_bulk_numbers_read_every_value_as_to_float_does(values):
+    numbers = drift.bulk_numbers(values)
+    for value, number in zip(values, numbers):
+        expected, status = drift.to_float(value)
+        if status == "ok":
+            assert number == expected
+        elif status == "missing":
+            assert np.isnan(number)
+        else:
+            assert np.isinf(number)
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", " a", "b", "", "1", 1, 1.0, True, 2.5]), st.floats()),
+                max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_categorical_counts_in_bulk_match_the_category_keys(values):
+    feature = drift.CategoricalDrift("c", {"type": "categorical", "counts": {"a": 5, "1": 5}})
+    feature.update(values)
+    keys = [drift.category_key(value) for value in values]
+    assert feature.missing == keys.count(None)
+    assert dict(feature.counts) == dict(Counter(key for key in keys if key is not None))
+
+
+def test_csv_rows_with_text_values_reach_the_accumulator_unparsed_and_are_read_in_bulk():
+    from monitoring import capture
+
+    line = json.dumps({"captureData": {
+        "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "data": "1.5,gold,,x", "encoding": "CSV"},
+        "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "data": "0.7", "encoding": "CSV"}},
+        "eventMetadata": {"eventId": "e1"}, "eventVersion": "0"})
+    record = capture.parse_capture_line(line, "ep", "v", "f", 1)
+    (row,) = record.inputs
+    assert isinstance(row, capture.CsvRow) and row == ["1.5", "gold", "", "x"]
+    baseline = {"feature_names": ["n", "c", "m", "k"], "features": {
+        "n": {"histogram": {"bin_edges": [0, 1, 2], "counts": [5, 5]}},
+        "c": {"type": "categorical", "counts": {"gold": 3}},
+        "m": {"histogram": {"bin_edges": [0, 1, 2], "counts": [5, 5]}},
+        "k": {"histogram": {"bin_edges": [0, 1, 2], "counts": [5, 5]}}}}
+    accumulator = drift.DriftAccumulator(baseline)
+    accumulator.update([record])
+    features = accumulator.result()["features"]
+    assert features["n"]["count"] == 1 and features["c"]["categories"]["current_counts"][0] == 1
+    assert features["m"]["missing"] == 1 and features["k"]["invalid"] == 1
