@@ -634,6 +634,16 @@ class RetrainingConfig(StrictModel):
 
     enabled: bool = Field(default=False, description="Retrain automatically on a drift or quality alarm.")
     cooldown_hours: float = Field(default=24, ge=1, le=720, description="No new retraining within this time.")
+    production_data: bool = Field(
+        default=True,
+        description="Closed loop: train on the raw data plus the production records joined with their ground truth "
+                    "since the last training (features from data capture, labels from the feedback API).",
+    )
+    production_lookback_hours: int = Field(
+        default=720, ge=1, le=8760,
+        description="Production records at most this old go into a retraining run (also bounded by the last "
+                    "training and the data capture's expiry).",
+    )
 
 
 class MonitoringConfig(StrictModel):

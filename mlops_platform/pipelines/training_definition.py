@@ -62,6 +62,23 @@ PARAM_TRAINING_INSTANCE_TYPE = "TrainingInstanceType"
 PARAM_TRAINING_INSTANCE_COUNT = "TrainingInstanceCount"
 PARAM_METRIC_THRESHOLD = "MetricThreshold"
 PARAM_MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
+# Closed-loop retraining (handlers/retraining_trigger.py): production records joined with their
+# ground truth, read by the preprocess step next to the raw data; the window and the row count are
+# recorded on the registered package. "none" when a run has no production data (a package's
+# metadata values must not be empty).
+PARAM_PRODUCTION_DATA_URI = "ProductionDataUri"
+PARAM_PRODUCTION_WINDOW_START = "ProductionWindowStart"
+PARAM_PRODUCTION_WINDOW_END = "ProductionWindowEnd"
+PARAM_PRODUCTION_RECORDS = "ProductionRecords"
+NO_PRODUCTION_DATA = "none"
+PRODUCTION_PARAMETERS = (
+    PARAM_PRODUCTION_DATA_URI, PARAM_PRODUCTION_WINDOW_START, PARAM_PRODUCTION_WINDOW_END, PARAM_PRODUCTION_RECORDS,
+)
+# Parameter -> the key recording it in the package's CustomerMetadataProperties.
+PRODUCTION_METADATA = {
+    PARAM_PRODUCTION_DATA_URI: "production-data", PARAM_PRODUCTION_WINDOW_START: "production-window-start",
+    PARAM_PRODUCTION_WINDOW_END: "production-window-end", PARAM_PRODUCTION_RECORDS: "production-records",
+}
 PARAMETER_NAMES = (
     PARAM_INPUT_DATA_URI,
     PARAM_PROCESSING_INSTANCE_TYPE,
@@ -70,6 +87,7 @@ PARAMETER_NAMES = (
     PARAM_TRAINING_INSTANCE_COUNT,
     PARAM_METRIC_THRESHOLD,
     PARAM_MODEL_APPROVAL_STATUS,
+    *PRODUCTION_PARAMETERS,
 )
 
 STEP_PREPROCESS = "Preprocess"
@@ -156,9 +174,12 @@ class TrainingPipelineSpec:
     the model with xgboost, which the scikit-learn image does not ship)."""
     preprocess_arguments: tuple[str, ...] = ()
     """Extra command-line arguments of the preprocess script (e.g. its input format)."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Tags of every job the pipeline runs (created at run time: CloudFormation's tags do not
+    reach them), e.g. the environment's cost allocation tag."""
 
     def __post_init__(self) -> None:
-        for name in ("hyperparameters", "environment"):
+        for name in ("hyperparameters", "environment", "tags"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise TypeError(f"{name} must be a mapping of str to str")
@@ -376,6 +397,7 @@ def _sdk() -> types.SimpleNamespace:
         ProcessingS3Input=shapes.ProcessingS3Input,
         ProcessingS3Output=shapes.ProcessingS3Output,
         S3DataSource=shapes.S3DataSource,
+        Tag=shapes.Tag,
         Compute=configs.Compute,
         InputData=configs.InputData,
         Networking=configs.Networking,
@@ -467,7 +489,9 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
         model_approval_status=sdk.ParameterString(
             name=PARAM_MODEL_APPROVAL_STATUS, default_value=spec.default_approval_status
         ),
+        **{name: sdk.ParameterString(name=name, default_value=NO_PRODUCTION_DATA) for name in PRODUCTION_PARAMETERS},
     )
+    job_tags = [{"Key": key, "Value": value} for key, value in spec.tags.items()] or None
     sklearn_image = sdk.image_uris.retrieve(
         framework="sklearn", region=spec.region, version=spec.sklearn_version, py_version="py3"
     )
@@ -502,6 +526,7 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
             network_config=network,
             base_job_name=base_job_name,
             sagemaker_session=session,
+            tags=job_tags,
         )
 
     def processing_input(name: str, source: Any, destination: str) -> Any:
@@ -528,7 +553,8 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
         preprocess_args = preprocessor.run(
             code=spec.preprocess_code_uri,
             # One train file per training instance, so ShardedByS3Key hands each its own part.
-            arguments=[*spec.preprocess_arguments, "--train-shards", params.training_instance_count],
+            arguments=[*spec.preprocess_arguments, "--train-shards", params.training_instance_count,
+                       "--production-data", getattr(params, PARAM_PRODUCTION_DATA_URI)],
             inputs=[processing_input("input", params.input_data_uri, f"{PROCESSING_ROOT}/input")],
             outputs=[processing_output(STEP_PREPROCESS, name) for name in PREPROCESS_OUTPUTS],
         )
@@ -545,6 +571,7 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
         role="arn:aws:iam::000000000000:role/placeholder",
         base_job_name="train",
         sagemaker_session=session,
+        tags=[sdk.Tag(key=tag["Key"], value=tag["Value"]) for tag in job_tags] if job_tags else None,
         compute=sdk.Compute(
             instance_type=params.training_instance_type,
             instance_count=params.training_instance_count,
@@ -644,6 +671,7 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
             ),
             approval_status=params.model_approval_status,
             description=spec.model_approval_description,
+            customer_metadata_properties={key: getattr(params, name) for name, key in PRODUCTION_METADATA.items()},
         )
     register = sdk.ModelStep(name=STEP_REGISTER, step_args=register_args)
 

@@ -48,9 +48,10 @@ from ..constructs.platform_function import PlatformFunction
 from ..constructs.roles import processing_pipeline_role, scheduler_invoke_role
 from ..paths import REPO_ROOT
 from ..pipelines.monitoring_definition import MonitoringPipelineSpec, build_definition, sklearn_image_uri
-from .foundation import FoundationStack
+from .foundation import PIPELINE_OUTPUT_PREFIX, FoundationStack
 
 MONITORING_PREFIX = "monitoring"
+RETRAINING_PREFIX = "retraining"  # closed-loop retraining's production.csv files, in the artifacts bucket
 CAPTURE_PREFIX = "capture"  # the deployer's data-capture destination (stacks/serving.py)
 SKLEARN_VERSION = "1.2-1"
 PIPELINE_NAMESPACE = "AWS/Sagemaker/ModelBuildingPipeline"
@@ -320,8 +321,27 @@ class MonitoringStack(Stack):
                 continue
             for alarm in (self.drift_alarm_name(endpoint), self.quality_alarm_name(endpoint)):
                 if alarm in self.alarms:
-                    result[alarm] = {"pipelines": pipelines, "cooldown_hours": retraining.cooldown_hours}
+                    result[alarm] = {"pipelines": pipelines, "cooldown_hours": retraining.cooldown_hours,
+                                     "production": self._production_source(endpoint)}
         return result
+
+    def _production_source(self, endpoint: EndpointConfig) -> dict | None:
+        """Where closed-loop retraining finds the endpoint's production records and their labels
+        (``domain.retraining.ProductionSource``)."""
+        retraining = endpoint.monitoring.retraining
+        if not retraining.production_data:
+            return None
+        name = self.endpoint_name(endpoint)
+        return {
+            "model_package_group": f"{self.config.name_prefix}-{endpoint.model_package_group}",
+            "capture_bucket": self.capture.bucket_name,
+            "capture_prefix": f"{CAPTURE_PREFIX}/{name}/",
+            "ground_truth_bucket": self.feedback.bucket_name,
+            "ground_truth_prefix": GROUND_TRUTH_PREFIX,
+            "dataset_bucket": self.artifacts.bucket_name,
+            "dataset_prefix": f"{RETRAINING_PREFIX}/{name}/",
+            "max_lookback_hours": retraining.production_lookback_hours,
+        }
 
     def _retraining(self) -> PlatformFunction | None:
         config = self.config
@@ -339,11 +359,16 @@ class MonitoringStack(Stack):
                     "NOTIFICATION_TOPIC_ARN": self.names.notifications_topic_arn,
                     "POWERTOOLS_METRICS_NAMESPACE": MONITORING_NAMESPACE,
                 },
-                timeout=Duration.minutes(1),
+                # joining weeks of capture with their labels reads every file once (docs/monitoring-launcher.md)
+                timeout=Duration.minutes(10),
+                memory_mb=1024,
                 reserved_concurrency=1,  # one decision at a time: the cooldown check is not a lock
             ),
         )
         pipelines = sorted({p for s in settings.values() for p in s["pipelines"]})
+        sources = [s["production"] for s in settings.values() if s["production"]]
+        if sources:
+            self._grant_production_data(function, sources)
         function.role.add_to_principal_policy(iam.PolicyStatement(
             sid="RetrainWithinCooldown",
             actions=["sagemaker:ListPipelineExecutions", "sagemaker:StartPipelineExecution"],
@@ -362,6 +387,33 @@ class MonitoringStack(Stack):
                                             dead_letter_queue=function.dead_letter_queue)],
         )
         return function
+
+    def _grant_production_data(self, function: PlatformFunction, sources: list[dict]) -> None:
+        """Closed-loop retraining: the group's newest package and its baseline (feature names), the
+        capture and ground-truth files, and the production.csv it writes."""
+        role = function.role
+        groups = sorted({s["model_package_group"] for s in sources})
+        packages = [self.names.arn("sagemaker", f"model-package/{g}/*") for g in groups]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="FindTheLastTraining", actions=["sagemaker:ListModelPackages"], resources=["*"]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadTheNewestPackage", actions=["sagemaker:DescribeModelPackage"], resources=packages))
+        self.capture.grant_read(role, f"{CAPTURE_PREFIX}/*")
+        self.feedback.grant_read(role, f"{GROUND_TRUTH_PREFIX}*")
+        self.artifacts.grant_read(role, f"{PIPELINE_OUTPUT_PREFIX}/*")  # the training baseline
+        self.artifacts.grant_put(role, f"{RETRAINING_PREFIX}/*")
+        acknowledge_wildcards(
+            role.node.find_child("DefaultPolicy"),
+            ["Resource::*", *(f"Resource::{arn}" for arn in packages), *GRANT_READ_ACTIONS, *KMS_GRANT_ACTIONS,
+             "Action::s3:Abort*",
+             objects_under(self.capture.bucket_name, CAPTURE_PREFIX + "/"),
+             objects_under(self.feedback.bucket_name, GROUND_TRUTH_PREFIX),
+             objects_under(self.artifacts.bucket_name, PIPELINE_OUTPUT_PREFIX + "/"),
+             objects_under(self.artifacts.bucket_name, RETRAINING_PREFIX + "/")],
+            "Closed-loop retraining reads capture and ground-truth files and the training baseline under their "
+            "prefixes and writes production.csv under retraining/; ListModelPackages has no resource-level "
+            "permissions; package versions carry run-time numbers.",
+        )
 
     # --- dashboard ----------------------------------------------------------------------------
     def _dashboard(self) -> PlatformDashboard:

@@ -306,6 +306,7 @@ class TrainingStack(Stack):
             inference_instance_types=pipeline.inference_instance_types,
             transform_instance_types=pipeline.inference_instance_types,
             model_approval_description=f"Registered by pipeline {name}",
+            tags=config.resource_tags,
         )
         definition = cached_training_pipeline_definition(spec)
         cfn = sagemaker.CfnPipeline(

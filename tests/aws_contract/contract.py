@@ -72,6 +72,9 @@ def _strings(value: object) -> set[str]:
     return found
 
 
+TRAINING_STEP_SCRIPTS = {"Preprocess": "preprocess.py", "Evaluate": "evaluate.py"}
+
+
 def runners(environment: Environment) -> dict[str, list[Runner]]:
     """Caller (handler module or job entry, as the recorder names them) -> its runners here."""
     found: dict[str, list[Runner]] = {}
@@ -89,8 +92,11 @@ def runners(environment: Environment) -> dict[str, list[Runner]]:
             if not role:
                 continue
             text = json.dumps(step)
+            # The training pipeline's processing scripts are CDK file assets named by their hash:
+            # those steps are known by their names (pipelines/training_definition.py).
+            named = TRAINING_STEP_SCRIPTS.get(step.get("Name"))
             for entry in ("mlops_runtime.search.bulk", "monitor.py", "train.py", "preprocess.py", "evaluate.py"):
-                if entry in text:
+                if entry in text or entry == named:
                     found.setdefault(entry, []).append(
                         Runner(f"{environment.physical_name(stack, logical_id)}/{step['Name']}", role,
                                _strings(step) | parameters, set(step["Arguments"].get("Environment", {}))))

@@ -116,7 +116,7 @@ OPERATIONS: dict[tuple[str, str], Builder] = {
     **{("sagemaker", op): (lambda p, op=op, kind=kind: [_r(f"sagemaker:{op}", _sagemaker(kind), **_DEPLOYER_TAGS)])
        for op, kind in (("DeleteEndpoint", "endpoint"), ("DeleteEndpointConfig", "endpoint-config"), ("DeleteModel", "model"))},
     **{("sagemaker", op): (lambda p, op=op: [_r(f"sagemaker:{op}", "*")])
-       for op in ("ListEndpoints", "ListEndpointConfigs", "ListModels")},
+       for op in ("ListEndpoints", "ListEndpointConfigs", "ListModels", "ListModelPackages")},
     ("sagemaker", "DescribeModelPackage"): lambda p: [
         _r("sagemaker:DescribeModelPackage", _sagemaker_arn(p["ModelPackageName"], "model-package"))],
     ("sagemaker", "UpdateModelPackage"): lambda p: [

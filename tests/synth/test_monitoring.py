@@ -141,8 +141,21 @@ def test_retraining_closes_the_loop_where_enabled(synthesis, cdk_template):
     props = function(synthesis, "staging", "retraining_trigger")
     settings = json.loads(props["Environment"]["Variables"]["RETRAINING"])
     endpoint = "mlops-staging-example-classifier"
-    expected = {"pipelines": ["mlops-staging-example-classifier"], "cooldown_hours": 24}
+    expected = {"pipelines": ["mlops-staging-example-classifier"], "cooldown_hours": 24, "production": {
+        # closed loop: production records since the last training, joined with their ground truth
+        "model_package_group": "mlops-staging-example-classifier",
+        "capture_bucket": "mlops-staging-data-capture-222222222222-eu-west-1",
+        "capture_prefix": f"capture/{endpoint}/",
+        "ground_truth_bucket": "mlops-staging-feedback-222222222222-eu-west-1",
+        "ground_truth_prefix": "ground-truth/",
+        "dataset_bucket": "mlops-staging-artifacts-222222222222-eu-west-1",
+        "dataset_prefix": f"retraining/{endpoint}/",
+        "max_lookback_hours": 720,
+    }}
     assert settings == {f"{endpoint}-drift": expected, f"{endpoint}-quality": expected}
+    from mlops_runtime.domain.retraining import parse_retraining
+
+    assert parse_retraining(props["Environment"]["Variables"]["RETRAINING"])[f"{endpoint}-drift"].production
     cdk_template("staging", "Monitoring").has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
                          "detail": {"alarmName": sorted(settings), "state": {"value": ["ALARM"]}}},

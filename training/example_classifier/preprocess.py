@@ -8,7 +8,10 @@ recursively, read in path order), each with a header row and the same columns: n
 columns plus a 0/1 target column (``--target-column``, default ``target``). With
 ``--input-format feature-store`` (plus ``--record-identifier`` and ``--event-time-feature``) the
 input is a feature group's offline store instead: its Parquet files, reduced to the latest
-version of each record (see :func:`load_feature_store`).
+version of each record (see :func:`load_feature_store`). Closed-loop retraining adds
+``--production-data``: production records joined with their ground truth (the platform's
+retraining trigger writes them as a CSV with the same columns), appended to the raw data before
+the split.
 
 Outputs below ``--output-dir`` (default ``/opt/ml/processing``):
 
@@ -96,6 +99,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--input-format", choices=("csv", "feature-store"), default="csv",
         help="csv: *.csv files with a header; feature-store: a feature group's offline store",
+    )
+    parser.add_argument(
+        "--production-data", default="none",
+        help="closed-loop retraining: production records joined with their ground truth (a CSV with the "
+             "raw data's columns; s3:// URI or local path), added to the raw data; 'none' or empty: none",
     )
     parser.add_argument("--record-identifier", help="feature-store input: the record identifier feature")
     parser.add_argument("--event-time-feature", help="feature-store input: the event time feature")
@@ -255,6 +263,32 @@ def load_dataset(files: list[Path], target: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def load_production(location: str, target: str, columns: list[str], scratch: Path) -> "pd.DataFrame | None":
+    """The production rows of closed-loop retraining (``None`` for ``none`` or empty), checked
+    like the raw data and put in its column order. An ``s3://`` object is downloaded first (boto3
+    is in the SageMaker scikit-learn image); zero rows (a header only) is no production data."""
+    if not location or location == "none":
+        return None
+    path = Path(location)
+    if location.startswith("s3://"):
+        import boto3
+
+        bucket, _, key = location[len("s3://"):].partition("/")
+        path = scratch.parent / "production" / Path(key).name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{location}: cannot read the production data ({exc})") from None
+    names = [str(c) for c in frame.columns]
+    if sorted(names) != sorted(columns):
+        raise DatasetError(f"{location}: production columns {names} differ from the raw data's {columns}")
+    if frame.empty:
+        return None
+    return check_frame(frame, target, location)[columns]
+
+
 def split_indices(
     labels: np.ndarray, validation_fraction: float, test_fraction: float, seed: int, source: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -333,6 +367,13 @@ def run(args: argparse.Namespace) -> None:
         files = find_csv_files(args.input_dir)
         source = str(files[0]) if len(files) == 1 else f"{len(files)} CSV files under {args.input_dir}"
         data = load_dataset(files, target)
+
+    production = load_production(args.production_data, target, [str(c) for c in data.columns], args.input_dir)
+    if production is not None:
+        LOG.info("adding %s production row(s) joined with their ground truth from %s",
+                 len(production), args.production_data)
+        data = pd.concat([data, production], ignore_index=True)
+        source = f"{source} and {args.production_data}"
 
     if len(data) < MIN_ROWS:
         raise DatasetError(f"{source}: only {len(data)} data row(s); at least {MIN_ROWS} are needed")

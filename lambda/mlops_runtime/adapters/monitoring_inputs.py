@@ -1,10 +1,12 @@
 """AWS adapters of the monitoring launcher and the retraining trigger.
 
-- :class:`S3Objects`: ``ListObjectsV2`` (folders with ``Delimiter="/"``, or keys), paginated, and
-  ``PutObject`` (the manifests);
+- :class:`S3Objects`: ``ListObjectsV2`` (folders with ``Delimiter="/"``, or keys), paginated,
+  ``GetObject`` (retraining's capture, ground truth and baseline) and ``PutObject`` (manifests,
+  retraining's production data);
 - :class:`SageMakerModels`: the champion's baseline: ``DescribeEndpoint``, the model package behind
   a variant (:meth:`Boto3EndpointControl.find_model_package_arn`: ``DescribeEndpointConfig``,
-  ``DescribeModel``, ``ListTags``), ``DescribeModelPackage``;
+  ``DescribeModel``, ``ListTags``), ``DescribeModelPackage``; a group's newest package
+  (``ListModelPackages``);
 - :class:`SageMakerPipelines`: ``StartPipelineExecution`` and ``ListPipelineExecutions``;
 - :class:`CloudWatchMetrics`: ``PutMetricData`` of one datum.
 
@@ -123,6 +125,15 @@ class S3Objects(_Adapter):
             keys.extend(item["Key"] for item in page.get("Contents", ()) or ())
         return keys
 
+    def get_object(self, bucket: str, key: str) -> bytes:
+        """The object's body (ground truth may be gzip-compressed by Firehose: decompressed here)."""
+        body = self._call("get_object", Bucket=bucket, Key=key)["Body"].read()
+        if body[:2] == b"\x1f\x8b":
+            import gzip
+
+            body = gzip.decompress(body)
+        return body
+
     def put_object(self, bucket: str, key: str, body: bytes, content_type: str = "application/json") -> None:
         self._call("put_object", Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
@@ -142,6 +153,21 @@ class SageMakerModels(_Adapter):
 
     def model_package_arn(self, endpoint: str, variant: str) -> str | None:
         return Boto3EndpointControl(self.client).find_model_package_arn(endpoint, variant)
+
+    def newest_package(self, group: str) -> tuple[str, datetime] | None:
+        """``(ARN, creation time)`` of the group's newest model package; ``None``: none yet."""
+        try:
+            response = self._call("list_model_packages", ModelPackageGroupName=group, SortBy="CreationTime",
+                                  SortOrder="Descending", MaxResults=1)
+        except Exception as error:
+            if is_not_found(error):
+                return None
+            raise
+        for summary in response.get("ModelPackageSummaryList", []) or []:
+            created = summary.get("CreationTime")
+            if summary.get("ModelPackageArn") and isinstance(created, datetime):
+                return summary["ModelPackageArn"], created
+        return None
 
     def data_quality_statistics(self, model_package_arn: str) -> str | None:
         """``ModelMetrics.ModelDataQuality.Statistics.S3Uri`` of the package (``None``: none, or no package)."""

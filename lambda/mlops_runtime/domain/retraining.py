@@ -17,6 +17,11 @@ executions (``ListPipelineExecutions``, newest first, at most 10):
   without a start time is not counted;
 - ``start`` otherwise (no execution at all included).
 
+With ``production`` configured (closed-loop retraining), a start passes the production records
+joined with their ground truth since the last training (``domain.production_data``) as the
+pipeline parameters ``ProductionDataUri``, ``ProductionWindowStart``, ``ProductionWindowEnd`` and
+``ProductionRecords``; the pipeline records them on the model package it registers.
+
 The ``ClientRequestToken`` of the start is a hash of the alarm name, the alarm state's timestamp
 and the pipeline (:func:`retraining_token`): a redelivered event starts one execution per pipeline.
 """
@@ -32,13 +37,21 @@ from typing import Annotated, Any
 from pydantic import AfterValidator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from mlops_runtime.domain.monitoring_window import PIPELINE_NAME, as_utc, display_name, request_token
-from mlops_runtime.domain.validation import OURS, count_between, json_object, matching, parse
+from mlops_runtime.domain.monitoring_window import (
+    PIPELINE_NAME, Bucket, KeyPrefix, as_utc, display_name, request_token,
+)
+from mlops_runtime.domain.validation import OURS, count_between, int_between, json_object, matching, parse
 
 ALARM = "ALARM"
 RUNNING_STATUSES = frozenset({"Executing", "Stopping"})
 START, STARTED, COOLDOWN, RUNNING, ERROR = "start", "started", "cooldown", "running", "error"
 MAX_COOLDOWN_HOURS = 8760.0
+MAX_PRODUCTION_LOOKBACK_HOURS = 8760
+# Training pipeline parameters of closed-loop retraining (pipelines/training_definition.py).
+PARAM_PRODUCTION_DATA = "ProductionDataUri"
+PARAM_PRODUCTION_WINDOW_START = "ProductionWindowStart"
+PARAM_PRODUCTION_WINDOW_END = "ProductionWindowEnd"
+PARAM_PRODUCTION_RECORDS = "ProductionRecords"
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -60,11 +73,26 @@ def _finite(hours: float) -> float:
 
 
 @pydantic_dataclass(frozen=True, config=OURS)
+class ProductionSource:
+    """Where an alarm's closed-loop retraining finds production data (``domain.production_data``)."""
+
+    model_package_group: matching(PIPELINE_NAME, "a model package group name")  # its newest package: the last training
+    capture_bucket: Bucket
+    capture_prefix: KeyPrefix  # <capture>/<endpoint>/, holding <variant>/yyyy/mm/dd/hh/
+    ground_truth_bucket: Bucket
+    ground_truth_prefix: KeyPrefix
+    dataset_bucket: Bucket  # where the joined production.csv is written for the pipeline
+    dataset_prefix: KeyPrefix
+    max_lookback_hours: int_between(1, MAX_PRODUCTION_LOOKBACK_HOURS)
+
+
+@pydantic_dataclass(frozen=True, config=OURS)
 class _RetrainingEntry:
     """An entry of ``RETRAINING`` as the stack writes it."""
 
     pipelines: count_between(matching(PIPELINE_NAME, "a pipeline name"), 1, 100, "pipelines", distinct=True)
     cooldown_hours: Annotated[float, AfterValidator(_finite)]
+    production: ProductionSource | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +100,7 @@ class RetrainingConfig:
     alarm: str
     pipelines: tuple[str, ...]
     cooldown_hours: float
+    production: ProductionSource | None = None
 
 
 def parse_retraining(raw: str | None) -> dict[str, RetrainingConfig]:
@@ -82,7 +111,7 @@ def parse_retraining(raw: str | None) -> dict[str, RetrainingConfig]:
         if not alarm:
             raise RetrainingConfigError(f"{where} must be an object under a non-empty alarm name")
         checked = parse(_RetrainingEntry, entry, _config_error, where)
-        configs[alarm] = RetrainingConfig(alarm, checked.pipelines, checked.cooldown_hours)
+        configs[alarm] = RetrainingConfig(alarm, checked.pipelines, checked.cooldown_hours, checked.production)
     return configs
 
 

@@ -5,6 +5,16 @@ Input: a "CloudWatch Alarm State Change" event from an EventBridge rule (``detai
 is accepted too). Only a transition INTO ``ALARM`` counts; anything else, and an alarm that is not
 a key of ``RETRAINING``, is ``ignored`` (logged).
 
+Closed loop: with ``production`` in the alarm's entry, the first start joins the production
+records inferred since the group's newest model package (at most ``max_lookback_hours``) with the
+ground truth collected since (``domain.production_data``; ``ListModelPackages``,
+``DescribeModelPackage`` and its baseline for the feature names, ``ListObjectsV2``/``GetObject``
+of capture and ground truth), writes ``<dataset_prefix><window end>-<hash>/production.csv`` and
+passes it with the window and the row count as the pipeline parameters ``ProductionDataUri``,
+``ProductionWindowStart``, ``ProductionWindowEnd`` and ``ProductionRecords``; the pipeline
+records them on the package it registers. Without a package with a baseline (so without the
+features' names) the pipeline starts on its raw data alone and the decision says why.
+
 For each pipeline of the alarm: ``ListPipelineExecutions`` (newest first, 10) -> ``domain.retraining.
 decide`` (time read per call): ``running`` when one is Executing/Stopping, ``cooldown`` when the
 newest started less than ``cooldown_hours`` ago, else ``StartPipelineExecution`` with a
@@ -34,7 +44,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.adapters.aws_errors import error_text
-from mlops_runtime.adapters.monitoring_inputs import SageMakerPipelines
+from mlops_runtime.adapters.monitoring_inputs import S3Objects, SageMakerModels, SageMakerPipelines
+from mlops_runtime.domain import monitoring_window as mw
+from mlops_runtime.domain import production_data as production
 from mlops_runtime.domain import retraining as domain
 from mlops_runtime.domain.monitoring_window import as_utc
 
@@ -44,16 +56,19 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Mlop
 RECENT_EXECUTIONS = 10
 
 _pipelines: SageMakerPipelines | None = None
+_models: SageMakerModels | None = None
+_s3: S3Objects | None = None
 _sns: Any | None = None
 _clock: Callable[[], datetime] | None = None
 
 
 def configure(
-    pipelines: SageMakerPipelines | None = None, sns: Any | None = None, clock: Callable[[], datetime] | None = None
+    pipelines: SageMakerPipelines | None = None, sns: Any | None = None, clock: Callable[[], datetime] | None = None,
+    models: SageMakerModels | None = None, s3: S3Objects | None = None,
 ) -> None:
-    """Inject the adapter, an SNS client and a clock (tests); no arguments: rebuilt from the environment."""
-    global _pipelines, _sns, _clock
-    _pipelines, _sns, _clock = pipelines, sns, clock
+    """Inject the adapters, an SNS client and a clock (tests); no arguments: rebuilt from the environment."""
+    global _pipelines, _sns, _clock, _models, _s3
+    _pipelines, _sns, _clock, _models, _s3 = pipelines, sns, clock, models, s3
 
 
 def pipelines() -> SageMakerPipelines:
@@ -61,6 +76,20 @@ def pipelines() -> SageMakerPipelines:
     if _pipelines is None:
         _pipelines = SageMakerPipelines()
     return _pipelines
+
+
+def models() -> SageMakerModels:
+    global _models
+    if _models is None:
+        _models = SageMakerModels(pipelines().client)
+    return _models
+
+
+def s3() -> S3Objects:
+    global _s3
+    if _s3 is None:
+        _s3 = S3Objects()
+    return _s3
 
 
 def now() -> datetime:
@@ -85,36 +114,93 @@ def _notify(subject: str, message: Mapping[str, Any]) -> bool:
         return False
 
 
-def _decide_and_start(config: domain.RetrainingConfig, transition: domain.AlarmTransition, pipeline: str
-                      ) -> dict[str, Any]:
+class NoProductionData(Exception):
+    """Production data cannot be assembled (no model yet to say the features' names)."""
+
+
+def _keys(bucket: str, prefixes: list[str], keep: Callable[[str], bool]) -> list[str]:
+    return sorted({key for prefix in prefixes for key in s3().list_keys(bucket, prefix) if keep(key)})
+
+
+def production_dataset(source: domain.ProductionSource, occurrence: str) -> dict[str, Any]:
+    """Join the production records since the last training with their ground truth, write
+    ``production.csv`` and return the pipeline parameters and what went in (``domain.production_data``)."""
+    at = now()
+    newest = models().newest_package(source.model_package_group)
+    window = production.training_window(at, newest[1] if newest else None, source.max_lookback_hours)
+    baseline_uri = models().data_quality_statistics(newest[0]) if newest else None
+    if baseline_uri is None:
+        raise NoProductionData(f"no model package with a baseline in {source.model_package_group}: "
+                               "the production features' names are unknown")
+    feature_names, target = production.feature_layout(json.loads(s3().get_object(*mw.parse_s3_uri(baseline_uri))))
+    join = production.ProductionJoin(feature_names, window, target)
+    label_prefixes = [f"{source.ground_truth_prefix}{mw.hour_path(h)}" for h in window.label_hours(at)]
+    for key in _keys(source.ground_truth_bucket, label_prefixes,
+                     lambda k: mw.is_ground_truth_file(k, source.ground_truth_prefix)):
+        join.add_labels(s3().get_object(source.ground_truth_bucket, key))
+    variants = s3().list_folders(source.capture_bucket, source.capture_prefix)
+    for key in _keys(source.capture_bucket, mw.capture_listing_prefixes(variants, window.capture_window),
+                     lambda k: mw.is_capture_file(k, source.capture_prefix)):
+        join.add_capture(s3().get_object(source.capture_bucket, key))
+    folder = f"{source.dataset_prefix}{window.capture_window.label}-{mw.request_token(occurrence)[:12]}/"
+    s3().put_object(source.dataset_bucket, folder + production.PRODUCTION_FILE, join.csv(), content_type="text/csv")
+    uri = mw.s3_uri(source.dataset_bucket, folder + production.PRODUCTION_FILE)
+    counts = join.counts()
+    logger.info("Production data joined with its ground truth", extra={"uri": uri, "window": window.to_dict(), **counts})
+    return {
+        "uri": uri, "window": window.to_dict(), "counts": counts,
+        "parameters": [
+            {"Name": domain.PARAM_PRODUCTION_DATA, "Value": uri},
+            {"Name": domain.PARAM_PRODUCTION_WINDOW_START, "Value": mw.iso(window.start)},
+            {"Name": domain.PARAM_PRODUCTION_WINDOW_END, "Value": mw.iso(window.end)},
+            {"Name": domain.PARAM_PRODUCTION_RECORDS, "Value": str(counts["rows"])},
+        ],
+    }
+
+
+def _decide_and_start(config: domain.RetrainingConfig, transition: domain.AlarmTransition, pipeline: str,
+                      data: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The decision for ``pipeline`` and the production data (joined here when first needed)."""
     try:
         executions = pipelines().recent_executions(pipeline, RECENT_EXECUTIONS)
         verdict = domain.decide(now(), executions, config.cooldown_hours)
         if verdict.action != domain.START:
             return {"pipeline": pipeline, "action": verdict.action, "reason": verdict.reason,
-                    "blocking_execution_arn": verdict.blocking_execution_arn}
+                    "blocking_execution_arn": verdict.blocking_execution_arn}, data
         token_key = transition.occurrence
         if token_key is None:  # no timestamp, time nor id in the event: botocore generates a token
             logger.warning("Alarm event without a timestamp: the start is not idempotent", extra={"pipeline": pipeline})
+        if config.production is not None and data is None:
+            try:
+                data = production_dataset(config.production, token_key or now().isoformat())
+            except NoProductionData as missing:  # retrain on the raw data alone rather than not at all
+                logger.warning("Retraining without production data", extra={"reason": str(missing)})
+                data = {"parameters": [], "without_production_data": str(missing)}
         arn = pipelines().start(
             pipeline,
             display_name=domain.retraining_display_name(transition.alarm_name),
             token=domain.retraining_token(transition.alarm_name, token_key or now().isoformat(), pipeline),
+            parameters=data["parameters"] if data else (),
             description=f"Retraining started by alarm {transition.alarm_name} "
                         f"(ALARM at {transition.state_timestamp or transition.event_time or 'unknown time'}): "
                         f"{transition.reason or 'no reason given'}",
         )
-        return {"pipeline": pipeline, "action": domain.STARTED, "execution_arn": arn, "reason": verdict.reason}
+        started = {"pipeline": pipeline, "action": domain.STARTED, "execution_arn": arn, "reason": verdict.reason}
+        if data:
+            started["production"] = {key: data[key] for key in ("uri", "window", "counts", "without_production_data")
+                                     if key in data}
+        return started, data
     except Exception as error:  # one pipeline's failure does not stop the others
         logger.exception("Could not decide or start the retraining", extra={"pipeline": pipeline})
-        return {"pipeline": pipeline, "action": domain.ERROR, "reason": error_text(error)}
+        return {"pipeline": pipeline, "action": domain.ERROR, "reason": error_text(error)}, data
 
 
 def run(config: domain.RetrainingConfig, transition: domain.AlarmTransition) -> dict[str, Any]:
-    decisions = [
-        {k: v for k, v in _decide_and_start(config, transition, pipeline).items() if v is not None}
-        for pipeline in config.pipelines
-    ]
+    decisions = []
+    data: dict[str, Any] | None = None  # joined once, shared by the alarm's pipelines (one group)
+    for pipeline in config.pipelines:
+        decision, data = _decide_and_start(config, transition, pipeline, data)
+        decisions.append({k: v for k, v in decision.items() if v is not None})
     for decision in decisions:
         logger.info("Retraining decision", extra=decision)
     started = [d for d in decisions if d["action"] == domain.STARTED]

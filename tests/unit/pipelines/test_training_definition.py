@@ -79,6 +79,7 @@ def full_spec(**changes: Any) -> TrainingPipelineSpec:
         transform_instance_types=("ml.m5.xlarge",),
         model_approval_description="Churn model, trained by the platform pipeline",
         evaluate_image_framework="xgboost",
+        tags={"environment": "prod", "cost-centre": "ml"},
     )
     return dataclasses.replace(spec, **changes)
 
@@ -176,6 +177,11 @@ def test_parameters_names_types_defaults(minimal: dict, full: dict) -> None:
         {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": 1},
         {"Name": "MetricThreshold", "Type": "Float", "DefaultValue": 0.8},
         {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": "PendingManualApproval"},
+        # closed-loop retraining: none unless the retraining trigger passes production data
+        {"Name": "ProductionDataUri", "Type": "String", "DefaultValue": "none"},
+        {"Name": "ProductionWindowStart", "Type": "String", "DefaultValue": "none"},
+        {"Name": "ProductionWindowEnd", "Type": "String", "DefaultValue": "none"},
+        {"Name": "ProductionRecords", "Type": "String", "DefaultValue": "none"},
     ]
     assert [p["Name"] for p in full["Parameters"]] == list(td.PARAMETER_NAMES)
     defaults = {p["Name"]: p["DefaultValue"] for p in full["Parameters"]}
@@ -187,6 +193,7 @@ def test_parameters_names_types_defaults(minimal: dict, full: dict) -> None:
         "TrainingInstanceCount": 3,
         "MetricThreshold": 0.75,
         "ModelApprovalStatus": "Approved",
+        **{name: "none" for name in td.PRODUCTION_PARAMETERS},
     }
 
 
@@ -199,7 +206,9 @@ def test_preprocess_step(minimal: dict) -> None:
         "ImageUri": SKLEARN_IMAGE,
         "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/preprocess.py"],
         # As many train files as training instances (ShardedByS3Key gives each its own).
-        "ContainerArguments": ["--train-shards", {"Get": "Parameters.TrainingInstanceCount"}],
+        "ContainerArguments": ["--train-shards", {"Get": "Parameters.TrainingInstanceCount"},
+                               # production records joined with their ground truth (retraining)
+                               "--production-data", {"Get": "Parameters.ProductionDataUri"}],
     }
     inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
     assert inputs["input"]["S3Uri"] == {"Get": "Parameters.InputDataUri"}
@@ -356,6 +365,13 @@ def test_register_step(full: dict) -> None:
                 ],
             }
         },
+    }
+    # closed-loop retraining: where its production data came from, recorded on the package
+    assert args["CustomerMetadataProperties"] == {
+        "production-data": {"Get": "Parameters.ProductionDataUri"},
+        "production-window-start": {"Get": "Parameters.ProductionWindowStart"},
+        "production-window-end": {"Get": "Parameters.ProductionWindowEnd"},
+        "production-records": {"Get": "Parameters.ProductionRecords"},
     }
     # the training baseline, for the monitoring launcher
     assert args["ModelMetrics"]["ModelDataQuality"]["Statistics"] == {
@@ -592,3 +608,12 @@ def test_spec_accepts_tokens_and_unusual_arns() -> None:
     # No strict ARN validation: tokens and partition-specific ARNs are accepted as they are.
     spec = minimal_spec(role_arn=ROLE_TOKEN, kms_key_arn="arn:aws-cn:kms:cn-north-1:123456789012:alias/x")
     assert spec.role_arn == ROLE_TOKEN
+
+
+def test_every_job_carries_the_tags(full: dict, minimal: dict) -> None:
+    """Issue 15, defect 6: jobs are created at run time, where CloudFormation's tags do not reach;
+    the budget filters on the environment tag."""
+    for name in ("Preprocess", "Train", "Evaluate"):
+        assert step(full, name)["Arguments"]["Tags"] == [
+            {"Key": "cost-centre", "Value": "ml"}, {"Key": "environment", "Value": "prod"}]
+        assert "Tags" not in step(minimal, name)["Arguments"]

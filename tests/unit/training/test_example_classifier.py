@@ -524,7 +524,7 @@ def test_same_input_and_seed_give_byte_identical_outputs(pipeline, tmp_path) -> 
 
 THIRD_PARTY_IMPORTS = {
     # What each script's container provides (mlflow is optional and imported lazily).
-    "preprocess.py": {"numpy", "pandas", "sklearn"},
+    "preprocess.py": {"numpy", "pandas", "sklearn", "boto3"},  # boto3: production data of closed-loop retraining
     # boto3 is in every SageMaker framework image; mlflow and wandb come from requirements.txt.
     "train.py": {"numpy", "pandas", "xgboost", "mlflow", "wandb", "boto3"},
     "evaluate.py": {"numpy", "pandas", "sklearn", "xgboost"},
