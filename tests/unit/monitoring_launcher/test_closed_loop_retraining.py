@@ -113,7 +113,7 @@ def test_a_row_per_captured_labelled_record_inside_the_window(records):
 def test_production_entry_is_validated():
     good = domain.parse_retraining(json.dumps(RETRAINING))["churn-ep-quality"]
     assert good.production == domain.ProductionSource(**PRODUCTION)
-    for change in ({"capture_prefix": "no-slash"}, {"max_lookback_hours": 0}, {"dataset_bucket": "Bad_Bucket"},
+    for change in ({"capture_prefix": "a//b/"}, {"max_lookback_hours": 0}, {"dataset_bucket": "Bad_Bucket"},
                    {"extra": 1}):
         entry = {**RETRAINING["churn-ep-quality"], "production": {**PRODUCTION, **change}}
         with pytest.raises(domain.RetrainingConfigError, match="production"):
