@@ -25,7 +25,7 @@ EXPERIMENTS = {
     },
 }
 CONTROLLER = {"churn": {"strategy": "thompson", "min_share": 0.1, "max_step": 0.2, "min_observations": 100,
-                        "stop_probability": 0.95, "stop_min_observations": 1000}}
+                        "alpha": 0.05, "min_effect": 0.01}}
 
 
 class Loop:
@@ -64,7 +64,7 @@ class Loop:
     def run_controller(self):
         return self.controller.handler({"experiment": "churn"}, LambdaContext("mlops-dev-experiment-controller"))
 
-    def evidence(self, round_id, champion, challenger, invocations=5000):
+    def evidence(self, round_id, champion, challenger, invocations=6000):
         """Rewards per arm in round ``round_id`` (rates of 0/1 rewards)."""
         for arm, rate in (("champion", champion), ("challenger", challenger)):
             rewards = str(int(invocations * rate))
@@ -108,7 +108,7 @@ def decided_experiment(loop):
     loop.approve(v1, "approve-v1")
     loop.approve(v2, "approve-v2")
     assert loop.run_controller()["status"] == "waiting"  # round 1 recorded with the deployment
-    loop.evidence(1, champion=0.05, challenger=0.08)
+    loop.evidence(1, champion=0.10, challenger=0.15)
     decided = loop.run_controller()
     assert decided["status"] == "decided" and decided["winner"] == "challenger", decided
     assert loop.live() == {CHAMPION: (v1, 0.0), CHALLENGER: (v2, 1.0)}
