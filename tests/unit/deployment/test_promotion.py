@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from deployment_fixtures import ENDPOINT, NOW, make_package, make_state, package_arn
@@ -44,6 +45,16 @@ def handover(**changes):
 def event(detail, **fields):
     return {"id": "e-1", "source": promotion.EVENT_SOURCE, "detail-type": promotion.EVENT_DETAIL_TYPE,
             "detail": detail, **fields}
+
+
+def test_the_documented_sample_is_what_the_controller_puts():
+    """tests/fixtures/events' sample (the event contract matches the rules against it) stays the real shape."""
+    sample = json.loads((Path(__file__).parents[2] / "fixtures" / "events" / "mlops-experiment-decided.json").read_text())
+    event = sample["event"]
+    _, parsed = Promotion.from_eventbridge(event)
+    assert json.loads(parsed.to_detail()) == event["detail"]
+    assert promotion.event_entry(parsed)["Resources"] == event["resources"]
+    assert set(sample["_source"]["values"]["detail.outcome"]) == set(promotion.KEEPS)
 
 
 def test_the_event_carries_the_promotion_unchanged():
