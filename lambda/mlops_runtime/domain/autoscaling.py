@@ -42,17 +42,16 @@ re-registers everything.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops_runtime.domain.deployment import MANAGED_BY_TAG, MANAGED_BY_VALUE
-from mlops_runtime.domain.validation import OURS, int_between, parse
+from mlops_runtime.domain.validation import AWS, OURS, int_between, json_text, parse, parse_event
 
 REALTIME = "realtime"
 ASYNC = "async"
@@ -273,35 +272,35 @@ class EndpointStateChange:
 
     @classmethod
     def from_eventbridge(cls, event: object) -> EndpointStateChange:
-        if not isinstance(event, Mapping):
-            raise InvalidEvent(f"expected an EventBridge event object, got {type(event).__name__}")
-        source = event.get("source")
-        if source is not None and source != EVENT_SOURCE:
-            raise InvalidEvent(f"source is {source!r}, not {EVENT_SOURCE}")
-        detail_type = event.get("detail-type")
-        if detail_type is not None and detail_type != EVENT_DETAIL_TYPE:
-            raise InvalidEvent(f"detail-type is {detail_type!r}, not {EVENT_DETAIL_TYPE!r}")
-        detail = event.get("detail")
-        if isinstance(detail, str):
-            try:
-                detail = json.loads(detail)
-            except ValueError:
-                raise InvalidEvent("detail is a string but not JSON") from None
-        if not isinstance(detail, Mapping):
-            raise InvalidEvent("the event has no detail object")
-        name = detail.get("EndpointName") or detail.get("endpointName")
+        change = parse_event(_StateChangeEvent, event, InvalidEvent)
+        detail = change.detail
+        name = detail.EndpointName
         if not name:
-            arns = [detail.get("EndpointArn"), *(event.get("resources") or ())]
+            arns = [detail.EndpointArn, *change.resources]
             name = next((_name_from_arn(arn) for arn in arns if _name_from_arn(arn)), None)
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise InvalidEvent(f"no valid endpoint name in the event (EndpointName={name!r})")
-        status = detail.get("EndpointStatus") or detail.get("endpointStatus")
-        if not isinstance(status, str) or not status:
-            raise InvalidEvent("the event has no EndpointStatus")
-        event_id = event.get("id")
-        return cls(
-            endpoint_name=name, status=status, event_id=event_id if isinstance(event_id, str) else None
-        )
+        return cls(endpoint_name=name, status=detail.EndpointStatus, event_id=change.id)
+
+
+class _StateChangeDetail(BaseModel):
+    model_config = AWS
+
+    EndpointName: str | None = Field(None, validation_alias=AliasChoices("EndpointName", "endpointName"))
+    EndpointArn: str | None = None
+    EndpointStatus: str = Field(min_length=1, validation_alias=AliasChoices("EndpointStatus", "endpointStatus"))
+
+
+class _StateChangeEvent(BaseModel):
+    """The envelope's ``source`` and ``detail-type`` may be missing (a test invocation), not wrong."""
+
+    model_config = AWS
+
+    source: Literal[EVENT_SOURCE] | None = None
+    detail_type: Literal[EVENT_DETAIL_TYPE] | None = Field(None, alias="detail-type")
+    id: str | None = None
+    resources: list[str] = []
+    detail: Annotated[_StateChangeDetail, BeforeValidator(json_text)]
 
 
 def _normalized_status(status: str) -> str:

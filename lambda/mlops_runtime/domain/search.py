@@ -2,6 +2,9 @@
 
 Nothing here touches AWS or imports anything heavy; the adapters (``adapters.embedders``,
 ``adapters.vector_store``), the indexing pipeline (``search.indexing``) and the handlers build on it.
+The parsers are hand-written on purpose: the search API is on the request path and does not load
+pydantic, which would add about 0.65x of an ``import boto3`` to its cold start
+(``benchmarks/bench_handler_imports.py``).
 Contracts: ``docs/search.md``.
 
 - :func:`parse_settings` (alias ``parse_index_settings``): ``SEARCH_INDEXES`` (a JSON object keyed by index

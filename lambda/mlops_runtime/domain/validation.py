@@ -1,14 +1,16 @@
 """pydantic at the runtime's edges: the specs the stacks write, parsed strictly, and one-line errors.
 
-The stacks write the functions' specs (endpoint specs, scaling, search indexes, monitors) as JSON,
-and call the same parsers at synthesis, so a bad config fails there with one line naming the
-field. :func:`parse` validates such a value as strict JSON (a JSON ``true`` is not a count, an
-integer is a number, unknown keys are errors) and turns pydantic's error into ``(field, reason)``:
-the field as a dotted path (``variants.champion.instance_type``, ``alarm_names[0]``) and a short
-reason, which each domain module raises as its own error type.
-
+The stacks write the functions' specs (endpoint specs, scaling, monitors, retraining) as JSON, and
+the serving stack calls the same parser at synthesis, so a bad config fails there with one line
+naming the field. :func:`parse` validates such a value as strict JSON (:data:`OURS`: a JSON
+``true`` is not a count, an integer is a number, unknown keys are errors) and turns pydantic's
+error into ``(field, reason)``: the field as a dotted path (``variants.champion.instance_type``,
+``alarm_names[0]``) and a short reason, which each domain module raises as its own error type.
 Value rules live in the types (:func:`matching`, :func:`int_between`, :func:`count_between`) or
 in a dataclass's ``__post_init__``, which raises the domain error with the field it is about.
+
+AWS's event shapes are read leniently instead (:data:`AWS`, :func:`parse_event`): unknown keys
+are ignored and pydantic's lax conversions apply.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ T = TypeVar("T")
 
 # Specs the stacks write: strict JSON types, unknown keys are errors.
 OURS = ConfigDict(strict=True, extra="forbid")
+# AWS's event shapes: keys AWS adds are ignored, values converted where pydantic's lax mode can.
+AWS = ConfigDict(extra="ignore")
 
 
 def matching(pattern: re.Pattern[str], what: str, max_length: int | None = None) -> Any:
@@ -47,12 +51,12 @@ def matching(pattern: re.Pattern[str], what: str, max_length: int | None = None)
     return Annotated[str, AfterValidator(check)]
 
 
-def int_between(low: int, high: int, hint: str = "") -> Any:
+def int_between(low: int, high: int) -> Any:
     """An integer type from ``low`` to ``high`` inclusive."""
 
     def check(value: int) -> int:
         if not low <= value <= high:
-            raise ValueError(f"must be an integer from {low} to {high}, got {value!r}{hint}")
+            raise ValueError(f"must be an integer from {low} to {high}, got {value!r}")
         return value
 
     return Annotated[int, AfterValidator(check)]
@@ -100,6 +104,25 @@ def json_object(raw: str | None, name: str, keyed_by: str, error: Callable[[str]
     if not isinstance(data, dict):
         raise error(f"{name} must be a JSON object keyed by {keyed_by}")
     return data
+
+
+def parse_event(target: type[T], event: object, error: Callable[[str], Exception]) -> T:
+    """An AWS event (or the part of it the caller reads) validated leniently as ``target``."""
+    try:
+        return _adapter(target).validate_python(event)
+    except ValidationError as failure:
+        field, reason = first_problem(failure, target, event)
+        raise error(f"{field}: {reason}" if field else reason) from None
+
+
+def json_text(value: object) -> object:
+    """A ``BeforeValidator``: an object delivered as JSON text (as test invocations send ``detail``)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as failure:
+        raise ValueError(f"is a string but not JSON ({failure})") from None
 
 
 _ADAPTERS: dict[Any, TypeAdapter] = {}
@@ -156,6 +179,8 @@ def first_problem(failure: ValidationError, target: Any, data: object) -> tuple[
     if kind in ("literal_error", "enum"):
         expected = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
         return field, f"must be one of {expected}, got {value!r}"
+    if kind == "string_too_short" and ctx.get("min_length") == 1:
+        return field, "must not be empty"
     if kind in _TYPE_NAMES:
         got = "a boolean" if isinstance(value, bool) else type(value).__name__
         return field, f"expected {_TYPE_NAMES[kind]}, got {got}"

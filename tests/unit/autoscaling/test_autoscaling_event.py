@@ -76,12 +76,12 @@ def test_camel_case_keys_are_read():
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        ("not an event", "expected an EventBridge event object"),
-        ({**EVENT, "source": "aws.s3"}, "source is 'aws.s3'"),
-        ({**EVENT, "detail-type": "SageMaker Model Package State Change"}, "detail-type is"),
-        ({**EVENT, "detail": None}, "no detail object"),
-        ({**EVENT, "detail": "{not json"}, "not JSON"),
-        (event(EndpointStatus=None), "no EndpointStatus"),
+        ("not an event", "expected an object, got str"),
+        ({**EVENT, "source": "aws.s3"}, "source: must be one of aws.sagemaker, got 'aws.s3'"),
+        ({**EVENT, "detail-type": "SageMaker Model Package State Change"}, "detail-type: must be one of SageMaker Endpoint State Change"),
+        ({**EVENT, "detail": None}, "detail: is required"),
+        ({**EVENT, "detail": "{not json"}, "detail: is a string but not JSON"),
+        (event(EndpointStatus=None), "detail.EndpointStatus: is required"),
         ({**event(EndpointName=None, EndpointArn=None), "resources": []}, "no valid endpoint name"),
         (event(EndpointName="bad name!"), "no valid endpoint name"),
     ],

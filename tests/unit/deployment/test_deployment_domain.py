@@ -215,15 +215,15 @@ def test_approval_event():
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        ([], "expected an EventBridge event object"),
-        ({**approval_event(), "source": "aws.s3"}, "not a model package state change"),
+        ([], "expected an object, got list"),
+        ({**approval_event(), "source": "aws.s3"}, "source: must be one of aws.sagemaker, got 'aws.s3'"),
         (
             {**approval_event(), "detail-type": "SageMaker Endpoint State Change"},
-            "not a model package state change",
+            "detail-type: must be one of SageMaker Model Package State Change",
         ),
-        ({**approval_event(), "id": ""}, "has no id"),
-        ({**approval_event(), "detail": "x"}, "no detail object"),
-        (approval_event(ModelPackageArn=None), "ModelPackageArn is missing"),
+        ({**approval_event(), "id": ""}, "id: must not be empty"),
+        ({**approval_event(), "detail": "x"}, "detail: expected an object, got str"),
+        (approval_event(ModelPackageArn=None), "detail.ModelPackageArn: is required"),
         (
             approval_event(
                 ModelPackageGroupName=None, ModelPackageArn="arn:aws:sagemaker:eu-west-1:1:model-package/x"

@@ -539,3 +539,43 @@ def realtime_specs(draw):
 def test_round_trip_property(data):
     spec = EndpointSpec.from_dict(data)
     assert EndpointSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+# --- property: a value of the wrong JSON type anywhere is reported at its own dotted path ----------
+
+_WRONG = {
+    "string": st.one_of(st.integers(), st.booleans(), st.lists(st.text(max_size=3), max_size=2)),
+    "integer": st.one_of(st.text(max_size=5), st.booleans(), st.floats(0.5, 9.5), st.just({})),
+    "number": st.one_of(st.text(max_size=5), st.booleans(), st.just([1])),
+    "boolean": st.one_of(st.text(max_size=5), st.integers(), st.just({})),
+    "list": st.one_of(st.text(max_size=5), st.integers(), st.booleans(), st.just({})),
+}
+_LEAVES = [
+    ("name", "string"),
+    ("execution_role_arn", "string"),
+    ("variants.champion.initial_instance_count", "integer"),
+    ("variants.champion.instance_type", "string"),
+    ("challenger_initial_weight", "number"),
+    ("shadow", "boolean"),
+    ("data_capture.enabled", "boolean"),
+    ("data_capture.sampling_percentage", "integer"),
+    ("data_capture.capture_content_types.json", "list"),
+    ("guardrails.wait_interval_s", "integer"),
+    ("guardrails.alarm_names", "list"),
+]
+
+
+@st.composite
+def wrongly_typed(draw):
+    path, kind = draw(st.sampled_from(_LEAVES))
+    return path, draw(_WRONG[kind])
+
+
+@settings(max_examples=80, deadline=None)
+@given(wrongly_typed())
+def test_a_wrong_type_is_reported_at_its_path(case):
+    path, value = case
+    with pytest.raises(InvalidEndpointSpec) as raised:
+        parse_endpoint_specs([with_key(path, value)])
+    assert raised.value.field == f"ENDPOINTS[0].{path}"
+    assert raised.value.reason.startswith("expected "), raised.value
