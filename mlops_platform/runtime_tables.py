@@ -34,3 +34,8 @@ def deployment_domain() -> ModuleType:
 def monitoring_window() -> ModuleType:
     """``mlops_runtime.domain.monitoring_window``: the launcher's windows and late-label rechecks."""
     return _domain("monitoring_window")
+
+
+def promotion_domain() -> ModuleType:
+    """``mlops_runtime.domain.promotion``: the controller -> deployer hand-over event."""
+    return _domain("promotion")

@@ -943,7 +943,7 @@ class LocalPlatform:
 
         for module, names in ((inference_api, ("_runtime",)), (feedback_api, ("_runtime",)),
                               (search_api, ("_runtime",)),
-                              (experiment_controller, ("_experiments", "_store", "_endpoints", "_sns"))):
+                              (experiment_controller, ("_experiments", "_store", "_endpoints", "_sns", "_events"))):
             self._saved_handlers.append((module, {name: getattr(module, name) for name in names}))
 
         names = self.names
@@ -973,6 +973,7 @@ class LocalPlatform:
             store=DynamoDBExperimentsStore(None, names.statistics_table, names.state_table, ddb),
             endpoints=Boto3EndpointControl(self.client("sagemaker")),
             sns=self.client("sns"),
+            events=self.client("events"),  # the decision's hand-over to the deployer (none runs locally)
         )
         # search API: its settings from SEARCH_INDEXES; a store of this run's own, seeded here
         indexes = parse_settings(os.environ["SEARCH_INDEXES"])

@@ -278,7 +278,11 @@ class ApiStack(Stack):
         groups = sorted({endpoint.model_package_group for endpoint in config.serving.endpoints})
         packages = [self._arn("sagemaker", f"model-package/{prefix}-{group}/*") for group in groups]
         role.add_to_principal_policy(iam.PolicyStatement(
-            sid="NoteTheDecisionOnTheWinnersPackage", actions=["sagemaker:UpdateModelPackage"], resources=packages,
+            sid="NoteTheDecisionOnBothPackages", actions=["sagemaker:UpdateModelPackage"], resources=packages,
+        ))
+        role.add_to_principal_policy(iam.PolicyStatement(  # the Serving stack's rule hands it to the deployer
+            sid="HandTheDecisionToTheDeployer", actions=["events:PutEvents"],
+            resources=[self._arn("events", "event-bus/default")],
         ))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="AnnounceDecisions", actions=["sns:Publish"], resources=[self._topic_arn]))

@@ -30,7 +30,7 @@ from ..config import PlatformConfig
 from ..config.models import EndpointConfig
 from ..constructs.naming import EnvironmentNames, partition_of, pascal
 from ..constructs.platform_function import PlatformFunction
-from ..runtime_tables import deployment_domain
+from ..runtime_tables import deployment_domain, promotion_domain
 from .foundation import FoundationStack, bucket_name, removal_policy_of
 from ..paths import REPO_ROOT
 
@@ -67,7 +67,8 @@ class ServingStack(Stack):
         self._allow_scaling_suspension(self.deployer)
         self.scaler = self._scaler(endpoints)
         self.teardown = self._teardown()
-        self.approval_rule.node.add_dependency(self.teardown)  # on destroy: stop deploying, then tear down
+        for rule in (self.approval_rule, self.decision_rule):  # on destroy: stop deploying, then tear down
+            rule.node.add_dependency(self.teardown)
 
     # --- names ------------------------------------------------------------------------------
     def endpoint_name(self, endpoint: EndpointConfig) -> str:
@@ -367,6 +368,17 @@ class ServingStack(Stack):
                 source=["aws.sagemaker"],
                 detail_type=["SageMaker Model Package State Change"],
                 detail={"ModelPackageGroupName": groups, "ModelApprovalStatus": ["Approved"]},
+            ),
+            targets=[targets.SqsQueue(queue)],
+        )
+        # A decided experiment (the Api stack's controller): the deployer keeps the winner, retires the other.
+        self.decision_rule = events.Rule(
+            self, "PromoteOnDecision",
+            description="A decided experiment's kept model becomes its endpoint's sole champion",
+            event_pattern=events.EventPattern(
+                source=[promotion_domain().EVENT_SOURCE],
+                detail_type=[promotion_domain().EVENT_DETAIL_TYPE],
+                detail={"endpoint_name": sorted(self.endpoint_name(e) for e in endpoints)},
             ),
             targets=[targets.SqsQueue(queue)],
         )

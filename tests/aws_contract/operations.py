@@ -127,6 +127,9 @@ OPERATIONS: dict[tuple[str, str], Builder] = {
     ("sagemaker-featurestore-runtime", "GetRecord"): lambda p: [_r("sagemaker:GetRecord", _sagemaker("feature-group"))],
     # messaging
     ("sns", "Publish"): lambda p: [_r("sns:Publish", arn_of("sns"))],
+    ("events", "PutEvents"): lambda p: [
+        _r("events:PutEvents", f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{kept(e.get('EventBusName', 'default'))}")
+        for e in p["Entries"]],
     ("sqs", "SendMessage"): lambda p: [_r("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{NAME}")],
     ("sqs", "SendMessageBatch"): lambda p: [_r("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{NAME}")],
     ("sqs", "ReceiveMessage"): lambda p: [_r("sqs:ReceiveMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{NAME}")],

@@ -173,6 +173,9 @@ def test_controller_runs_on_a_schedule_per_route(synthesis, environment):
     assert "sagemaker:UpdateEndpointWeightsAndCapacities" in reweigh["Action"]
     assert all(":endpoint/" + config.name_prefix in arn for arn in
                (reweigh["Resource"] if isinstance(reweigh["Resource"], list) else [reweigh["Resource"]]))
+    (hand_over,) = [s for s in statements if s.get("Sid") == "HandTheDecisionToTheDeployer"]
+    assert hand_over["Action"] == "events:PutEvents"
+    assert hand_over["Resource"] == f"arn:aws:events:{config.region}:{config.account}:event-bus/default"
 
 
 def test_caller_policy_grants_invoke_on_the_stage_only(synthesis):

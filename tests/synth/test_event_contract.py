@@ -92,7 +92,13 @@ def _accepts(pattern: dict, field: str, value: str) -> bool:
 
 def _deployer(event: dict) -> None:
     from mlops_runtime.domain.deployment import ApprovalEvent
+    from mlops_runtime.domain.promotion import Promotion, is_promotion_event
 
+    if is_promotion_event(event):  # the experiment controller's hand-over
+        _, promotion = Promotion.from_eventbridge(event)
+        assert (promotion.endpoint_name, promotion.outcome) == (event["detail"]["endpoint_name"],
+                                                                event["detail"]["outcome"])
+        return
     approval = ApprovalEvent.from_eventbridge(event)
     detail = event["detail"]
     assert (approval.group, approval.approval_status, approval.model_package_arn) == (

@@ -116,6 +116,19 @@ def test_approvals_reach_the_deployer_through_an_encrypted_queue(synthesis, cdk_
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_decided_experiments_reach_the_deployer_through_the_same_queue(synthesis, cdk_template, environment):
+    template = cdk_template(environment, "Serving").to_json()
+    rules = {rule["Properties"]["EventPattern"]["detail-type"][0]: rule["Properties"]
+             for rule in template["Resources"].values() if rule["Type"] == "AWS::Events::Rule"
+             and "detail-type" in rule["Properties"].get("EventPattern", {})}
+    decided, approved = rules["Experiment Decided"], rules["SageMaker Model Package State Change"]
+    endpoints = sorted(f"mlops-{environment}-{e.name}" for e in synthesis.configs[environment].serving.endpoints)
+    assert decided["EventPattern"] == {"source": ["mlops.experiments"], "detail-type": ["Experiment Decided"],
+                                       "detail": {"endpoint_name": endpoints}}
+    assert [t["Arn"] for t in decided["Targets"]] == [t["Arn"] for t in approved["Targets"]]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_idempotency_table(cdk_template, environment):
     cdk_template(environment, "Serving").has_resource_properties("AWS::DynamoDB::Table", {
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],

@@ -25,6 +25,8 @@ champion only, weight > 0                    CreateModel, CreateEndpointConfig (
                                              variant names change, which SageMaker guardrails refuse)
 champion + older challenger                  the same with the newer challenger; the names are unchanged
                                              so UpdateEndpoint carries the blue/green DeploymentConfig
+champion at 0 + challenger carrying 100 %    the challenger won: its model is the champion the new
+                                             package is tried against (the former champion is dropped)
 weight 0, serverless or async                the package replaces the champion (sole variant);
                                              DeploymentConfig whenever the variant names are unchanged
 package already on the endpoint              no-op ("already deployed")
@@ -32,6 +34,10 @@ a newer version of the group deployed        no-op ("superseded")
 endpoint Creating/Updating/RollingBack/...   :class:`EndpointBusy` (retryable)
 anything else that cannot be planned         :class:`CannotPlan` with the reason
 ===========================================  ============================================================
+
+:func:`plan_promotion` acts on a decided experiment (``domain.promotion``): the kept model becomes
+the sole ``champion`` at 100 % and the retired variant is removed (CreateEndpointConfig,
+UpdateEndpoint); a no-op when that is done already or a newer experiment runs.
 
 Resource names are deterministic (see :func:`resource_name`), so a retried event plans the same
 names and the adapter's create-if-absent makes re-applying a plan harmless.
@@ -83,6 +89,7 @@ ACTION_CREATE = "create-endpoint"
 ACTION_ADD_CHALLENGER = "add-challenger"
 ACTION_REPLACE_CHALLENGER = "replace-challenger"
 ACTION_REPLACE_CHAMPION = "replace-champion"
+ACTION_PROMOTE = "promote"
 ACTION_NOOP = "noop"
 
 
@@ -866,6 +873,46 @@ def plan_deployment(
     return builder.build(planned_at)
 
 
+def plan_promotion(
+    current: EndpointState | None,
+    kept: ApprovedPackage,
+    retired_model_package_arn: str | None,
+    spec: EndpointSpec,
+    now: datetime,
+) -> DeploymentPlan:
+    """After a decided experiment: ``kept``'s model becomes the sole ``champion`` at 100 % and every
+    other variant (the retired one) is removed from the endpoint, with the spec's champion sizing.
+
+    No-op when the endpoint already runs ``kept`` alone, when ``kept`` is no longer on the endpoint,
+    or when the challenger slot now holds another package than ``retired_model_package_arn`` (a
+    later approval started a new experiment: it is not retired). The rollback command returns to
+    the config before the promotion, i.e. the previous champion as the champion.
+    """
+    planned_at = _iso(now)
+    if current is None:
+        raise CannotPlan(spec.name, "the endpoint does not exist: there is nothing to promote")
+    _check_endpoint_can_change(current, spec)
+
+    def noop(reason: str) -> DeploymentPlan:
+        return DeploymentPlan(spec.name, kept.arn, ACTION_NOOP, reason, previous_config_name=current.config_name,
+                              planned_at=planned_at)
+
+    everything = (*current.variants, *current.shadow_variants)
+    kept_variant = next((v for v in everything if v.model_package_arn == kept.arn), None)
+    if kept_variant is None:
+        return noop(f"superseded: {kept.arn} is no longer deployed on {spec.name}")
+    others = [v for v in everything if v is not kept_variant]
+    if not others and kept_variant.name == CHAMPION:
+        return noop(f"already promoted: {kept.arn} is the sole champion of {spec.name}")
+    if any(v.model_package_arn != retired_model_package_arn for v in others):
+        return noop(
+            f"a newer experiment runs on {spec.name} ("
+            + ", ".join(f"{v.name} {v.model_package_arn or v.model_name}" for v in others)
+            + f"): {retired_model_package_arn or 'the decided challenger'} is no longer there to retire"
+        )
+    return _PlanBuilder(current, kept, spec).promotion(kept_variant, planned_at)
+
+
 def _check_endpoint_can_change(current: EndpointState, spec: EndpointSpec) -> None:
     name = current.name
     if current.status in BUSY_STATUSES:
@@ -959,6 +1006,9 @@ class _PlanBuilder:
                 self.notes.append(f"the challenger ({dropped.model_name}) is removed with this deployment")
         else:
             previous = current.variant(CHALLENGER)
+            incumbent = self._incumbent()
+            if incumbent is not current.variant(CHAMPION):
+                previous = None  # the challenger won: it is the champion the new package is tried against
             action = ACTION_REPLACE_CHALLENGER if previous else ACTION_ADD_CHALLENGER
             where = (
                 f"shadow challenger receiving a copy of {weight:.0%} of the requests"
@@ -968,13 +1018,11 @@ class _PlanBuilder:
             reason = f"deploy {package.arn} as the {where} of {spec.name}"
             if previous is not None:
                 reason += f", replacing {previous.model_package_arn or previous.model_name}"
-            champion = current.variant(CHAMPION)
-            assert champion is not None  # checked by _check_endpoint_can_change
             self._check_compatible(spec.variants.challenger_sizing, "challenger")
             challenger_weight = round(weight, 6)
             champion_variant = self._variant(
                 CHAMPION,
-                champion.model_name,
+                incumbent.model_name,
                 spec.variants.champion,
                 1.0 if spec.shadow else round(1.0 - weight, 6),
                 keep_capacity=True,
@@ -1032,6 +1080,53 @@ class _PlanBuilder:
             new_config_name=config_name,
             guardrails=guardrails,
             shadow=bool(shadow),
+            notes=tuple(self.notes),
+            planned_at=planned_at,
+        )
+
+    def _incumbent(self) -> DeployedVariant:
+        """The variant a new challenger is tried against: the champion, unless the live challenger
+        carries all the traffic and the champion none (a decided experiment whose promotion has not
+        been applied yet, or a promotion by hand): then the challenger's model is the champion."""
+        assert self.current is not None
+        champion, challenger = self.current.variant(CHAMPION), self.current.variant(CHALLENGER)
+        assert champion is not None  # checked by _check_endpoint_can_change
+        if challenger is not None and challenger in self.current.variants and champion.weight == 0 < challenger.weight:
+            self.notes.append(
+                f"the challenger ({challenger.model_package_arn or challenger.model_name}) carries all the "
+                "traffic: it is kept as the champion and the former champion is retired"
+            )
+            return challenger
+        return champion
+
+    def promotion(self, kept: DeployedVariant, planned_at: str) -> DeploymentPlan:
+        """The champion-only config running ``kept``'s model at 100 % (see :func:`plan_promotion`)."""
+        current, spec = self.current, self.spec
+        assert current is not None
+        retired = [v for v in (*current.variants, *current.shadow_variants) if v is not kept]
+        production = [self._variant(CHAMPION, kept.model_name, spec.variants.champion, 1.0,
+                                    keep_capacity=kept.name == CHAMPION)]
+        config_call = self._create_endpoint_config(production, [])
+        if kept.name != CHAMPION:
+            self.notes.append(
+                "no DeploymentConfig: the variant names change (the challenger's model moves to the "
+                "champion variant, which SageMaker guardrails refuse); it already served all the traffic"
+            )
+        else:
+            self.notes.append("no DeploymentConfig: the variant names change (the challenger is removed)")
+        reason = (
+            f"promote {self.package.arn} to the sole champion of {spec.name} at 100%, retiring "
+            + ", ".join(f"the {v.name} ({v.model_package_arn or v.model_name})" for v in retired)
+        )
+        return DeploymentPlan(
+            endpoint_name=spec.name,
+            model_package_arn=self.package.arn,
+            action=ACTION_PROMOTE,
+            reason=reason,
+            calls=(config_call, ApiCall("UpdateEndpoint", {"EndpointName": spec.name,
+                                                           "EndpointConfigName": config_call.params["EndpointConfigName"]})),
+            previous_config_name=current.config_name,
+            new_config_name=config_call.params["EndpointConfigName"],
             notes=tuple(self.notes),
             planned_at=planned_at,
         )

@@ -1,9 +1,14 @@
-"""Lambda: deploy a model package approved in the Model Registry to the endpoints it feeds.
+"""Lambda: deploy a model package approved in the Model Registry to the endpoints it feeds, and keep
+the winner of a decided experiment.
 
-Event: "SageMaker Model Package State Change" from EventBridge (the rule matches
-``ModelApprovalStatus: Approved``; anything else that arrives is ignored with a log line), either
-directly (asynchronous invocation) or through an SQS queue (a batch of ``Records`` whose bodies are
-the events; answered with ``batchItemFailures``).
+Events, from EventBridge, either directly (asynchronous invocation) or through an SQS queue (a
+batch of ``Records`` whose bodies are the events; answered with ``batchItemFailures``):
+
+- "SageMaker Model Package State Change" (the rule matches ``ModelApprovalStatus: Approved``;
+  anything else that arrives is ignored with a log line): deploy the package;
+- "Experiment Decided" from the experiment controller (``domain.promotion``): the kept model becomes
+  the endpoint's sole champion at 100 % and the retired variant is removed
+  (``domain.deployment.plan_promotion``).
 
 Environment:
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,16 +48,19 @@ from mlops_runtime.adapters.sagemaker_endpoints import (
 )
 from mlops_runtime.domain.deployment import (
     ApprovalEvent,
-    ApprovedPackage,
     CannotPlan,
+    DeploymentPlan,
     EndpointSpec,
+    EndpointState,
     InvalidEndpointSpec,
     InvalidEvent,
     failure_notification,
     parse_endpoint_specs,
     plan_deployment,
+    plan_promotion,
     specs_for_group,
 )
+from mlops_runtime.domain.promotion import InvalidPromotion, Promotion, is_promotion_event
 
 ENDPOINTS_ENV_VAR = "ENDPOINTS"
 TABLE_ENV_VAR = "IDEMPOTENCY_TABLE"
@@ -169,6 +178,16 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _handle_event(event: Any, context: Any, specs: tuple[EndpointSpec, ...]) -> dict[str, Any]:
     metrics.add_metric(name="EventsReceived", unit=MetricUnit.Count, value=1)
     logger.remove_keys(["event_id", "model_package_arn"])  # from the previous record of a batch
+    if is_promotion_event(event):
+        try:
+            event_id, promotion = Promotion.from_eventbridge(event)
+        except InvalidPromotion as error:
+            logger.error("Malformed decision event", extra={"reason": str(error)})
+            return _ignored(f"malformed decision event: {error}")
+        logger.append_keys(event_id=event_id, model_package_arn=promotion.kept_model_package_arn)
+        if not any(spec.name == promotion.endpoint_name for spec in specs):
+            return _ignored(f"endpoint {promotion.endpoint_name} is not managed by this deployer")
+        return deploy_once()(event, context)
     try:
         approval = ApprovalEvent.from_eventbridge(event)
     except InvalidEvent as error:
@@ -207,7 +226,10 @@ def _handle_sqs_batch(records: list[Any], context: Any, specs: tuple[EndpointSpe
 
 
 def deploy_event(event: dict[str, Any]) -> dict[str, Any]:
-    """Deploy the event's package to each endpoint fed by its group (runs once per event id)."""
+    """Deploy the event's package to each endpoint fed by its group, or promote the kept model of a
+    decided experiment (runs once per event id)."""
+    if is_promotion_event(event):
+        return promote_event(event)
     approval = ApprovalEvent.from_eventbridge(event)
     targets = specs_for_group(endpoint_specs(), approval.group)
     endpoints = sagemaker_endpoints()
@@ -215,14 +237,16 @@ def deploy_event(event: dict[str, Any]) -> dict[str, Any]:
         package = endpoints.describe_model_package(approval.model_package_arn)
     except ValueError as error:  # not a deployable package: report once per endpoint, do not retry
         return _done(
-            approval, [_failed(spec.name, approval, str(error), retryable=False) for spec in targets]
+            approval, [_failed(spec.name, approval.event_id, approval.model_package_arn, str(error),
+                               retryable=False) for spec in targets]
         )
     except Exception as error:
         if error_code(error) is None:  # a bug, not an AWS answer: report and fail loudly
-            _failed(None, approval, f"DescribeModelPackage failed: {error!r}", retryable=False)
+            _failed(None, approval.event_id, approval.model_package_arn,
+                    f"DescribeModelPackage failed: {error!r}", retryable=False)
             raise
         reason = f"DescribeModelPackage failed: {_describe_error(error)}"
-        result = _failed(None, approval, reason, retryable=_retryable(error))
+        result = _failed(None, approval.event_id, approval.model_package_arn, reason, retryable=_retryable(error))
         if _retryable(error):
             raise RetryLater(reason) from error
         return _done(approval, [result])
@@ -231,7 +255,10 @@ def deploy_event(event: dict[str, Any]) -> dict[str, Any]:
 
     results, retry = [], []
     for spec in targets:
-        result = _deploy_to(spec, package, approval, endpoints)
+        result = _plan_and_apply(
+            spec, approval.event_id, package.arn, endpoints,
+            lambda current, spec=spec: plan_deployment(current, package, spec, datetime.now(UTC)),
+        )
         results.append(result)
         if result["status"] == "retrying":
             retry.append(f"{spec.name}: {result['reason']}")
@@ -242,12 +269,42 @@ def deploy_event(event: dict[str, Any]) -> dict[str, Any]:
     return _done(approval, results)
 
 
-def _deploy_to(
-    spec: EndpointSpec, package: ApprovedPackage, approval: ApprovalEvent, endpoints: SageMakerEndpoints
+def promote_event(event: dict[str, Any]) -> dict[str, Any]:
+    """Keep the decided experiment's model as the endpoint's sole champion, retire the other."""
+    event_id, promotion = Promotion.from_eventbridge(event)
+    (spec,) = (spec for spec in endpoint_specs() if spec.name == promotion.endpoint_name)
+    endpoints = sagemaker_endpoints()
+    kept = promotion.kept_model_package_arn
+    done = {"status": "done", "event_id": event_id, "model_package_arn": kept, "outcome": promotion.outcome}
+    try:
+        package = endpoints.describe_model_package(kept)
+    except ValueError as error:  # not a deployable package: report, do not retry
+        return {**done, "results": [_failed(spec.name, event_id, kept, str(error), retryable=False)]}
+    except Exception as error:
+        if error_code(error) is None:  # a bug, not an AWS answer
+            raise
+        reason = f"DescribeModelPackage failed: {_describe_error(error)}"
+        result = _failed(spec.name, event_id, kept, reason, retryable=_retryable(error))
+        if _retryable(error):
+            raise RetryLater(reason) from error
+        return {**done, "results": [result]}
+    result = _plan_and_apply(
+        spec, event_id, kept, endpoints,
+        lambda current: plan_promotion(current, package, promotion.retired_model_package_arn, spec,
+                                       datetime.now(UTC)),
+    )
+    if result["status"] == "retrying":
+        raise RetryLater(f"{spec.name}: {result['reason']}")
+    return {**done, "results": [result]}
+
+
+def _plan_and_apply(
+    spec: EndpointSpec, event_id: str, package_arn: str, endpoints: SageMakerEndpoints,
+    planner: Callable[[EndpointState | None], DeploymentPlan],
 ) -> dict[str, Any]:
     try:
         current = endpoints.describe_endpoint_state(spec.name)
-        plan = plan_deployment(current, package, spec, datetime.now(UTC))
+        plan = planner(current)
         if plan.is_noop:
             logger.info("Nothing to deploy", extra={"endpoint": spec.name, "reason": plan.reason})
             metrics.add_metric(name="DeploymentsSkipped", unit=MetricUnit.Count, value=1)
@@ -260,12 +317,12 @@ def _deploy_to(
         suspend_endpoint_scaling(spec.name)
         applied = endpoints.apply(plan)
     except CannotPlan as error:  # EndpointBusy is the retryable kind
-        return _failed(spec.name, approval, error.reason, retryable=error.retryable)
+        return _failed(spec.name, event_id, package_arn, error.reason, retryable=error.retryable)
     except Exception as error:
         if error_code(error) is None:  # a bug, not an AWS answer: report and fail loudly
-            _failed(spec.name, approval, f"unexpected error: {error!r}", retryable=False)
+            _failed(spec.name, event_id, package_arn, f"unexpected error: {error!r}", retryable=False)
             raise
-        return _failed(spec.name, approval, _describe_error(error), retryable=_retryable(error))
+        return _failed(spec.name, event_id, package_arn, _describe_error(error), retryable=_retryable(error))
     metrics.add_metric(name="DeploymentsApplied", unit=MetricUnit.Count, value=1)
     logger.info(
         "Deployment started",
@@ -289,7 +346,8 @@ def _deploy_to(
     }
 
 
-def _failed(endpoint: str | None, approval: ApprovalEvent, reason: str, *, retryable: bool) -> dict[str, Any]:
+def _failed(endpoint: str | None, event_id: str, model_package_arn: str, reason: str, *, retryable: bool
+            ) -> dict[str, Any]:
     log = logger.warning if retryable else logger.error
     log("Deployment not done", extra={"endpoint": endpoint, "reason": reason, "retryable": retryable})
     metrics.add_metric(
@@ -298,10 +356,10 @@ def _failed(endpoint: str | None, approval: ApprovalEvent, reason: str, *, retry
     subject, message = failure_notification(
         environment=environment_name(),
         endpoint_name=endpoint,
-        model_package_arn=approval.model_package_arn,
+        model_package_arn=model_package_arn,
         reason=reason,
         retryable=retryable,
-        event_id=approval.event_id,
+        event_id=event_id,
     )
     _notify(subject, message)
     return {"endpoint": endpoint, "status": "retrying" if retryable else "failed", "reason": reason}

@@ -7,13 +7,20 @@ statistics rows, ``arm_counts``: evidence of earlier rounds never counts), skip 
 experiment is not InService (DescribeEndpoint), run ``ExperimentController.step`` (time read per
 call), apply moved weights with ``UpdateEndpointWeightsAndCapacities`` when every arm is a variant
 of ONE SageMaker endpoint (arms spanning endpoints are split by the inference API, whose weights
-ARE the state table's), then write the state with a version check. On a declared winner: the final
-weights (winner 1.0), the decision in the state, an SNS notification and a note on the winner's
-model package (``UpdateModelPackage`` CustomerMetadataProperties; skipped when no package is known).
-The decision is the anytime-valid test's (``domain.sequential_test``) on matured predictions only
-(served ``feedback_delay_hours`` ago or earlier): ``winner``, ``no_meaningful_difference`` or
+ARE the state table's), then write the state with a version check. The decision is the
+anytime-valid test's (``domain.sequential_test``) on matured predictions only (served
+``feedback_delay_hours`` ago or earlier): ``winner``, ``no_meaningful_difference`` or
 ``stopped_at_limit`` (both keep the champion) end the experiment; the state keeps each look's
-evidence (``looks``, ``evidence``) for the report. A finished experiment never moves again. Impossible statistics are logged and notified, not raised.
+evidence (``looks``, ``evidence``) for the report. On a decision: the final weights (kept arm 1.0),
+the decision in the state, an SNS notification and, for an experiment between the deployer's
+``champion`` and ``challenger`` variants of one endpoint, the hand-over (``domain.promotion``): the
+decision noted on both model packages (``UpdateModelPackage`` CustomerMetadataProperties: the kept
+one ``champion``, the other ``retired``) and an "Experiment Decided" event (EventBridge
+``PutEvents``, default bus) on which the deployer makes the kept model the sole champion and
+removes the retired variant (otherwise only the kept arm's package is noted). A finished experiment
+never moves again; while its retired variant is still deployed, each run puts the event again (the
+deployer's plan is a no-op once done). After a deployment with one model only, the run records it
+and waits. Impossible statistics are logged and notified, not raised.
 
 Environment: ``EXPERIMENTS`` (as the inference API), ``CONTROLLER`` (JSON keyed by public name:
 ``strategy`` thompson|epsilon_greedy|ucb1|fixed, ``epsilon``, ``min_share``, ``max_step``,
@@ -31,7 +38,6 @@ import os
 import random
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -49,6 +55,7 @@ from mlops_runtime.adapters.experiments_store import (
 )
 from mlops_runtime.adapters.model_runtime import Boto3EndpointControl, EndpointControl
 from mlops_runtime.domain import experiments as domain
+from mlops_runtime.domain import promotion as handover
 from mlops_runtime.domain.rounds import ArmCounts
 from mlops_runtime.domain.sequential_test import ExperimentDecision, SequentialTest
 
@@ -59,14 +66,16 @@ _experiments: dict[str, ExperimentConfig] | None = None
 _store: ExperimentsStore | None = None
 _endpoints: EndpointControl | None = None
 _sns: Any | None = None
+_events: Any | None = None
 
 
 def configure(
-    store: ExperimentsStore | None = None, endpoints: EndpointControl | None = None, sns: Any | None = None
+    store: ExperimentsStore | None = None, endpoints: EndpointControl | None = None, sns: Any | None = None,
+    events: Any | None = None,
 ) -> None:
     """Inject adapters (tests); with no arguments everything is rebuilt from the environment."""
-    global _experiments, _store, _endpoints, _sns
-    _experiments, _store, _endpoints, _sns = None, store, endpoints, sns
+    global _experiments, _store, _endpoints, _sns, _events
+    _experiments, _store, _endpoints, _sns, _events = None, store, endpoints, sns, events
 
 
 def experiments_config() -> dict[str, ExperimentConfig]:
@@ -220,6 +229,17 @@ def _deployed_packages(config: ExperimentConfig, control: EndpointControl) -> di
     return packages
 
 
+def _round_weights(config: ExperimentConfig, live: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The split a new round starts from: for one endpoint, the weights the deployer gave its
+    variants (an arm whose variant is not deployed gets 0); else ``initial_weights``."""
+    if len(config.endpoints) == 1:
+        variants = live.get(config.endpoints[0], {})
+        weights = {arm: float(variants.get(target.variant, 0.0)) for arm, target in config.arms.items()}
+        if sum(weights.values()) > 0:
+            return weights
+    return dict(config.initial_weights)
+
+
 def _restart(config: ExperimentConfig, item: Mapping[str, Any], deployment: dict[str, str | None], version: int,
              packages: Mapping[str, str | None], weights: Mapping[str, float]) -> dict[str, Any]:
     """A new round after a deployment: predictions from now on are recorded (and their rewards
@@ -261,7 +281,7 @@ def run(name: str) -> dict[str, Any]:
     state, version = _load_state(config, item)
 
     control = endpoints()
-    busy, deployment = [], {}
+    busy, deployment, live = [], {}, {}
     for endpoint in config.endpoints:
         try:
             info = control.describe_endpoint(endpoint)
@@ -271,6 +291,7 @@ def run(name: str) -> dict[str, Any]:
             busy.append(f"{endpoint} is not deployed")
             continue
         deployment[endpoint] = info.config_name
+        live[endpoint] = info.variant_weights
         if not info.in_service:
             busy.append(f"{endpoint} is {info.status}")
     if busy:
@@ -284,9 +305,26 @@ def run(name: str) -> dict[str, Any]:
     if redeployed or not isinstance(packages, Mapping):
         packages = _deployed_packages(config, control)
     if redeployed:
-        return _restart(config, item, deployment, version, packages, config.initial_weights)
+        return _restart(config, item, deployment, version, packages, _round_weights(config, live))
     if state.finished:
+        decision = (item or {}).get("decision")
+        if isinstance(decision, Mapping) and _retired_still_deployed(config, decision, live):
+            _hand_over(config, decision, packages, int(item.get("round", 1)))
         return {"status": "finished", "outcome": state.outcome, "winner": state.winner, "kept_arm": state.kept_arm}
+    if len(config.endpoints) == 1 and len(config.arms) > 1 and sum(
+            target.variant in live[config.endpoints[0]] for target in config.arms.values()) < 2:
+        # One model deployed (e.g. the kept champion after a promotion): nothing to compare yet, but
+        # the deployment is recorded so that the next one (a new challenger) starts a new round.
+        waiting = {**(item or {}), **state.to_dict(), "updated_at": time.time(), "deployment": deployment,
+                   "packages": dict(packages), "reason": "only one arm is deployed"}
+        waiting.pop("version", None)
+        if item and item.get("deployment") == deployment and item.get("packages") == dict(packages):
+            return {"status": "waiting", "reason": waiting["reason"], "weights": state.weights}
+        try:
+            state_store.write_state(experiment, waiting, version)
+        except StateConflict as error:
+            return {"status": "conflict", "reason": str(error)}
+        return {"status": "waiting", "reason": waiting["reason"], "weights": state.weights}
     round_id = int((item or {}).get("round", 1))
     settings = controller_settings(name)
     looked_at = time.time()
@@ -336,7 +374,7 @@ def run(name: str) -> dict[str, Any]:
 
     _publish_arms(config, result.weights, stats)
     if result.decided:
-        return _declare(config, result, stats)
+        return _declare(config, result, stats, item["decision"], packages, int(item.get("round", 1)))
     if result.moved:
         metrics.add_metric(name="WeightsMoved", unit=MetricUnit.Count, value=1)
         logger.info("Weights moved", extra={"weights": result.weights, "reason": result.reason})
@@ -362,61 +400,136 @@ def _publish_arms(config: ExperimentConfig, weights: Mapping[str, float], stats:
                 metric.add_dimension(name="Arm", value=arm_stats.arm)
 
 
-def _declare(config: ExperimentConfig, result: domain.StepResult, stats: list[domain.ArmStats]) -> dict[str, Any]:
-    """The test ended the experiment: metric, a note on the kept arm's model package, a notification."""
-    decision = result.decision
-    kept = decision.arm
+def _declare(config: ExperimentConfig, result: domain.StepResult, stats: list[domain.ArmStats],
+             decision: Mapping[str, Any], packages: Mapping[str, str | None], round_id: int) -> dict[str, Any]:
+    """The test ended the experiment: metrics, the hand-over to the deployer (notes on the model
+    packages, the "Experiment Decided" event), a notification."""
+    test = result.decision
+    kept = test.arm
     target = config.arms[kept]
     metrics.add_metric(name="ExperimentsDecided", unit=MetricUnit.Count, value=1)
-    if decision.winner is not None:
+    if test.winner is not None:
         metrics.add_metric(name="WinnersDeclared", unit=MetricUnit.Count, value=1)
-    logger.info("Experiment decided", extra={"outcome": decision.outcome, "kept_arm": kept, "reason": decision.reason})
-    package = target.model_package_arn
-    if not package:
-        try:
-            package = endpoints().find_model_package_arn(target.endpoint, target.variant)
-        except Exception:
-            logger.exception("Could not look the kept arm's model package up")
-            package = None
-    noted = False
-    if package:
-        decided = datetime.fromtimestamp(result.state.decided_at or time.time(), UTC).isoformat()
-        try:
-            endpoints().annotate_model_package(
-                package,
-                {
-                    "mlops:experiment": config.experiment,
-                    "mlops:experiment-result": decision.outcome,
-                    "mlops:experiment-lower-bound": f"{decision.winner_statistic:.5f}",
-                    "mlops:experiment-decided-at": decided,
-                },
-            )
-            noted = True
-        except Exception:
-            logger.exception("Could not annotate the kept arm's model package", extra={"model_package_arn": package})
-    else:
-        logger.info("No model package known for the kept arm: no note written", extra={"arm": kept})
-    headline = (f"{kept} wins" if decision.winner is not None
-                else f"{decision.outcome.replace('_', ' ')}, {kept} kept")
+    logger.info("Experiment decided", extra={"outcome": test.outcome, "kept_arm": kept, "reason": test.reason})
+    package = packages.get(kept) or target.model_package_arn
+    handed_over = _hand_over(config, decision, packages, round_id)
+    headline = (f"{kept} wins" if test.winner is not None
+                else f"{test.outcome.replace('_', ' ')}, {kept} kept")
     _notify(
         f"Experiment {config.experiment}: {headline}",
         {
             "experiment": config.experiment,
             "endpoint": config.name,
-            "outcome": decision.outcome,
-            "winner": decision.winner,
+            "outcome": test.outcome,
+            "winner": test.winner,
             "kept_arm": kept,
             "sagemaker_endpoint": target.endpoint,
             "variant": target.variant,
-            "intervals": {item.arm: [item.lower, item.upper] for item in decision.arms},
+            "intervals": {item.arm: [item.lower, item.upper] for item in test.arms},
             "invocations": {s.arm: s.invocations for s in stats},
             "final_weights": dict(result.weights),
             "model_package_arn": package,
-            "reason": decision.reason,
+            "promotion": handed_over,
+            "reason": test.reason,
         },
     )
-    return {"status": "decided", "outcome": decision.outcome, "winner": decision.winner, "kept_arm": kept,
-            "weights": result.weights, "model_package_arn": package, "package_noted": noted}
+    return {"status": "decided", "outcome": test.outcome, "winner": test.winner, "kept_arm": kept,
+            "weights": result.weights, "model_package_arn": package, "package_noted": bool(handed_over.get("noted")),
+            "promotion": handed_over}
+
+
+def _kept_and_retired(config: ExperimentConfig, decision: Mapping[str, Any]) -> tuple[str, str]:
+    """The arms ``decision`` keeps and retires; :class:`handover.InvalidPromotion` when there is no
+    hand-over to make (arms on several endpoints, not the deployer's champion + challenger)."""
+    if len(config.endpoints) != 1:
+        raise handover.InvalidPromotion("the arms span several endpoints: each keeps its own deployment")
+    champion = next((arm for arm, t in config.arms.items() if t.variant == handover.CHAMPION_VARIANT), None)
+    if champion is None:
+        raise handover.InvalidPromotion(f"no arm serves the deployer's {handover.CHAMPION_VARIANT!r} variant")
+    return handover.kept_and_retired(str(decision.get("outcome", handover.OUTCOME_WINNER)),
+                                     decision.get("winner"), champion, tuple(config.arms))
+
+
+def _promotion(config: ExperimentConfig, decision: Mapping[str, Any], packages: Mapping[str, str | None],
+               round_id: int) -> handover.Promotion:
+    """The hand-over of ``decision`` (:class:`handover.InvalidPromotion`: none to make, or no package
+    known for the kept arm)."""
+    kept, retired = _kept_and_retired(config, decision)
+    kept_package = packages.get(kept) or config.arms[kept].model_package_arn
+    if not kept_package:
+        raise handover.InvalidPromotion(f"no model package is known for the kept arm {kept!r}")
+    decided_at = decision.get("decided_at")
+    return handover.Promotion(
+        endpoint_name=config.endpoints[0], experiment=config.experiment, round=round_id,
+        outcome=str(decision.get("outcome", handover.OUTCOME_WINNER)),
+        kept_variant=config.arms[kept].variant, kept_model_package_arn=kept_package,
+        retired_variant=config.arms[retired].variant,
+        retired_model_package_arn=packages.get(retired) or config.arms[retired].model_package_arn,
+        decided_at=float(decided_at) if isinstance(decided_at, (int, float)) else time.time(),
+    )
+
+
+def _note(notes: Mapping[str, Mapping[str, str]], decision: Mapping[str, Any]) -> bool:
+    """Write ``notes`` on their model packages (a winner's with the test's lower bound of its lead);
+    False when there was none, or a write failed (logged)."""
+    if not notes:
+        logger.info("No model package known for the decision: no note written")
+        return False
+    bound = decision.get("winner_statistic") if decision.get("outcome") == handover.OUTCOME_WINNER else None
+    for arn, properties in notes.items():
+        if isinstance(bound, (int, float)) and properties.get("mlops:experiment-result") in ("champion", "kept"):
+            properties = {**properties, "mlops:experiment-lower-bound": f"{bound:.5f}"}
+        try:
+            endpoints().annotate_model_package(arn, properties)
+        except Exception:
+            logger.exception("Could not note the decision on the model package", extra={"model_package_arn": arn})
+            return False
+    return True
+
+
+def _retired_still_deployed(config: ExperimentConfig, decision: Mapping[str, Any],
+                            live: Mapping[str, Mapping[str, float]]) -> bool:
+    """Whether a finished experiment's hand-over is still to be done (its retired variant is live)."""
+    try:
+        _, retired = _kept_and_retired(config, decision)
+    except handover.InvalidPromotion:
+        return False
+    return config.arms[retired].variant in live.get(config.endpoints[0], {})
+
+
+def _hand_over(config: ExperimentConfig, decision: Mapping[str, Any], packages: Mapping[str, str | None],
+               round_id: int) -> dict[str, Any]:
+    """Note the decision on both model packages and put the "Experiment Decided" event for the
+    deployer. Failures are logged and reported in the result, never raised: a finished experiment's
+    later runs put the event again while the retired variant is still deployed."""
+    global _events
+    try:
+        promotion = _promotion(config, decision, packages, round_id)
+    except handover.InvalidPromotion as error:
+        logger.info("No hand-over to the deployer", extra={"reason": str(error)})
+        kept = decision.get("kept_arm")
+        package = (packages.get(kept) or config.arms[kept].model_package_arn) if kept in config.arms else None
+        notes = {package: handover.kept_note(config.experiment, round_id, decision)} if package else {}
+        return {"handed_over": False, "noted": _note(notes, decision), "reason": str(error)}
+    noted = _note(handover.package_notes(promotion), decision)
+    try:
+        if _events is None:
+            import boto3
+
+            _events = boto3.client("events")
+        answer = _events.put_events(Entries=[handover.event_entry(promotion)])
+        if answer.get("FailedEntryCount"):
+            raise RuntimeError(f"PutEvents refused the entry: {answer.get('Entries')}")
+    except Exception as error:
+        logger.exception("Could not hand the decision over to the deployer")
+        metrics.add_metric(name="HandOverFailures", unit=MetricUnit.Count, value=1)
+        return {"handed_over": False, "noted": noted, "reason": repr(error)}
+    metrics.add_metric(name="HandOvers", unit=MetricUnit.Count, value=1)
+    logger.info("Decision handed over to the deployer", extra={"kept": promotion.kept_model_package_arn,
+                                                                "retired": promotion.retired_model_package_arn})
+    return {"handed_over": True, "noted": noted, "kept_variant": promotion.kept_variant,
+            "retired_variant": promotion.retired_variant, "kept_model_package_arn": promotion.kept_model_package_arn,
+            "retired_model_package_arn": promotion.retired_model_package_arn}
 
 
 def _impossible(config: ExperimentConfig, error: Exception) -> dict[str, Any]:

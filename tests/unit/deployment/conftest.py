@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from deployment_fixtures import REGION, UpdateEndpointStub, make_spec
+from deployment_fixtures import TABLE, REGION, Deployer, UpdateEndpointStub, make_spec, spec_dict
+from mlops_runtime.adapters.idempotency import once_per_event
+from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
 from mlops_runtime.domain.deployment import EndpointSpec
+from mlops_runtime.handlers import deployer
 
 
 @pytest.fixture
@@ -59,3 +64,40 @@ def update_endpoint(aws):
     yield install
     for stub in stubs:
         stub.remove()
+
+
+@pytest.fixture
+def lambda_env(aws, monkeypatch, update_endpoint):
+    """A cold start of the deployer: environment set, caches empty, clients bound to moto."""
+    dynamodb, sns, sqs = aws("dynamodb"), aws("sns"), aws("sqs")
+    dynamodb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    topic = sns.create_topic(Name="mlops-dev-deployments")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    monkeypatch.setenv(deployer.ENDPOINTS_ENV_VAR, json.dumps([spec_dict()]))
+    monkeypatch.setenv(deployer.TABLE_ENV_VAR, TABLE)
+    monkeypatch.setenv(deployer.TOPIC_ENV_VAR, topic)
+    monkeypatch.setenv(deployer.ENVIRONMENT_ENV_VAR, "dev")
+    monkeypatch.setattr(deployer, "_specs", None)
+    monkeypatch.setattr(deployer, "_endpoints", Boto3SageMakerEndpoints(aws("sagemaker")))
+    monkeypatch.setattr(deployer, "_sns", sns)
+    monkeypatch.setattr(
+        deployer,
+        "_deploy_once",
+        once_per_event(deployer.deploy_event, table_name=TABLE, boto3_client=dynamodb),
+    )
+    return Deployer(aws, queue_url)
+
+
+@pytest.fixture
+def stub(update_endpoint):
+    return update_endpoint()

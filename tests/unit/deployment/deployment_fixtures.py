@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -244,3 +245,65 @@ def register_package(
         },
     )
     return response["ModelPackageArn"]
+
+
+# --- the deployer handler on moto ------------------------------------------------------------
+
+TABLE = "mlops-dev-deployer-idempotency"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "mlops-dev-deployer"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:mlops-dev-deployer"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@dataclass
+class Deployer:
+    """The handler wired to moto, plus what the tests look at."""
+
+    aws: object
+    queue_url: str
+
+    @property
+    def sagemaker(self):
+        return self.aws("sagemaker")
+
+    def invoke(self, event):
+        from mlops_runtime.handlers import deployer
+
+        return deployer.handler(event, LambdaContext())
+
+    def notifications(self) -> list[dict]:
+        sqs = self.aws("sqs")
+        messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(message["Body"]) for message in messages]
+
+    def endpoint_config(self):
+        name = self.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+        return self.sagemaker.describe_endpoint_config(EndpointConfigName=name)
+
+
+def approval(arn: str, event_id: str, status: str = "Approved", group: str = GROUP) -> dict:
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": "SageMaker Model Package State Change",
+        "source": "aws.sagemaker",
+        "account": "123456789012",
+        "time": "2026-11-27T12:00:00Z",
+        "region": REGION,
+        "resources": [arn],
+        "detail": {
+            "ModelPackageGroupName": group,
+            "ModelPackageArn": arn,
+            "ModelPackageVersion": int(arn.rsplit("/", 1)[1]),
+            "ModelApprovalStatus": status,
+        },
+    }

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,109 +14,15 @@ from deployment_fixtures import (
     GPU_IMAGE,
     GROUP,
     REGION,
+    approval,
     moto_sagemaker_backend,
     register_package,
     spec_dict,
 )
-from mlops_runtime.adapters.idempotency import once_per_event
-from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
 from mlops_runtime.domain.deployment import CHALLENGER, CHAMPION
 from mlops_runtime.handlers import deployer
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-TABLE = "mlops-dev-deployer-idempotency"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "mlops-dev-deployer"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:mlops-dev-deployer"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-@dataclass
-class Deployer:
-    """The handler wired to moto, plus what the tests look at."""
-
-    aws: object
-    queue_url: str
-
-    @property
-    def sagemaker(self):
-        return self.aws("sagemaker")
-
-    def invoke(self, event):
-        return deployer.handler(event, LambdaContext())
-
-    def notifications(self) -> list[dict]:
-        sqs = self.aws("sqs")
-        messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(message["Body"]) for message in messages]
-
-    def endpoint_config(self):
-        name = self.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
-        return self.sagemaker.describe_endpoint_config(EndpointConfigName=name)
-
-
-def approval(arn: str, event_id: str, status: str = "Approved", group: str = GROUP) -> dict:
-    return {
-        "version": "0",
-        "id": event_id,
-        "detail-type": "SageMaker Model Package State Change",
-        "source": "aws.sagemaker",
-        "account": "123456789012",
-        "time": "2026-11-27T12:00:00Z",
-        "region": REGION,
-        "resources": [arn],
-        "detail": {
-            "ModelPackageGroupName": group,
-            "ModelPackageArn": arn,
-            "ModelPackageVersion": int(arn.rsplit("/", 1)[1]),
-            "ModelApprovalStatus": status,
-        },
-    }
-
-
-@pytest.fixture
-def lambda_env(aws, monkeypatch, update_endpoint):
-    """A cold start of the deployer: environment set, caches empty, clients bound to moto."""
-    dynamodb, sns, sqs = aws("dynamodb"), aws("sns"), aws("sqs")
-    dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    topic = sns.create_topic(Name="mlops-dev-deployments")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-
-    monkeypatch.setenv(deployer.ENDPOINTS_ENV_VAR, json.dumps([spec_dict()]))
-    monkeypatch.setenv(deployer.TABLE_ENV_VAR, TABLE)
-    monkeypatch.setenv(deployer.TOPIC_ENV_VAR, topic)
-    monkeypatch.setenv(deployer.ENVIRONMENT_ENV_VAR, "dev")
-    monkeypatch.setattr(deployer, "_specs", None)
-    monkeypatch.setattr(deployer, "_endpoints", Boto3SageMakerEndpoints(aws("sagemaker")))
-    monkeypatch.setattr(deployer, "_sns", sns)
-    monkeypatch.setattr(
-        deployer,
-        "_deploy_once",
-        once_per_event(deployer.deploy_event, table_name=TABLE, boto3_client=dynamodb),
-    )
-    return Deployer(aws, queue_url)
-
-
-@pytest.fixture
-def stub(update_endpoint):
-    return update_endpoint()
 
 
 def test_approval_creates_model_config_and_endpoint(lambda_env):

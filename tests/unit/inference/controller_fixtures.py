@@ -6,14 +6,15 @@ import dataclasses
 
 
 class Redeployed:
-    """The real endpoint control, but every endpoint reports ``config_name`` as its endpoint config:
-    a new deployment as the controller sees it (moto has no UpdateEndpoint)."""
+    """The real endpoint control, but every endpoint reports ``config_name`` as its endpoint config
+    (and ``variant_weights`` when given): a new deployment as the controller sees it."""
 
-    def __init__(self, inner, config_name):
-        self.inner, self.config_name = inner, config_name
+    def __init__(self, inner, config_name, variant_weights=None):
+        self.inner, self.config_name, self.variant_weights = inner, config_name, variant_weights
 
     def describe_endpoint(self, endpoint):
-        return dataclasses.replace(self.inner.describe_endpoint(endpoint), config_name=self.config_name)
+        info = dataclasses.replace(self.inner.describe_endpoint(endpoint), config_name=self.config_name)
+        return dataclasses.replace(info, variant_weights=self.variant_weights) if self.variant_weights else info
 
     def __getattr__(self, name):
         return getattr(self.inner, name)

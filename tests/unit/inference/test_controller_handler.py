@@ -243,7 +243,8 @@ def test_a_new_deployment_starts_a_new_round_that_counts_only_its_own_rows(aws):
     assert run()["status"] == "finished"
 
     # The deployer rolls out a new challenger: the endpoint now runs another endpoint config.
-    control = Redeployed(Boto3EndpointControl(boto3.client("sagemaker", region_name=REGION)), "churn-ep-cfg-2")
+    control = Redeployed(Boto3EndpointControl(boto3.client("sagemaker", region_name=REGION)), "churn-ep-cfg-2",
+                         {"v1": 0.5, "v2": 0.5})
     experiment_controller.configure(endpoints=control)
     result = run()
     assert result == {"status": "restarted", "round": 2, "weights": {"champion": 0.5, "challenger": 0.5}}

@@ -225,7 +225,7 @@ def test_get_experiments_shows_the_decision(run):
 def test_the_winner_is_notified_and_its_model_package_noted(run):
     assert [m["winner"] for m in run.result.notifications] == [BETTER]
     assert run.result.notifications[0]["model_package_arn"] == run.winner_package
-    assert run.package_note.get("mlops:experiment-result") == "winner"
+    assert run.package_note.get("mlops:experiment-result") == "champion"  # kept; the loser's is "retired"
 
 
 def test_a_repeated_inference_id_is_served_but_recorded_once(run):
