@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops_runtime.domain.sequential_test import OUTCOME_LIMIT, OUTCOME_NO_DIFFERENCE, OUTCOME_WINNER
+from mlops_runtime.domain.validation import OURS, parse
 
 CHAMPION_VARIANT = "champion"  # the deployer's champion variant (domain.deployment.CHAMPION)
 EVENT_SOURCE = "mlops.experiments"
@@ -37,19 +41,29 @@ class InvalidPromotion(ValueError):
     """A decision that cannot be handed over, or an event that is not a valid hand-over."""
 
 
-@dataclass(frozen=True)
-class Promotion:
-    """What the deployer must do with an endpoint after a decided experiment."""
+Text = Annotated[str, Field(min_length=1)]
 
-    endpoint_name: str
-    experiment: str
-    round: int
-    outcome: str
-    kept_variant: str
-    kept_model_package_arn: str
-    retired_variant: str
-    retired_model_package_arn: str | None
+
+@pydantic_dataclass(frozen=True, config=OURS)
+class Promotion:
+    """What the deployer must do with an endpoint after a decided experiment (the event's detail,
+    written by the controller: parsed strictly, unknown keys refused)."""
+
+    endpoint_name: Text
+    experiment: Text
+    round: Annotated[int, Field(ge=1)]
+    outcome: Text
+    kept_variant: Text
+    kept_model_package_arn: Text
+    retired_variant: Text
+    retired_model_package_arn: Text | None
     decided_at: float
+
+    def __post_init__(self) -> None:
+        if self.outcome not in KEEPS:
+            raise InvalidPromotion(f"detail.outcome: unknown outcome {self.outcome!r}; known: {sorted(KEEPS)}")
+        if self.kept_variant == self.retired_variant:
+            raise InvalidPromotion("detail.retired_variant: the kept and the retired variant are the same")
 
     def to_detail(self) -> str:
         """The EventBridge ``Detail`` (JSON text)."""
@@ -62,24 +76,10 @@ class Promotion:
             raise InvalidPromotion("not an Experiment Decided event")
         assert isinstance(event, Mapping)
         event_id, detail = event.get("id"), event.get("detail")
-        if not isinstance(event_id, str) or not event_id or not isinstance(detail, Mapping):
-            raise InvalidPromotion("the event has no id or no detail")
-        fields = {}
-        for name, kind in (("endpoint_name", str), ("experiment", str), ("round", int), ("outcome", str),
-                           ("kept_variant", str), ("kept_model_package_arn", str), ("retired_variant", str),
-                           ("decided_at", (int, float))):
-            value = detail.get(name)
-            if not isinstance(value, kind) or isinstance(value, bool) or value == "":
-                raise InvalidPromotion(f"detail.{name} is missing or not a {getattr(kind, '__name__', 'number')}")
-            fields[name] = value
-        retired = detail.get("retired_model_package_arn")
-        if retired is not None and (not isinstance(retired, str) or not retired):
-            raise InvalidPromotion("detail.retired_model_package_arn must be a string or null")
-        if fields["outcome"] not in KEEPS:
-            raise InvalidPromotion(f"unknown outcome {fields['outcome']!r}; known: {sorted(KEEPS)}")
-        if fields["kept_variant"] == fields["retired_variant"]:
-            raise InvalidPromotion("the kept and the retired variant are the same")
-        return event_id, cls(retired_model_package_arn=retired, decided_at=float(fields.pop("decided_at")), **fields)
+        if not isinstance(event_id, str) or not event_id:
+            raise InvalidPromotion("the event has no id")
+        promotion = parse(cls, detail, lambda field, reason: InvalidPromotion(f"{field}: {reason}"), "detail")
+        return event_id, promotion
 
 
 def is_promotion_event(event: object) -> bool:
