@@ -269,6 +269,7 @@ def function_environment(moto_url: str, names: Names, queue_url: str, topic_arn:
         "SUBJECT_HASH_KEY": names.subject_hash_key,
         "PREDICTION_TTL_DAYS": "30",
         "ALLOCATION_CACHE_SECONDS": "30",  # as deployed; a local controller run expires the cache (see below)
+        "SMOKE_TEST_ROLE_NAME": f"{PREFIX}-api-smoke-test",  # no IAM caller locally: nothing is smoke traffic
         "NOTIFICATION_TOPIC_ARN": topic_arn,
         # feedback API
         "FEEDBACK_TABLE": names.feedback_table,
