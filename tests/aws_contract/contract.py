@@ -35,7 +35,13 @@ class Runner:
     label: str  # function name or "pipeline/step"
     role_arn: str
     configured: set[str] = field(default_factory=set)
-    variables: set[str] = field(default_factory=set)  # its environment variables' names
+    settings: dict = field(default_factory=dict)  # its environment variables, JSON values parsed
+
+    def has(self, path: str) -> bool:
+        """Is something configured at ``path`` ("VAR/key/0/...")? A key this runner does not have is
+        a name a test chose (an endpoint, an experiment): any of the runner's own stands for it."""
+        variable, *keys = path.split("/")
+        return variable in self.settings and _has(self.settings[variable], keys)
 
     def names(self) -> list[str]:
         return sorted(s for s in self.configured if not s.startswith(("arn:", "s3://", "https://")) and " " not in s)
@@ -82,7 +88,7 @@ def runners(environment: Environment) -> dict[str, list[Runner]]:
     for function in platform_functions(environment):
         configured = _strings(function.environment) | _strings(patterns.get(environment.arn(function.stack, function.logical_id), []))
         found.setdefault(function.module, []).append(
-            Runner(function.name, function.role_arn, configured, set(function.environment)))
+            Runner(function.name, function.role_arn, configured, _parsed(function.environment)))
     for stack, logical_id, pipeline in environment.resources("AWS::SageMaker::Pipeline"):
         body = environment.resolve(stack, pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"])
         definition = json.loads(body)
@@ -99,8 +105,31 @@ def runners(environment: Environment) -> dict[str, list[Runner]]:
                 if entry in text or entry == named:
                     found.setdefault(entry, []).append(
                         Runner(f"{environment.physical_name(stack, logical_id)}/{step['Name']}", role,
-                               _strings(step) | parameters, set(step["Arguments"].get("Environment", {}))))
+                               _strings(step) | parameters, _parsed(step["Arguments"].get("Environment", {}))))
     return found
+
+
+def _parsed(variables: dict) -> dict:
+    parsed = {}
+    for name, value in variables.items():
+        try:
+            parsed[name] = json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+        except ValueError:
+            parsed[name] = value
+    return parsed
+
+
+def _has(value: object, keys: list[str]) -> bool:
+    if not keys:
+        return value not in (None, "", [], {})
+    key, rest = keys[0], keys[1:]
+    if isinstance(value, dict):
+        if key in value:
+            return _has(value[key], rest)
+        return any(_has(child, rest) for child in value.values())
+    if isinstance(value, list):
+        return any(_has(child, rest) for child in value)
+    return False
 
 
 def _rule_patterns(environment: Environment) -> dict[str, list]:
@@ -134,7 +163,7 @@ class Contract:
         """One decision per request and runner that makes the call (configured with what it needs)."""
         decisions = []
         for runner in self.runners.get(entry.caller, []):
-            if not set(entry.needs) <= runner.variables:
+            if not all(any(runner.has(path) for path in alternatives) for alternatives in entry.needs):
                 continue
             for request in entry.requests:
                 decisions.append(Decision(runner.label, runner.role_arn, entry, request, self._allowed_as(runner, request)))
@@ -239,7 +268,7 @@ class RoleReport:
         return sorted(g for g in self.granted if not any(fnmatch.fnmatchcase(a, g) for a in actions))
 
 
-def render_report(reports: list[RoleReport], denied: list[str]) -> str:
+def render_report(reports: list[RoleReport], unconfigured: list[Entry]) -> str:
     lines = [
         "# Permissions: what each role does, and what it is granted",
         "",
@@ -254,8 +283,12 @@ def render_report(reports: list[RoleReport], denied: list[str]) -> str:
         "to remove.",
         "",
     ]
-    if denied:
-        lines += ["## Denied", "", *(f"- {d}" for d in denied), ""]
+    if unconfigured:
+        lines += ["## Calls no environment is configured to make", "",
+                  "The code makes these only with settings no environment has (the contract checks them",
+                  "where one does):", "",
+                  *(f"- `{e.caller}`: {e.service} `{e.operation}`, with "
+                    + " and ".join("`" + " or ".join(n) + "`" for n in e.needs) for e in unconfigured), ""]
     for report in sorted(reports, key=lambda r: (r.runner.split("-", 2)[-1], r.environment)):
         lines += [f"## {report.runner} ({report.environment})", "", f"Role `{report.role_arn}`", "",
                   "| Observed | Resource |", "| --- | --- |"]

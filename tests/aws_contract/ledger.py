@@ -27,16 +27,16 @@ class Entry:
     service: str
     operation: str
     requests: tuple[Request, ...]
-    needs: tuple[str, ...] = ()  # environment variables the call's values came from
+    needs: tuple[tuple[str, ...], ...] = ()  # per identifier, the settings paths it came from
 
     def as_json(self) -> dict:
         return {"caller": self.caller, "service": self.service, "operation": self.operation,
-                "requests": [r.as_json() for r in self.requests], "needs": list(self.needs)}
+                "requests": [r.as_json() for r in self.requests], "needs": [list(n) for n in self.needs]}
 
     @classmethod
     def from_json(cls, value: dict) -> Entry:
         return cls(value["caller"], value["service"], value["operation"],
-                   tuple(Request.from_json(r) for r in value["requests"]), tuple(value.get("needs", ())))
+                   tuple(Request.from_json(r) for r in value["requests"]), tuple((n,) if isinstance(n, str) else tuple(n) for n in value.get("needs", ())))  # a bare name: first ledger form
 
 
 class UnknownOperation(Exception):

@@ -9,12 +9,15 @@ botocore session created afterwards installs (tests/conftest.py imports this mod
 A call is attributed to the innermost Lambda handler module (``mlops_runtime.handlers.<name>``)
 or job entry module (``JOB_MODULES``) on the Python stack; calls made by adapter tests with no
 handler or job on the stack are not attributed (the adapter is then covered through its
-handler's own tests). With each call it notes the environment variables (those a test set) whose
-values the call used: a runner not configured with them does not make that call.
+handler's own tests). With each call it notes where in the settings the test gave the code (the
+environment variables it set, JSON values walked) each identifier the call names came from: a
+runner whose configuration has nothing there (a feature group lookup no endpoint is configured
+with, a W&B secret where MLflow tracks) does not make that call.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -40,7 +43,8 @@ class AwsCall:
     service: str  # botocore service name, e.g. "sagemaker-featurestore-runtime"
     operation: str  # API operation, e.g. "PutRecord"
     params: dict[str, Any] = field(hash=False, compare=False)
-    needs: tuple[str, ...] = ()  # environment variables whose values the call used
+    # Per identifier the call names: the settings paths ("VAR/key/...") it was found at.
+    needs: tuple[tuple[str, ...], ...] = ()
 
 
 class Recorder:
@@ -53,8 +57,13 @@ class Recorder:
         if caller is None:
             return
         plain = _plain(params)
-        values = set(_strings(plain))
-        needs = tuple(sorted(k for k, v in os.environ.items() if self._baseline.get(k) != v and v in values))
+        settings = {k: _parsed(v) for k, v in os.environ.items() if self._baseline.get(k) != v}
+        paths: dict[str, list[str]] = {}
+        for path, leaf in _leaves(settings, ""):
+            paths.setdefault(leaf, []).append(path)
+        identifiers = {v for value in plain.values() for v in ([value] if isinstance(value, str) else value
+                                                               if isinstance(value, list) else []) if isinstance(v, str)}
+        needs = tuple(sorted({tuple(sorted(paths[v])) for v in identifiers if v in paths}))
         self.calls.append(AwsCall(caller, model.service_model.service_name, model.name, plain, needs))
 
 
@@ -81,15 +90,25 @@ def _plain(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-def _strings(value: Any):
+def _parsed(value: str) -> Any:
+    if value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _leaves(value: Any, path: str):
+    """(path, string) of every string leaf; a path joins keys and list indexes with "/"."""
     if isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
+        for k, v in value.items():
+            yield from _leaves(v, f"{path}/{k}" if path else k)
     elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{path}/{i}")
     elif isinstance(value, str):
-        yield value
+        yield path, value
 
 
 RECORDER = Recorder()

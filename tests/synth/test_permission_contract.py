@@ -137,7 +137,8 @@ def test_permissions_report_is_fresh(environments, contracts, entries):
         for report in reports.values():
             if report.environment == name:
                 report.granted = granted_actions(contract.roles, report.role_arn)
-    text = render_report(list(reports.values()), [])
+    checked = {d.entry for contract in contracts.values() for e in entries for d in contract.decide(e)}
+    text = render_report(list(reports.values()), [e for e in entries if e not in checked])
     if ledger.recording():
         REPORT.write_text(text)
     assert REPORT.read_text() == text, "docs/permissions.md is stale: run `make permissions`"

@@ -1,4 +1,5 @@
-"""Boto3SageMakerEndpoints against moto (UpdateEndpoint, which moto lacks, answered by a botocore hook)."""
+"""Boto3SageMakerEndpoints against moto (UpdateEndpoint, which moto lacks, answered by a botocore hook)
+and against botocore Stubbers: every guarded UpdateEndpoint checked against the SageMaker service model."""
 
 from __future__ import annotations
 
@@ -212,3 +213,82 @@ def test_teardown_deletes_only_what_the_deployer_made_for_the_stack(endpoints, s
 def test_moto_backend_helper_sees_the_endpoint(endpoints, sagemaker):
     deploy(endpoints, register_package(sagemaker), make_spec())
     assert moto_sagemaker_backend().endpoints[ENDPOINT].endpoint_status == "InService"
+
+
+# --- UpdateEndpoint against botocore's SageMaker model (moto's stand-in answers it by hand) -----
+
+from deployment_fixtures import make_package, make_state  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from mlops_runtime.domain.deployment import InvalidEndpointSpec  # noqa: E402
+
+
+def beyond_the_model(shape, value, path="") -> list[str]:
+    """Values outside the ``min``/``max`` the service model documents (botocore checks only ``min``)."""
+    problems = []
+    if shape.type_name == "structure":
+        for name, member in value.items():
+            problems += beyond_the_model(shape.members[name], member, f"{path}.{name}")
+    elif shape.type_name == "list":
+        problems += [f"{path}: {len(value)} items" for bound in ("max",) if bound in shape.metadata
+                     and len(value) > shape.metadata[bound]]
+        for index, item in enumerate(value):
+            problems += beyond_the_model(shape.member, item, f"{path}[{index}]")
+    elif shape.type_name in ("integer", "long", "float", "double") and "max" in shape.metadata:
+        if value > shape.metadata["max"]:
+            problems.append(f"{path}: {value} > {shape.metadata['max']}")
+    elif shape.type_name == "string" and "max" in shape.metadata and len(value) > shape.metadata["max"]:
+        problems.append(f"{path}: {len(value)} characters > {shape.metadata['max']}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def stubbed_sagemaker():
+    return boto3.session.Session(region_name=REGION).client("sagemaker")
+
+
+guardrails = st.builds(
+    lambda mode, canary, linear, wait, termination, timeout, alarms: {
+        "mode": mode, "wait_interval_s": wait, "termination_wait_s": termination, "alarm_names": alarms,
+        **({"canary_size_percent": canary} if mode == "CANARY" else {}),
+        **({"linear_step_percent": linear} if mode == "LINEAR" else {}),
+        **({"max_execution_timeout_s": timeout} if timeout is not None else {})},
+    st.sampled_from(["ALL_AT_ONCE", "CANARY", "LINEAR"]), st.integers(0, 60), st.integers(0, 60),
+    st.integers(0, 4000), st.integers(0, 4000), st.none() | st.integers(500, 30000),
+    st.lists(st.text("abc-", min_size=1, max_size=300), max_size=11, unique=True))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(guardrails)
+def test_every_guarded_update_the_planner_accepts_is_one_the_sagemaker_model_accepts(stubbed_sagemaker, guardrail):
+    """Any guardrail the spec accepts gives an UpdateEndpoint request that botocore validates and
+    that stays inside the ranges the model documents; the adapter applies it through a Stubber
+    answering with the model's output shapes (CreateModel, CreateEndpointConfig, UpdateEndpoint)."""
+    try:
+        spec = make_spec(guardrails=guardrail, challenger_initial_weight=None)  # a new champion replaces the old
+    except InvalidEndpointSpec:
+        return
+    plan = plan_deployment(make_state(champion=1), make_package(2), spec, NOW)
+    *creates, update = plan.calls
+    assert update.operation == "UpdateEndpoint" and "DeploymentConfig" in update.params
+    model = stubbed_sagemaker.meta.service_model.operation_model("UpdateEndpoint").input_shape
+    assert beyond_the_model(model, update.params) == []
+    arn = f"arn:aws:sagemaker:{REGION}:123456789012"
+    with Stubber(stubbed_sagemaker) as stubber:
+        for call in creates:
+            kind, name_key = ("model", "ModelName") if call.operation == "CreateModel" else ("endpoint_config", "EndpointConfigName")
+            stubber.add_client_error(f"describe_{kind}", "ValidationException", f"Could not find {kind} x.",
+                                     expected_params={name_key: call.params[name_key]})
+            output = {"ModelArn": f"{arn}:model/x"} if kind == "model" else {"EndpointConfigArn": f"{arn}:endpoint-config/x"}
+            stubber.add_response(f"create_{kind}", output, call.params)
+        stubber.add_response("update_endpoint", {"EndpointArn": f"{arn}:endpoint/{ENDPOINT}"}, update.params)
+        applied = Boto3SageMakerEndpoints(stubbed_sagemaker).apply(plan)
+        stubber.assert_no_pending_responses()
+    assert [a.outcome for a in applied] == ["created", "created", "called"]
+
+
+def test_a_wait_longer_than_the_model_allows_is_caught(stubbed_sagemaker):
+    model = stubbed_sagemaker.meta.service_model.operation_model("UpdateEndpoint").input_shape
+    too_long = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 3601}}}
+    assert beyond_the_model(model, {"EndpointName": "x", "EndpointConfigName": "y", "DeploymentConfig": too_long}) == [
+        ".DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.WaitIntervalInSeconds: 3601 > 3600"]

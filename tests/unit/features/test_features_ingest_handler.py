@@ -154,3 +154,31 @@ def test_importing_the_handler_does_not_import_boto3():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
     )
     assert run.stdout.strip() == "False"
+
+
+# --- the real writer against botocore's service model (moto has no Feature Store runtime) -------
+
+
+def test_the_handler_writes_through_the_feature_store_runtime_as_its_service_model_defines(store, monkeypatch):
+    """Each PutRecord is validated by botocore against the sagemaker-featurestore-runtime model
+    (names, types, required fields); a throttled write is answered with the model's error shape and
+    retried; the response is the model's (empty) PutRecord output."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.session.Session(region_name="eu-west-1").client("sagemaker-featurestore-runtime")
+    sleeps: list[float] = []
+    monkeypatch.setattr(feature_ingest, "_writer", Boto3FeatureStoreWriter(client, sleep=sleeps.append, jitter=lambda: 0.5))
+    record = [{"FeatureName": "customer_id", "ValueAsString": "a"}, {"FeatureName": "event_time", "ValueAsString": NOW},
+              {"FeatureName": "age", "ValueAsString": "41"}, {"FeatureName": "balance", "ValueAsString": "2.5"}]
+    with Stubber(client) as stubber:
+        stubber.add_client_error("put_record", "ThrottlingException", "Rate exceeded", 400,
+                                 expected_params={"FeatureGroupName": "customers", "Record": record})
+        stubber.add_response("put_record", {}, {"FeatureGroupName": "customers", "Record": record})
+        stubber.add_response("put_record", {}, {"FeatureGroupName": "customers", "TargetStores": ["OfflineStore"],
+                                                "Record": [{"FeatureName": "customer_id", "ValueAsString": "b"},
+                                                           {"FeatureName": "event_time", "ValueAsString": NOW}]})
+        assert invoke({"records": [customer("a", age=41, balance=2.5)]}) == {"written": 1}
+        assert invoke({"records": [customer("b")], "target_stores": ["OfflineStore"]}) == {"written": 1}
+        stubber.assert_no_pending_responses()
+    assert len(sleeps) == 1

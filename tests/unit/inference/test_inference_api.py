@@ -340,6 +340,33 @@ def test_feature_group_lookup_builds_csv_row(aws):
     assert post(api, "scored", body=None, content_type=None)["statusCode"] == 400
 
 
+def test_feature_group_lookup_through_the_feature_store_runtime_as_its_service_model_defines(aws):
+    """moto has no Feature Store runtime: the real reader's GetRecord requests are validated by
+    botocore against the service model, and its answers (a record; the empty answer for an unknown
+    identifier; a throttling error) have the model's documented shapes."""
+    from botocore.stub import Stubber
+    from mlops_runtime.adapters.online_features import Boto3OnlineFeatures
+
+    client = boto3.session.Session(region_name=REGION).client("sagemaker-featurestore-runtime")
+    api = fresh_api(features=Boto3OnlineFeatures(client))
+    queue_results(("0.12", "text/csv", "AllTraffic", ""))
+    request = {"FeatureGroupName": "customers", "FeatureNames": ["age", "tenure", "plan"]}
+    with Stubber(client) as stubber:
+        stubber.add_response("get_record", {"Record": [
+            {"FeatureName": "age", "ValueAsString": "41"}, {"FeatureName": "tenure", "ValueAsString": "3.5"},
+            {"FeatureName": "plan", "ValueAsString": "gold"}]}, {**request, "RecordIdentifierValueAsString": "c-1"})
+        stubber.add_response("get_record", {}, {**request, "RecordIdentifierValueAsString": "c-2"})
+        stubber.add_client_error("get_record", "ThrottlingException", "Rate exceeded", 400,
+                                 expected_params={**request, "RecordIdentifierValueAsString": "c-3"})
+        found = post(api, "scored", body=None, content_type=None, X_Subject_Id="c-1")
+        missing = post(api, "scored", body=None, content_type=None, X_Subject_Id="c-2")
+        throttled = post(api, "scored", body=None, content_type=None, X_Subject_Id="c-3")
+        stubber.assert_no_pending_responses()
+    assert found["statusCode"] == 200 and found["body"] == "0.12"
+    assert missing["statusCode"] == 400 and body(missing)["error"] == "no_feature_record"
+    assert throttled["statusCode"] == 503 and body(throttled)["error"] == "features_unavailable"
+
+
 def test_experiment_summary(aws):
     for arm, rewards in (("champion", "100"), ("challenger", "150")):
         aws.put_item(TableName="statistics", Item={
