@@ -14,7 +14,12 @@ the load average before it, since wall time depends on what else the machine run
 * ``drift_only``: captures + baseline, the figure the targets are about;
 * ``with_ground_truth``: the same plus the 100,000 labels (join and quality metrics);
 * ``drift_only_one_worker``: as ``drift_only`` in a single process (``--workers 1``), once, for
-  comparison (informational: the targets are judged on the first two).
+  comparison (informational: the targets are judged on the first two);
+* ``drift_only_mixed``: as ``drift_only`` with 16 numeric and 4 categorical features (3-20
+  levels, text in the CSV): issue 19's mixed case.
+
+Issue 19 also sets <= 5 s and <= 256 MiB for ``drift_only`` and ``drift_only_mixed``
+(``meets_issue_19``).
 
 Targets (issue 7, on the 2-core benchmark machine): < 60 s and < 2 GiB peak memory. Writes
 ``benchmarks/results/monitoring.json``.
@@ -52,6 +57,9 @@ DRIFTED = (0, 5, 10)  # features shifted by 0.5 sd in variant-b
 SEED = 7
 ENDPOINT = "bench-endpoint"
 TARGET_SECONDS = 60.0
+CATEGORY_LEVELS = (3, 5, 10, 20)
+ISSUE_19_SECONDS = 5.0  # issue 19: 1M records, all numeric and 16 numeric + 4 categorical, streaming
+ISSUE_19_PEAK_MIB = 256.0
 REPEATS = 3
 TARGET_PEAK_MIB = 2048.0
 
@@ -81,19 +89,33 @@ def _feature_statistics(values: np.ndarray) -> dict:
     }
 
 
-def generate(root: Path) -> dict:
-    """Write the baseline, the capture files and the labels; returns their sizes."""
+def _categorical(values: np.ndarray, levels: int) -> np.ndarray:
+    """Numeric draws binned into ``levels`` category names (a shift of the draws moves shares)."""
+    return np.array([f"level_{i:02d}" for i in range(levels)])[np.digitize(values, np.linspace(-2, 2, levels - 1))]
+
+
+def generate(root: Path, mixed: bool = False) -> dict:
+    """Write the baseline, the capture files and the labels; returns their sizes. ``mixed``: the
+    last four features are categorical (3, 5, 10 and 20 levels), sent as text in the CSV."""
     rng = np.random.default_rng(SEED)
     names = [f"feature_{i:02d}" for i in range(FEATURES)]
     weights = rng.normal(size=FEATURES) / np.sqrt(FEATURES)
     train = rng.normal(size=(TRAINING_ROWS, FEATURES))
     train_labels = (train @ weights + rng.normal(scale=0.5, size=TRAINING_ROWS)) > 0
+    categorical = dict(zip(range(FEATURES - len(CATEGORY_LEVELS), FEATURES), CATEGORY_LEVELS)) if mixed else {}
+    features = {}
+    for i, name in enumerate(names):
+        if i in categorical:
+            levels, counts = np.unique(_categorical(train[:, i], categorical[i]), return_counts=True)
+            features[name] = {"type": "categorical", "counts": {str(k): int(c) for k, c in zip(levels, counts)}}
+        else:
+            features[name] = _feature_statistics(train[:, i])
     baseline = {
         "version": 1,
         "target_column": "target",
         "feature_names": names,
         "row_count": TRAINING_ROWS,
-        "features": {name: _feature_statistics(train[:, i]) for i, name in enumerate(names)},
+        "features": features,
         "label_distribution": {"0": int((~train_labels).sum()), "1": int(train_labels.sum())},
     }
     (root / "baseline").mkdir(parents=True)
@@ -113,6 +135,7 @@ def generate(root: Path) -> dict:
             rows = rng.normal(size=(per_file, FEATURES))
             if variant == "variant-b":
                 rows[:, list(DRIFTED)] += 0.5
+            texts = {i: _categorical(rows[:, i], levels) for i, levels in categorical.items()}
             logits = rows @ weights
             scores = 1.0 / (1.0 + np.exp(-logits * 3.0))
             truths = (logits + rng.normal(scale=0.5, size=per_file)) > 0
@@ -127,7 +150,7 @@ def generate(root: Path) -> dict:
                     buffer.append(
                         _LINE
                         % (
-                            ",".join(["%.5f" % x for x in rows[i]]),
+                            ",".join([texts[j][i] if j in texts else "%.5f" % x for j, x in enumerate(rows[i])]),
                             "%.6f" % scores[i],
                             f"evt-{number:03d}-{i:07d}",
                             inference_id,
@@ -226,8 +249,15 @@ def main() -> int:
             "with_ground_truth": _run(root, "with_ground_truth", True, REPEATS),
             "drift_only_one_worker": _run(root, "drift_only_one_worker", False, 1, "--workers", "1"),
         }
+        shutil.rmtree(root, ignore_errors=True)
+        generate(root, mixed=True)
+        runs["drift_only_mixed"] = _run(root, "drift_only_mixed", False, REPEATS)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    for name in ("drift_only", "drift_only_mixed"):
+        run = runs[name]
+        run["meets_issue_19"] = (run["returncode"] == 0 and run["seconds"] <= ISSUE_19_SECONDS
+                                 and run["peak_rss_mib"] <= ISSUE_19_PEAK_MIB)
     failed = [name for name, run in runs.items() if run["returncode"] != 0]
     met = not failed and runs["drift_only"]["meets_targets"] and runs["with_ground_truth"]["meets_targets"]
     path = write_result(
@@ -243,7 +273,9 @@ def main() -> int:
             **sizes,
             "generation_seconds": round(generation, 1),
             "runs": runs,
-            "targets": {"seconds": TARGET_SECONDS, "peak_rss_mib": TARGET_PEAK_MIB},
+            "targets": {"seconds": TARGET_SECONDS, "peak_rss_mib": TARGET_PEAK_MIB,
+                        "issue_19": {"seconds": ISSUE_19_SECONDS, "peak_rss_mib": ISSUE_19_PEAK_MIB,
+                                     "runs": ["drift_only", "drift_only_mixed"]}},
             "meets_targets": met,
             "environment": machine(numpy=np.__version__),
         },

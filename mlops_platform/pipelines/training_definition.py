@@ -102,7 +102,7 @@ EVALUATION_PROPERTY_FILE = "EvaluationReport"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_FILE = "evaluation.json"
 PREPROCESS_OUTPUTS = ("train", "validation", "test", "baseline")
-BASELINE_FILE = "baseline.json"  # written by the preprocess script into its baseline output
+BASELINE_FILE = "baseline.json"  # preprocess writes it; evaluate adds the model's score references
 PROCESSING_ROOT = "/opt/ml/processing"
 CONTENT_TYPE = "text/csv"
 APPROVAL_STATUSES = ("PendingManualApproval", "Approved")
@@ -632,6 +632,7 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
             inputs=[
                 processing_input("model", model_data, f"{PROCESSING_ROOT}/model"),
                 processing_input("test", preprocess_output("test"), f"{PROCESSING_ROOT}/test"),
+                processing_input("baseline", preprocess_output("baseline"), f"{PROCESSING_ROOT}/baseline"),
             ],
             outputs=[processing_output(STEP_EVALUATE, EVALUATION_OUTPUT)],
         )
@@ -662,11 +663,12 @@ def _build_definition(sdk: types.SimpleNamespace, spec: TrainingPipelineSpec) ->
             transform_instances=list(spec.transform_instance_types),
             model_metrics=sdk.ModelMetrics(
                 model_statistics=sdk.MetricsSource(content_type="application/json", s3_uri=evaluation_uri),
-                # The training baseline travels with the package: the monitoring launcher finds the
+                # The training baseline, with the model's score and predicted-class references added
+                # by the evaluation, travels with the package: the monitoring launcher finds the
                 # deployed champion's baseline here (ModelDataQuality.Statistics).
                 model_data_statistics=sdk.MetricsSource(
                     content_type="application/json",
-                    s3_uri=sdk.Join(on="/", values=[preprocess_output("baseline"), BASELINE_FILE]),
+                    s3_uri=sdk.Join(on="/", values=[evaluation_output.S3Output.S3Uri, BASELINE_FILE]),
                 ),
             ),
             approval_status=params.model_approval_status,

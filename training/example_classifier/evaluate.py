@@ -27,6 +27,13 @@ pipeline ``JsonGet`` such as ``binary_classification_metrics.auc.value``::
       "test_row_count": 86
     }
 
+With ``--baseline-dir`` (default ``/opt/ml/processing/baseline``) holding ``preprocess.py``'s
+``baseline.json``, also ``<--output-dir>/baseline.json``: that baseline plus ``prediction`` (the
+deciles of the model's scores on the test split), ``prediction_classes`` (its predicted classes
+there) and ``prediction_reference``: what the monitoring job's score and predicted-class drift
+tests compare production with (``docs/monitoring.md``). The pipeline registers this file as the
+package's ``ModelDataQuality`` statistics.
+
 Class predictions use a 0.5 probability threshold; precision, recall and f1 are for class 1;
 the confusion matrix is keyed actual label first, then predicted label.
 
@@ -77,6 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, default=Path("/opt/ml/processing/model"))
     parser.add_argument("--test-dir", type=Path, default=Path("/opt/ml/processing/test"))
     parser.add_argument("--output-dir", type=Path, default=Path("/opt/ml/processing/evaluation"))
+    parser.add_argument(
+        "--baseline-dir", type=Path, default=Path("/opt/ml/processing/baseline"),
+        help="preprocess.py's baseline output; when it holds baseline.json, the monitoring baseline is written",
+    )
     return parser.parse_args(argv)
 
 
@@ -173,6 +184,37 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     }
 
 
+def score_reference(probabilities: np.ndarray) -> dict:
+    """The model's scores on the test split in the baseline's numeric layout (deciles as bins)."""
+    edges = np.unique(np.quantile(probabilities, np.linspace(0.0, 1.0, 11)))
+    if edges.size == 1:
+        edges, counts = np.array([edges[0], edges[0]]), np.array([probabilities.size])
+    else:
+        counts, _ = np.histogram(probabilities, bins=edges)
+    return {
+        "type": "numeric",
+        "count": int(probabilities.size),
+        "mean": float(probabilities.mean()),
+        "std": float(probabilities.std(ddof=1)) if probabilities.size > 1 else 0.0,
+        "min": float(probabilities.min()),
+        "max": float(probabilities.max()),
+        "histogram": {"bin_edges": [float(e) for e in edges], "counts": [int(c) for c in counts]},
+    }
+
+
+def monitoring_baseline(baseline: dict, probabilities: np.ndarray) -> dict:
+    """The training baseline plus the references of the monitoring job's score and predicted-class
+    tests, taken on held-out data: the model's own outputs (its predicted classes differ from the
+    training labels' distribution, so the labels are no reference for them)."""
+    positives = int(np.count_nonzero(probabilities >= THRESHOLD))
+    return {
+        **baseline,
+        "prediction": score_reference(probabilities),
+        "prediction_classes": {"0": int(probabilities.size - positives), "1": positives},
+        "prediction_reference": {"split": "test", "rows": int(probabilities.size), "threshold": THRESHOLD},
+    }
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     if xgb is None:
         raise EvaluationError("xgboost is not installed: run evaluate.py in the SageMaker XGBoost image")
@@ -191,6 +233,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     path = args.output_dir / "evaluation.json"
     path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    baseline_path = args.baseline_dir / "baseline.json"
+    if baseline_path.is_file():
+        baseline = json.loads(baseline_path.read_text(encoding="utf-8"))
+        enriched = monitoring_baseline(baseline, probabilities.astype(np.float64))
+        (args.output_dir / "baseline.json").write_text(json.dumps(enriched, indent=2, allow_nan=False) + "\n",
+                                                       encoding="utf-8")
     summary = {k: v["value"] for k, v in report["binary_classification_metrics"].items() if "value" in v}
     LOG.info("wrote %s: %s", path, summary)
     return report

@@ -164,7 +164,7 @@ def test_dependencies_follow_the_data(minimal: dict) -> None:
     assert referenced_steps(step(minimal, "Train")) == {"Preprocess"}
     assert referenced_steps(step(minimal, "Evaluate")) == {"Preprocess", "Train"}
     assert referenced_steps(step(minimal, "CheckMetric")["Arguments"]["Conditions"]) == {"Evaluate"}
-    assert referenced_steps(step(minimal, "Register")) == {"Preprocess", "Train", "Evaluate"}  # baseline, model, metrics
+    assert referenced_steps(step(minimal, "Register")) == {"Train", "Evaluate"}  # model; metrics and baseline
     assert referenced_steps(step(minimal, "MetricBelowThreshold")) == {"Evaluate"}
 
 
@@ -373,11 +373,11 @@ def test_register_step(full: dict) -> None:
         "production-window-end": {"Get": "Parameters.ProductionWindowEnd"},
         "production-records": {"Get": "Parameters.ProductionRecords"},
     }
-    # the training baseline, for the monitoring launcher
+    # the training baseline with the model's score references (evaluate.py), for the monitoring launcher
     assert args["ModelMetrics"]["ModelDataQuality"]["Statistics"] == {
         "ContentType": "application/json",
         "S3Uri": {"Std:Join": {"On": "/", "Values": [
-            {"Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['baseline'].S3Output.S3Uri"}, "baseline.json"]}},
+            {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}, "baseline.json"]}},
     }
 
 

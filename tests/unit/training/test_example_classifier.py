@@ -78,7 +78,8 @@ def run_train(processing: Path, model_dir: Path, *extra: str) -> int:
 
 def run_evaluate(model_dir: Path, test_dir: Path, output_dir: Path) -> int:
     return evaluate.main(
-        ["--model-dir", str(model_dir), "--test-dir", str(test_dir), "--output-dir", str(output_dir)]
+        ["--model-dir", str(model_dir), "--test-dir", str(test_dir), "--output-dir", str(output_dir),
+         "--baseline-dir", str(test_dir.parent / "baseline")]
     )
 
 
@@ -443,6 +444,25 @@ def test_evaluation_report_layout_and_quality_gate(pipeline) -> None:
     # The default quality gate of the platform's pipeline.
     assert metrics["auc"]["value"] >= MIN_AUC
     assert metrics["accuracy"]["value"] >= MIN_ACCURACY
+
+
+def test_evaluate_writes_the_monitoring_baseline_with_the_models_score_references(pipeline) -> None:
+    """What the registered baseline carries for the monitoring job's score and class tests."""
+    from monitoring import drift
+
+    processing = pipeline["processing"]
+    training = read_json(processing / "baseline" / "baseline.json")
+    baseline = read_json(processing / "evaluation" / "baseline.json")
+    test_rows = len(read_split(processing, "test"))
+    assert {key: baseline[key] for key in training} == training  # the training baseline, unchanged
+    assert baseline["prediction"]["count"] == test_rows == sum(baseline["prediction"]["histogram"]["counts"])
+    classes = baseline["prediction_classes"]
+    assert classes["0"] + classes["1"] == test_rows
+    matrix = read_json(processing / "evaluation" / "evaluation.json")["binary_classification_metrics"]["confusion_matrix"]
+    assert classes["1"] == matrix["0"]["1"] + matrix["1"]["1"]  # predicted positives at the 0.5 threshold
+    drift.validate_baseline(baseline)
+    tests = drift.DriftAccumulator(baseline).test_inputs()
+    assert {"prediction.score", "prediction.class"} <= set(tests)
 
 
 def test_evaluate_accepts_an_extracted_model(pipeline, tmp_path) -> None:
