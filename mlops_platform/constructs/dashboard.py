@@ -19,7 +19,7 @@ MONITORING_NAMESPACE = "MlopsPlatform/Monitoring"
 @dataclass(frozen=True)
 class MonitoredEndpoint:
     endpoint_name: str
-    drift_thresholds: dict[str, float]  # report metric name (MaxPSI, PredictionPSI, ...) -> threshold
+    drift_thresholds: dict[str, float]  # report metric name (MaxDriftEffect) -> line drawn (the minimum effect)
     quality: tuple[str, str, float] | None  # (metric, comparison, threshold)
 
 
@@ -157,8 +157,8 @@ class PlatformDashboard(Construct):
                               for name, value in monitored.drift_thresholds.items()],
         )
         drifted = cloudwatch.GraphWidget(
-            title=f"{monitored.endpoint_name}: drifted features / records", width=8, height=6,
-            left=[metric("DriftedFeatures")], right=[metric("RecordCount", "Sum")],
+            title=f"{monitored.endpoint_name}: drift decided / drifted tests / records", width=8, height=6,
+            left=[metric("DriftDetected"), metric("DriftedFeatures")], right=[metric("RecordCount", "Sum")],
         )
         widgets: list[cloudwatch.IWidget] = [drift, drifted]
         if monitored.quality is not None:

@@ -157,3 +157,19 @@ def test_quality_tests_page_on_the_interval_not_the_point_estimate():
     errors = {"squared_error": {"count": 400, "mean": 1.21, "std": 1.5}}
     assert decision.quality_test("rmse_max", 1.0, errors)["p_value"] < 0.01
     assert decision.quality_test("rmse_max", 1.2, errors)["p_value"] > 0.3
+
+
+@given(st.lists(st.tuples(st.integers(0, 500), st.integers(0, 500)), min_size=2, max_size=12))
+@settings(max_examples=80, deadline=None)
+def test_pearson_is_scipys_chi2_contingency(cells):
+    from scipy.stats import chi2_contingency
+
+    reference, window = (np.array(column, dtype=float) for column in zip(*cells))
+    statistic, dof = decision.pearson(reference, window)
+    table = np.vstack([reference, window])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        assert (statistic, dof) == (0.0, 0)
+    else:
+        expected, _, expected_dof, _ = chi2_contingency(table, correction=False)
+        assert statistic == pytest.approx(expected) and dof == expected_dof
