@@ -325,6 +325,13 @@ class TrainingPipelineConfig(StrictModel):
     inference_instance_types: tuple[InstanceType, ...] = ("ml.m5.large",)
 
 
+class PromotionSourceConfig(StrictModel):
+    """The environment whose approved models are promoted into this one (e.g. staging for prod)."""
+
+    account: AccountId = Field(description="Account of the source environment (may be this account).")
+    name_prefix: NamePrefix = Field(description="`name_prefix` of the source environment.")
+
+
 class RegistryConfig(StrictModel):
     """Model Registry settings shared by every model package group of the environment."""
 
@@ -336,6 +343,12 @@ class RegistryConfig(StrictModel):
         default=(),
         description="Model package groups no pipeline of this environment registers into (models registered "
                     "from notebooks, or candidates A/B tested on their own endpoint).",
+    )
+    promote_from: PromotionSourceConfig | None = Field(
+        default=None,
+        description="A package approved in the source environment's group of the same name is registered in "
+                    "this environment's group (same artifacts, PendingManualApproval); the source lists this "
+                    "account in share_with_accounts (docs/deployment-flow.md).",
     )
 
 
@@ -1174,6 +1187,10 @@ class PlatformConfig(StrictModel):
             if info.data.get("environment") == "prod" and pipeline.approval_status is ApprovalStatus.APPROVED:
                 raise ValueError(f"{where}.approval_status 'Approved' is not allowed in prod: models "
                                  "promoted to prod need a human approval (PendingManualApproval)")
+        source = value.registry.promote_from
+        if source is not None and source.name_prefix == info.data.get("name_prefix"):
+            raise ValueError(f"registry.promote_from.name_prefix '{source.name_prefix}' is this environment's own: "
+                             "promotion copies from another environment's groups")
         return value
 
     @field_validator("serving")

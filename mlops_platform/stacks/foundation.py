@@ -29,7 +29,12 @@ def bucket_name(config: PlatformConfig, purpose: str) -> str:
     Referring by name (not by exported ARN) keeps the stacks free of CloudFormation exports,
     which would lock the foundation against changes.
     """
-    return f"{config.name_prefix}-{purpose}-{config.account}-{config.region}"
+    return environment_bucket_name(config.name_prefix, config.account, config.region, purpose)
+
+
+def environment_bucket_name(name_prefix: str, account: str, region: str, purpose: str) -> str:
+    """:func:`bucket_name` of any environment, e.g. the one models are promoted from."""
+    return f"{name_prefix}-{purpose}-{account}-{region}"
 
 
 def removal_policy_of(config: PlatformConfig) -> RemovalPolicy:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from aws_cdk import CfnTag, Stack
+from aws_cdk import CfnTag, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -25,13 +25,16 @@ from ..compliance import (
 )
 from ..config import PlatformConfig
 from ..config.models import TrackingBackend, TrainingPipelineConfig
+from ..constructs.model_promotion import (
+    ApprovalForwarding, ApprovalForwardingProps, ModelPromotion, ModelPromotionProps,
+)
 from ..constructs.naming import pascal
 from ..constructs.roles import service_role
 from ..pipelines.packaging import pack_source_dir
 from ..pipelines.cache import cached_training_pipeline_definition
 from ..pipelines.training_definition import TrainingPipelineSpec
 from .feature_store import OFFLINE_STORE_PREFIX, FeatureStoreStack
-from .foundation import PIPELINE_OUTPUT_PREFIX, FoundationStack
+from .foundation import PIPELINE_OUTPUT_PREFIX, FoundationStack, environment_bucket_name
 from ..paths import BUILD_DIR, REPO_ROOT
 
 TRAINING_SOURCES_DIR = BUILD_DIR / "training-sources"
@@ -88,6 +91,40 @@ class TrainingStack(Stack):
                 self.pipelines[pipeline.name] = self._pipeline(pipeline)
         if self.model_package_groups:
             self._notify_on_approval_decisions(notifications)
+            self._promotion()
+
+    # --- promotion between environments -----------------------------------------------------
+    def _promotion(self) -> None:
+        """Forward this environment's approvals to the accounts it shares models with, and register
+        the approvals of the environment it promotes from (constructs/model_promotion.py)."""
+        config = self.config
+        registry = config.training.registry
+        consumers = tuple(a for a in registry.share_with_accounts if a != config.account)
+        if consumers:
+            self.approval_forwarding = ApprovalForwarding(self, "ApprovalForwarding", ApprovalForwardingProps(
+                groups=tuple(self._group_name(g) for g in self.model_package_groups), consumer_accounts=consumers))
+        source = registry.promote_from
+        if source is None:
+            return
+        groups = {f"{source.name_prefix}-{g}": self._group_name(g) for g in self.model_package_groups}
+        self.promotion = ModelPromotion(self, "ModelPromotion", ModelPromotionProps(
+            function=self.foundation.function_props(
+                function_name=f"{config.name_prefix}-model-promotion",
+                handler="mlops_runtime.handlers.model_promotion.handler",
+                description=f"Registers packages approved in {source.name_prefix} here, pending approval",
+                environment=ModelPromotion.environment(source.account, groups),
+                timeout=Duration.seconds(30),
+                reserved_concurrency=2,
+            ),
+            source_account=source.account,
+            source_name_prefix=source.name_prefix,
+            groups=groups,
+            source_artifacts_bucket=environment_bucket_name(source.name_prefix, source.account, config.region,
+                                                            "artifacts"),
+            execution_role=self.foundation.sagemaker_role,
+        ))
+        for group in self.model_package_groups.values():
+            self.promotion.node.add_dependency(group)
 
     # --- registry -------------------------------------------------------------------------
     def _group_name(self, group: str) -> str:

@@ -21,6 +21,7 @@ NAME = "{name}"
 KEY = "{key}"
 REGION = "{region}"
 ACCOUNT = "{account}"
+TESTS_ACCOUNT = "123456789012"  # moto's default: the account the tests' own resources live in
 
 
 def kept(value: Any) -> str:
@@ -72,6 +73,14 @@ def _sagemaker_arn(value: str, default_kind: str) -> str:
     return _sagemaker(kind) + version
 
 
+def _other_account(value: str, default_kind: str) -> str:
+    """:func:`_sagemaker_arn`, but a resource of another account than the tests' own (a package read
+    across accounts by the promotion function) keeps its account as a configured name."""
+    arn = _sagemaker_arn(value, default_kind)
+    account = value.split(":")[4] if value.startswith("arn:") and value.count(":") >= 5 else TESTS_ACCOUNT
+    return arn if account == TESTS_ACCOUNT else arn.replace(f":{ACCOUNT}:", f":{NAME}:", 1)
+
+
 def _scaling(action: str, p: dict) -> Request:
     resource = "*" if action.startswith("application-autoscaling:Describe") else (
         f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/{NAME}")
@@ -118,7 +127,9 @@ OPERATIONS: dict[tuple[str, str], Builder] = {
     **{("sagemaker", op): (lambda p, op=op: [_r(f"sagemaker:{op}", "*")])
        for op in ("ListEndpoints", "ListEndpointConfigs", "ListModels", "ListModelPackages")},
     ("sagemaker", "DescribeModelPackage"): lambda p: [
-        _r("sagemaker:DescribeModelPackage", _sagemaker_arn(p["ModelPackageName"], "model-package"))],
+        _r("sagemaker:DescribeModelPackage", _other_account(p["ModelPackageName"], "model-package"))],
+    ("sagemaker", "CreateModelPackage"): lambda p: [
+        _r("sagemaker:CreateModelPackage", _sagemaker("model-package-group"))],
     ("sagemaker", "UpdateModelPackage"): lambda p: [
         _r("sagemaker:UpdateModelPackage", _sagemaker_arn(p["ModelPackageArn"], "model-package"))],
     ("sagemaker", "ListTags"): lambda p: [_r("sagemaker:ListTags", _sagemaker_arn(p["ResourceArn"], "endpoint"))],

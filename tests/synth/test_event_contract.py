@@ -125,8 +125,13 @@ def _search_indexer(event: dict) -> None:
     assert objects_of(event) == ([(event["detail"]["bucket"]["name"], event["detail"]["object"]["key"])], False)
 
 
+def _model_promotion(event: dict) -> None:  # the promotion function reads the approval as the deployer does
+    _deployer(event)
+
+
 EDGES = {
     "mlops_runtime.handlers.deployer": _deployer,
+    "mlops_runtime.handlers.model_promotion": _model_promotion,
     "mlops_runtime.handlers.endpoint_scaler": _endpoint_scaler,
     "mlops_runtime.handlers.retraining_trigger": _retraining_trigger,
     "mlops_runtime.handlers.search_indexer": _search_indexer,

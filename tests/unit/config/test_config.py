@@ -146,6 +146,13 @@ def test_prod_cannot_auto_approve_models(tmp_path):
     assert "field 'training'" in message and "not allowed in prod" in message
 
 
+def test_promotion_comes_from_another_environment(tmp_path):
+    data = valid("prod")
+    data["training"]["registry"]["promote_from"] = {"account": "333333333333", "name_prefix": "mlops-prod"}
+    message = error_of(tmp_path, data, name="prod")
+    assert "field 'training'" in message and "this environment's own" in message
+
+
 def test_pipeline_feature_group_must_be_declared(tmp_path):
     message = error_of(tmp_path, _with_pipeline(feature_group="orders"))
     assert "feature_group 'orders' is not declared" in message and "customers" in message
