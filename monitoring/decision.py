@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 MIN_EXPECTED = 10.0
 """Expected window count per cell (under the reference) before cells are merged."""
@@ -255,10 +255,12 @@ def effect_interval(test: dict, level: float) -> "tuple[float, float]":
     while tail(high) < 1.0 - level:
         high *= 2.0
 
+    from scipy.optimize import brentq  # only the report's intervals need it: not on the import path
+
     def root(target: float) -> float:
         if tail(0.0) >= target:
             return 0.0
-        return float(optimize.brentq(lambda lam: tail(lam) - target, 0.0, high, xtol=1e-6, rtol=1e-8))
+        return float(brentq(lambda lam: tail(lam) - target, 0.0, high, xtol=1e-6, rtol=1e-8))
 
     return root(level) / n_eff, root(1.0 - level) / n_eff
 

@@ -30,17 +30,6 @@ from array import array
 
 import numpy as np
 from scipy.stats import rankdata
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    precision_score,
-    r2_score,
-    recall_score,
-    roc_auc_score,
-)
 
 DEFAULT_MIN_LABELS = 100
 _TRUE = {"1", "1.0", "true", "yes"}
@@ -89,6 +78,8 @@ def label_converter(problem_type: str):
 
 def roc_auc(y_true: "np.ndarray | list", scores: "np.ndarray | list") -> "float | None":
     """ROC AUC (``sklearn.metrics.roc_auc_score``: ties count half); ``None`` with a single class."""
+    from sklearn.metrics import roc_auc_score  # imported when labels joined: a drift-only run skips it
+
     y = np.asarray(y_true).astype(bool)
     if y.all() or not y.any():
         return None
@@ -112,6 +103,8 @@ def auc_standard_error(y_true: np.ndarray, scores: np.ndarray) -> "float | None"
 
 def binary_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict:
     """Accuracy, precision, recall, F1 (class 1) and AUC by scikit-learn; ``None`` where undefined."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+
     y = np.asarray(y_true).astype(bool)
     p = np.asarray(y_pred).astype(bool)
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, p, labels=[False, True]).ravel())
@@ -139,6 +132,8 @@ def _error_moments(values: np.ndarray) -> dict:
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     """RMSE, MAE, mean error and R^2 (scikit-learn), and the error moments the quality tests read."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
     if not y.size:

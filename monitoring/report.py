@@ -236,7 +236,15 @@ def apply_decisions(drift_all: dict, drift_variants: dict, quality: dict, thresh
     effects = {test["name"]: test["effect"] for test in drift_tests if test["scope"] == ALL and test.get("effect") is not None}
     if drift_tests:
         next_carry["history"].append({"window_end": window_end, "effects": effects, "drifted": window["drifted"]})
+    untested = []
+    if ALL in inputs and drift_all["prediction"].get("count"):
+        if "prediction.score" not in inputs[ALL]:
+            untested.append("model score: the baseline has no `prediction` (score deciles on held-out data)")
+        if "prediction.class" not in inputs[ALL] and drift_all["prediction"].get("classes") is not None:
+            untested.append("predicted class: the baseline has no `prediction_classes` (the model's classes on "
+                            "held-out data; training labels are no reference for them)")
     window.update(
+        untested=untested,
         min_effect=policy["min_effect"],
         accumulation=accumulation,
         accumulating=bool(accumulation) and all(note["state"] == "accumulating" for note in accumulation.values()),
@@ -638,6 +646,8 @@ def _decision_section(report: dict) -> list:
         f"{verdict['tests']} test(s) under Holm at alpha {verdict['alpha']:.3g} per window "
         f"({_fmt(policy.get('false_pages'))} false page(s) per {_fmt(policy.get('per_days'))} days of "
         f"{_fmt(policy.get('window_hours'))} h windows); minimum effect {_fmt(verdict['min_effect'])} (PSI units).</p>")]
+    for reason in verdict.get("untested") or []:
+        parts.append(f'<p class="muted">Not tested: {esc(reason)}.</p>')
     notes = verdict.get("accumulation") or {}
     if notes:
         parts.append(_table(["scope", "state", "rows", "windows", "why"],

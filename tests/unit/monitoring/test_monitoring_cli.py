@@ -87,6 +87,7 @@ def test_end_to_end(scenario: Path) -> None:
     assert set(verdict["drifted"]) == {"_all:f0", "variant-b:f0"}
     assert "_all:auc" in verdict["quality_below_target"]  # AUC ~0.9-0.97 against a 0.99 target
     assert verdict["alpha"] == pytest.approx(1 / 720)
+    assert len(verdict["untested"]) == 2  # the test baseline has no score / predicted-class reference
     f0 = document["drift"]["variants"]["variant-b"]["features"]["f0"]["decision"]
     assert f0["decision"] == "drifted" and f0["effect_lower"] > verdict["min_effect"] and "exceeds" in f0["why"]
     assert document["endpoint"] == "churn-endpoint"
