@@ -30,7 +30,7 @@ help:
 	@echo "make docs             regenerate docs/configuration.md and docs/architecture.svg"
 	@echo "make permissions      re-record the AWS calls the code makes; regenerate docs/permissions.md"
 	@echo "make local            the API on http://127.0.0.1:$${PORT:-8080}: real handlers, AWS in moto (Ctrl-C stops)"
-	@echo "make demo             an A/B experiment against make local until the controller declares a winner"
+	@echo "make demo             an A/B experiment against make local until a winner, then an A/A one (no meaningful difference)"
 	@echo "make deploy ENV=dev   deploy one environment (needs AWS credentials and a bootstrapped account)"
 	@echo "make diff ENV=dev     show what a deploy would change"
 	@echo "make deploy-pipeline  deploy the delivery pipeline (config/delivery/pipeline.yaml enabled)"
@@ -66,6 +66,7 @@ local: $(TEST_STAMP)
 
 demo: $(TEST_STAMP)
 	PORT=$${PORT:-8080} $(BIN)/python -m mlops_platform.local.demo
+	$(BIN)/python -m mlops_platform.local.demo --aa
 
 docs: $(SYNTH_STAMP)
 	$(BIN)/python -m mlops_platform.tools.config_reference

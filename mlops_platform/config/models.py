@@ -821,6 +821,10 @@ class ControllerConfig(StrictModel):
     max_duration_days: float | None = Field(default=None, gt=0, le=365,
                                             description="Days after which an undecided test stops and keeps the "
                                                         "champion; none: no limit.")
+    contender_share: float = Field(default=0.2, ge=0, lt=0.5,
+                                   description="While the test runs, every arm it still needs (not yet shown worse "
+                                               "than the leader by min_effect) keeps at least this share; 0: the "
+                                               "strategy alone within min_share.")
     feedback_delay_hours: float = Field(default=0, ge=0, le=24 * 90,
                                         description="How long feedback can take to arrive: a decision counts only "
                                                     "predictions served at least this long ago; 0: all so far.")

@@ -1,7 +1,8 @@
 """A rehearsal of an A/B experiment against the local platform (``python -m mlops_platform.local.server``).
 
     python -m mlops_platform.local.demo [--base-url URL] [--requests N] [--batch N] [--seed N]
-                                        [--rates champion=0.2,challenger=0.5]
+                                        [--rates champion=0.2,challenger=0.5] [--report-dir DIR]
+    python -m mlops_platform.local.demo --aa     # an A/A run on a private in-process platform
 
 In batches: sends invocations with subject ids to ``POST /v1/endpoints/local-churn/invocations``,
 lets each served prediction convert with its arm's rate (the challenger converts twice as often by
@@ -11,26 +12,38 @@ the local stand-in for its schedule). It prints the weights moving and stops whe
 decides (a winner, or no meaningful difference); then it shows that the kept arm gets all traffic, the experiment's summary
 (``GET /v1/experiments/local-churn``), the controller's SNS notification and one search.
 
+The decision report (Markdown and HTML with its plots) is written to ``--report-dir`` (default
+``build/experiment-reports/<ab or aa>``). ``--aa``: both arms convert at the same rate (10 %) on a
+fresh platform of its own (in this process, on a free loopback port): the test ends in "no meaningful
+difference" and the champion is kept.
+
 Exit code: 0 when the experiment was decided, 1 when ``--requests`` ran out first, 2 when the server
-cannot be reached or answers unexpectedly. Standard library only.
+cannot be reached or answers unexpectedly. Standard library only, apart from ``--aa`` (the platform).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
+import io
 import json
 import os
 import random
 import sys
 import urllib.parse
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RATES = {"champion": 0.2, "challenger": 0.5}
 DEFAULT_REQUESTS = 4000
 DEFAULT_BATCH = 100
 DEFAULT_SEED = 7
+AA_RATES = {"champion": 0.1, "challenger": 0.1}
+AA_REQUESTS = 8000
 FEEDBACK_BATCH = 500  # records per POST /v1/feedback (the API's default maximum)
 SEARCH_QUERY = "how do I reset my password"
 TIMEOUT_SECONDS = 30
@@ -285,6 +298,32 @@ def run(base_url: str, *, requests: int = DEFAULT_REQUESTS, batch: int = DEFAULT
         client.close()
 
 
+def write_report(result: DemoResult, directory: Path, out: TextIO | None = None) -> tuple[Path, Path]:
+    """The decision report of the run's final summary (``mlops_platform.tools.experiment_report``)."""
+    from mlops_platform.tools.experiment_report import write_report as write
+
+    paths = write(result.summary, directory)
+    print(f"decision report: {paths[1]} (and {paths[0].name})", file=out or sys.stdout, flush=True)
+    return paths
+
+
+def run_aa(*, requests: int = AA_REQUESTS, batch: int = DEFAULT_BATCH, seed: int = DEFAULT_SEED,
+           report_dir: Path | None = None, out: TextIO | None = None) -> DemoResult:
+    """An A/A run (``AA_RATES``) on a private local platform started for it and stopped after."""
+    from mlops_platform.local.server import LocalPlatform
+
+    out = out or sys.stdout
+    print("A/A: both arms convert at 10 %; a private local platform for this run", file=out, flush=True)
+    # the handlers' metric documents (printed, as in Lambda) and Powertools' warning about a run
+    # without metrics would drown the demo's lines
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), LocalPlatform(0) as platform:
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        result = run(platform.base_url, requests=requests, batch=batch, seed=seed, rates=AA_RATES, out=out)
+    if report_dir is not None:
+        write_report(result, report_dir, out)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     port = os.environ.get("PORT") or "8080"
     parser = argparse.ArgumentParser(prog="python -m mlops_platform.local.demo",
@@ -297,14 +336,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                         help=f"invocations between two controller runs (default {DEFAULT_BATCH})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of subjects and conversions")
+    parser.add_argument("--aa", action="store_true",
+                        help="an A/A run (both arms at 10 %%) on a private in-process platform instead")
+    parser.add_argument("--report-dir", type=Path, default=None,
+                        help="where the decision report goes (default build/experiment-reports/ab or /aa)")
     parser.add_argument("--rates", type=parse_rates, default=DEFAULT_RATES,
                         help="conversion rate per arm (default champion=0.2,challenger=0.5)")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.batch < 1:
         parser.error("--requests and --batch must be positive")
+    report_dir = args.report_dir or REPO_ROOT / "build" / "experiment-reports" / ("aa" if args.aa else "ab")
     try:
-        result = run(args.base_url, requests=args.requests, batch=args.batch, seed=args.seed,
-                     rates=args.rates)
+        if args.aa:
+            requests = args.requests if args.requests != DEFAULT_REQUESTS else AA_REQUESTS
+            result = run_aa(requests=requests, batch=args.batch, seed=args.seed, report_dir=report_dir)
+        else:
+            result = run(args.base_url, requests=args.requests, batch=args.batch, seed=args.seed,
+                         rates=args.rates)
+            write_report(result, report_dir)
     except DemoError as error:
         print(f"demo failed: {error}", file=sys.stderr)
         print("is the local server running? start it with `make local` "

@@ -92,6 +92,7 @@ CONTROLLER_SETTINGS: dict[str, Any] = {
     "min_effect": 0.1,
     "max_invocations": 20_000,
     "max_duration_days": None,
+    "contender_share": 0.2,
     "feedback_delay_hours": 0,
 }
 

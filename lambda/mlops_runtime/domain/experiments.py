@@ -700,8 +700,12 @@ class Guardrails:
         proposed_weights: Mapping[str, float],
         stats: Sequence[ArmStats],
         endpoint_updating: bool,
+        floors: Mapping[str, float] | None = None,
     ) -> Decision:
         """Move from ``current_weights`` toward ``proposed_weights`` within the limits.
+
+        ``floors``: a higher floor than ``min_share`` for some arms (the controller keeps
+        ``contender_share`` on arms the test still needs), lowered to fit when they add up past 1.
 
         The result is the feasible point closest to the (normalised) proposal: every share in
         ``[max(min_share, current - max_step), min(1, current + max_step)]`` and the shares summing
@@ -730,17 +734,20 @@ class Guardrails:
                 current, False, f"waiting for {self.min_observations} invocations on every arm ({counts})"
             )
 
-        floor = self.min_share
-        lower = [max(floor, current[arm] - self.max_step) for arm in arms]
+        floor = [max(self.min_share, (floors or {}).get(arm, 0.0)) for arm in arms]
+        if math.fsum(floor) > 1.0:  # contenders' floors that cannot all hold: scaled to leave room
+            floor = [self.min_share + (share - self.min_share) * (1.0 - len(arms) * self.min_share)
+                     / (math.fsum(floor) - len(arms) * self.min_share) * 0.999 for share in floor]
+        lower = [max(share, current[arm] - self.max_step) for arm, share in zip(arms, floor)]
         if math.fsum(lower) > 1.0:
-            lower = [floor] * len(arms)
+            lower = list(floor)
         upper = [max(low, min(1.0, current[arm] + self.max_step)) for arm, low in zip(arms, lower)]
         result = dict(zip(arms, _project([proposed[arm] for arm in arms], lower, upper)))
 
         change = max(abs(result[arm] - current[arm]) for arm in arms)
         if change <= 1e-12:
             return Decision(current, False, "the weights already are where the guardrails allow")
-        if change < self.min_change and all(current[arm] >= floor for arm in arms):
+        if change < self.min_change and all(current[arm] >= share for arm, share in zip(arms, floor)):
             reason = f"largest change {change:.4f} is below min_change {self.min_change}"
             return Decision(current, False, reason)
         limited = any(abs(result[arm] - proposed[arm]) > 1e-9 for arm in arms)
@@ -849,6 +856,14 @@ class ExperimentController:
     strategy: Strategy
     guardrails: Guardrails = field(default_factory=Guardrails)
     test: SequentialTest | None = None
+    # While the test runs, arms it still needs (not yet shown worse than the leader by the minimum
+    # effect) keep at least this share, so that a winner or "no meaningful difference" can be shown
+    # without the strategy starving the runner-up; arms shown worse drop to the guardrails' floor.
+    contender_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.contender_share) or not 0.0 <= self.contender_share < 1.0:
+            raise ExperimentError(f"contender_share must be in [0, 1), got {self.contender_share!r}")
 
     def step(
         self,
@@ -905,7 +920,11 @@ class ExperimentController:
                 return StepResult(final, dict(final_weights), moved, decision.reason, decision)
 
         proposed = self.strategy.weights(stats, rng)
-        moves = self.guardrails.apply(state.weights, proposed, stats, endpoint_updating=False)
+        floors = None
+        if decision is not None and self.contender_share:
+            shown_worse = {item.other for item in decision.differences if item.lower > decision.threshold}
+            floors = {arm: 0.0 if arm in shown_worse else self.contender_share for arm in state.weights}
+        moves = self.guardrails.apply(state.weights, proposed, stats, endpoint_updating=False, floors=floors)
         if not moves.moved:
             return StepResult(counted, dict(state.weights), False, moves.reason, decision)
         moved_state = replace(

@@ -25,7 +25,7 @@ and waits. Impossible statistics are logged and notified, not raised.
 Environment: ``EXPERIMENTS`` (as the inference API), ``CONTROLLER`` (JSON keyed by public name:
 ``strategy`` thompson|epsilon_greedy|ucb1|fixed, ``epsilon``, ``min_share``, ``max_step``,
 ``min_observations``, ``min_change``, ``stop`` (false: never decide), ``alpha``, ``min_effect``,
-``max_invocations``, ``max_duration_days``, ``feedback_delay_hours``), ``STATISTICS_TABLE``, ``EXPERIMENT_STATE_TABLE``,
+``max_invocations``, ``max_duration_days``, ``feedback_delay_hours``, ``contender_share``), ``STATISTICS_TABLE``, ``EXPERIMENT_STATE_TABLE``,
 ``NOTIFICATION_TOPIC_ARN``.
 
 Returns ``{"status": finished|skipped|waiting|moved|decided|conflict|apply_failed|error, ...}``.
@@ -132,7 +132,8 @@ def build_controller(settings: Mapping[str, Any], config: ExperimentConfig) -> d
             max_invocations=None if limit is None else int(limit),
             max_duration_seconds=None if days is None else float(days) * 86_400,
         )
-    return domain.ExperimentController(strategy, guardrails, test)
+    contender_share = float(settings.get("contender_share", 0.2)) if test is not None else 0.0
+    return domain.ExperimentController(strategy, guardrails, test, contender_share)
 
 
 def champion_arm(config: ExperimentConfig) -> str:
@@ -157,13 +158,15 @@ MAX_LOOK_TRAIL = 240
 
 
 def look_trail(previous: Any, decision: ExperimentDecision | None, now: float) -> list[dict[str, Any]]:
-    """The round's trail of looks with this one appended: time, and per arm matured invocations,
-    reward sum and anytime-valid interval."""
+    """The round's trail of looks with this one appended: time, the leader, the test's two
+    statistics, and per arm ``[matured invocations, reward sum, lower, upper]``."""
     trail = [entry for entry in previous if isinstance(entry, Mapping)] if isinstance(previous, list) else []
     if decision is None:
         return trail
-    trail.append({"at": now, "arms": {item.arm: [item.invocations, item.reward_sum, item.lower, item.upper]
-                                      for item in decision.arms}})
+    trail.append({"at": now, "leader": decision.leader, "winner_statistic": decision.winner_statistic,
+                  "equivalence_statistic": decision.equivalence_statistic,
+                  "arms": {item.arm: [item.invocations, item.reward_sum, item.lower, item.upper]
+                           for item in decision.arms}})
     while len(trail) > MAX_LOOK_TRAIL:
         trail = trail[:-1:2] + trail[-1:]
     return trail

@@ -6,7 +6,9 @@
   DynamoDB transaction (prediction item + ``ADD invocations :one``). The model's body and content
   type come back with ``X-Inference-Id``, ``X-Variant`` (arm) and ``X-Endpoint-Variant``.
 - ``GET /v1/experiments/{endpoint}``: per-arm counts, rewards, posterior mean with a 95% credible
-  interval, current weight, probability of being best, and the decision once made.
+  interval, current weight, probability of being best, the anytime-valid test's evidence at the last
+  look, the trail of looks and the decision once made; ``?format=html|markdown``: the decision
+  report page (``domain.experiment_report``).
 
 AWS calls per invocation: InvokeEndpoint + TransactWriteItems (+ GetRecord with a feature group).
 The weights come from the experiment state table at most once per ``ALLOCATION_CACHE_SECONDS`` per
@@ -410,14 +412,30 @@ def _record(
     return False
 
 
+REPORT_FORMATS = {"html": "text/html; charset=utf-8", "markdown": "text/markdown; charset=utf-8"}
+
+
 @app.get("/v1/experiments/<endpoint>")
 def experiment_summary(endpoint: str) -> Response:
-    return _json(200, summarize_experiment(_experiment(endpoint), runtime().store))
+    """JSON by default; ``?format=html`` or ``?format=markdown``: the decision report page."""
+    wanted = _query("format") or "json"
+    if wanted != "json" and wanted not in REPORT_FORMATS:
+        raise ApiError(400, "invalid_format", f"format must be json, html or markdown, got {wanted!r}")
+    summary = summarize_experiment(_experiment(endpoint), runtime().store)
+    if wanted == "json":
+        return _json(200, summary)
+    from mlops_runtime.domain import experiment_report
+
+    render = experiment_report.render_html if wanted == "html" else experiment_report.render_markdown
+    return Response(status_code=200, content_type=REPORT_FORMATS[wanted], body=render(summary))
 
 
 def summarize_experiment(config: ExperimentConfig, store: ExperimentsStore) -> dict[str, Any]:
-    """The experiment's dashboard: per-arm statistics and posteriors, weights, decision."""
+    """The experiment's dashboard: per-arm statistics and posteriors, weights, and the decision
+    report: the outcome, the test's evidence at the last look (matured counts, anytime-valid
+    intervals, statistics and threshold), the trail of looks and the regret spent."""
     from mlops_runtime.domain import experiments
+    from mlops_runtime.domain.experiment_report import estimated_regret
 
     state = store.read_state(config.experiment) or {}
     round_id = state_round(state)
@@ -454,7 +472,11 @@ def summarize_experiment(config: ExperimentConfig, store: ExperimentsStore) -> d
         "experiment": config.experiment,
         "arms": arms,
         "weights": {a["arm"]: a["weight"] for a in arms},
+        "outcome": state.get("outcome") or ("keep_running" if state.get("evidence") else None),
         "decision": state.get("decision"),
+        "evidence": state.get("evidence"),
+        "looks": state.get("looks", []),
+        "estimated_regret": estimated_regret(state.get("decision") or state.get("evidence")),
         "steps": state.get("steps", 0),
         "moves": state.get("moves", 0),
         "updated_at": state.get("updated_at"),

@@ -17,11 +17,14 @@ from mlops_runtime.domain.sequential_test import (
     MIXTURE_SHAPE,
     SequentialTest,
     confidence_sequence,
+    log_mixture,
+    log_mixture_floor,
+    lowest_difference,
     mixture_bounds,
 )
 
 NUMPY = SimpleNamespace(log=np.log, exp=np.exp, sqrt=np.sqrt, lgamma=special.gammaln,
-                        maximum=np.maximum, minimum=np.minimum)
+                        maximum=np.maximum, minimum=np.minimum, where=np.where)
 
 
 def log_mixture(p: float, reward_sum: float, n: int, k: float = MIXTURE_SHAPE) -> float:
@@ -79,6 +82,40 @@ def test_coverage_holds_at_every_look_at_once():
     assert ever_missed > 0.0005  # and the interval is not trivially wide: some paths do leave it
 
 
+def brute_lowest_difference(sum_i, n_i, sum_j, n_j, budget):
+    """min p_i - p_j with log M_i(p_i) + log M_j(p_j) <= budget, by a fine search over p_i."""
+    best = math.inf
+    grid = np.linspace(0.0, 1.0, 20001)
+    f_i = np.array([log_mixture(p, sum_i, n_i) for p in grid])
+    for p_i, value in zip(grid, f_i):
+        rest = budget - value
+        if rest < log_mixture_floor(sum_j, n_j) if n_j else rest < 0:
+            continue
+        upper_j = mixture_bounds(sum_j, n_j, math.exp(-rest))[1]
+        best = min(best, p_i - upper_j)
+    return best
+
+
+@pytest.mark.parametrize("sum_i,n_i,sum_j,n_j", [
+    (600, 10_000, 500, 10_000), (30, 400, 70, 500), (0, 300, 20, 300), (40, 200, 200, 200), (5, 50, 0, 80),
+])
+def test_the_lowest_difference_in_the_region_matches_a_search(sum_i, n_i, sum_j, n_j):
+    budget = math.log(20)
+    found = lowest_difference(sum_i, n_i, sum_j, n_j, budget)
+    assert found == pytest.approx(brute_lowest_difference(sum_i, n_i, sum_j, n_j, budget), abs=2e-4)
+    vectorised = lowest_difference(np.array([sum_i], float), np.array([n_i], float), np.array([sum_j], float),
+                                   np.array([n_j], float), np.array([budget]), xp=NUMPY)
+    assert vectorised[0] == pytest.approx(found, abs=1e-9)
+
+
+def test_the_joint_region_is_narrower_along_a_difference_than_per_arm_intervals():
+    decision = decide((100_000, 5000), (100_000, 6000))
+    (difference,) = decision.differences
+    per_arm = [confidence_sequence(ArmStats(a, 100_000, s), 0.025) for a, s in (("a", 6000), ("b", 5000))]
+    union_lower = per_arm[0][0] - per_arm[1][1]
+    assert difference.lower > union_lower + 0.001  # 0.0062 vs 0.0051
+
+
 def decide(*arms: tuple[int, float], **test) -> object:
     stats = [ArmStats(name, n, s) for name, (n, s) in zip(("champion", "challenger", "third"), arms)]
     return SequentialTest(**test).decide(stats, champion="champion", looks=7, elapsed_seconds=3 * 86_400)
@@ -117,7 +154,7 @@ def test_the_decision_is_a_plain_record():
     record = decide((100_000, 5000), (100_000, 6000)).to_dict()
     assert record["outcome"] == "winner" and record["arm"] == "challenger"
     assert record["arms"][0] == {"arm": "champion", "invocations": 100_000, "reward_sum": 5000.0, "mean": 0.05,
-                                 "lower": pytest.approx(0.0477, abs=1e-4), "upper": pytest.approx(0.0524, abs=1e-4)}
+                                 "lower": pytest.approx(0.04753, abs=1e-5), "upper": pytest.approx(0.05255, abs=1e-5)}
     assert record["differences"][0]["arm"] == "challenger" and record["alpha"] == 0.05
 
 
@@ -148,3 +185,19 @@ def test_the_controller_ends_without_a_winner_by_keeping_the_champion():
     assert result.state.outcome == "no_meaningful_difference" and result.state.kept_arm == "champion"
     later = controller.step(result.state, stats, now=20.0, rng=random.Random(0), champion="champion")
     assert not later.moved and later.decision is None and later.state == result.state
+
+
+def test_contenders_keep_their_floor_until_shown_worse():
+    controller = ExperimentController(ThompsonSampling(), Guardrails(min_observations=10, max_step=1.0), SequentialTest(),
+                                      contender_share=0.2)
+    state = ExperimentState.start(["champion", "runner_up", "far_behind"])
+    # runner_up: close to the leader (not shown worse); far_behind: worse by far more than 0.5 point
+    stats = [ArmStats("champion", 20_000, 1200), ArmStats("runner_up", 20_000, 1100), ArmStats("far_behind", 20_000, 400)]
+    result = controller.step(state, stats, now=1.0, rng=random.Random(3), champion="champion")
+    assert result.decision.outcome == "keep_running"
+    assert [d.other for d in result.decision.differences if d.lower > 0.005] == ["far_behind"]
+    assert result.weights["runner_up"] == pytest.approx(0.2) and result.weights["far_behind"] == pytest.approx(0.05)
+    plain = ExperimentController(ThompsonSampling(), Guardrails(min_observations=10, max_step=1.0), SequentialTest())
+    assert plain.step(state, stats, now=1.0, rng=random.Random(3), champion="champion").weights["runner_up"] < 0.2
+    with pytest.raises(ExperimentError, match="contender_share"):
+        ExperimentController(ThompsonSampling(), contender_share=1.0)

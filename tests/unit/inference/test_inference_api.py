@@ -385,6 +385,39 @@ def test_experiment_summary(aws):
     assert api.handler(event("GET", "/v1/experiments/nope"), Context())["statusCode"] == 404
 
 
+def test_the_decision_report_as_json_html_and_markdown(aws):
+    from mlops_runtime.adapters.experiments_store import to_item
+    from mlops_runtime.domain.experiments import ArmStats
+    from mlops_runtime.domain.sequential_test import SequentialTest
+
+    looks = []
+    for step, (champion, challenger) in enumerate(((20_000, 20_000), (50_000, 50_000), (100_000, 100_000))):
+        stats = [ArmStats("champion", champion, champion * 0.05), ArmStats("challenger", challenger, challenger * 0.06)]
+        decision = SequentialTest().decide(stats, champion="champion", looks=step + 1)
+        looks.append({"at": 1_796_000_000 + step, "winner_statistic": decision.winner_statistic,
+                      "equivalence_statistic": decision.equivalence_statistic,
+                      "arms": {a.arm: [a.invocations, a.reward_sum, a.lower, a.upper] for a in decision.arms}})
+    assert decision.outcome == "winner"
+    state = {"weights": {"champion": 0.0, "challenger": 1.0}, "outcome": "winner", "winner": "challenger",
+             "looks": looks, "evidence": decision.to_dict(),
+             "decision": {**decision.to_dict(), "winner": "challenger", "kept_arm": "challenger",
+                          "decided_at": 1_796_000_002}}
+    aws.put_item(TableName="experiment-state", Item=to_item({"experiment": "churn-exp", "version": 3, **state}))
+    api = fresh_api()
+    summary = body(api.handler(event("GET", "/v1/experiments/churn"), Context()))
+    assert summary["outcome"] == "winner" and summary["decision"]["winner_statistic"] > 0.005
+    assert len(summary["looks"]) == 3 and summary["estimated_regret"] == pytest.approx(100_000 * 0.01)
+    page = api.handler(event("GET", "/v1/experiments/churn", query={"format": "html"}), Context())
+    assert page["statusCode"] == 200 and page["multiValueHeaders"]["Content-Type"][0].startswith("text/html")
+    assert "<strong>Winner.</strong>" in page["body"] and page["body"].count("<svg") == 2
+    assert "challenger - champion" in page["body"] and "+1.00 pt" in page["body"]
+    markdown = api.handler(event("GET", "/v1/experiments/churn", query={"format": "markdown"}), Context())["body"]
+    assert markdown.startswith("# Experiment churn-exp") and "| challenger | 100 % |" in markdown
+    assert "| looks taken | 3 |" in markdown
+    bad = api.handler(event("GET", "/v1/experiments/churn", query={"format": "pdf"}), Context())
+    assert bad["statusCode"] == 400 and body(bad)["error"] == "invalid_format"
+
+
 def test_reused_inference_id_is_served_but_not_recorded_twice(aws):
     api = fresh_api()
     first = post(api, X_Inference_Id="dup-1", X_Subject_Id="u1")
