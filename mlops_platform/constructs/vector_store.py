@@ -27,8 +27,10 @@ from .naming import pascal
 
 # Metadata the indexer writes that no search filters on (S3 Vectors: "non-filterable" keys can be large).
 NON_FILTERABLE_KEYS = ("text", "chunk_count")
+# The search queries (QueryVectors, with GetVectors for the metadata it returns); the indexer reads
+# the chunks it replaces (GetVectors), puts and deletes, and never queries.
 READ_ACTIONS = ("s3vectors:GetVectors", "s3vectors:QueryVectors")
-WRITE_ACTIONS = ("s3vectors:PutVectors", "s3vectors:DeleteVectors")
+WRITE_ACTIONS = ("s3vectors:GetVectors", "s3vectors:PutVectors", "s3vectors:DeleteVectors")
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,9 @@ class VectorStores(Construct):
 
     # --- access ---------------------------------------------------------------------------------
     def grant(self, role: iam.IRole, index: SearchIndexConfig, *, write: bool) -> None:
-        """Query (and with ``write``, put and delete) vectors of ``index``, with the key."""
+        """Query (or with ``write``: read, put and delete) vectors of ``index``, with the key."""
         if index.store == "s3vectors":
-            actions = [*READ_ACTIONS, *(WRITE_ACTIONS if write else ())]
+            actions = list(WRITE_ACTIONS if write else READ_ACTIONS)
             role.add_to_principal_policy(iam.PolicyStatement(
                 sid=f"{'Write' if write else 'Query'}{pascal(index.name)}Vectors",
                 actions=actions, resources=[self.index_arn(index)]))

@@ -288,7 +288,7 @@ class ServingStack(Stack):
         ))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadApprovedPackages",
-            actions=["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup", "sagemaker:ListTags"],
+            actions=["sagemaker:DescribeModelPackage", "sagemaker:ListTags"],
             resources=[*versions, *(self._arn("sagemaker", f"model-package-group/{g}") for g in groups)],
         ))
         role.add_to_principal_policy(iam.PolicyStatement(
@@ -466,7 +466,7 @@ class ServingStack(Stack):
         role = scaler.role
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadAndScaleEndpoints", resources=[endpoints_arn],
-            actions=["sagemaker:DescribeEndpoint", "sagemaker:ListTags", "sagemaker:UpdateEndpointWeightsAndCapacities"],
+            actions=["sagemaker:DescribeEndpoint", "sagemaker:ListTags"],
         ))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadEndpointConfigs", actions=["sagemaker:DescribeEndpointConfig"], resources=[configs_arn]))
@@ -520,7 +520,7 @@ class ServingStack(Stack):
         ))
         owned = [self._arn("sagemaker", f"{kind}/*") for kind in ("endpoint", "endpoint-config", "model")]
         role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ReadTags", actions=["sagemaker:ListTags", "sagemaker:DescribeEndpoint"], resources=owned))
+            sid="ReadTags", actions=["sagemaker:ListTags"], resources=owned))
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="DeleteOnlyWhatTheDeployerMadeHere", resources=owned,
             actions=["sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteModel"],

@@ -98,8 +98,9 @@ def test_least_privilege_for_indexer_and_search(synthesis, environment):
     model_arn = f"arn:aws:bedrock:eu-west-1::foundation-model/{index.embedder.model_id}"
     indexer = actions_of(statements_of(synthesis, environment, function(synthesis, environment, "search_indexer")))
     search = actions_of(statements_of(synthesis, environment, function(synthesis, environment, "search_api")))
-    for action in ("s3vectors:PutVectors", "s3vectors:DeleteVectors", "s3vectors:GetVectors", "s3vectors:QueryVectors"):
+    for action in ("s3vectors:PutVectors", "s3vectors:DeleteVectors", "s3vectors:GetVectors"):
         assert json.dumps(indexer[action]).count(index_arn) >= 1, action
+    assert "s3vectors:QueryVectors" not in indexer  # the indexer never searches
     assert "s3vectors:PutVectors" not in search and "s3vectors:DeleteVectors" not in search
     assert json.dumps(search["s3vectors:QueryVectors"]).count(index_arn) == 1
     assert indexer["bedrock:InvokeModel"] == [model_arn] and search["bedrock:InvokeModel"] == [model_arn]
