@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from ..compliance import acknowledge_inline_policy, acknowledge_wildcards
@@ -54,3 +55,14 @@ def processing_pipeline_role(scope: Construct, construct_id: str, description: s
     )
     acknowledge_inline_policy(role)
     return role
+
+
+def read_code_assets(sid: str, assets: tuple[s3_assets.Asset, ...]) -> list[iam.PolicyStatement]:
+    """A job's code assets for the SageMaker execution role: each object, and listing exactly their
+    keys (SageMaker lists an ``S3Prefix`` input under its key before it downloads it)."""
+    return [
+        iam.PolicyStatement(sid=sid, actions=["s3:GetObject"],
+                            resources=[asset.bucket.arn_for_objects(asset.s3_object_key) for asset in assets]),
+        iam.PolicyStatement(sid=f"{sid}Keys", actions=["s3:ListBucket"], resources=[assets[0].bucket.bucket_arn],
+                            conditions={"StringEquals": {"s3:prefix": [asset.s3_object_key for asset in assets]}}),
+    ]

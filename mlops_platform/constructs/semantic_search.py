@@ -39,7 +39,7 @@ from ..pipelines.monitoring_definition import sklearn_image_uri
 from .naming import EnvironmentNames
 from .platform_function import BUNDLE_DIR, PlatformFunction, PlatformFunctionProps
 from .rest_api import PlatformRestApi
-from .roles import processing_pipeline_role
+from .roles import processing_pipeline_role, read_code_assets
 from .vector_store import VectorStoreProps, VectorStores
 
 DOCUMENTS_PREFIX = "search/"
@@ -183,9 +183,8 @@ class SemanticSearch(Construct):
         pipeline_role = processing_pipeline_role(
             self, "BulkPipelineRole", "Runs the bulk search-indexing pipeline",
             jobs_arn=names.arn("sagemaker", "processing-job/pipelines-*"), job_role=props.job_role)
-        iam.ManagedPolicy(self, "BulkIndexingCodeAccess", roles=[props.job_role], statements=[
-            iam.PolicyStatement(actions=["s3:GetObject"],
-                                resources=[self.bulk_code.bucket.arn_for_objects(self.bulk_code.s3_object_key)])])
+        iam.ManagedPolicy(self, "BulkIndexingCodeAccess", roles=[props.job_role],
+                          statements=read_code_assets("ReadBulkIndexingCode", (self.bulk_code,)))
         entrypoint = [
             "/bin/sh", "-c",
             f"python3 -m zipfile -e {BULK_ROOT}/input/code/*.zip {BULK_ROOT}/search && cd {BULK_ROOT}/search "

@@ -45,7 +45,7 @@ from ..constructs.dashboard import MONITORING_NAMESPACE, MonitoredEndpoint, Plat
 from ..constructs.ground_truth_stream import GROUND_TRUTH_PREFIX
 from ..constructs.naming import EnvironmentNames, pascal
 from ..constructs.platform_function import PlatformFunction
-from ..constructs.roles import processing_pipeline_role, scheduler_invoke_role
+from ..constructs.roles import processing_pipeline_role, read_code_assets, scheduler_invoke_role
 from ..paths import REPO_ROOT
 from ..pipelines.monitoring_definition import MonitoringPipelineSpec, build_definition, sklearn_image_uri
 from .foundation import PIPELINE_OUTPUT_PREFIX, FoundationStack
@@ -114,8 +114,7 @@ class MonitoringStack(Stack):
         grants: the code asset, and publishing to its own metric namespace."""
         policy = iam.ManagedPolicy(self, "MonitoringJobAccess", roles=[self.foundation.sagemaker_role])
         policy.add_statements(
-            iam.PolicyStatement(sid="ReadMonitoringCode", actions=["s3:GetObject"],
-                                resources=[self.code.bucket.arn_for_objects(self.code.s3_object_key)]),
+            *read_code_assets("ReadMonitoringCode", (self.code,)),
             iam.PolicyStatement(sid="PublishMonitoringMetrics", actions=["cloudwatch:PutMetricData"],
                                 resources=["*"],
                                 conditions={"StringEquals": {"cloudwatch:namespace": MONITORING_NAMESPACE}}),

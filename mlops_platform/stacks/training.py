@@ -29,7 +29,7 @@ from ..constructs.model_promotion import (
     ApprovalForwarding, ApprovalForwardingProps, ModelPromotion, ModelPromotionProps,
 )
 from ..constructs.naming import pascal
-from ..constructs.roles import service_role
+from ..constructs.roles import read_code_assets, service_role
 from ..pipelines.packaging import pack_source_dir
 from ..pipelines.cache import cached_training_pipeline_definition
 from ..pipelines.training_definition import TrainingPipelineSpec
@@ -296,11 +296,8 @@ class TrainingStack(Stack):
         foundation = self.foundation
         name = f"{config.name_prefix}-{pipeline.name}"
         preprocess, evaluate, source = self._code_assets(pipeline)
-        self.job_policy.add_statements(iam.PolicyStatement(
-            sid=f"Read{pascal(pipeline.name)}StepCode",
-            actions=["s3:GetObject"],
-            resources=[asset.bucket.arn_for_objects(asset.s3_object_key) for asset in (preprocess, evaluate, source)],
-        ))
+        self.job_policy.add_statements(
+            *read_code_assets(f"Read{pascal(pipeline.name)}StepCode", (preprocess, evaluate, source)))
         network = foundation.network
         input_uri, preprocess_arguments = self._input(pipeline)
         tracking_env = self._tracking_environment(pipeline)

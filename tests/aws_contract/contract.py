@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from .duties import platform_functions
+from .duties import encryption_keys, platform_functions
 from .iam import Roles
 from .ledger import Entry
 from .operations import Request
@@ -156,7 +156,7 @@ class Contract:
         self.environment = environment
         self.roles = Roles(environment)
         self.runners = runners(environment)
-        self._keys = _encryption_keys(environment)
+        self._keys = encryption_keys(environment)
         self._cache: dict = {}
 
     def decide(self, entry: Entry) -> list[Decision]:
@@ -224,24 +224,6 @@ def _replace_all(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def _encryption_keys(environment: Environment) -> dict[str, str]:
-    """Bucket and queue ARN -> the ARN of the customer key that encrypts it."""
-    keys = {}
-    for stack, logical_id, queue in environment.resources("AWS::SQS::Queue"):
-        key = queue.get("Properties", {}).get("KmsMasterKeyId")
-        pointed = environment.resource_by_ref(stack, key) if key else None
-        if pointed:
-            keys[environment.arn(stack, logical_id)] = environment.arn(*pointed)
-    for stack, logical_id, bucket in environment.resources("AWS::S3::Bucket"):
-        rules = bucket.get("Properties", {}).get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
-        for rule in rules:
-            key = rule.get("ServerSideEncryptionByDefault", {}).get("KMSMasterKeyID")
-            pointed = environment.resource_by_ref(stack, key) if key else None
-            if pointed:
-                keys[environment.arn(stack, logical_id)] = environment.arn(*pointed)
-    return keys
-
-
 def granted_actions(roles: Roles, role_arn: str) -> set[str]:
     """The actions the role's own policies allow (as written: wildcards kept)."""
     found = set()
@@ -277,7 +259,8 @@ def render_report(reports: list[RoleReport], unconfigured: list[Entry]) -> str:
         "contract (`tests/synth/test_permission_contract.py`) fails on any call a role may not make,",
         "evaluated by moto's IAM policy engine with every environment's policies resolved for its",
         "account. *Observed* lists the IAM requests the role was found to need: its code's calls, and",
-        "what Lambda and EventBridge do with it (logs, traces, dead letters, queue polling); a resource",
+        "what Lambda and SageMaker do with it (logs, traces, dead letters, queue polling; a job's image,",
+        "inputs, outputs and network interfaces); a resource",
         "shows the configured name it was checked with. *Granted, not exercised* lists actions of the",
         "role's policies no test call needed: either a code path the tests do not reach, or a grant",
         "to remove.",

@@ -4,16 +4,20 @@
   log group, send trace segments when tracing is active, send a failed asynchronous event to the
   function's dead-letter queue (with a data key from the queue's KMS key), and poll the queue of
   each SQS event source mapping (receive, delete, read attributes; decrypt with the queue's key).
+- A SageMaker pipeline step's role, used by SageMaker to run the step's job: pull its image, read
+  its inputs and write its outputs in S3 (with the keys that encrypt them), write the job's logs,
+  and attach the job to the VPC.
 - An EventBridge rule's target: EventBridge sends an event it could not deliver to the target's
   dead-letter queue, which the queue's policy and the key's policy must let it do, and invokes a
   Lambda target only through the function's resource policy.
 
-Every function and rule is found in the templates, so a new one is covered without a change here.
+Every function, step and rule is found in the templates, so a new one is covered without a change here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
 from .templates import Environment
 
@@ -43,6 +47,7 @@ class Duty:
     resource: str
     why: str
     context: tuple[tuple[str, str], ...] = ()
+    runner: str = ""  # the function or "pipeline/step" acting with the role, for the report
 
     @property
     def by_service(self) -> bool:
@@ -84,6 +89,7 @@ def lambda_service_duties(environment: Environment) -> list[Duty]:
         log_group = environment.resolve(function.stack, properties.get("LoggingConfig", {}).get("LogGroup",
                                                                                                   f"/aws/lambda/{function.name}"))
         stream = f"arn:aws:logs:{environment.region}:{environment.account}:log-group:{log_group}:log-stream:2026/01/01/[$LATEST]0"
+        first = len(duties)
         duties += [Duty(role, "logs:CreateLogStream", stream, "Lambda creates the function's log stream"),
                    Duty(role, "logs:PutLogEvents", stream, "Lambda writes the function's logs")]
         if properties.get("TracingConfig", {}).get("Mode") == "Active":
@@ -110,6 +116,7 @@ def lambda_service_duties(environment: Environment) -> list[Duty]:
             key = _queue_key(environment, stack, source)
             if key:
                 duties.append(Duty(role, "kms:Decrypt", key, "the event source mapping reads the encrypted queue"))
+        duties[first:] = [replace(d, runner=function.name) for d in duties[first:]]
     return duties
 
 
@@ -152,3 +159,114 @@ def lambda_rule_targets(environment: Environment) -> list[tuple[str, str]]:
             if arn.startswith("arn:aws:lambda:"):
                 found.append((environment.arn(stack, logical_id), arn))
     return found
+
+
+# --- SageMaker running a pipeline's jobs as their role ----------------------------------------
+
+_JOB_KINDS = {"Processing": "ProcessingJobs", "Training": "TrainingJobs"}
+# What SageMaker does to attach a job to the VPC (CreateProcessingJob/CreateTrainingJob execution
+# role permissions, SageMaker developer guide).
+_ENI_ACTIONS = ("CreateNetworkInterface", "CreateNetworkInterfacePermission", "DeleteNetworkInterface",
+                "DeleteNetworkInterfacePermission")
+_DESCRIBE_NETWORK = ("DescribeNetworkInterfaces", "DescribeVpcs", "DescribeDhcpOptions", "DescribeSubnets",
+                     "DescribeSecurityGroups")
+
+
+def _pipeline_value(value: object, parameters: dict) -> str | None:
+    """A pipeline expression's value at run time: a parameter's default, an execution id, a join;
+    None for another step's output (that step's own duties cover writing it)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Get" in value:
+        name = value["Get"]
+        if name.startswith("Parameters."):
+            default = parameters.get(name.split(".", 1)[1])
+            return None if default in (None, "") else str(default)
+        return "execution-1" if name.startswith("Execution.") else None
+    if isinstance(value, dict) and "Std:Join" in value:
+        parts = [_pipeline_value(v, parameters) for v in value["Std:Join"]["Values"]]
+        return None if None in parts else value["Std:Join"]["On"].join(parts)
+    return None
+
+
+def _s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[5:].partition("/")
+    return f"arn:aws:s3:::{bucket}", key
+
+
+def sagemaker_job_duties(environment: Environment) -> list[Duty]:
+    """What SageMaker does as each pipeline step's role: pull the image, download the inputs and
+    upload the outputs (with the keys that encrypt them), write the job's logs, and put the job's
+    network interfaces into the VPC."""
+    keys = encryption_keys(environment)
+    duties = []
+    for stack, logical_id, pipeline in environment.resources("AWS::SageMaker::Pipeline"):
+        definition = json.loads(environment.resolve(stack, pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]))
+        parameters = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
+        for step in definition.get("Steps", []):
+            kind = _JOB_KINDS.get(step.get("Type"))
+            if kind is None:
+                continue
+            job, role = step["Arguments"], step["Arguments"]["RoleArn"]
+            label = f"{environment.physical_name(stack, logical_id)}/{step['Name']}"
+            why = f"SageMaker runs step {label}"
+
+            def duty(action: str, resource: str, context: tuple = (), why: str = why, role: str = role,
+                     label: str = label) -> Duty:
+                return Duty(role, action, resource, why, context, label)
+
+            inputs = [i["S3Input"]["S3Uri"] for i in job.get("ProcessingInputs", []) if "S3Input" in i]
+            inputs += [c["DataSource"]["S3DataSource"]["S3Uri"] for c in job.get("InputDataConfig", [])]
+            outputs = [o["S3Output"]["S3Uri"] for o in job.get("ProcessingOutputConfig", {}).get("Outputs", [])]
+            outputs += [job["OutputDataConfig"]["S3OutputPath"]] if "OutputDataConfig" in job else []
+            output_key = job.get("ProcessingOutputConfig", job.get("OutputDataConfig", {})).get("KmsKeyId")
+            for uri in filter(None, (_pipeline_value(u, parameters) for u in inputs)):
+                # An S3Prefix input is listed under its key, then each object under it downloaded.
+                bucket, prefix = _s3(uri)
+                duties += [duty("s3:ListBucket", bucket, (("s3:prefix", prefix),)),
+                           duty("s3:GetObject", f"{bucket}/{prefix.rstrip('/')}/object" if prefix.endswith("/") or not prefix
+                                else f"{bucket}/{prefix}")]
+                if bucket in keys:
+                    duties.append(duty("kms:Decrypt", keys[bucket], (("kms:ViaService", f"s3.{environment.region}.amazonaws.com"),)))
+            for uri in filter(None, (_pipeline_value(u, parameters) for u in outputs)):
+                bucket, prefix = _s3(uri)
+                duties.append(duty("s3:PutObject", f"{bucket}/{prefix.rstrip('/')}/output.tar.gz"))
+                for key in {output_key, keys.get(bucket)} - {None}:
+                    duties.append(duty("kms:GenerateDataKey", key, (("kms:ViaService", f"s3.{environment.region}.amazonaws.com"),)))
+            image = job.get("AppSpecification", {}).get("ImageUri") or job.get("AlgorithmSpecification", {}).get("TrainingImage")
+            registry, _, repository = image.partition("/")
+            if registry.split(".")[0] == environment.account:  # SageMaker's own images need no grant
+                repository_arn = f"arn:aws:ecr:{environment.region}:{environment.account}:repository/{repository.split(':')[0].split('@')[0]}"
+                duties += [duty("ecr:GetAuthorizationToken", "*"),
+                           *(duty(f"ecr:{a}", repository_arn) for a in ("BatchGetImage", "GetDownloadUrlForLayer"))]
+            group = f"arn:aws:logs:{environment.region}:{environment.account}:log-group:/aws/sagemaker/{kind}"
+            duties += [duty("logs:CreateLogGroup", f"{group}:log-stream:"),
+                       duty("logs:CreateLogStream", f"{group}:log-stream:job/algo-1"),
+                       duty("logs:PutLogEvents", f"{group}:log-stream:job/algo-1")]
+            vpc = job.get("NetworkConfig", {}).get("VpcConfig") or job.get("VpcConfig")
+            if vpc:
+                ec2 = f"arn:aws:ec2:{environment.region}:{environment.account}"
+                interface = f"{ec2}:network-interface/eni-0123456789abcdef0"
+                placed_in = [f"{ec2}:subnet/{s}" for s in vpc["Subnets"]] + [f"{ec2}:security-group/{g}" for g in vpc["SecurityGroupIds"]]
+                duties += [duty(f"ec2:{a}", "*") for a in _DESCRIBE_NETWORK]
+                duties += [duty(f"ec2:{a}", interface) for a in _ENI_ACTIONS]
+                duties += [duty("ec2:CreateNetworkInterface", arn) for arn in placed_in]
+    return duties
+
+
+def encryption_keys(environment: Environment) -> dict[str, str]:
+    """Bucket and queue ARN -> the ARN of the customer key that encrypts it."""
+    keys = {}
+    for stack, logical_id, queue in environment.resources("AWS::SQS::Queue"):
+        key = queue.get("Properties", {}).get("KmsMasterKeyId")
+        pointed = environment.resource_by_ref(stack, key) if key else None
+        if pointed:
+            keys[environment.arn(stack, logical_id)] = environment.arn(*pointed)
+    for stack, logical_id, bucket in environment.resources("AWS::S3::Bucket"):
+        rules = bucket.get("Properties", {}).get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        for rule in rules:
+            key = rule.get("ServerSideEncryptionByDefault", {}).get("KMSMasterKeyID")
+            pointed = environment.resource_by_ref(stack, key) if key else None
+            if pointed:
+                keys[environment.arn(stack, logical_id)] = environment.arn(*pointed)
+    return keys

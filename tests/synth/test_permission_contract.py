@@ -16,7 +16,14 @@ import pytest
 
 from aws_contract import ledger
 from aws_contract.contract import Contract, RoleReport, granted_actions, render_report
-from aws_contract.duties import eventbridge_duties, lambda_invoke_permissions, lambda_rule_targets, lambda_service_duties, platform_functions
+from aws_contract.duties import (
+    eventbridge_duties,
+    lambda_invoke_permissions,
+    lambda_rule_targets,
+    lambda_service_duties,
+    platform_functions,
+    sagemaker_job_duties,
+)
 from aws_contract.iam import Roles
 from aws_contract.templates import Environment
 from mlops_platform.config.loader import environment_names
@@ -79,6 +86,15 @@ def test_lambda_can_write_logs_traces_and_dead_letters_as_each_function_role(env
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_sagemaker_can_run_each_pipeline_step_as_its_role(environments, roles, environment):
+    """Image, inputs (listed, then read), outputs (with their keys), logs and the VPC's network
+    interfaces, for every processing and training step of every pipeline."""
+    duties = sagemaker_job_duties(environments[environment])
+    assert {d.action for d in duties} >= {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "logs:PutLogEvents"}
+    assert denied(roles[environment], duties) == []
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_eventbridge_can_dead_letter_into_each_targets_encrypted_queue(environments, roles, environment):
     duties = eventbridge_duties(environments[environment])
     assert duties, "every rule of the platform has a target with a dead-letter queue"
@@ -129,10 +145,8 @@ def test_permissions_report_is_fresh(environments, contracts, entries):
         for decision in (d for e in entries for d in contract.decide(e)):
             report = reports.setdefault((name, decision.runner), RoleReport(name, decision.runner, decision.role_arn))
             report.observed |= set(decision.allowed_as or ())
-        labels = {f.role_arn: f.name for f in platform_functions(environments[name])}
-        for duty in lambda_service_duties(environments[name]):
-            runner = labels[duty.who]
-            report = reports.setdefault((name, runner), RoleReport(name, runner, duty.who))
+        for duty in lambda_service_duties(environments[name]) + sagemaker_job_duties(environments[name]):
+            report = reports.setdefault((name, duty.runner), RoleReport(name, duty.runner, duty.who))
             report.observed.add(f"{duty.action} {duty.resource}")
         for report in reports.values():
             if report.environment == name:
