@@ -40,6 +40,7 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 import sys
 import time
 from datetime import datetime
@@ -101,6 +102,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--region", help="CloudWatch region (default: the job's)")
     parser.add_argument(
         "--workers", type=int, default=0, help="processes reading capture files (0: one per CPU, at most 8)"
+    )
+    sharding = parser.add_mutually_exclusive_group()
+    sharding.add_argument(
+        "--shard-output", type=Path,
+        help="shard mode: read this instance's capture files and write their partial statistics here (no report)",
+    )
+    sharding.add_argument(
+        "--partials-dir", type=Path,
+        help="merge mode: build the report from the shards' partial statistics below this directory "
+             "(no capture file is read)",
     )
     args = parser.parse_args(argv)
     if args.baseline is None and args.text_baseline is None:
@@ -242,8 +253,8 @@ def _endpoint(args: argparse.Namespace, stats: dict, warnings: list) -> str:
 class _FileJob:
     """What reading one capture file needs; shared with worker processes (inherited by fork)."""
 
-    def __init__(self, scanner, baseline, text_baseline, args, labels) -> None:
-        self.scanner = scanner
+    def __init__(self, baseline, text_baseline, args, labels) -> None:
+        self.scanner: "capture.CaptureScanner | None" = None  # set before reading
         self.baseline = baseline
         self.text_baseline = text_baseline
         self.problem_type = args.problem_type
@@ -309,8 +320,78 @@ def _process_files(job: _FileJob, files: list, workers: int) -> Iterator[dict]:
         yield job.process(file)
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Compute everything and write the outputs; returns the report."""
+PARTIAL_SUFFIX = ".partial.pkl"
+PARTIAL_FORMAT = 1
+
+
+def shard_name() -> str:
+    """This instance's name (``algo-1`` ...) from SageMaker's resource config, else the host name:
+    every shard writes its own partial file under one shared output prefix."""
+    try:
+        return json.loads(Path("/opt/ml/config/resourceconfig.json").read_text())["current_host"]
+    except (OSError, ValueError, KeyError):
+        return os.uname().nodename
+
+
+def read_shard(args: argparse.Namespace, window_start, window_end, job: "_FileJob") -> dict:
+    """The partial statistics of the capture files below ``--capture-dir``: the scanner's listing
+    counts and every file's result (counters, issues, drift accumulator, labelled predictions).
+
+    Per-file results are kept (not folded) so that the merge step folds every file in the same
+    global path order as a single pass: the report is then identical, floating-point sums included.
+    """
+    scanner = capture.CaptureScanner(args.capture_dir, window_start, window_end)
+    job.scanner = scanner
+    files = scanner.files()
+    workers = args.workers or default_workers()
+    LOG.info("reading %s capture file(s) with %s worker(s)", len(files), min(workers, max(len(files), 1)))
+    listing = {name: scanner.stats[name] for name in ("state", "files_found", "files_skipped_outside_window")}
+    return {"format": PARTIAL_FORMAT, "listing": listing, "files": list(_process_files(job, files, workers))}
+
+
+def write_partial(directory: Path, partial: dict) -> Path:
+    # pickle: written and read by the same code version within one pipeline execution, in the
+    # execution's own (KMS-encrypted) output prefix; the accumulators are numpy arrays and counters.
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{shard_name()}{PARTIAL_SUFFIX}"
+    with path.open("wb") as handle:
+        pickle.dump(partial, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def merge_listings(listings: list) -> dict:
+    """One scanner listing from the shards': counts add up; the state is ``ok`` when any shard had
+    files, else ``no_files`` when any shard had a directory, else ``missing_dir``."""
+    states = {listing["state"] for listing in listings}
+    state = "ok" if "ok" in states else ("no_files" if "no_files" in states else "missing_dir")
+    return {
+        "state": state,
+        "files_found": sum(listing["files_found"] for listing in listings),
+        "files_skipped_outside_window": sum(listing["files_skipped_outside_window"] for listing in listings),
+    }
+
+
+def read_partials(directory: Path) -> dict:
+    """The shards' partial files below ``directory`` merged into one partial, files in path order."""
+    paths = capture.find_files(directory, (f"*{PARTIAL_SUFFIX}",)) if directory.is_dir() else []
+    if not paths:
+        raise InputError(f"{directory}: no shard partials (*{PARTIAL_SUFFIX})")
+    partials = []
+    for path in paths:
+        try:
+            with path.open("rb") as handle:
+                partial = pickle.load(handle)
+        except (OSError, pickle.UnpicklingError, EOFError) as exc:
+            raise InputError(f"{path}: cannot read the shard partial ({exc})") from None
+        if not isinstance(partial, dict) or partial.get("format") != PARTIAL_FORMAT:
+            raise InputError(f"{path}: not a shard partial of format {PARTIAL_FORMAT}")
+        partials.append(partial)
+    files = sorted((result for partial in partials for result in partial["files"]), key=lambda r: r["file"].label)
+    return {"format": PARTIAL_FORMAT, "listing": merge_listings([p["listing"] for p in partials]), "files": files}
+
+
+def run(args: argparse.Namespace) -> "dict | None":
+    """Compute everything and write the outputs; returns the report (``None`` in shard mode)."""
     started = time.perf_counter()
     thresholds = report.parse_thresholds(args.thresholds)
     policy = parse_policy(args)
@@ -335,13 +416,22 @@ def run(args: argparse.Namespace) -> dict:
             labels = None
         LOG.info("ground truth: %s labels (%s)", ground_truth.get("labels", 0), ground_truth["state"])
 
-    scanner = capture.CaptureScanner(args.capture_dir, window_start, window_end, issues)
-    files = scanner.files()
-    workers = args.workers or default_workers()
-    LOG.info("reading %s capture file(s) with %s worker(s)", len(files), min(workers, max(len(files), 1)))
-    job = _FileJob(scanner, baseline, text_baseline, args, labels)
+    job = _FileJob(baseline, text_baseline, args, labels)
+    if args.shard_output is not None:
+        path = write_partial(args.shard_output, read_shard(args, window_start, window_end, job))
+        LOG.info("wrote the shard's partial statistics to %s in %.1f s", path, time.perf_counter() - started)
+        return None
+    if args.partials_dir is not None:
+        partial = read_partials(args.partials_dir)
+    else:
+        partial = read_shard(args, window_start, window_end, job)
+
+    # Fold the per-file results in path order: the same operations whether they come from this
+    # process or from several shards.
+    scanner = capture.CaptureScanner(None, window_start, window_end, issues)
+    scanner.stats.update(partial["listing"])
     variants: dict = {}
-    for result in _process_files(job, files, workers):
+    for result in partial["files"]:
         file = result["file"]
         scanner.add_file_counters(file, result["counters"])
         issues.merge(result["issues"])
