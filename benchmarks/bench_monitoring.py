@@ -94,9 +94,10 @@ def _categorical(values: np.ndarray, levels: int) -> np.ndarray:
     return np.array([f"level_{i:02d}" for i in range(levels)])[np.digitize(values, np.linspace(-2, 2, levels - 1))]
 
 
-def generate(root: Path, mixed: bool = False) -> dict:
+def generate(root: Path, mixed: bool = False, records: int = RECORDS) -> dict:
     """Write the baseline, the capture files and the labels; returns their sizes. ``mixed``: the
-    last four features are categorical (3, 5, 10 and 20 levels), sent as text in the CSV."""
+    last four features are categorical (3, 5, 10 and 20 levels), sent as text in the CSV;
+    ``records`` in all (``FILES`` files; bench_monitoring_sharded.py writes other sizes)."""
     rng = np.random.default_rng(SEED)
     names = [f"feature_{i:02d}" for i in range(FEATURES)]
     weights = rng.normal(size=FEATURES) / np.sqrt(FEATURES)
@@ -121,7 +122,7 @@ def generate(root: Path, mixed: bool = False) -> dict:
     (root / "baseline").mkdir(parents=True)
     (root / "baseline" / "baseline.json").write_text(json.dumps(baseline, indent=2))
 
-    per_file = RECORDS // FILES
+    per_file = records // FILES
     capture_bytes = 0
     labels = 0
     truth_dir = root / "ground_truth" / "2024" / "05" / "01" / "06"

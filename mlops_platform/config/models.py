@@ -683,6 +683,11 @@ class MonitoringConfig(StrictModel):
     drift: DriftPolicyConfig = Field(default_factory=DriftPolicyConfig)
     min_labels: int = Field(default=100, ge=1, description="Fewer joined labels: quality is insufficient_data.")
     instance_type: InstanceType = "ml.m5.large"
+    instance_count: int = Field(
+        default=1, ge=1, le=100,
+        description="Processing instances reading one window's capture files (ShardedByS3Key); above 1, a one-instance "
+                    "merge step builds the report from their partial statistics. Rule of thumb in docs/scaling.md.",
+    )
     max_runtime_minutes: int = Field(default=60, ge=5, le=1440)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
 

@@ -1,4 +1,9 @@
-"""The monitoring pipeline's definition: one processing step running ``monitoring/monitor.py``.
+"""The monitoring pipeline's definition: processing steps running ``monitoring/monitor.py``.
+
+One instance (``instance_count`` 1, the default): one step, ``Monitor``, reads the window and writes
+the report. N instances: ``MonitorShards`` runs N instances, each reading the capture files its
+share of the manifest names (``ShardedByS3Key``) and writing partial statistics, then ``Monitor``
+(one instance) folds them into the report, metrics and carry exactly as one instance would.
 
 Written as the pipeline-definition JSON itself (one step needs no SageMaker SDK, whose import
 costs seconds of synthesis). Values may be CDK tokens; the stack serialises the result with
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 STEP_MONITOR = "Monitor"
+STEP_SHARDS = "MonitorShards"
+PARTIALS_OUTPUT = "partials"
 PARAMETERS = ("WindowStart", "WindowEnd", "BaselineS3Uri", "CaptureManifestS3Uri", "GroundTruthManifestS3Uri",
               "MetricScope", "MetricTime")
 # A window's first analysis publishes everything at the window's end; a late-label recheck only the
@@ -51,6 +58,7 @@ class MonitoringPipelineSpec:
     carry_uri: str  # s3:// object: the counts of undecided small windows, read and replaced by each run
     instance_type: str
     max_runtime_s: int
+    instance_count: int = 1  # >1: a sharded step of this many instances, then a one-instance merge
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
     namespace: str = "MlopsPlatform/Monitoring"
@@ -61,65 +69,45 @@ def _get(parameter: str) -> dict[str, str]:
     return {"Get": f"Parameters.{parameter}"}
 
 
-def _input(name: str, uri: Any, local: str, data_type: str = "S3Prefix") -> dict[str, Any]:
+def _input(name: str, uri: Any, local: str, data_type: str = "S3Prefix", distribution: str = "FullyReplicated"
+           ) -> dict[str, Any]:
     return {
         "InputName": name,
         "AppManaged": False,
         "S3Input": {"S3Uri": uri, "LocalPath": local, "S3DataType": data_type, "S3InputMode": "File",
-                    "S3DataDistributionType": "FullyReplicated", "S3CompressionType": "None"},
+                    "S3DataDistributionType": distribution, "S3CompressionType": "None"},
     }
 
 
-def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
-    """The pipeline definition (``PipelineDefinitionBody`` once serialised)."""
-    arguments: list[Any] = [
-        "--capture-dir", f"{ROOT}/input/capture",
-        "--baseline", f"{ROOT}/input/baseline",
-        "--ground-truth-dir", f"{ROOT}/input/ground_truth",
-        "--output-dir", f"{ROOT}/output",
-        "--endpoint", spec.endpoint_name,
-        "--window-start", _get("WindowStart"),
-        "--window-end", _get("WindowEnd"),
-        "--problem-type", spec.problem_type,
-        "--thresholds", json.dumps(spec.thresholds, sort_keys=True, separators=(",", ":")),
-        "--min-labels", str(spec.min_labels),
-        "--drift-policy", json.dumps(spec.drift_policy, sort_keys=True, separators=(",", ":")),
-        "--carry", spec.carry_uri,
-        "--publish", "--namespace", spec.namespace, "--region", spec.region,
-        "--metric-scope", _get("MetricScope"),
-        "--metric-time", _get("MetricTime"),
-    ]
+def _output(name: str, spec: MonitoringPipelineSpec, local: str, suffix: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An output uploaded at the end of the job to ``<output_uri>/<execution id>[/suffix]``."""
+    return {
+        "OutputName": name,
+        "AppManaged": False,
+        "S3Output": {
+            "S3Uri": {"Std:Join": {"On": "/", "Values": [
+                spec.output_uri.rstrip("/"), {"Get": "Execution.PipelineExecutionId"}, *suffix]}},
+            "LocalPath": local,
+            "S3UploadMode": "EndOfJob",
+        },
+    }
+
+
+def _step(name: str, spec: MonitoringPipelineSpec, instance_count: int, arguments: list[Any],
+          inputs: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
     step: dict[str, Any] = {
-        "Name": STEP_MONITOR,
+        "Name": name,
         "Type": "Processing",
         "Arguments": {
             "ProcessingResources": {"ClusterConfig": {
-                "InstanceType": spec.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30,
+                "InstanceType": spec.instance_type, "InstanceCount": instance_count, "VolumeSizeInGB": 30,
                 "VolumeKmsKeyId": spec.kms_key_arn,
             }},
             "AppSpecification": {"ImageUri": spec.image_uri, "ContainerEntrypoint": ENTRYPOINT,
                                  "ContainerArguments": arguments},
             "RoleArn": spec.role_arn,
-            "ProcessingInputs": [
-                _input("code", spec.code_uri, CODE_DIR),
-                _input("baseline", _get("BaselineS3Uri"), f"{ROOT}/input/baseline"),
-                _input("capture", _get("CaptureManifestS3Uri"), f"{ROOT}/input/capture", "ManifestFile"),
-                _input("ground_truth", _get("GroundTruthManifestS3Uri"), f"{ROOT}/input/ground_truth",
-                       "ManifestFile"),
-            ],
-            "ProcessingOutputConfig": {
-                "Outputs": [{
-                    "OutputName": "report",
-                    "AppManaged": False,
-                    "S3Output": {
-                        "S3Uri": {"Std:Join": {"On": "/", "Values": [
-                            spec.output_uri.rstrip("/"), {"Get": "Execution.PipelineExecutionId"}]}},
-                        "LocalPath": f"{ROOT}/output",
-                        "S3UploadMode": "EndOfJob",
-                    },
-                }],
-                "KmsKeyId": spec.kms_key_arn,
-            },
+            "ProcessingInputs": inputs,
+            "ProcessingOutputConfig": {"Outputs": [output], "KmsKeyId": spec.kms_key_arn},
             "StoppingCondition": {"MaxRuntimeInSeconds": spec.max_runtime_s},
         },
     }
@@ -131,12 +119,59 @@ def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
             "EnableInterContainerTrafficEncryption": True,
             "VpcConfig": {"Subnets": list(spec.subnet_ids), "SecurityGroupIds": list(spec.security_group_ids)},
         }
+    return step
+
+
+def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
+    """The pipeline definition (``PipelineDefinitionBody`` once serialised)."""
+    # What reading capture files needs (the shards' arguments, and a single instance's).
+    reading: list[Any] = [
+        "--baseline", f"{ROOT}/input/baseline",
+        "--ground-truth-dir", f"{ROOT}/input/ground_truth",
+        "--endpoint", spec.endpoint_name,
+        "--window-start", _get("WindowStart"),
+        "--window-end", _get("WindowEnd"),
+        "--problem-type", spec.problem_type,
+    ]
+    reporting: list[Any] = [
+        "--output-dir", f"{ROOT}/output",
+        "--thresholds", json.dumps(spec.thresholds, sort_keys=True, separators=(",", ":")),
+        "--min-labels", str(spec.min_labels),
+        "--drift-policy", json.dumps(spec.drift_policy, sort_keys=True, separators=(",", ":")),
+        "--carry", spec.carry_uri,
+        "--publish", "--namespace", spec.namespace, "--region", spec.region,
+        "--metric-scope", _get("MetricScope"),
+        "--metric-time", _get("MetricTime"),
+    ]
+    code = _input("code", spec.code_uri, CODE_DIR)
+    baseline = _input("baseline", _get("BaselineS3Uri"), f"{ROOT}/input/baseline")
+    # every shard joins its records to all the window's labels: ground truth is replicated
+    ground_truth = _input("ground_truth", _get("GroundTruthManifestS3Uri"), f"{ROOT}/input/ground_truth",
+                          "ManifestFile")
+    report_output = _output("report", spec, f"{ROOT}/output")
+    capture_dir = f"{ROOT}/input/capture"
+    if spec.instance_count == 1:  # as before sharding existed: no partials, no second job to start
+        capture = _input("capture", _get("CaptureManifestS3Uri"), capture_dir, "ManifestFile")
+        steps = [_step(STEP_MONITOR, spec, 1, ["--capture-dir", capture_dir, *reading, *reporting],
+                       [code, baseline, capture, ground_truth], report_output)]
+    else:
+        capture = _input("capture", _get("CaptureManifestS3Uri"), capture_dir, "ManifestFile", "ShardedByS3Key")
+        partials_dir = f"{ROOT}/partials"
+        shards = _step(STEP_SHARDS, spec, spec.instance_count,
+                       ["--capture-dir", capture_dir, *reading, "--shard-output", partials_dir],
+                       [code, baseline, capture, ground_truth],
+                       _output(PARTIALS_OUTPUT, spec, partials_dir, (PARTIALS_OUTPUT,)))
+        partials_uri = {"Get": f"Steps.{STEP_SHARDS}.ProcessingOutputConfig.Outputs['{PARTIALS_OUTPUT}'].S3Output.S3Uri"}
+        merge = _step(STEP_MONITOR, spec, 1, ["--partials-dir", f"{ROOT}/input/partials", *reading, *reporting],
+                      [code, baseline, _input(PARTIALS_OUTPUT, partials_uri, f"{ROOT}/input/partials"), ground_truth],
+                      report_output)
+        steps = [shards, merge]
     return {
         "Version": "2020-12-01",
         "Metadata": {},
         "Parameters": [{"Name": name, "Type": "String", "DefaultValue": spec.placeholder_uri
                         if name.endswith("S3Uri") else PARAMETER_DEFAULTS.get(name, "")} for name in PARAMETERS],
-        "Steps": [step],
+        "Steps": steps,
     }
 
 
