@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from importlib.metadata import version
 
-from .wheels import WheelTarget
+from .pipelines.images import image_python
+from .wheels import WheelTarget, linux_target, local_target
 
 # The Lambda functions' Python (constructs/platform_function.py RUNTIME) and the bulk-indexing
 # job's image Python (constructs/semantic_search.py). The SDK and its dependencies are pure
@@ -22,6 +23,25 @@ def sdk_requirements() -> tuple[str, ...]:
     return tuple(f"{name}=={version(name)}" for name in SDK_DISTRIBUTIONS)
 
 
+def training_wheels(pipeline) -> WheelTarget:
+    """Wheels for a training pipeline's train step: its XGBoost image's Python, x86_64 Linux."""
+    return linux_target(image_python("xgboost", pipeline.framework_version))
+
+
 def all_wheel_sets() -> Iterator[tuple[tuple[str, ...], WheelTarget]]:
+    from .config import load_environments
+    from .paths import REPO_ROOT
+    from .pipelines.packaging import REQUIREMENTS, requirement_lines
+
     yield sdk_requirements(), LAMBDA_SDK_TARGET
     yield sdk_requirements(), BULK_JOB_SDK_TARGET
+    seen = set()
+    for config in load_environments():
+        for pipeline in config.training.pipelines:
+            requirements = REPO_ROOT / pipeline.code.train_source_dir / REQUIREMENTS
+            wanted = (requirement_lines(requirements), training_wheels(pipeline)) if requirements.is_file() else None
+            if wanted and wanted not in seen:
+                seen.add(wanted)
+                yield wanted
+                # the same packages for this machine: the tests install the packed source offline
+                yield wanted[0], local_target()

@@ -49,6 +49,13 @@ def linux_target(python_version: str, machine: str = "x86_64") -> WheelTarget:
                                              ("manylinux_2_28", "manylinux_2_17", "manylinux2014")))
 
 
+def local_target() -> WheelTarget:
+    """This interpreter and machine (Linux): what the tests install packaged wheels into."""
+    import platform
+
+    return linux_target(f"{sys.version_info.major}.{sys.version_info.minor}", platform.machine())
+
+
 def _key(*parts: object) -> str:
     digest = hashlib.sha256()
     for part in parts:

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from monitoring.metrics import QUALITY_METRICS as MONITORING_QUALITY_METRICS
 from monitoring.metrics import THRESHOLDS as MONITORING_THRESHOLD_TABLE
+from ..pipelines.images import DEFAULT_SKLEARN, DEFAULT_XGBOOST, image_python
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -294,8 +295,14 @@ class TrainingPipelineConfig(StrictModel):
     )
     target_column: str = Field(default="target", description="Label column (0/1) of the training data.")
     code: PipelineCode = Field(default_factory=PipelineCode)
-    framework_version: str = Field(default="1.7-1", description="XGBoost container version.")
-    sklearn_version: str = Field(default="1.2-1", description="scikit-learn processing container version.")
+    framework_version: str = Field(
+        default=DEFAULT_XGBOOST,
+        description="XGBoost container version (Python >= 3.10: `3.0-5` runs Python 3.10); the training "
+        "requirements' wheels are packaged for its Python.")
+    sklearn_version: str = Field(
+        default=DEFAULT_SKLEARN,
+        description="scikit-learn processing container version (Python >= 3.10: `1.4-2` runs 3.10, "
+        "`1.4-2-py312` 3.12).")
     evaluate_image: Literal["xgboost", "sklearn"] = Field(
         default="xgboost",
         description="Container of the Evaluate step: `xgboost` (the training image; it also has "
@@ -323,6 +330,18 @@ class TrainingPipelineConfig(StrictModel):
     )
     new_data_trigger: NewDataTrigger | None = Field(default=None, description="Run when new data lands.")
     inference_instance_types: tuple[InstanceType, ...] = ("ml.m5.large",)
+
+    @field_validator("framework_version")
+    @classmethod
+    def _xgboost_image_on_python_310_or_later(cls, value: str) -> str:
+        image_python("xgboost", value)
+        return value
+
+    @field_validator("sklearn_version")
+    @classmethod
+    def _sklearn_image_on_python_310_or_later(cls, value: str) -> str:
+        image_python("sklearn", value)
+        return value
 
 
 class PromotionSourceConfig(StrictModel):
@@ -1200,6 +1219,11 @@ class PlatformConfig(StrictModel):
         if source is not None and source.name_prefix == info.data.get("name_prefix"):
             raise ValueError(f"registry.promote_from.name_prefix '{source.name_prefix}' is this environment's own: "
                              "promotion copies from another environment's groups")
+        vpc = info.data.get("vpc")
+        if vpc is not None and vpc.enabled and value.experiment_tracking.backend is TrackingBackend.WANDB:
+            raise ValueError("experiment_tracking.backend 'wandb' needs the internet (api.wandb.ai) from the "
+                             "training jobs, and vpc.enabled puts them in subnets without NAT: use 'mlflow' "
+                             "(reached through a VPC endpoint) or 'none', or turn the VPC off")
         return value
 
     @field_validator("serving")

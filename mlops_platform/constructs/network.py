@@ -23,6 +23,9 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     # The monitoring job publishes its drift and quality metrics (PutMetricData).
     "CloudWatchMetrics": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
 }
+# With a managed MLflow tracking server: training jobs log to it through SageMaker's MLflow
+# endpoint (aws.sagemaker.<region>.experiments), the only way to it from isolated subnets.
+MLFLOW_ENDPOINT = ("SageMakerMlflow", ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_EXPERIMENTS)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class PlatformNetworkProps:
     key: kms.IKey
     flow_log_retention: logs.RetentionDays
     removal_policy: RemovalPolicy
+    mlflow_endpoint: bool = False
 
 
 class PlatformNetwork(Construct):
@@ -102,7 +106,8 @@ class PlatformNetwork(Construct):
         self.endpoint_security_group.add_ingress_rule(
             self.workload_security_group, ec2.Port.HTTPS, "Platform workloads call AWS APIs"
         )
-        for name, service in INTERFACE_ENDPOINTS.items():
+        endpoints = {**INTERFACE_ENDPOINTS, **dict([MLFLOW_ENDPOINT] if props.mlflow_endpoint else [])}
+        for name, service in endpoints.items():
             self.vpc.add_interface_endpoint(
                 name, service=service, subnets=self.subnets, private_dns_enabled=True,
                 security_groups=[self.endpoint_security_group], open=False,

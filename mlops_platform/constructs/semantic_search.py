@@ -35,6 +35,7 @@ from ..config.models import SearchIndexConfig
 from ..lambda_bundles import stage_bundle
 from ..wheel_sets import BULK_JOB_SDK_TARGET, sdk_requirements
 from ..wheels import with_packages
+from ..pipelines.images import DEFAULT_SKLEARN
 from ..pipelines.monitoring_definition import sklearn_image_uri
 from .naming import EnvironmentNames
 from .platform_function import BUNDLE_DIR, PlatformFunction, PlatformFunctionProps
@@ -45,7 +46,7 @@ from .vector_store import VectorStoreProps, VectorStores
 DOCUMENTS_PREFIX = "search/"
 REPORTS_PREFIX = "search-reports/"
 BULK_MODULE = "mlops_runtime.search.bulk"
-BULK_IMAGE_VERSION = "1.4-2-py312"  # Python 3.12: the runtime package's syntax
+BULK_IMAGE_VERSION = DEFAULT_SKLEARN  # Python 3.12: the runtime package's syntax
 BULK_ROOT = "/opt/ml/processing"
 SEARCH_NAMESPACE = "MlopsPlatform/Search"
 

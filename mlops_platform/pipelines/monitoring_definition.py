@@ -14,12 +14,11 @@ ground-truth windows as manifest files written by the monitoring launcher Lambda
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
+
+from .images import image_uri
 
 STEP_MONITOR = "Monitor"
 STEP_SHARDS = "MonitorShards"
@@ -175,26 +174,7 @@ def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
     }
 
 
-@lru_cache(maxsize=None)
-def _image_config(framework: str) -> dict[str, Any]:
-    # Read the SageMaker SDK's image table without importing the SDK (seconds of synthesis).
-    spec = importlib.util.find_spec("sagemaker")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the sagemaker package is not installed: it provides the image URI table")
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "core" / "image_uri_config" / f"{framework}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-    raise RuntimeError(f"no SageMaker image table for {framework}")
-
-
 def sklearn_image_uri(region: str, version: str) -> str:
-    """The SageMaker scikit-learn processing image, e.g. ``1.2-1-cpu-py3``."""
-    entry = _image_config("sklearn")["training"]["versions"].get(version)
-    if entry is None:
-        raise ValueError(f"unknown scikit-learn image version {version!r}")
-    account = entry["registries"].get(region)
-    if account is None:
-        raise ValueError(f"no scikit-learn image in region {region}")
-    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{domain}/{entry['repository']}:{version}-cpu-py3"
+    """The SageMaker scikit-learn processing image, e.g. ``1.4-2-py312-cpu-py3``, through the
+    SDK's public lookup (memoized on disk, so a warm synthesis does not import the SDK)."""
+    return image_uri("sklearn", version, region)

@@ -43,6 +43,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .images import DEFAULT_SKLEARN, DEFAULT_XGBOOST
+
 __all__ = [
     "APPROVAL_STATUSES",
     "EVALUATE_IMAGE_FRAMEWORKS",
@@ -146,8 +148,8 @@ class TrainingPipelineSpec:
     train_source_uri: str
     """``s3://`` URI of a ``sourcedir.tar.gz`` that contains ``train_entry_point``."""
     train_entry_point: str = "train.py"
-    framework_version: str = "1.7-1"
-    sklearn_version: str = "1.2-1"
+    framework_version: str = DEFAULT_XGBOOST
+    sklearn_version: str = DEFAULT_SKLEARN
     processing_instance_type: str = "ml.m5.large"
     processing_instance_count: int = 1
     training_instance_type: str = "ml.m5.xlarge"

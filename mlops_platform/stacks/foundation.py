@@ -9,7 +9,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from ..config import PlatformConfig
-from ..config.models import COST_ALLOCATION_TAG
+from ..config.models import COST_ALLOCATION_TAG, TrackingBackend
 from ..constructs.encryption import PlatformKey, PlatformKeyProps
 from ..constructs.logging import retention
 from ..constructs.notifications import Notifications, NotificationsProps
@@ -105,6 +105,7 @@ class FoundationStack(Stack):
                     key=self.key,
                     flow_log_retention=retention(config.vpc.flow_log_retention_days),
                     removal_policy=removal,
+                    mlflow_endpoint=config.training.experiment_tracking.backend is TrackingBackend.MLFLOW,
                 ),
             )
 

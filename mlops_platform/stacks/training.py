@@ -31,6 +31,7 @@ from ..constructs.model_promotion import (
 from ..constructs.naming import pascal
 from ..constructs.roles import read_code_assets, service_role
 from ..pipelines.packaging import pack_source_dir
+from ..wheel_sets import training_wheels
 from ..pipelines.cache import cached_training_pipeline_definition
 from ..pipelines.training_definition import TrainingPipelineSpec
 from .feature_store import OFFLINE_STORE_PREFIX, FeatureStoreStack
@@ -273,8 +274,10 @@ class TrainingStack(Stack):
                                      path=str(REPO_ROOT / code.preprocess_script))
         evaluate = s3_assets.Asset(self, f"{pascal(pipeline.name)}EvaluateCode",
                                    path=str(REPO_ROOT / code.evaluate_script))
-        source = s3_assets.Asset(self, f"{pascal(pipeline.name)}TrainSource",
-                                 path=str(pack_source_dir(REPO_ROOT / code.train_source_dir, TRAINING_SOURCES_DIR)))
+        # The training requirements travel as wheels for the training image's Python: the job
+        # installs them without an index, so it needs no route to PyPI (a VPC without NAT).
+        source = s3_assets.Asset(self, f"{pascal(pipeline.name)}TrainSource", path=str(pack_source_dir(
+            REPO_ROOT / code.train_source_dir, TRAINING_SOURCES_DIR, wheels=training_wheels(pipeline))))
         return preprocess, evaluate, source
 
     def _input(self, pipeline: TrainingPipelineConfig) -> tuple[str, tuple[str, ...]]:

@@ -139,6 +139,7 @@ class Inventory:
     dashboards: int = 1
     # constructs/network.py INTERFACE_ENDPOINTS (the S3 gateway endpoint is free)
     interface_endpoints: int = 7
+    mlflow_interface_endpoints: int = 1  # with experiment_tracking.backend mlflow
     # ApiStack._feedback_alarms: feedback dead-lettered, feedback parked, API 5xx
     api_alarms: int = 3
     # ServingStack._guardrail_alarms: 2 variants x (5xx rate, p99 latency); the 5xx-rate alarms are
@@ -206,6 +207,14 @@ def alarm_groups(config: PlatformConfig, inventory: Inventory | None = None) -> 
 
 
 PLATFORM = Inventory()
+
+
+def interface_endpoints(config: PlatformConfig, inventory: Inventory = PLATFORM) -> int:
+    """Interface endpoints of the environment's VPC (none without one)."""
+    if not config.vpc.enabled:
+        return 0
+    mlflow = config.training.experiment_tracking.backend is TrackingBackend.MLFLOW
+    return inventory.interface_endpoints + (inventory.mlflow_interface_endpoints if mlflow else 0)
 
 
 # --- line items -------------------------------------------------------------------------------------
@@ -404,10 +413,11 @@ def idle_costs(config: PlatformConfig, prices: PriceTable,
     if config.vpc.enabled:
         zones = len(config.vpc.zones_in(config.region))
         price = prices.vpc_interface_endpoint
+        endpoints = interface_endpoints(config, inventory)
         result.items.append(_hourly(
-            "VPC interface endpoints", inventory.interface_endpoints * zones, "endpoint-AZ", price,
+            "VPC interface endpoints", endpoints * zones, "endpoint-AZ", price,
             price.usd_per_az_hour, "vpc_interface_endpoint",
-            f"{inventory.interface_endpoints} interface endpoints x {zones} AZs (vpc.max_azs); "
+            f"{endpoints} interface endpoints x {zones} AZs (vpc.max_azs); "
             "the S3 gateway endpoint is free."))
         result.usage_priced.append(
             "VPC interface endpoints: per GB processed; VPC flow logs: CloudWatch Logs ingestion")

@@ -194,6 +194,9 @@ def test_vpc_only_where_configured(synthesis, cdk_template):
         }
         for service in ("sagemaker.api", "sagemaker.runtime", "sts", "logs", "ecr.api", "ecr.dkr", "monitoring", "s3"):
             assert any(f".{service}" in name for name in names), service
+        # staging and prod track with managed MLflow: its endpoint is the jobs' only way to it
+        assert synthesis.configs[environment].training.experiment_tracking.backend.value == "mlflow"
+        assert any(".experiments" in name for name in names)
         template.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL"})
         template.has_resource_properties(
             "AWS::Logs::LogGroup", {"KmsKeyId": {"Fn::GetAtt": ["PlatformKey1C4A1A63", "Arn"]}}

@@ -56,7 +56,7 @@ def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, env
     (step,) = body["Steps"]
     args = step["Arguments"]
     assert args["AppSpecification"]["ImageUri"] == (
-        "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3")
+        "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3")
     assert "monitor.py" in args["AppSpecification"]["ContainerEntrypoint"][2]
     container_args = args["AppSpecification"]["ContainerArguments"]
     flags = {container_args[i]: container_args[i + 1] for i in range(len(container_args) - 1)

@@ -1,7 +1,7 @@
 """Train the example XGBoost binary classifier.
 
 Runs unchanged as the entry point of the SageMaker XGBoost framework container (image
-``xgboost`` 1.7-1, script mode) and locally in the tests. Imports only the stdlib, numpy, pandas
+``xgboost`` 3.0-5, Python 3.10, script mode) and locally in the tests. Imports only the stdlib, numpy, pandas
 and xgboost, plus mlflow when it is installed.
 
 Inputs (SageMaker sets the environment variables; a command-line flag wins over its variable):

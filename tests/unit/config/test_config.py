@@ -153,6 +153,13 @@ def test_promotion_comes_from_another_environment(tmp_path):
     assert "field 'training'" in message and "this environment's own" in message
 
 
+def test_wandb_cannot_track_jobs_in_a_vpc_without_internet(tmp_path):
+    data = valid("staging")  # VPC on
+    data["training"]["experiment_tracking"] = {"backend": "wandb", "wandb_secret_name": "wandb-key"}
+    (line,) = [line for line in error_of(tmp_path, data, "staging").splitlines() if "needs the internet" in line]
+    assert "field 'training'" in line and "'wandb' needs the internet" in line and "without NAT" in line
+
+
 def test_pipeline_feature_group_must_be_declared(tmp_path):
     message = error_of(tmp_path, _with_pipeline(feature_group="orders"))
     assert "feature_group 'orders' is not declared" in message and "customers" in message
@@ -166,6 +173,10 @@ def test_pipeline_feature_group_must_be_declared(tmp_path):
         ({"metric_threshold": 1.5}, "less than or equal to 1"),
         ({"approval_status": "Yes"}, "'PendingManualApproval' or 'Approved'"),
         ({"name": "-bad-"}, "letters, digits and hyphens"),
+        # the old default images run Python 3.8: refused, with the images that run >= 3.10
+        ({"framework_version": "1.7-1"}, "runs Python 3.8; the job code needs Python >= 3.10: use 3.0-5"),
+        ({"sklearn_version": "1.2-1"}, "runs Python 3.8"),
+        ({"framework_version": "9.9-9"}, "allowed: 3.0-5"),
     ],
 )
 def test_bad_pipeline_settings(tmp_path, overrides, expected):

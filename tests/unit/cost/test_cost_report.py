@@ -179,6 +179,9 @@ def test_vpc_interface_endpoints_are_priced_per_endpoint_and_az():
         endpoints = item(idle_costs(config(vpc_azs=azs), prices()), "VPC interface endpoints")
         assert endpoints.quantity == PLATFORM.interface_endpoints * azs
         assert endpoints.hourly_usd == pytest.approx(0.01 * PLATFORM.interface_endpoints * azs)
+    # with MLflow, the jobs in the VPC reach the tracking server through one more endpoint
+    with_mlflow = item(idle_costs(config(vpc_azs=2, mlflow="Small"), prices()), "VPC interface endpoints")
+    assert with_mlflow.quantity == (PLATFORM.interface_endpoints + 1) * 2
 
 
 def test_fixed_monthly_items_and_the_alarm_counting_rule():
@@ -352,6 +355,7 @@ def test_inventory_matches_the_stack_code():
     from mlops_platform.stacks.serving import VARIANTS
 
     assert PLATFORM.interface_endpoints == len(INTERFACE_ENDPOINTS)
+    assert PLATFORM.mlflow_interface_endpoints == 1  # network.MLFLOW_ENDPOINT
     assert PLATFORM.guardrail_alarms_per_endpoint == 2 * len(VARIANTS)  # 5xx rate + p99 latency per variant
     # per variant: the 5xx-rate alarm reads 2 metrics, the latency alarm 1
     assert PLATFORM.guardrail_alarm_metrics_per_endpoint == 3 * len(VARIANTS)
@@ -376,7 +380,7 @@ def test_inventory_matches_the_synthesized_templates(synthesis):
         assert counts.get("AWS::CloudWatch::Dashboard", 0) == PLATFORM.dashboards, where
         expected_alarms = sum(g.alarms for g in alarm_groups(c) if g.in_template)
         assert counts.get("AWS::CloudWatch::Alarm", 0) == expected_alarms, where
-        assert interface_endpoints == (PLATFORM.interface_endpoints if c.vpc.enabled else 0), where
+        assert interface_endpoints == cost_report.interface_endpoints(c), where
         assert counts.get("AWS::EC2::Subnet", 0) == (c.vpc.max_azs if c.vpc.enabled else 0), where
         mlflow = c.training.experiment_tracking.backend.value == "mlflow"
         assert counts.get("AWS::SageMaker::MlflowTrackingServer", 0) == int(mlflow), where

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from monitoring import metrics as metric_table
+from mlops_platform.pipelines.images import MINIMUM_PYTHON
 from monitoring import monitor, report
 
 MONITORING_DIR = Path(monitor.__file__).parent
@@ -330,10 +331,10 @@ def test_publish_failure_exits_1(scenario: Path, capsys, monkeypatch) -> None:
 
 @pytest.mark.parametrize("script", ["monitor.py", "capture.py", "drift.py", "quality.py", "report.py", "decision.py", "metrics.py"])
 def test_modules_run_in_the_sagemaker_scikit_learn_container(script: str) -> None:
-    """Python 3.8 syntax, the scikit-learn image's libraries only (boto3 imported lazily), sibling
-    imports without the package."""
+    """The image's Python (>= 3.10) syntax, the scikit-learn image's libraries only (boto3 imported
+    lazily), sibling imports without the package."""
     source = (MONITORING_DIR / script).read_text(encoding="utf-8")
-    tree = ast.parse(source, feature_version=(3, 8))
+    tree = ast.parse(source, feature_version=MINIMUM_PYTHON)
     top_level = set()
     for node in tree.body:
         if isinstance(node, ast.Import):

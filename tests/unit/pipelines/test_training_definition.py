@@ -22,8 +22,8 @@ from mlops_platform.pipelines import training_definition as td
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 REGION = "eu-west-1"
-SKLEARN_IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-XGBOOST_IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+SKLEARN_IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3"
+XGBOOST_IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:3.0-5"
 
 ROLE_TOKEN = "${Token[TOKEN.101]}"
 KMS_TOKEN = "${Token[TOKEN.102]}"
