@@ -250,6 +250,9 @@ class RoleReport:
         return sorted(g for g in self.granted if not any(fnmatch.fnmatchcase(a, g) for a in actions))
 
 
+ASSET_HASH = re.compile(r"\b[0-9a-f]{64}(?=\.(?:zip|tar\.gz|json)\b)")
+
+
 def render_report(reports: list[RoleReport], unconfigured: list[Entry]) -> str:
     lines = [
         "# Permissions: what each role does, and what it is granted",
@@ -280,4 +283,6 @@ def render_report(reports: list[RoleReport], unconfigured: list[Entry]) -> str:
             lines.append(f"| `{action}` | `{resource}` |")
         unexercised = report.unexercised()
         lines += ["", "Granted, not exercised: " + (", ".join(f"`{a}`" for a in unexercised) if unexercised else "none"), ""]
-    return "\n".join(lines).rstrip() + "\n"
+    # CDK names file assets by their content hash; a hash can differ between checkouts (bundled
+    # wheels, file modes), so the report names the asset object, not its hash.
+    return ASSET_HASH.sub("<asset>", "\n".join(lines).rstrip() + "\n")
