@@ -173,10 +173,9 @@ def local_sources(path: Path, skipped: list[dict[str, str]], shard: Shard = Shar
         raise InputError(f"no document files under {path}")
 
 
-def write_report(location: str, index: str, payload: dict[str, Any], s3_client: Any | None) -> str:
+def write_report(location: str, payload: dict[str, Any], s3_client: Any | None) -> str:
+    """Write the report to ``location`` (an exact key or path: ``Shard.report_location`` resolves folders)."""
     data = (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    if location.endswith("/"):
-        location += f"{index}.report.json"
     if location.startswith("s3://"):
         bucket, key = split_s3_uri(location)
         client = s3_client or _s3()
@@ -274,7 +273,7 @@ def run(argv: list[str] | None = None, *, environ: dict[str, str] | None = None,
     print(json.dumps({k: v for k, v in payload.items() if k not in ("errors", "skipped_sources")}))
     if args.report:
         try:
-            where = write_report(shard.report_location(args.report, args.index), args.index, payload, s3_client)
+            where = write_report(shard.report_location(args.report, args.index), payload, s3_client)
             print(f"report: {where}", file=sys.stderr)
         except Exception as error:  # noqa: BLE001 - any failure to write the report fails the run
             print(f"error: could not write the report: {error_text(error)}", file=sys.stderr)
