@@ -67,14 +67,15 @@ TABLES = {
     "feedback": [("feedback_id", "HASH")],
     "statistics": [("experiment", "HASH"), ("round_arm_hour", "RANGE")],
 }
-LAMBDA_ENV = {
-    "PREDICTIONS_TABLE": "predictions",
-    "FEEDBACK_TABLE": "feedback",
-    "STATISTICS_TABLE": "statistics",
-    "GROUND_TRUTH_STREAM": "ground-truth",
-    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/feedback-dlq",
-    "SUBJECT_HASH_KEY": "bench-subject-key",
+FEEDBACK_SETTINGS = {  # settings.FeedbackApiSettings, as the stack passes them
+    "predictions_table": "predictions",
+    "feedback_table": "feedback",
+    "statistics_table": "statistics",
+    "ground_truth_stream": "ground-truth",
+    "dead_letter_queue_url": "https://sqs.eu-west-1.amazonaws.com/123456789012/feedback-dlq",
+    "subject_hash_secret": "subject-hash-key",
 }
+LAMBDA_ENV = {"MLOPS_SETTINGS": json.dumps(FEEDBACK_SETTINGS)}
 
 
 # --- 1. validation + building -------------------------------------------------------------------
@@ -283,7 +284,7 @@ def _batch_run(run: int) -> dict[str, Any]:
     import boto3
     from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore, to_attribute
     from mlops_runtime.adapters.ground_truth import FirehoseGroundTruthWriter, SqsDeadLetterQueue
-    from mlops_runtime.domain.feedback import settings_from_env
+    from mlops_runtime.settings import FeedbackApiSettings
     from mlops_runtime.handlers import feedback_api
     from moto import mock_aws
 
@@ -349,7 +350,7 @@ def _batch_run(run: int) -> dict[str, Any]:
 
         seconds: dict[str, float] = {}
         calls: dict[str, int] = {}
-        settings = settings_from_env({**LAMBDA_ENV, "DEAD_LETTER_QUEUE_URL": queue_url})
+        settings = FeedbackApiSettings(**{**FEEDBACK_SETTINGS, "dead_letter_queue_url": queue_url}).limits(SUBJECT_KEY)
         feedback_api.configure(
             feedback_api.Runtime(
                 settings,

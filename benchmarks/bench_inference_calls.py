@@ -70,8 +70,10 @@ def count_calls() -> dict:
     os.environ.update({
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION, "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "ERROR", "EXPERIMENTS": json.dumps(EXPERIMENTS), "PREDICTIONS_TABLE": "predictions",
-        "STATISTICS_TABLE": "statistics", "EXPERIMENT_STATE_TABLE": "experiment-state", "SUBJECT_HASH_KEY": "k",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+        "MLOPS_SETTINGS": json.dumps({  # settings.InferenceSettings; the key is read at cold start
+            "experiments": EXPERIMENTS, "predictions_table": "predictions", "statistics_table": "statistics",
+            "state_table": "experiment-state", "subject_hash_secret": "subject-hash-key"}),
     })
     sys.path.insert(0, str(ROOT / "lambda"))
     import boto3
@@ -87,6 +89,7 @@ def count_calls() -> dict:
         boto3.DEFAULT_SESSION = None
         boto3.setup_default_session(region_name=REGION)
         boto3.DEFAULT_SESSION.events.register("before-call", hook)
+        boto3.client("secretsmanager").create_secret(Name="subject-hash-key", SecretString="k")
         ddb = boto3.client("dynamodb")
         for name, keys in (("predictions", [("inference_id", "HASH")]),
                            ("statistics", [("experiment", "HASH"), ("round_arm_hour", "RANGE")]),

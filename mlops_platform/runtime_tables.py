@@ -15,10 +15,14 @@ from .paths import RUNTIME_ROOT
 
 
 
-def _domain(module: str) -> ModuleType:
+def _runtime(module: str) -> ModuleType:
     if str(RUNTIME_ROOT) not in sys.path:
         sys.path.append(str(RUNTIME_ROOT))  # appended: never shadows an installed package
-    return importlib.import_module(f"mlops_runtime.domain.{module}")
+    return importlib.import_module(f"mlops_runtime.{module}")
+
+
+def _domain(module: str) -> ModuleType:
+    return _runtime(f"domain.{module}")
 
 
 def instance_types() -> ModuleType:
@@ -39,3 +43,8 @@ def monitoring_window() -> ModuleType:
 def promotion_domain() -> ModuleType:
     """``mlops_runtime.domain.promotion``: the controller -> deployer hand-over event."""
     return _domain("promotion")
+
+
+def runtime_settings() -> ModuleType:
+    """``mlops_runtime.settings``: every function's settings model, built by the stacks."""
+    return _runtime("settings")

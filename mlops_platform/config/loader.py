@@ -66,13 +66,20 @@ def parse_config(data: Any, source: str) -> PlatformConfig:
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: must be a mapping of settings, got {type(data).__name__}"])
     try:
-        return PlatformConfig.model_validate(data)
+        config = PlatformConfig.model_validate(data)
     except ValidationError as exc:
         known = _known_fields(PlatformConfig)
         raise ConfigError(
             f"{source}: field '{_field_path(tuple(err['loc']))}' {_describe(err, known)}"
             for err in exc.errors(include_url=False)
         ) from None
+    # The functions' own settings rules (cross-field ones included), applied now rather than at run time.
+    from ..function_settings import check  # imports the config models: not at module level
+
+    problems = check(config, source)
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def load_config(path: Path) -> PlatformConfig:

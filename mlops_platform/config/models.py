@@ -861,7 +861,7 @@ class ControllerConfig(StrictModel):
         return self
 
     def settings(self) -> dict:
-        """The controller Lambda's ``CONTROLLER`` entry (``handlers.experiment_controller``)."""
+        """The controller function's rule for this experiment (``settings.ControllerRule``)."""
         return self.model_dump(exclude={"interval_minutes"})
 
 

@@ -39,6 +39,7 @@ from ..pipelines.images import DEFAULT_SKLEARN
 from ..pipelines.monitoring_definition import sklearn_image_uri
 from .naming import EnvironmentNames
 from .platform_function import BUNDLE_DIR, PlatformFunction, PlatformFunctionProps
+from ..api_routes import HANDLERS
 from .rest_api import PlatformRestApi
 from .roles import processing_pipeline_role, read_code_assets
 from .vector_store import VectorStoreProps, VectorStores
@@ -59,7 +60,6 @@ class SemanticSearchProps:
     production: bool
     raw_data_bucket: s3.IBucket
     artifacts_bucket: s3.IBucket
-    rest_api: PlatformRestApi
     job_role: iam.IRole  # the SageMaker execution role (bulk job)
     topic: sns.ITopic
     function_props: Callable[..., PlatformFunctionProps]
@@ -82,7 +82,7 @@ class SemanticSearch(Construct):
         ))
         self.search = PlatformFunction(self, "SearchApi", props.function_props(
             function_name=f"{names.prefix}-search-api",
-            handler="mlops_runtime.handlers.search_api.handler",
+            handler=HANDLERS["search"],
             description="Search API: embeds the query and returns the nearest chunks",
             environment={"POWERTOOLS_METRICS_NAMESPACE": SEARCH_NAMESPACE},
             memory_mb=512, timeout=Duration.seconds(28), reserved_concurrency=20,
@@ -92,7 +92,6 @@ class SemanticSearch(Construct):
         for function in (self.indexer, self.search):
             function.function.add_environment("SEARCH_INDEXES", self.settings_json)
         self._grant()
-        props.rest_api.route("v1/search/{index}", "POST", self.search.function, path_parameters=("index",))
         self._route_documents()
         # The job's image may predate S3 Vectors: the tested SDK ships beside the code (pure-Python
         # wheels for the image's Python, installed at synthesis), so the job installs nothing.

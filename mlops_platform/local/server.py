@@ -10,9 +10,10 @@ Starts, on 127.0.0.1 only (never another interface):
    Firehose stream delivering to an S3 bucket, the notifications topic, and a SageMaker endpoint
    ``local-churn`` (model package group, two models, one endpoint config) with the production
    variants ``champion`` and ``challenger`` at 0.5 / 0.5;
-2. an HTTP server (``http.server.ThreadingHTTPServer``) on ``PORT`` (default 8080; 0 picks a free
-   port) that turns each request into an API Gateway REST proxy event, runs the real handler
-   in-process and writes its proxy response back:
+2. an HTTP server (werkzeug, as moto's) on ``PORT`` (default 8080; 0 picks a free port) whose URL map
+   is the API stack's route table (``mlops_platform.api_routes``) plus the rehearsal's own routes; it
+   turns each request into an API Gateway REST proxy event, runs the real handler in-process and
+   writes its proxy response back:
 
    - ``POST /v1/endpoints/{endpoint}/invocations``, ``GET /v1/experiments/{endpoint}``:
      ``mlops_runtime.handlers.inference_api.handler``;
@@ -23,7 +24,8 @@ Starts, on 127.0.0.1 only (never another interface):
      (the deployed platform runs it on a schedule), ``GET /local/info`` describes the rehearsal,
      ``GET /local/notifications`` drains what the controller published to the topic.
 
-The handlers get the environment variables the stack gives them and the real boto3 adapters,
+The handlers get the settings models the stack gives them (``mlops_runtime.settings``, built with the
+rehearsal's names; the subject-hash key in moto's Secrets Manager) and the real boto3 adapters,
 pointed at moto; only ``InvokeEndpoint`` is replaced (:class:`FakeModelRuntime`: moto has no model
 containers), answering ``{"variant", "model", "score"}`` for the variant that served. No
 authentication (the deployed API is IAM-authorised). One request at a time per process, as in one
@@ -37,6 +39,7 @@ import base64
 import binascii
 import dataclasses
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -53,9 +56,14 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.wrappers import Request, Response
+
+from mlops_platform.api_routes import HANDLERS, ROUTES as API_ROUTES, ApiRoute
 from mlops_platform.paths import RUNTIME_ROOT
 
 if str(RUNTIME_ROOT) not in sys.path:
@@ -122,6 +130,7 @@ class Names:
     model_package_group: str = ENDPOINT
     endpoint: str = ENDPOINT
     endpoint_config: str = f"{ENDPOINT}-config-1"
+    subject_hash_secret: str = f"{PREFIX}/subject-hash-key"
     subject_hash_key: str = "local-subject-hash-key-not-a-secret"
 
 
@@ -216,19 +225,51 @@ def document_lines() -> list[str]:
 # --- configuration: what the stack gives the functions ---------------------------------------------
 
 
-def experiments_env() -> dict[str, Any]:
-    """``EXPERIMENTS`` in the format of ``ApiStack.experiments_env()``."""
-    return {
-        ENDPOINT: {
-            "experiment": ENDPOINT,
-            "arms": [{"arm": variant, "endpoint": ENDPOINT, "variant": variant} for variant in VARIANTS],
-            "initial_weights": dict(INITIAL_WEIGHTS),
-            "allow_variant_override": True,  # lets you try one arm with X-Target-Arm
-            "content_types": ["application/json", "text/csv"],
-            "feature_group": None,
-            "salt": ENDPOINT,
-        }
-    }
+def _runtime_settings() -> Any:
+    from mlops_runtime import settings
+
+    return settings
+
+
+def experiments() -> dict[str, Any]:
+    """The rehearsal's one public endpoint, as ``function_settings.experiments`` builds them."""
+    settings = _runtime_settings()
+    return {ENDPOINT: settings.ExperimentSettings(
+        name=ENDPOINT,
+        arms={variant: settings.ArmTarget(arm=variant, endpoint=ENDPOINT, variant=variant) for variant in VARIANTS},
+        initial_weights=dict(INITIAL_WEIGHTS),
+        allow_variant_override=True,  # lets you try one arm with X-Target-Arm
+    )}
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """Each function's settings model (``mlops_runtime.settings``), with the rehearsal's names."""
+
+    inference: Any
+    feedback: Any
+    controller: Any
+
+
+def function_settings(names: Names, queue_url: str, topic_arn: str, secret_arn: str,
+                      controller: Mapping[str, Any]) -> FunctionSettings:
+    settings = _runtime_settings()
+    shared = {"statistics_table": names.statistics_table}
+    return FunctionSettings(
+        inference=settings.InferenceSettings(
+            experiments=experiments(), predictions_table=names.predictions_table, state_table=names.state_table,
+            subject_hash_secret=secret_arn, smoke_test_role=f"{PREFIX}-api-smoke-test", **shared,
+        ),
+        feedback=settings.FeedbackApiSettings(
+            predictions_table=names.predictions_table, feedback_table=names.feedback_table,
+            ground_truth_stream=names.ground_truth_stream, dead_letter_queue_url=queue_url,
+            subject_hash_secret=secret_arn, **shared,
+        ),
+        controller=settings.ControllerSettings(
+            experiments=experiments(), controllers={ENDPOINT: settings.ControllerRule(**controller)},
+            state_table=names.state_table, notification_topic_arn=topic_arn, **shared,
+        ),
+    )
 
 
 def search_indexes_env() -> dict[str, Any]:
@@ -246,11 +287,11 @@ def search_indexes_env() -> dict[str, Any]:
     }
 
 
-def function_environment(moto_url: str, names: Names, queue_url: str, topic_arn: str,
-                         controller: Mapping[str, Any]) -> dict[str, str]:
-    """Every variable the stack sets on the inference, feedback, controller and search functions, plus
-    what points boto3 at moto (fake credentials, region, ``AWS_ENDPOINT_URL``, no shared config)."""
-    compact = {"sort_keys": True, "separators": (",", ":")}
+def function_environment(moto_url: str) -> dict[str, str]:
+    """What points boto3 at moto (fake credentials, region, ``AWS_ENDPOINT_URL``, no shared config), the
+    search API's ``SEARCH_INDEXES`` and Powertools' variables. The other functions' settings are
+    objects (:func:`function_settings`), given to each handler: one process runs them all, so the
+    one settings variable of a deployed function cannot be set here."""
     return {
         # boto3 >= 1.28: every client without an explicit endpoint goes to moto
         "AWS_ENDPOINT_URL": moto_url,
@@ -261,25 +302,8 @@ def function_environment(moto_url: str, names: Names, queue_url: str, topic_arn:
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
-        # inference API and controller
-        "EXPERIMENTS": json.dumps(experiments_env(), **compact),
-        "CONTROLLER": json.dumps({ENDPOINT: dict(controller)}, **compact),
-        "PREDICTIONS_TABLE": names.predictions_table,
-        "STATISTICS_TABLE": names.statistics_table,
-        "EXPERIMENT_STATE_TABLE": names.state_table,
-        "SUBJECT_HASH_KEY": names.subject_hash_key,
-        "PREDICTION_TTL_DAYS": "30",
-        "ALLOCATION_CACHE_SECONDS": "30",  # as deployed; a local controller run expires the cache (see below)
-        "SMOKE_TEST_ROLE_NAME": f"{PREFIX}-api-smoke-test",  # no IAM caller locally: nothing is smoke traffic
-        "NOTIFICATION_TOPIC_ARN": topic_arn,
-        # feedback API
-        "FEEDBACK_TABLE": names.feedback_table,
-        "GROUND_TRUTH_STREAM": names.ground_truth_stream,
-        "DEAD_LETTER_QUEUE_URL": queue_url,
-        "FEEDBACK_MAX_AGE_DAYS": "30",
-        "FEEDBACK_RETENTION_DAYS": "90",
         # search API
-        "SEARCH_INDEXES": json.dumps(search_indexes_env(), **compact),
+        "SEARCH_INDEXES": json.dumps(search_indexes_env(), sort_keys=True, separators=(",", ":")),
         # Powertools: no X-Ray, warnings and errors only (unless set); metrics are printed as EMF
         # documents, as in Lambda (the command line hides them unless --emf)
         "POWERTOOLS_SERVICE_NAME": "mlops-local",
@@ -316,27 +340,35 @@ class _Environment:
 
 
 @dataclass(frozen=True)
-class Route:
+class LocalRoute:
+    """A route of the rehearsal only (the deployed platform runs the controller on a schedule)."""
+
     method: str
-    pattern: re.Pattern[str]
-    resource: str  # API Gateway's resource template
-    target: str  # inference | feedback | search | controller | info | notifications
+    path: str
+    function: str  # controller | info | notifications
 
 
-def _route(method: str, resource: str, target: str) -> Route:
-    regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(resource))
-    return Route(method, re.compile(f"^{regex}$"), resource, target)
-
-
-ROUTES: tuple[Route, ...] = (
-    _route("POST", "/v1/endpoints/{endpoint}/invocations", "inference"),
-    _route("GET", "/v1/experiments/{endpoint}", "inference"),
-    _route("POST", "/v1/feedback", "feedback"),
-    _route("POST", "/v1/search/{index}", "search"),
-    _route("POST", "/local/controller/{endpoint}", "controller"),
-    _route("GET", "/local/info", "info"),
-    _route("GET", "/local/notifications", "notifications"),
+LOCAL_ROUTES: tuple[LocalRoute, ...] = (
+    LocalRoute("POST", "/local/controller/{endpoint}", "controller"),
+    LocalRoute("GET", "/local/info", "info"),
+    LocalRoute("GET", "/local/notifications", "notifications"),
 )
+
+
+def _rule(route: ApiRoute | LocalRoute) -> Rule:
+    """A werkzeug rule for a route; the route itself is the rule's endpoint."""
+    return Rule(re.sub(r"\{(\w+)\}", r"<\1>", route.path), methods=[route.method], endpoint=route)
+
+
+# The API's routes (api_routes.ROUTES, as the stack deploys them) and the rehearsal's own.
+URL_MAP = Map([_rule(route) for route in (*API_ROUTES, *LOCAL_ROUTES)], strict_slashes=False,
+              merge_slashes=False)
+
+
+def route_table() -> list[tuple[str, str]]:
+    """(method, path) of every route the rehearsal serves, read from its URL map."""
+    return [(method, route.path) for rule in URL_MAP.iter_rules() for route in [rule.endpoint]
+            for method in sorted(rule.methods or ()) if method == route.method]
 
 
 class LambdaContext:
@@ -533,16 +565,10 @@ class TransactionBackups:
             restore()
 
 
-# --- the HTTP server -------------------------------------------------------------------------------
+# --- the HTTP server (werkzeug) --------------------------------------------------------------------
 
 
-class _BodyError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
+class _RequestHandler(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients may reuse a connection
     server_version = "mlops-local"
     sys_version = ""
@@ -551,72 +577,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     server: _HttpServer
 
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            data = bytearray()
-            while True:
-                line = self.rfile.readline(65_537)
-                try:
-                    size = int(line.split(b";", 1)[0].strip() or b"x", 16)
-                except ValueError as error:
-                    raise _BodyError(400, "bad chunked encoding") from error
-                if size == 0:
-                    while self.rfile.readline(65_537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(data)
-                if len(data) + size > MAX_BODY_BYTES:
-                    raise _BodyError(413, "request body too large")
-                data += self.rfile.read(size)
-                self.rfile.readline()
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return b""
-        try:
-            length = int(raw)
-        except ValueError as error:
-            raise _BodyError(400, "bad Content-Length") from error
-        if length < 0:
-            raise _BodyError(400, "bad Content-Length")
-        if length > MAX_BODY_BYTES:
-            raise _BodyError(413, "request body too large")
-        return self.rfile.read(length)
-
-    def _handle(self) -> None:
-        try:
-            body = self._read_body()
-        except _BodyError as error:
-            self.close_connection = True
-            self._send(*_json_answer(error.status, {"message": error.message}))
-            return
-        status, headers, payload = self.server.platform.dispatch(
-            self.command, self.path, list(self.headers.items()), body, self.client_address[0]
-        )
-        self._send(status, headers, payload)
-
-    def _send(self, status: int, headers: Sequence[tuple[str, str]], payload: bytes) -> None:
-        if self.server.platform.stopping:
-            self.close_connection = True
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        # Headers and body in one write (end_headers() would send the headers alone first).
-        self._headers_buffer.append(b"\r\n")
-        if self.command != "HEAD":
-            self._headers_buffer.append(payload)
-        self.flush_headers()
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if self.server.access_log:
-            sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+            sys.stderr.write(f"{self.address_string()} - {self.requestline} {code} {size}\n")
 
 
-class _HttpServer(ThreadingHTTPServer):
-    """A thread per connection; on close, open connections are cut and their threads joined."""
+class _HttpServer(ThreadedWSGIServer):
+    """werkzeug's threaded server; on close, open connections are cut and their threads joined."""
 
     daemon_threads = False
     block_on_close = True
@@ -626,7 +593,7 @@ class _HttpServer(ThreadingHTTPServer):
         self.access_log = access_log
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__((HOST, port), _RequestHandler)
+        super().__init__(HOST, port, platform.wsgi, handler=_RequestHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -701,7 +668,8 @@ class LocalPlatform:
         self._http: _HttpServer | None = None
         self._http_thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
-        self._saved_handlers: list[tuple[Any, dict[str, Any]]] = []
+        self.settings: FunctionSettings | None = None
+        self._saved_handlers: list[tuple[Any, Any]] = []  # each handler's lazy runtime and its value before
         self._lock = threading.Lock()  # one request at a time, as in one Lambda execution environment
         self._started = False
         self._werkzeug_level: int | None = None
@@ -926,32 +894,34 @@ class LocalPlatform:
             "topic_arn": topic_arn,
             **{f"model_package_{variant}": arn for variant, arn in packages.items()},
         }
-        self.environment = function_environment(self.moto_url, names, queue_url, topic_arn, self.controller)
+        # the subject-hash key, read by the handlers with Powertools parameters as deployed
+        secret_arn = self.client("secretsmanager").create_secret(
+            Name=names.subject_hash_secret, SecretString=names.subject_hash_key)["ARN"]
+        self.settings = function_settings(names, queue_url, topic_arn, secret_arn, self.controller)
+        self.environment = function_environment(self.moto_url)
         self._env.apply(self.environment)
 
     # --- the handlers ---
     def _configure_handlers(self) -> None:
-        """The real handlers over the real adapters, each given its own client of the moto server."""
+        """The real handlers over the real adapters, each given its settings and its own moto client."""
         from mlops_runtime.adapters.embedders import embedder_for
         from mlops_runtime.adapters.experiments_store import DynamoDBExperimentsStore
         from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore
         from mlops_runtime.adapters.ground_truth import FirehoseGroundTruthWriter, SqsDeadLetterQueue
         from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
+        from mlops_runtime.adapters.secrets import subject_hash_key
         from mlops_runtime.adapters.vector_store import InMemoryVectorStore
-        from mlops_runtime.domain.feedback import RetryBudget, settings_from_env
+        from mlops_runtime.domain.feedback import RetryBudget
         from mlops_runtime.domain.search import parse_settings
         from mlops_runtime.handlers import experiment_controller, feedback_api, inference_api, search_api
         from mlops_runtime.search.indexing import index_lines
 
-        for module, names in ((inference_api, ("_runtime",)), (feedback_api, ("_runtime",)),
-                              (search_api, ("_runtime",)),
-                              (experiment_controller, ("_experiments", "_store", "_endpoints", "_sns", "_events"))):
-            self._saved_handlers.append((module, {name: getattr(module, name) for name in names}))
-
+        self._saved_handlers = [(lazy, lazy.current) for lazy in (
+            inference_api.runtime, feedback_api.runtime, search_api.runtime, *experiment_controller.lazies)]
         names = self.names
         ddb = self.client("dynamodb")
-        # inference API: everything from the environment, as deployed; the model container is faked
-        inference = inference_api.runtime_from_env()
+        # inference API: built from its settings, as deployed; the model container is faked
+        inference = inference_api.runtime_from_settings(self.settings.inference, self.client("secretsmanager"))
         inference_api.configure(dataclasses.replace(
             inference,
             store=DynamoDBExperimentsStore(names.predictions_table, names.statistics_table, names.state_table,
@@ -959,7 +929,8 @@ class LocalPlatform:
             model=self.model,
         ))
         # feedback API: Runtime.from_env's adapters, with the moto clients
-        settings = settings_from_env(os.environ)
+        settings = self.settings.feedback.limits(
+            subject_hash_key(self.settings.feedback.subject_hash_secret, self.client("secretsmanager")))
         budget = RetryBudget(time.monotonic)
         feedback_api.configure(feedback_api.Runtime(
             settings=settings,
@@ -970,12 +941,13 @@ class LocalPlatform:
             dead_letters=SqsDeadLetterQueue(settings.dead_letter_queue_url, self.client("sqs")),
             budget=budget,
         ))
-        # controller: EXPERIMENTS and CONTROLLER from the environment, adapters over moto
+        # controller: its settings, adapters over moto
         experiment_controller.configure(
             store=DynamoDBExperimentsStore(None, names.statistics_table, names.state_table, ddb),
             endpoints=Boto3EndpointControl(self.client("sagemaker")),
             sns=self.client("sns"),
             events=self.client("events"),  # the decision's hand-over to the deployer (none runs locally)
+            settings=self.settings.controller,
         )
         # search API: its settings from SEARCH_INDEXES; a store of this run's own, seeded here
         indexes = parse_settings(os.environ["SEARCH_INDEXES"])
@@ -988,61 +960,64 @@ class LocalPlatform:
         search_api.configure(search)
 
     def _restore_handlers(self) -> None:
-        for module, values in reversed(self._saved_handlers):
-            for name, value in values.items():
-                setattr(module, name, value)
+        for lazy, value in reversed(self._saved_handlers):
+            lazy.set(value)
         self._saved_handlers.clear()
 
     # --- requests ---
-    def dispatch(self, method: str, raw_path: str, headers: Sequence[tuple[str, str]], body: bytes,
-                 source_ip: str = HOST) -> Answer:
-        """One HTTP request -> (status, headers, body)."""
-        parsed = urllib.parse.urlsplit(raw_path)
-        path = urllib.parse.unquote(parsed.path) or "/"
-        allowed = []
-        for route in ROUTES:
-            match = route.pattern.match(path)
-            if match is None:
-                continue
-            if route.method != method:
-                allowed.append(route.method)
-                continue
-            parameters = match.groupdict()
-            with self._lock:
-                return self._call(route, path, parameters, headers, parsed.query, body, source_ip)
-        if allowed:
-            return _json_answer(405, {"error": "method_not_allowed", "message": f"use {', '.join(allowed)}"},
-                                [("Allow", ", ".join(allowed))])
-        return _json_answer(404, {"error": "not_found", "message": f"no route {method} {path}"})
-
-    def _call(self, route: Route, path: str, parameters: dict[str, str], headers: Sequence[tuple[str, str]],
-              query: str, body: bytes, source_ip: str) -> Answer:
-        if route.target == "info":
-            return _json_answer(200, self.info())
-        if route.target == "notifications":
-            return _json_answer(200, {"messages": self.notifications()})
-        if route.target == "controller":
-            return self._run_controller(parameters["endpoint"])
-        handler = self._handler(route.target)
-        event = proxy_event(route.method, path, route.resource, parameters, headers, query, body, source_ip)
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        """The WSGI application: one HTTP request -> the route's handler -> its proxy response."""
+        request = Request(environ)
+        request.max_content_length = MAX_BODY_BYTES  # API Gateway's payload limit
         try:
-            result = handler(event, LambdaContext(f"{PREFIX}-{route.target}-api"))
+            route, parameters = URL_MAP.bind_to_environ(environ).match()
+            body = request.get_data()
+        except MethodNotAllowed as error:
+            allowed = ", ".join(sorted(set(error.valid_methods or ()) - {"HEAD"}))
+            status, headers, payload = _json_answer(
+                405, {"error": "method_not_allowed", "message": f"use {allowed}"}, [("Allow", allowed)])
+        except NotFound:
+            status, headers, payload = _json_answer(
+                404, {"error": "not_found", "message": f"no route {request.method} {request.path}"})
+        except HTTPException as error:  # 413 (body over the limit), 400 (a malformed request)
+            status, headers, payload = _json_answer(error.code or 400, {"message": error.description})
+        else:
+            with self._lock:
+                status, headers, payload = self._call(
+                    route, request.path, parameters, list(request.headers.items()),
+                    request.query_string.decode("latin-1"), body, request.remote_addr or HOST)
+        response = Response(payload, status=status, headers=headers)
+        if self.stopping:
+            response.headers["Connection"] = "close"
+        return response(environ, start_response)
+
+    def _call(self, route: ApiRoute | LocalRoute, path: str, parameters: dict[str, str],
+              headers: Sequence[tuple[str, str]], query: str, body: bytes, source_ip: str) -> Answer:
+        if route.function == "info":
+            return _json_answer(200, self.info())
+        if route.function == "notifications":
+            return _json_answer(200, {"messages": self.notifications()})
+        if route.function == "controller":
+            return self._run_controller(parameters["endpoint"])
+        handler = self._handler(route.function)
+        event = proxy_event(route.method, path, route.path, parameters, headers, query, body, source_ip)
+        try:
+            result = handler(event, LambdaContext(f"{PREFIX}-{route.function}-api"))
         except Exception:  # a crashed function: API Gateway answers 502
             traceback.print_exc()
             return _json_answer(502, {"message": "Internal server error"})
         return proxy_response(result)
 
     @staticmethod
-    def _handler(target: str) -> Callable[[dict[str, Any], Any], Any]:
-        from mlops_runtime.handlers import feedback_api, inference_api, search_api
-
-        return {"inference": inference_api.handler, "feedback": feedback_api.handler,
-                "search": search_api.handler}[target]
+    def _handler(function: str) -> Callable[[dict[str, Any], Any], Any]:
+        """The function's handler, as api_routes.HANDLERS names it for the stack."""
+        module, name = HANDLERS[function].rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)
 
     def _run_controller(self, endpoint: str) -> Answer:
         from mlops_runtime.handlers import experiment_controller
 
-        if endpoint not in json.loads(self.environment["EXPERIMENTS"]):
+        if endpoint not in self.settings.controller.experiments:
             return _json_answer(404, {"error": "unknown_endpoint",
                                       "message": f"no endpoint named {endpoint!r}"})
         from mlops_runtime.handlers import inference_api
@@ -1068,7 +1043,7 @@ class LocalPlatform:
             "search_index": SEARCH_INDEX,
             "documents": len(DOCUMENTS),
             "controller": self.controller,
-            "routes": [f"{route.method} {route.resource}" for route in ROUTES],
+            "routes": [f"{method} {path}" for method, path in route_table()],
         }
 
     def notifications(self) -> list[dict[str, Any]]:
@@ -1104,7 +1079,7 @@ def _port_from_env() -> int:
 
 
 def banner(platform: LocalPlatform) -> str:
-    routes = "\n".join(f"  {route.method:4} {route.resource}" for route in ROUTES)
+    routes = "\n".join(f"  {method:4} {path}" for method, path in route_table())
     return (
         "MLOps platform, local rehearsal (moto; nothing reaches AWS)\n"
         f"base url: {platform.base_url}\n"

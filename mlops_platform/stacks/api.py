@@ -31,7 +31,10 @@ from constructs import Construct
 
 from ..compliance import KMS_GRANT_ACTIONS, acknowledge, acknowledge_wildcards
 from ..config import PlatformConfig
-from ..config.models import ControllerConfig, Route
+from ..config.models import Route
+from .. import function_settings
+from ..api_routes import HANDLERS, ROUTES, ApiRoute
+from ..function_settings import ApiResources, controller_of
 from ..constructs.experiment_tables import ExperimentTables, ExperimentTablesProps
 from ..constructs.ground_truth_stream import GroundTruthStream, GroundTruthStreamProps
 from ..constructs.naming import EnvironmentNames, pascal
@@ -41,14 +44,12 @@ from ..constructs.platform_function import PlatformFunction
 from ..constructs.rest_api import PlatformRestApi, PlatformRestApiProps, caller_policy
 from .foundation import FoundationStack, removal_policy_of
 
-BOOKKEEPING = ControllerConfig(strategy="fixed", stop=False, min_share=0, interval_minutes=15)
 API_GATEWAY_TIMEOUT = Duration.seconds(28)  # API Gateway stops waiting for the integration at 29 s
 CONTROLLER_TIMEOUT = Duration.minutes(1)
 REPLAY_TIMEOUT = Duration.minutes(2)
 REPLAY_ATTEMPTS = 5  # receives of a dead letter before it is parked for a human
-# API Gateway validates only the shape of a feedback body; the handler validates every record and
-# answers per record (a JSON-schema failure here would refuse a whole batch for one bad record).
-FEEDBACK_BODY_SCHEMA = apigateway.JsonSchema(
+# ApiRoute.object_body: API Gateway validates only that shape; the handler validates the rest.
+OBJECT_BODY_SCHEMA = apigateway.JsonSchema(
     schema=apigateway.JsonSchemaVersion.DRAFT4, type=apigateway.JsonSchemaType.OBJECT,
     min_properties=1,
 )
@@ -78,10 +79,6 @@ class ApiStack(Stack):
             rate_limit=api_config.rate_limit, burst_limit=api_config.burst_limit, daily_quota=api_config.daily_quota,
             key=foundation.key, log_retention_days=config.log_retention_days, removal_policy=removal,
         ))
-        self.experiments_json = json.dumps(self.experiments_env(), sort_keys=True, separators=(",", ":"))
-        self.inference = self._inference_function()
-        for path, method in (("v1/endpoints/{endpoint}/invocations", "POST"), ("v1/experiments/{endpoint}", "GET")):
-            self.rest_api.route(path, method, self.inference.function, path_parameters=("endpoint",))
         self.notifications = sns.Topic.from_topic_arn(self, "Notifications", self._topic_arn)
         self.ground_truth = GroundTruthStream(self, "GroundTruth", GroundTruthStreamProps(
             stream_name=f"{config.name_prefix}-ground-truth",
@@ -89,12 +86,24 @@ class ApiStack(Stack):
             key=foundation.key, log_retention_days=config.log_retention_days, removal_policy=removal,
         ))
         self.feedback_dead_letters, self.feedback_parked = self._feedback_dead_letter_queues()
+        self.resources = ApiResources(
+            predictions_table=self.tables.predictions.table_name,
+            statistics_table=self.tables.statistics.table_name,
+            state_table=self.tables.state.table_name,
+            feedback_table=self.tables.feedback.table_name,
+            ground_truth_stream=self.ground_truth.stream.delivery_stream_name,
+            dead_letter_queue_url=self.feedback_dead_letters.queue_url,
+            subject_hash_secret=self.subject_hash_key.secret_arn,
+            notification_topic_arn=self._topic_arn,
+            smoke_test_role=self.smoke_test_role_name(config),
+        )
+        self.inference = self._inference_function()
         self.feedback = self._feedback_function()
-        self.rest_api.route("v1/feedback", "POST", self.feedback.function,
-                            body_schema=FEEDBACK_BODY_SCHEMA, model_name="FeedbackBody")
         self.feedback_replay = self._feedback_replay_function()
         self.alarms = self._feedback_alarms()
         self.search = self._semantic_search() if config.search.indexes else None
+        self.routed = self._route({"inference": self.inference, "feedback": self.feedback,
+                                   **({"search": self.search.search} if self.search else {})})
         self.controller = self._controller_function()
         self.schedule_role = scheduler_invoke_role(self, "ControllerScheduleRole", self.controller.function,
                                                    "EventBridge Scheduler runs the experiment controller")
@@ -132,34 +141,6 @@ class ApiStack(Stack):
     def _topic_arn(self) -> str:
         return self.names.notifications_topic_arn
 
-    @staticmethod
-    def controller_of(route: Route) -> ControllerConfig:
-        """The route's controller; without one, bookkeeping only: the split stays fixed, but each
-        run still records the deployed model packages and starts a new round on a new deployment."""
-        return route.config.controller or BOOKKEEPING
-
-    def experiments_env(self) -> dict[str, Any]:
-        """``EXPERIMENTS`` of the inference and controller Lambdas (``adapters.experiments_store``)."""
-        groups = {g.name: g for g in self.config.feature_store.feature_groups}
-        result = {}
-        for route in self.routes:
-            lookup = route.config.features
-            result[route.name] = {
-                "experiment": route.name,
-                "arms": [{"arm": arm.arm, "endpoint": self.endpoint_name(arm.endpoint), "variant": arm.variant}
-                         for arm in route.arms],
-                "initial_weights": route.initial_weights,
-                "allow_variant_override": route.allow_variant_override,
-                "content_types": list(route.config.content_types),
-                "feature_group": None if lookup is None else {
-                    "name": f"{self.config.name_prefix}-{lookup.feature_group}",
-                    "features": list(lookup.features),
-                    "record_identifier": groups[lookup.feature_group].record_identifier,
-                },
-                "salt": route.name,
-            }
-        return result
-
     def _endpoint_arns(self, routes: tuple[Route, ...]) -> list[str]:
         names = sorted({self.endpoint_name(arm.endpoint) for route in routes for arm in route.arms})
         return [self._arn("sagemaker", f"endpoint/{name}") for name in names]
@@ -186,9 +167,27 @@ class ApiStack(Stack):
                                       "subject hashes unjoinable with new ones.")
         return secret
 
-    def _hash_key_value(self) -> str:
-        # A CloudFormation dynamic reference: resolved at deploy time, never in the template.
-        return self.subject_hash_key.secret_value.unsafe_unwrap()
+    def _grant_subject_hash_key(self, role: iam.IRole) -> None:
+        """Read the key once at cold start (Powertools parameters). In the role's policy, not with
+        ``Secret.grant_read``: that also edits the key's policy in the Foundation stack, a cycle."""
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadTheSubjectHashKey", actions=["secretsmanager:GetSecretValue"],
+            resources=[self.subject_hash_key.secret_arn]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid="DecryptTheSubjectHashKey", actions=["kms:Decrypt"], resources=[self.foundation.key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"}}))
+
+    def _route(self, functions: dict[str, PlatformFunction]) -> list[ApiRoute]:
+        """Every route of ``api_routes.ROUTES`` whose function this environment deploys."""
+        routed = [route for route in ROUTES if route.function in functions]
+        for route in routed:
+            self.rest_api.route(
+                route.path.lstrip("/"), route.method, functions[route.function].function,
+                path_parameters=route.parameters,
+                **({"body_schema": OBJECT_BODY_SCHEMA, "model_name": f"{pascal(route.function)}Body"}
+                   if route.object_body else {}),
+            )
+        return routed
 
     # --- inference --------------------------------------------------------------------------
     def _inference_function(self) -> PlatformFunction:
@@ -199,18 +198,10 @@ class ApiStack(Stack):
             self, "Inference",
             self.foundation.function_props(
                 function_name=f"{config.name_prefix}-inference-api",
-                handler="mlops_runtime.handlers.inference_api.handler",
+                handler=HANDLERS["inference"],
                 description="Inference API: sticky A/B routing, InvokeEndpoint, prediction records",
                 environment={
-                    "EXPERIMENTS": self.experiments_json,
-                    "PREDICTIONS_TABLE": tables.predictions.table_name,
-                    "STATISTICS_TABLE": tables.statistics.table_name,
-                    "EXPERIMENT_STATE_TABLE": tables.state.table_name,
-                    "SUBJECT_HASH_KEY": self._hash_key_value(),
-                    "PREDICTION_TTL_DAYS": str(api.prediction_ttl_days),
-                    "ALLOCATION_CACHE_SECONDS": str(api.allocation_cache_seconds),
-                    # its requests marked X-Smoke-Test are served but counted in no experiment
-                    "SMOKE_TEST_ROLE_NAME": self.smoke_test_role_name(config),
+                    **function_settings.inference(config, self.resources).to_env(),
                     "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Inference",
                 },
                 memory_mb=api.inference_memory_mb,
@@ -220,6 +211,7 @@ class ApiStack(Stack):
         )
         role = function.role
         tables.predictions.grant_write_data(role)
+        self._grant_subject_hash_key(role)
         tables.statistics.grant_read_write_data(role)  # GET /v1/experiments reads, invocations ADD
         tables.state.grant_read_data(role)
         endpoints = self._endpoint_arns(self.routes)
@@ -240,7 +232,6 @@ class ApiStack(Stack):
     def _controller_function(self) -> PlatformFunction:
         config = self.config
         tables = self.tables
-        settings = {route.name: self.controller_of(route).settings() for route in self.routes}
         function = PlatformFunction(
             self, "ExperimentController",
             self.foundation.function_props(
@@ -248,11 +239,8 @@ class ApiStack(Stack):
                 handler="mlops_runtime.handlers.experiment_controller.handler",
                 description="Moves experiment traffic by bandit strategy, with guardrails and a stopping rule",
                 environment={
-                    "EXPERIMENTS": self.experiments_json,
-                    "CONTROLLER": json.dumps(settings, sort_keys=True, separators=(",", ":")),
-                    "STATISTICS_TABLE": tables.statistics.table_name,
-                    "EXPERIMENT_STATE_TABLE": tables.state.table_name,
-                    "NOTIFICATION_TOPIC_ARN": self._topic_arn,
+                    **function_settings.controller(
+                        config, self.resources, function_settings.controller_rules(config)).to_env(),
                     "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Experiments",
                 },
                 timeout=CONTROLLER_TIMEOUT,
@@ -296,7 +284,7 @@ class ApiStack(Stack):
         return function
 
     def _schedule(self, route: Route) -> scheduler.CfnSchedule:
-        controller = self.controller_of(route)
+        controller = controller_of(route)
         role = self.schedule_role
         minutes = controller.interval_minutes
         return scheduler.CfnSchedule(
@@ -326,7 +314,6 @@ class ApiStack(Stack):
             production=config.is_production,
             raw_data_bucket=self.foundation.import_bucket(self, "raw-data"),
             artifacts_bucket=self.foundation.import_bucket(self, "artifacts"),
-            rest_api=self.rest_api,
             job_role=self.foundation.sagemaker_role,
             topic=self.notifications,
             function_props=self.foundation.function_props,
@@ -352,16 +339,9 @@ class ApiStack(Stack):
         )
         return dead_letters, parked
 
-    def _feedback_environment(self) -> dict[str, str]:
-        tables = self.tables
+    def _feedback_environment(self, *, replay: bool) -> dict[str, str]:
         return {
-            "PREDICTIONS_TABLE": tables.predictions.table_name,
-            "FEEDBACK_TABLE": tables.feedback.table_name,
-            "STATISTICS_TABLE": tables.statistics.table_name,
-            "GROUND_TRUTH_STREAM": self.ground_truth.stream.delivery_stream_name,
-            "DEAD_LETTER_QUEUE_URL": self.feedback_dead_letters.queue_url,
-            "FEEDBACK_MAX_AGE_DAYS": str(self.config.serving.api.feedback_max_age_days),
-            "FEEDBACK_RETENTION_DAYS": str(self.config.serving.api.feedback_retention_days),
+            **function_settings.feedback(self.config, self.resources, replay=replay).to_env(),
             "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Feedback",
         }
 
@@ -378,19 +358,16 @@ class ApiStack(Stack):
             self, "FeedbackApi",
             self.foundation.function_props(
                 function_name=f"{config.name_prefix}-feedback-api",
-                handler="mlops_runtime.handlers.feedback_api.handler",
+                handler=HANDLERS["feedback"],
                 description="Feedback API: joins ground truth to predictions, credits the serving arm",
-                environment={
-                    **self._feedback_environment(),
-                    "SUBJECT_HASH_KEY": self._hash_key_value(),
-                    "FEEDBACK_MAX_BATCH": str(config.serving.api.feedback_max_batch),
-                },
+                environment=self._feedback_environment(replay=False),
                 memory_mb=512,
                 timeout=API_GATEWAY_TIMEOUT,  # the handler stops retrying 6 s before its deadline
                 reserved_concurrency=config.serving.api.inference_reserved_concurrency,
             ),
         )
         self._grant_feedback_writes(function.role)
+        self._grant_subject_hash_key(function.role)
         self.feedback_dead_letters.grant_send_messages(function.role)
         acknowledge_wildcards(function.role.node.find_child("DefaultPolicy"), KMS_GRANT_ACTIONS,
                               "KMS data-key actions come from the table, stream and queue grants on the key.")
@@ -404,7 +381,7 @@ class ApiStack(Stack):
                 function_name=f"{config.name_prefix}-feedback-replay",
                 handler="mlops_runtime.handlers.feedback_replay.handler",
                 description="Replays dead-lettered feedback (idempotent); failures go back to the queue",
-                environment=self._feedback_environment(),
+                environment=self._feedback_environment(replay=True),
                 memory_mb=512,
                 timeout=REPLAY_TIMEOUT,
                 reserved_concurrency=2,  # a slow, steady drain: the downstream was the problem

@@ -168,8 +168,9 @@ OPERATIONS: dict[tuple[str, str], Builder] = {
     ("cloudwatch", "DescribeAlarms"): lambda p: [_alarm("cloudwatch:DescribeAlarms", n) for n in p.get("AlarmNames", ["*"])],
     ("cloudwatch", "DeleteAlarms"): lambda p: [_alarm("cloudwatch:DeleteAlarms", n) for n in p["AlarmNames"]],
     # secrets and models
-    ("secretsmanager", "GetSecretValue"): lambda p: [
-        _r("secretsmanager:GetSecretValue", f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{NAME}-AbCdEf")],
+    ("secretsmanager", "GetSecretValue"): lambda p: [  # by ARN (the API's settings) or by name
+        _r("secretsmanager:GetSecretValue", arn_of("secretsmanager") if str(p["SecretId"]).startswith("arn:")
+           else f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{NAME}-AbCdEf")],
     ("bedrock-runtime", "InvokeModel"): lambda p: [
         _r("bedrock:InvokeModel", f"arn:aws:bedrock:{REGION}::foundation-model/{kept(p['modelId'])}")],
 }

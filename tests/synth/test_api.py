@@ -4,13 +4,12 @@ controller Lambdas' contracts and permissions; controller schedules."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from aws_cdk.assertions import Match
 
 from mlops_platform.config.loader import environment_names
-from mlops_platform.paths import RUNTIME_ROOT
+from settings_support import deployed_settings
 
 pytestmark = pytest.mark.synth
 
@@ -32,14 +31,6 @@ def policy_statements(synthesis, environment, function_props) -> list[dict]:
     role = function_props["Role"]["Fn::GetAtt"][0]
     return [s for p in resources(synthesis, environment, "AWS::IAM::Policy").values()
             if {"Ref": role} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
-
-
-def runtime_module(name):
-    if str(RUNTIME_ROOT) not in sys.path:
-        sys.path.append(str(RUNTIME_ROOT))
-    import importlib
-
-    return importlib.import_module(name)
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -107,30 +98,32 @@ def test_tables_keys_ttl_encryption_and_recovery(cdk_template, environment):
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_inference_lambda_contract_parses_with_the_runtimes_parser(synthesis, environment):
-    store = runtime_module("mlops_runtime.adapters.experiments_store")
     config = synthesis.configs[environment]
     props = function(synthesis, environment, "inference_api")
-    variables = props["Environment"]["Variables"]
-    experiments = store.parse_experiments(variables["EXPERIMENTS"])
+    settings = deployed_settings(props)
+    experiments = settings.experiments
     assert sorted(experiments) == sorted(route.name for route in config.serving.routes())
     for route in config.serving.routes():
         parsed = experiments[route.name]
         assert [(t.endpoint, t.variant) for t in parsed.arms.values()] == [
             (f"{config.name_prefix}-{arm.endpoint}", arm.variant) for arm in route.arms]
         assert parsed.initial_weights == pytest.approx(route.initial_weights)
-    assert variables["PREDICTION_TTL_DAYS"] == str(config.serving.api.prediction_ttl_days)
-    for name in ("PREDICTIONS_TABLE", "STATISTICS_TABLE", "EXPERIMENT_STATE_TABLE"):
-        assert "Ref" in variables[name]
-    # The HMAC key is a dynamic reference resolved at deploy time, never a literal in the template.
-    key = json.dumps(variables["SUBJECT_HASH_KEY"])
-    assert "{{resolve:secretsmanager:" in key
+    assert settings.prediction_ttl_days == config.serving.api.prediction_ttl_days
+    tables = resources(synthesis, environment, "AWS::DynamoDB::Table")
+    for name in ("predictions_table", "statistics_table", "state_table"):
+        assert getattr(settings, name).strip("<>") in tables
+    # The HMAC key is read at cold start from Secrets Manager: only the secret's id is configured.
+    (secret_id,) = resources(synthesis, environment, "AWS::SecretsManager::Secret")
+    assert settings.subject_hash_secret == f"<{secret_id}>"
+    assert "SUBJECT_HASH_KEY" not in props["Environment"]["Variables"]
+    statements = policy_statements(synthesis, environment, props)
+    assert any("secretsmanager:GetSecretValue" in json.dumps(s["Action"]) and secret_id in json.dumps(s["Resource"])
+               for s in statements)
     assert props["Timeout"] <= 28 and props["TracingConfig"] == {"Mode": "Active"}
 
 
 def test_dev_ab_test_spans_two_serverless_endpoints(synthesis):
-    store = runtime_module("mlops_runtime.adapters.experiments_store")
-    variables = function(synthesis, "dev", "inference_api")["Environment"]["Variables"]
-    ab = store.parse_experiments(variables["EXPERIMENTS"])["example-classifier-ab"]
+    ab = deployed_settings(function(synthesis, "dev", "inference_api")).experiments["example-classifier-ab"]
     assert ab.endpoints == ("mlops-dev-example-classifier", "mlops-dev-example-classifier-candidate")
     assert ab.initial_weights == {"current": 0.5, "candidate": 0.5}
 
@@ -150,22 +143,23 @@ def test_inference_may_invoke_only_this_environments_endpoints(synthesis, enviro
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_controller_runs_on_a_schedule_per_route(synthesis, environment):
-    from mlops_platform.stacks.api import ApiStack
+    from mlops_platform.function_settings import controller_of
 
     config = synthesis.configs[environment]
     routes = config.serving.routes()
     assert any(r.config.controller for r in routes), "every environment's config runs a bandit somewhere"
     props = function(synthesis, environment, "experiment_controller")
-    settings = json.loads(props["Environment"]["Variables"]["CONTROLLER"])
-    assert settings == {r.name: ApiStack.controller_of(r).settings() for r in routes}
+    settings = deployed_settings(props).controllers
+    assert {name: rule.model_dump(exclude_none=True) for name, rule in settings.items()} == {
+        r.name: {k: v for k, v in controller_of(r).settings().items() if v is not None} for r in routes}
     for route in routes:
         if route.config.controller is None:  # bookkeeping: never moves, never decides
-            assert settings[route.name]["strategy"] == "fixed" and settings[route.name]["stop"] is False
+            assert settings[route.name].strategy == "fixed" and settings[route.name].stop is False
     schedules = {json.loads(s["Properties"]["Target"]["Input"])["experiment"]: s["Properties"]
                  for s in resources(synthesis, environment, "AWS::Scheduler::Schedule").values()}
     assert sorted(schedules) == sorted(r.name for r in routes)
     for route in routes:
-        minutes = ApiStack.controller_of(route).interval_minutes
+        minutes = controller_of(route).interval_minutes
         assert schedules[route.name]["ScheduleExpression"] == f"rate({minutes} minutes)"
         assert schedules[route.name]["Target"]["Arn"]["Fn::GetAtt"][1] == "Arn"
     statements = policy_statements(synthesis, environment, props)
@@ -244,19 +238,21 @@ def test_ground_truth_goes_through_encrypted_firehose_to_the_feedback_bucket(syn
 def test_feedback_lambda_contract_and_least_privilege(synthesis, environment):
     config = synthesis.configs[environment]
     props = function(synthesis, environment, "feedback_api")
-    variables = props["Environment"]["Variables"]
+    settings = deployed_settings(props)
     streams = resources(synthesis, environment, "AWS::KinesisFirehose::DeliveryStream")
     queues = resources(synthesis, environment, "AWS::SQS::Queue")
     (stream_id,) = streams
-    assert variables["GROUND_TRUTH_STREAM"] == {"Ref": stream_id}
+    assert settings.ground_truth_stream == f"<{stream_id}>"
     (dead_letters_id,) = [k for k, q in queues.items() if k.startswith("FeedbackDeadLetters")]
-    assert variables["DEAD_LETTER_QUEUE_URL"] == {"Ref": dead_letters_id}
-    assert variables["FEEDBACK_MAX_BATCH"] == str(config.serving.api.feedback_max_batch)
-    assert variables["FEEDBACK_MAX_AGE_DAYS"] == str(config.serving.api.feedback_max_age_days)
-    assert int(variables["FEEDBACK_RETENTION_DAYS"]) > int(variables["FEEDBACK_MAX_AGE_DAYS"])
-    for name in ("PREDICTIONS_TABLE", "FEEDBACK_TABLE", "STATISTICS_TABLE"):
-        assert "Ref" in variables[name]
-    assert "{{resolve:secretsmanager:" in json.dumps(variables["SUBJECT_HASH_KEY"])
+    assert settings.dead_letter_queue_url == f"<{dead_letters_id}>"
+    api = config.serving.api
+    assert (settings.max_batch, settings.max_age_days, settings.retention_days) == (
+        api.feedback_max_batch, api.feedback_max_age_days, api.feedback_retention_days)
+    tables = resources(synthesis, environment, "AWS::DynamoDB::Table")
+    for name in ("predictions_table", "feedback_table", "statistics_table"):
+        assert getattr(settings, name).strip("<>") in tables
+    (secret_id,) = resources(synthesis, environment, "AWS::SecretsManager::Secret")
+    assert settings.subject_hash_secret == f"<{secret_id}>"
     assert props["Timeout"] <= 28
     statements = policy_statements(synthesis, environment, props)
     by_action = {}

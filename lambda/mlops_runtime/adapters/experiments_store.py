@@ -26,10 +26,13 @@ import math
 import random
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlops_runtime.domain.rounds import STATISTICS_SORT_KEY as STATISTICS_KEY
 from mlops_runtime.domain.rounds import ArmCounts, parse_statistics_key, round_prefix, sum_rows
+
+if TYPE_CHECKING:  # the settings model (pydantic) is the handlers' import, not this adapter's
+    from mlops_runtime.settings import ExperimentSettings
 
 
 # Attempts of the per-request transaction when it conflicts with a concurrent feedback credit.
@@ -248,103 +251,7 @@ class DynamoDBExperimentsStore:
         return version
 
 
-# --- configuration (env ``EXPERIMENTS``), shared by the inference API and the controller ----------
-
-
-class InvalidExperimentConfig(ValueError):
-    """``EXPERIMENTS`` (or ``CONTROLLER``) does not describe usable experiments."""
-
-
-class ArmTarget:
-    """Where an arm's traffic goes: a SageMaker endpoint and one of its production variants."""
-
-    __slots__ = ("arm", "endpoint", "variant", "model_package_arn")
-
-    def __init__(self, arm: str, endpoint: str, variant: str, model_package_arn: str | None = None) -> None:
-        self.arm, self.endpoint, self.variant, self.model_package_arn = arm, endpoint, variant, model_package_arn
-
-    def __repr__(self) -> str:
-        return f"ArmTarget({self.arm!r}, {self.endpoint!r}, {self.variant!r})"
-
-
-class FeatureGroupConfig:
-    __slots__ = ("name", "features", "record_identifier")
-
-    def __init__(self, name: str, features: tuple[str, ...], record_identifier: str | None) -> None:
-        self.name, self.features, self.record_identifier = name, features, record_identifier
-
-
-class ExperimentConfig:
-    """One public endpoint: its experiment id, arms, initial weights and request options."""
-
-    __slots__ = (
-        "name", "experiment", "arms", "initial_weights", "allow_variant_override", "content_types",
-        "feature_group", "salt",
-    )
-
-    def __init__(self, name: str, data: Mapping[str, Any]) -> None:
-        if not isinstance(data, Mapping):
-            raise InvalidExperimentConfig(f"{name}: expected an object, got {data!r}")
-        experiment = data.get("experiment") or name
-        if not isinstance(experiment, str):
-            raise InvalidExperimentConfig(f"{name}: experiment must be a string")
-        arms: dict[str, ArmTarget] = {}
-        for entry in data.get("arms") or []:
-            try:
-                arm, endpoint, variant = entry["arm"], entry["endpoint"], entry["variant"]
-            except (KeyError, TypeError) as error:
-                raise InvalidExperimentConfig(f"{name}: each arm needs arm, endpoint, variant: {entry!r}") from error
-            if not all(isinstance(v, str) and v for v in (arm, endpoint, variant)) or arm in arms:
-                raise InvalidExperimentConfig(f"{name}: bad or duplicated arm {entry!r}")
-            arms[arm] = ArmTarget(arm, endpoint, variant, entry.get("model_package_arn"))
-        if not arms:
-            raise InvalidExperimentConfig(f"{name}: at least one arm is needed")
-        weights = data.get("initial_weights") or {arm: 1.0 for arm in arms}
-        if set(weights) != set(arms) or not all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0
-            for w in weights.values()
-        ) or sum(weights.values()) <= 0:
-            raise InvalidExperimentConfig(f"{name}: initial_weights must give every arm a weight >= 0: {weights!r}")
-        content_types = data.get("content_types") or ["application/json", "text/csv"]
-        feature_group = data.get("feature_group")
-        if feature_group is not None:
-            features = feature_group.get("features") if isinstance(feature_group, Mapping) else None
-            if not isinstance(feature_group.get("name") if features else None, str) or not isinstance(features, list):
-                raise InvalidExperimentConfig(f"{name}: feature_group needs name and features: {feature_group!r}")
-            feature_group = FeatureGroupConfig(
-                feature_group["name"], tuple(features), feature_group.get("record_identifier")
-            )
-        self.name = name
-        self.experiment = experiment
-        self.arms = arms
-        self.initial_weights = {arm: float(weights[arm]) for arm in arms}
-        self.allow_variant_override = bool(data.get("allow_variant_override", False))
-        self.content_types = tuple(str(c).lower() for c in content_types)
-        self.feature_group = feature_group
-        self.salt = str(data.get("salt") or experiment)
-
-    @property
-    def endpoints(self) -> tuple[str, ...]:
-        """The distinct SageMaker endpoints of the arms, in arm order."""
-        return tuple(dict.fromkeys(target.endpoint for target in self.arms.values()))
-
-
-def parse_experiments(raw: str | None) -> dict[str, ExperimentConfig]:
-    """``EXPERIMENTS`` (JSON object keyed by public endpoint name) -> configs; raises InvalidExperimentConfig."""
-    import json
-
-    if not raw:
-        raise InvalidExperimentConfig("environment variable EXPERIMENTS is not set")
-    try:
-        data = json.loads(raw)
-    except ValueError as error:
-        raise InvalidExperimentConfig(f"EXPERIMENTS is not JSON: {error}") from error
-    if not isinstance(data, Mapping):
-        raise InvalidExperimentConfig("EXPERIMENTS must be a JSON object keyed by public endpoint name")
-    return {str(name): ExperimentConfig(str(name), value) for name, value in data.items()}
-
-
-def current_weights(config: ExperimentConfig, state: Mapping[str, Any] | None) -> dict[str, float]:
+def current_weights(config: ExperimentSettings, state: Mapping[str, Any] | None) -> dict[str, float]:
     """The weights of the state item restricted to the configured arms, else ``initial_weights``."""
     weights = (state or {}).get("weights")
     if isinstance(weights, Mapping):

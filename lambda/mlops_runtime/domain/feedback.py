@@ -80,26 +80,16 @@ SUBJECT_HASH_CHARS = 32  # the same form as mlops_runtime.domain.routing.hash_su
 DEAD_LETTER_KIND = "mlops.feedback.dead-letter"
 DEAD_LETTER_VERSION = 1
 
-# --- environment --------------------------------------------------------------------------------
-
-PREDICTIONS_TABLE_ENV = "PREDICTIONS_TABLE"
-STATISTICS_TABLE_ENV = "STATISTICS_TABLE"
-FEEDBACK_TABLE_ENV = "FEEDBACK_TABLE"
-GROUND_TRUTH_STREAM_ENV = "GROUND_TRUTH_STREAM"
-DEAD_LETTER_QUEUE_URL_ENV = "DEAD_LETTER_QUEUE_URL"
-SUBJECT_HASH_KEY_ENV = "SUBJECT_HASH_KEY"
-MAX_BATCH_ENV = "FEEDBACK_MAX_BATCH"
-MAX_AGE_DAYS_ENV = "FEEDBACK_MAX_AGE_DAYS"
-RETENTION_DAYS_ENV = "FEEDBACK_RETENTION_DAYS"
+# --- settings (built from ``settings.FeedbackApiSettings`` by the handlers) -------------------------
 
 
 class ConfigurationError(RuntimeError):
-    """The function's environment is missing or has a bad setting (a deployment error, not bad input)."""
+    """The function's settings miss something it needs (a deployment error, not bad input)."""
 
 
 @dataclass(frozen=True)
 class FeedbackSettings:
-    """Resources and limits of the feedback functions, usually from :func:`settings_from_env`."""
+    """Resources and limits of the feedback functions (``FeedbackApiSettings.limits``)."""
 
     predictions_table: str
     feedback_table: str
@@ -112,65 +102,6 @@ class FeedbackSettings:
     retention: timedelta = timedelta(days=DEFAULT_RETENTION_DAYS)
     max_body_bytes: int = MAX_BODY_BYTES
     clock_skew: timedelta = CLOCK_SKEW
-
-
-def _positive_int(
-    environ: Mapping[str, str], name: str, default: int, problems: list[str], maximum: int
-) -> int:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= maximum:
-        problems.append(f"{name} must be an integer from 1 to {maximum}, got {raw!r}")
-        return default
-    return value
-
-
-def settings_from_env(environ: Mapping[str, str], *, require_subject_key: bool = True) -> FeedbackSettings:
-    """Settings from an environment mapping; :class:`ConfigurationError` lists every problem.
-
-    ``SUBJECT_HASH_KEY`` is required by the API (subject ids are stored only as keyed hashes) and not
-    by the replay, which only sees hashed subjects.
-    """
-    problems: list[str] = []
-    required = [
-        PREDICTIONS_TABLE_ENV,
-        FEEDBACK_TABLE_ENV,
-        STATISTICS_TABLE_ENV,
-        GROUND_TRUTH_STREAM_ENV,
-        DEAD_LETTER_QUEUE_URL_ENV,
-    ]
-    if require_subject_key:
-        required.append(SUBJECT_HASH_KEY_ENV)
-    missing = [name for name in required if not environ.get(name)]
-    if missing:
-        problems.append(f"missing environment variable(s): {', '.join(missing)}")
-    max_batch = _positive_int(environ, MAX_BATCH_ENV, DEFAULT_MAX_BATCH, problems, MAX_BATCH_LIMIT)
-    max_age_days = _positive_int(environ, MAX_AGE_DAYS_ENV, DEFAULT_MAX_AGE_DAYS, problems, 3650)
-    retention_days = _positive_int(environ, RETENTION_DAYS_ENV, DEFAULT_RETENTION_DAYS, problems, 36500)
-    if retention_days <= max_age_days:
-        problems.append(
-            f"{RETENTION_DAYS_ENV} ({retention_days}) must exceed {MAX_AGE_DAYS_ENV} ({max_age_days}): "
-            "idempotency records must outlive the oldest feedback still accepted"
-        )
-    if problems:
-        raise ConfigurationError("; ".join(problems))
-    key = environ.get(SUBJECT_HASH_KEY_ENV)
-    return FeedbackSettings(
-        predictions_table=environ[PREDICTIONS_TABLE_ENV],
-        feedback_table=environ[FEEDBACK_TABLE_ENV],
-        statistics_table=environ[STATISTICS_TABLE_ENV],
-        ground_truth_stream=environ[GROUND_TRUTH_STREAM_ENV],
-        dead_letter_queue_url=environ[DEAD_LETTER_QUEUE_URL_ENV],
-        subject_hash_key=key.encode("utf-8") if key else None,
-        max_batch=max_batch,
-        max_age=timedelta(days=max_age_days),
-        retention=timedelta(days=retention_days),
-    )
 
 
 # --- the HTTP body ------------------------------------------------------------------------------
@@ -544,7 +475,7 @@ def hash_subject(subject_id: str, key: bytes) -> str:
     recovered or confirmed from a guess.
     """
     if not key:
-        raise ConfigurationError(f"{SUBJECT_HASH_KEY_ENV} is not set: subject ids cannot be stored")
+        raise ConfigurationError("no subject-hash key: subject ids cannot be stored")
     return hmac.digest(key, subject_id.encode("utf-8"), "sha256").hex()[:SUBJECT_HASH_CHARS]
 
 

@@ -22,11 +22,10 @@ never moves again; while its retired variant is still deployed, each run puts th
 deployer's plan is a no-op once done). After a deployment with one model only, the run records it
 and waits. Impossible statistics are logged and notified, not raised.
 
-Environment: ``EXPERIMENTS`` (as the inference API), ``CONTROLLER`` (JSON keyed by public name:
-``strategy`` thompson|epsilon_greedy|ucb1|fixed, ``epsilon``, ``min_share``, ``max_step``,
-``min_observations``, ``min_change``, ``stop`` (false: never decide), ``alpha``, ``min_effect``,
-``max_invocations``, ``max_duration_days``, ``feedback_delay_hours``, ``contender_share``), ``STATISTICS_TABLE``, ``EXPERIMENT_STATE_TABLE``,
-``NOTIFICATION_TOPIC_ARN``.
+Settings: ``settings.ControllerSettings``: the experiments (as the inference API), each one's
+``ControllerRule`` (strategy thompson|epsilon_greedy|ucb1|fixed, guardrails, the test's ``alpha``,
+``min_effect``, ``max_invocations``, ``max_duration_days``, ``feedback_delay_hours``, ``contender_share``; ``stop`` false:
+never decide), the tables and the notification topic.
 
 Returns ``{"status": finished|skipped|waiting|moved|decided|conflict|apply_failed|error, ...}``.
 """
@@ -47,96 +46,82 @@ from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.adapters.aws_errors import is_not_found
 from mlops_runtime.adapters.experiments_store import (
     DynamoDBExperimentsStore,
-    ExperimentConfig,
     ExperimentsStore,
     StateConflict,
     current_weights,
-    parse_experiments,
 )
 from mlops_runtime.adapters.model_runtime import Boto3EndpointControl, EndpointControl
 from mlops_runtime.domain import experiments as domain
 from mlops_runtime.domain import promotion as handover
 from mlops_runtime.domain.rounds import ArmCounts
 from mlops_runtime.domain.sequential_test import ExperimentDecision, SequentialTest
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import ControllerRule, ControllerSettings, ExperimentSettings
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
 
-_experiments: dict[str, ExperimentConfig] | None = None
-_store: ExperimentsStore | None = None
-_endpoints: EndpointControl | None = None
-_sns: Any | None = None
-_events: Any | None = None
+SETTINGS_MODEL = ControllerSettings  # what the stack passes in MLOPS_SETTINGS
+settings = Lazy(SETTINGS_MODEL.from_env)
+
+
+def _client(service: str) -> Any:
+    import boto3
+
+    return boto3.client(service)
+
+
+store: Lazy[ExperimentsStore] = Lazy(lambda: DynamoDBExperimentsStore(
+    None, settings().statistics_table, settings().state_table))
+endpoints: Lazy[EndpointControl] = Lazy(Boto3EndpointControl)
+sns = Lazy(lambda: _client("sns"))
+events = Lazy(lambda: _client("events"))  # the decision's hand-over to the deployer
 
 
 def configure(
     store: ExperimentsStore | None = None, endpoints: EndpointControl | None = None, sns: Any | None = None,
-    events: Any | None = None,
+    events: Any | None = None, settings: ControllerSettings | None = None,
 ) -> None:
-    """Inject adapters (tests); with no arguments everything is rebuilt from the environment."""
-    global _experiments, _store, _endpoints, _sns, _events
-    _experiments, _store, _endpoints, _sns, _events = None, store, endpoints, sns, events
+    """Inject adapters and settings (tests, the local rehearsal); ``None``: built from the environment."""
+    for lazy, value in zip(lazies, (settings, store, endpoints, sns, events), strict=True):
+        lazy.set(value)
 
 
-def experiments_config() -> dict[str, ExperimentConfig]:
-    global _experiments
-    if _experiments is None:
-        _experiments = parse_experiments(os.environ.get("EXPERIMENTS"))
-    return _experiments
+lazies = (settings, store, endpoints, sns, events)  # what configure() sets, in its order
 
 
-def store() -> ExperimentsStore:
-    global _store
-    if _store is None:
-        _store = DynamoDBExperimentsStore(
-            os.environ.get("PREDICTIONS_TABLE"), os.environ["STATISTICS_TABLE"], os.environ["EXPERIMENT_STATE_TABLE"]
-        )
-    return _store
+def experiments_config() -> dict[str, ExperimentSettings]:
+    return settings().experiments
 
 
-def endpoints() -> EndpointControl:
-    global _endpoints
-    if _endpoints is None:
-        _endpoints = Boto3EndpointControl()
-    return _endpoints
-
-
-def build_controller(settings: Mapping[str, Any], config: ExperimentConfig) -> domain.ExperimentController:
-    """The domain controller for one experiment's ``CONTROLLER`` settings (defaults: domain defaults)."""
-    name = settings.get("strategy", "thompson")
-    if name == "thompson":
+def build_controller(rule: ControllerRule, config: ExperimentSettings) -> domain.ExperimentController:
+    """The domain controller for one experiment's rule (unset values: the domain's defaults)."""
+    if rule.strategy == "thompson":
         strategy: domain.Strategy = domain.ThompsonSampling()
-    elif name == "epsilon_greedy":
-        strategy = domain.EpsilonGreedy(float(settings.get("epsilon", 0.1)))
-    elif name == "ucb1":
+    elif rule.strategy == "epsilon_greedy":
+        strategy = domain.EpsilonGreedy(*(() if rule.epsilon is None else (rule.epsilon,)))
+    elif rule.strategy == "ucb1":
         strategy = domain.UCB1()
-    elif name == "fixed":
-        strategy = domain.FixedSplit(settings.get("weights") or config.initial_weights)
     else:
-        raise domain.ExperimentError(f"unknown strategy {name!r}")
-    defaults = domain.Guardrails()
-    guardrails = domain.Guardrails(
-        min_share=float(settings.get("min_share", defaults.min_share)),
-        max_step=float(settings.get("max_step", defaults.max_step)),
-        min_observations=int(settings.get("min_observations", defaults.min_observations)),
-        min_change=float(settings.get("min_change", defaults.min_change)),
-    )
+        strategy = domain.FixedSplit(rule.weights or config.initial_weights)
+    guardrails = domain.Guardrails(**_set(rule, min_share="min_share", max_step="max_step",
+                                          min_observations="min_observations", min_change="min_change"))
     test = None
-    if settings.get("stop", True):
-        defaults_test = SequentialTest()
-        days = settings.get("max_duration_days")
-        limit = settings.get("max_invocations")
+    if rule.stop:
         test = SequentialTest(
-            alpha=float(settings.get("alpha", defaults_test.alpha)),
-            min_effect=float(settings.get("min_effect", defaults_test.min_effect)),
-            max_invocations=None if limit is None else int(limit),
-            max_duration_seconds=None if days is None else float(days) * 86_400,
+            **_set(rule, alpha="alpha", min_effect="min_effect", max_invocations="max_invocations"),
+            max_duration_seconds=None if rule.max_duration_days is None else rule.max_duration_days * 86_400,
         )
-    contender_share = float(settings.get("contender_share", 0.2)) if test is not None else 0.0
+    contender_share = rule.contender_share if test is not None else 0.0
     return domain.ExperimentController(strategy, guardrails, test, contender_share)
 
 
-def champion_arm(config: ExperimentConfig) -> str:
+def _set(rule: ControllerRule, **fields: str) -> dict[str, Any]:
+    """The domain's keyword arguments (domain name -> rule field) that the rule sets."""
+    return {name: getattr(rule, field) for name, field in fields.items() if getattr(rule, field) is not None}
+
+
+def champion_arm(config: ExperimentSettings) -> str:
     """The arm kept when a test ends without a winner: the arm on the deployer's champion variant,
     else the arm called champion, else the first arm."""
     for arm, target in config.arms.items():
@@ -145,10 +130,10 @@ def champion_arm(config: ExperimentConfig) -> str:
     return "champion" if "champion" in config.arms else next(iter(config.arms))
 
 
-def matured_before(settings: Mapping[str, Any], now: float) -> float | None:
+def matured_before(rule: ControllerRule, now: float) -> float | None:
     """Only predictions served before this count (their feedback window has closed); ``None`` (all
     so far) when no feedback delay is configured."""
-    delay_hours = float(settings.get("feedback_delay_hours", 0) or 0)
+    delay_hours = rule.feedback_delay_hours
     return now - delay_hours * 3600 if delay_hours > 0 else None
 
 
@@ -172,31 +157,19 @@ def look_trail(previous: Any, decision: ExperimentDecision | None, now: float) -
     return trail
 
 
-def controller_settings(name: str) -> dict[str, Any]:
-    raw = os.environ.get("CONTROLLER") or "{}"
-    data = json.loads(raw)
-    settings = data.get(name, {}) if isinstance(data, dict) else {}
-    return settings if isinstance(settings, dict) else {}
-
-
 def _notify(subject: str, message: Mapping[str, Any]) -> None:
-    """Publish to ``NOTIFICATION_TOPIC_ARN``; a failed publish is logged, never raised."""
-    global _sns
-    topic = os.environ.get("NOTIFICATION_TOPIC_ARN")
+    """Publish to the settings' notification topic; a failed publish is logged, never raised."""
+    topic = settings().notification_topic_arn
     if not topic:
         logger.warning("No notification topic configured", extra={"subject": subject})
         return
     try:
-        if _sns is None:
-            import boto3
-
-            _sns = boto3.client("sns")
-        _sns.publish(TopicArn=topic, Subject=subject[:100], Message=json.dumps(message, default=str))
+        sns().publish(TopicArn=topic, Subject=subject[:100], Message=json.dumps(message, default=str))
     except Exception:
         logger.exception("Could not publish the notification", extra={"subject": subject})
 
 
-def _stats(config: ExperimentConfig, counts: Mapping[str, ArmCounts]) -> list[domain.ArmStats]:
+def _stats(config: ExperimentSettings, counts: Mapping[str, ArmCounts]) -> list[domain.ArmStats]:
     """The domain's statistics of every configured arm from one round's ``arm_counts``."""
     empty = ArmCounts()
     return [
@@ -206,7 +179,7 @@ def _stats(config: ExperimentConfig, counts: Mapping[str, ArmCounts]) -> list[do
     ]
 
 
-def _load_state(config: ExperimentConfig, item: Mapping[str, Any] | None) -> tuple[domain.ExperimentState, int]:
+def _load_state(config: ExperimentSettings, item: Mapping[str, Any] | None) -> tuple[domain.ExperimentState, int]:
     if not item:
         return domain.ExperimentState.start(config.initial_weights), 0
     fields = {k: item[k] for k in domain.ExperimentState.__dataclass_fields__ if k in item}
@@ -216,7 +189,7 @@ def _load_state(config: ExperimentConfig, item: Mapping[str, Any] | None) -> tup
     return domain.ExperimentState.from_dict(fields), int(item.get("version", 0))
 
 
-def _deployed_packages(config: ExperimentConfig, control: EndpointControl) -> dict[str, str | None]:
+def _deployed_packages(config: ExperimentSettings, control: EndpointControl) -> dict[str, str | None]:
     """Arm -> model package ARN deployed behind it (configured, else looked up on the endpoint).
     Looked up once per deployment; the inference API stores it with every prediction."""
     packages: dict[str, str | None] = {}
@@ -232,7 +205,7 @@ def _deployed_packages(config: ExperimentConfig, control: EndpointControl) -> di
     return packages
 
 
-def _round_weights(config: ExperimentConfig, live: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+def _round_weights(config: ExperimentSettings, live: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """The split a new round starts from: for one endpoint, the weights the deployer gave its
     variants (an arm whose variant is not deployed gets 0); else ``initial_weights``."""
     if len(config.endpoints) == 1:
@@ -243,7 +216,7 @@ def _round_weights(config: ExperimentConfig, live: Mapping[str, Mapping[str, flo
     return dict(config.initial_weights)
 
 
-def _restart(config: ExperimentConfig, item: Mapping[str, Any], deployment: dict[str, str | None], version: int,
+def _restart(config: ExperimentSettings, item: Mapping[str, Any], deployment: dict[str, str | None], version: int,
              packages: Mapping[str, str | None], weights: Mapping[str, float]) -> dict[str, Any]:
     """A new round after a deployment: predictions from now on are recorded (and their rewards
     credited) under the new round's number, so the previous round's evidence never counts in it;
@@ -329,11 +302,11 @@ def run(name: str) -> dict[str, Any]:
             return {"status": "conflict", "reason": str(error)}
         return {"status": "waiting", "reason": waiting["reason"], "weights": state.weights}
     round_id = int((item or {}).get("round", 1))
-    settings = controller_settings(name)
+    rule = settings().rule(name)
     looked_at = time.time()
     try:
-        stats = _stats(config, state_store.arm_counts(experiment, round_id, matured_before(settings, looked_at)))
-        controller = build_controller(settings, config)
+        stats = _stats(config, state_store.arm_counts(experiment, round_id, matured_before(rule, looked_at)))
+        controller = build_controller(rule, config)
     except domain.ImpossibleStatistics as error:
         return _impossible(config, error)
 
@@ -385,7 +358,7 @@ def run(name: str) -> dict[str, Any]:
     return {"status": "waiting", "weights": result.weights, "reason": result.reason}
 
 
-def _publish_arms(config: ExperimentConfig, weights: Mapping[str, float], stats: list[domain.ArmStats]) -> None:
+def _publish_arms(config: ExperimentSettings, weights: Mapping[str, float], stats: list[domain.ArmStats]) -> None:
     """Per-arm gauges for the dashboard (dimensions Experiment, Arm): weight, invocations and mean
     reward of the current round. One EMF document per arm, printed to the function's log."""
     from aws_lambda_powertools.metrics import single_metric
@@ -403,7 +376,7 @@ def _publish_arms(config: ExperimentConfig, weights: Mapping[str, float], stats:
                 metric.add_dimension(name="Arm", value=arm_stats.arm)
 
 
-def _declare(config: ExperimentConfig, result: domain.StepResult, stats: list[domain.ArmStats],
+def _declare(config: ExperimentSettings, result: domain.StepResult, stats: list[domain.ArmStats],
              decision: Mapping[str, Any], packages: Mapping[str, str | None], round_id: int) -> dict[str, Any]:
     """The test ended the experiment: metrics, the hand-over to the deployer (notes on the model
     packages, the "Experiment Decided" event), a notification."""
@@ -441,7 +414,7 @@ def _declare(config: ExperimentConfig, result: domain.StepResult, stats: list[do
             "promotion": handed_over}
 
 
-def _kept_and_retired(config: ExperimentConfig, decision: Mapping[str, Any]) -> tuple[str, str]:
+def _kept_and_retired(config: ExperimentSettings, decision: Mapping[str, Any]) -> tuple[str, str]:
     """The arms ``decision`` keeps and retires; :class:`handover.InvalidPromotion` when there is no
     hand-over to make (arms on several endpoints, not the deployer's champion + challenger)."""
     if len(config.endpoints) != 1:
@@ -453,7 +426,7 @@ def _kept_and_retired(config: ExperimentConfig, decision: Mapping[str, Any]) -> 
                                      decision.get("winner"), champion, tuple(config.arms))
 
 
-def _promotion(config: ExperimentConfig, decision: Mapping[str, Any], packages: Mapping[str, str | None],
+def _promotion(config: ExperimentSettings, decision: Mapping[str, Any], packages: Mapping[str, str | None],
                round_id: int) -> handover.Promotion:
     """The hand-over of ``decision`` (:class:`handover.InvalidPromotion`: none to make, or no package
     known for the kept arm)."""
@@ -490,7 +463,7 @@ def _note(notes: Mapping[str, Mapping[str, str]], decision: Mapping[str, Any]) -
     return True
 
 
-def _retired_still_deployed(config: ExperimentConfig, decision: Mapping[str, Any],
+def _retired_still_deployed(config: ExperimentSettings, decision: Mapping[str, Any],
                             live: Mapping[str, Mapping[str, float]]) -> bool:
     """Whether a finished experiment's hand-over is still to be done (its retired variant is live)."""
     try:
@@ -500,12 +473,11 @@ def _retired_still_deployed(config: ExperimentConfig, decision: Mapping[str, Any
     return config.arms[retired].variant in live.get(config.endpoints[0], {})
 
 
-def _hand_over(config: ExperimentConfig, decision: Mapping[str, Any], packages: Mapping[str, str | None],
+def _hand_over(config: ExperimentSettings, decision: Mapping[str, Any], packages: Mapping[str, str | None],
                round_id: int) -> dict[str, Any]:
     """Note the decision on both model packages and put the "Experiment Decided" event for the
     deployer. Failures are logged and reported in the result, never raised: a finished experiment's
     later runs put the event again while the retired variant is still deployed."""
-    global _events
     try:
         promotion = _promotion(config, decision, packages, round_id)
     except handover.InvalidPromotion as error:
@@ -516,11 +488,7 @@ def _hand_over(config: ExperimentConfig, decision: Mapping[str, Any], packages: 
         return {"handed_over": False, "noted": _note(notes, decision), "reason": str(error)}
     noted = _note(handover.package_notes(promotion), decision)
     try:
-        if _events is None:
-            import boto3
-
-            _events = boto3.client("events")
-        answer = _events.put_events(Entries=[handover.event_entry(promotion)])
+        answer = events().put_events(Entries=[handover.event_entry(promotion)])
         if answer.get("FailedEntryCount"):
             raise RuntimeError(f"PutEvents refused the entry: {answer.get('Entries')}")
     except Exception as error:
@@ -535,7 +503,7 @@ def _hand_over(config: ExperimentConfig, decision: Mapping[str, Any], packages: 
             "retired_model_package_arn": promotion.retired_model_package_arn}
 
 
-def _impossible(config: ExperimentConfig, error: Exception) -> dict[str, Any]:
+def _impossible(config: ExperimentSettings, error: Exception) -> dict[str, Any]:
     logger.error("Impossible statistics: the experiment is left as it is", extra={"reason": str(error)})
     metrics.add_metric(name="ImpossibleStatistics", unit=MetricUnit.Count, value=1)
     _notify(

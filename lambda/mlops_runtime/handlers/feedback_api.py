@@ -16,10 +16,10 @@ Responses (JSON):
 - the whole request: 400 (empty, not base64/UTF-8/JSON, not an object, bad ``records``), 413 (body
   over 1 MiB or too many records). Bad input never gets a 5xx.
 
-Environment: ``PREDICTIONS_TABLE``, ``FEEDBACK_TABLE``, ``STATISTICS_TABLE``, ``GROUND_TRUTH_STREAM``,
-``DEAD_LETTER_QUEUE_URL``, ``SUBJECT_HASH_KEY`` (required); ``FEEDBACK_MAX_BATCH`` (500),
-``FEEDBACK_MAX_AGE_DAYS`` (30), ``FEEDBACK_RETENTION_DAYS`` (90); Powertools' ``POWERTOOLS_SERVICE_NAME``,
-``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_LOG_LEVEL``. Read on the first request, not at import.
+Settings: ``settings.FeedbackApiSettings`` (tables, stream, dead-letter queue, the subject-hash secret
+read with Powertools parameters, batch size, age and retention limits); Powertools'
+``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_METRICS_NAMESPACE``, ``POWERTOOLS_LOG_LEVEL``. Read on the
+first request, not at import.
 
 Nothing about the caller (source IP, user agent, headers) is read, logged or stored; subject ids are
 stored only as keyed hashes. No Tracer: X-Ray instrumentation would cost about 150 ms of cold start;
@@ -37,19 +37,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-# No pydantic plugins are used: skip their discovery, which scans the entry points of every installed
-# distribution when the first model is built (tens of milliseconds of cold start). Set before the
-# first model class is created; an explicit setting in the environment wins.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import FeedbackApiSettings, SettingsError
 from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore
 from mlops_runtime.adapters.ground_truth import FirehoseGroundTruthWriter, SqsDeadLetterQueue
+from mlops_runtime.adapters.secrets import subject_hash_key
 from mlops_runtime.domain.feedback import (
     ConfigurationError,
     DeadLetterSink,
@@ -64,7 +62,6 @@ from mlops_runtime.domain.feedback import (
     build_feedback,
     parse_body,
     process_feedback,
-    settings_from_env,
     split_records,
     validate_record,
 )
@@ -75,6 +72,7 @@ RETRY_AFTER_SECONDS = "5"
 # dead-letter what still fails (SQS calls: 1 s connect + 3 s read timeouts, a few attempts).
 DEAD_LETTER_RESERVE_SECONDS = 6.0
 
+SETTINGS_MODEL = FeedbackApiSettings  # what the stack passes in MLOPS_SETTINGS
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
 # debug=False: POWERTOOLS_EVENT_HANDLER_DEBUG would otherwise print whole events (caller IP included).
@@ -98,7 +96,10 @@ class Runtime:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Runtime:
-        settings = settings_from_env(os.environ if environ is None else environ)
+        function = SETTINGS_MODEL.from_env(environ)
+        if function.subject_hash_secret is None:
+            raise ConfigurationError("the feedback API needs subject_hash_secret: subject ids are stored hashed")
+        settings = function.limits(subject_hash_key(function.subject_hash_secret))
         budget = RetryBudget(time.monotonic)
         return cls(
             settings=settings,
@@ -122,21 +123,8 @@ class Runtime:
         )
 
 
-_runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    """The runtime, built from the environment on first use and kept for the execution environment."""
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime.from_env()
-    return _runtime
-
-
-def configure(new_runtime: Runtime | None) -> None:
-    """Use ``new_runtime`` (tests, local runs); ``None``: rebuild from the environment on next use."""
-    global _runtime
-    _runtime = new_runtime
+runtime = Lazy(Runtime.from_env)  # built from the environment on first use, kept for the execution environment
+configure = runtime.set  # tests, local runs; None: rebuild from the environment on next use
 
 
 def _json(status: int, payload: dict[str, Any], *, retry_after: bool = False) -> Response:
@@ -277,7 +265,7 @@ def post_feedback():  # no return annotation: Powertools would try to build a re
 def _unexpected(error: Exception) -> Response:
     if isinstance(error, ServiceError) and error.status_code < 500:  # unknown route or method
         return _json(error.status_code, {"errors": [{"field": "path", "reason": str(error.msg)}]})
-    if isinstance(error, ConfigurationError):
+    if isinstance(error, ConfigurationError | SettingsError):
         logger.error("Feedback function is misconfigured", extra={"error": str(error)})
     else:
         logger.exception("Unexpected error handling feedback")

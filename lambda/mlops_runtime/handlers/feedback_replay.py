@@ -16,8 +16,9 @@ Command line (credentials of an operator or a role with the same permissions)::
     python -m mlops_runtime.handlers.feedback_replay --queue-url URL [--max-messages N]
         [--visibility-timeout S] [--dry-run]
 
-Tables and the stream come from ``PREDICTIONS_TABLE``, ``FEEDBACK_TABLE``, ``STATISTICS_TABLE`` and
-``GROUND_TRUTH_STREAM`` (``--queue-url`` defaults to ``DEAD_LETTER_QUEUE_URL``). Replayed messages are
+Tables, stream and queue come from the function's settings (``settings.FeedbackApiSettings`` in
+``MLOPS_SETTINGS``: copy it from the replay function's configuration); ``--queue-url`` (e.g. the
+parking queue) overrides the queue. Replayed messages are
 deleted; the others become visible again after the visibility timeout (and are not retried within
 the same run). Prints a JSON summary on stdout (logs go to stderr); exit
 code 0 when every message read was replayed, 1 if any failed, 2 for bad arguments or configuration.
@@ -34,13 +35,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-# No pydantic plugins are used: skip their discovery (see handlers.feedback_api).
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import FeedbackApiSettings, SettingsError
 from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore
 from mlops_runtime.adapters.ground_truth import FirehoseGroundTruthWriter, SqsDeadLetterQueue
 from mlops_runtime.domain.feedback import (
@@ -52,9 +52,9 @@ from mlops_runtime.domain.feedback import (
     ReplayFailed,
     parse_dead_letter,
     replay_dead_letter,
-    settings_from_env,
 )
 
+SETTINGS_MODEL = FeedbackApiSettings  # what the stack passes in MLOPS_SETTINGS
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -76,7 +76,7 @@ class Replayer:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Replayer:
-        settings = settings_from_env(os.environ if environ is None else environ, require_subject_key=False)
+        settings = SETTINGS_MODEL.from_env(environ)
         return cls(
             DynamoDBFeedbackStore(
                 settings.predictions_table, settings.feedback_table, settings.statistics_table
@@ -97,20 +97,8 @@ class Replayer:
         return outcome
 
 
-_replayer: Replayer | None = None
-
-
-def replayer() -> Replayer:
-    global _replayer
-    if _replayer is None:
-        _replayer = Replayer.from_env()
-    return _replayer
-
-
-def configure(new_replayer: Replayer | None) -> None:
-    """Use ``new_replayer`` (tests); ``None``: rebuild from the environment on next use."""
-    global _replayer
-    _replayer = new_replayer
+replayer = Lazy(Replayer.from_env)
+configure = replayer.set  # tests; None: rebuild from the environment on next use
 
 
 def record_handler(record: Any) -> None:
@@ -147,8 +135,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--queue-url",
-        default=os.environ.get("DEAD_LETTER_QUEUE_URL"),
-        help="dead-letter queue URL (default: $DEAD_LETTER_QUEUE_URL)",
+        default=None,
+        help="dead-letter queue URL (default: the settings' dead_letter_queue_url)",
     )
     parser.add_argument("--max-messages", type=int, default=1000, help="stop after this many messages")
     parser.add_argument(
@@ -181,18 +169,15 @@ def main(
 
 
 def _main(args: argparse.Namespace, replayer_: Replayer | None, queue: SqsDeadLetterQueue | None) -> int:
-    if not args.queue_url and queue is None:
-        print("error: --queue-url is required (or set DEAD_LETTER_QUEUE_URL)", file=sys.stderr)
-        return 2
     if args.max_messages < 1:
         print("error: --max-messages must be at least 1", file=sys.stderr)
         return 2
     try:
         engine = replayer_ or Replayer.from_env()
-    except ConfigurationError as error:
+        queue = queue or SqsDeadLetterQueue(args.queue_url or FeedbackApiSettings.from_env().dead_letter_queue_url)
+    except (ConfigurationError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    queue = queue or SqsDeadLetterQueue(args.queue_url)
     summary: dict[str, Any] = {
         "read": 0,
         "replayed": 0,

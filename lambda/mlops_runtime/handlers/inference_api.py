@@ -14,12 +14,10 @@ AWS calls per invocation: InvokeEndpoint + TransactWriteItems (+ GetRecord with 
 The weights come from the experiment state table at most once per ``ALLOCATION_CACHE_SECONDS`` per
 execution environment (never a per-request read).
 
-Environment: ``EXPERIMENTS`` (JSON, see ``adapters.experiments_store.ExperimentConfig``),
-``PREDICTIONS_TABLE``, ``STATISTICS_TABLE``, ``EXPERIMENT_STATE_TABLE``, ``SUBJECT_HASH_KEY`` (HMAC
-key of stored subject hashes; without it no subject hash is stored), ``PREDICTION_TTL_DAYS`` (30),
-``ALLOCATION_CACHE_SECONDS`` (30), ``SMOKE_TEST_ROLE_NAME`` (the delivery pipeline's smoke-test role:
-its requests marked ``X-Smoke-Test: true`` are served and recorded but counted in no experiment).
-Read on the first request, not at import.
+Settings: ``settings.InferenceSettings`` (the experiments, tables, the subject-hash secret read with
+Powertools parameters, prediction TTL, allocation cache, the delivery pipeline's smoke-test role:
+its requests marked ``X-Smoke-Test: true`` are served and recorded but counted in no experiment),
+read on the first request, not at import.
 
 Rounds: the state names the experiment's current round (a new one per deployment, see
 ``domain.rounds``); each prediction record carries it, its invocation is counted in the row of
@@ -50,11 +48,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mlops_runtime.adapters.experiments_store import (
     DuplicateInferenceId,
     DynamoDBExperimentsStore,
-    ExperimentConfig,
     ExperimentsStore,
-    InvalidExperimentConfig,
     current_weights,
-    parse_experiments,
 )
 from mlops_runtime.adapters.model_runtime import (
     Boto3ModelRuntime,
@@ -65,10 +60,13 @@ from mlops_runtime.adapters.model_runtime import (
     ModelThrottled,
     UnknownModelEndpoint,
 )
+from mlops_runtime.adapters.secrets import subject_hash_key
 from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.adapters.online_features import Boto3OnlineFeatures, FeatureLookupError, OnlineFeatures
 from mlops_runtime.domain import routing
 from mlops_runtime.domain.rounds import ArmCounts, round_salt, statistics_key
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import ExperimentSettings, InferenceSettings
 
 MAX_BODY_BYTES = 6_291_456  # InvokeEndpoint's payload limit
 RETRY_AFTER_SECONDS = "1"
@@ -91,7 +89,7 @@ class ApiError(Exception):
 class Runtime:
     """Configuration, adapters, clock and randomness of the function, built on the first request."""
 
-    experiments: dict[str, ExperimentConfig]
+    experiments: dict[str, ExperimentSettings]
     store: ExperimentsStore
     model: ModelRuntime
     features: OnlineFeatures | None = None
@@ -111,40 +109,23 @@ class Runtime:
     smoke_test_role: str | None = None
 
 
-_runtime: Runtime | None = None
-
-
-def runtime_from_env() -> Runtime:
-    experiments = parse_experiments(os.environ.get("EXPERIMENTS"))
-    for name in ("PREDICTIONS_TABLE", "STATISTICS_TABLE", "EXPERIMENT_STATE_TABLE"):
-        if not os.environ.get(name):
-            raise InvalidExperimentConfig(f"environment variable {name} is not set")
-    key = os.environ.get("SUBJECT_HASH_KEY")
+def runtime_from_settings(settings: InferenceSettings, secrets_client: Any | None = None) -> Runtime:
+    experiments = settings.experiments
     return Runtime(
         experiments=experiments,
-        store=DynamoDBExperimentsStore(
-            os.environ["PREDICTIONS_TABLE"], os.environ["STATISTICS_TABLE"], os.environ["EXPERIMENT_STATE_TABLE"]
-        ),
+        store=DynamoDBExperimentsStore(settings.predictions_table, settings.statistics_table, settings.state_table),
         model=Boto3ModelRuntime(),
         features=Boto3OnlineFeatures() if any(c.feature_group for c in experiments.values()) else None,
-        subject_hash_key=key.encode("utf-8") if key else None,
-        ttl_seconds=int(float(os.environ.get("PREDICTION_TTL_DAYS", "30")) * 86_400),
-        cache_seconds=float(os.environ.get("ALLOCATION_CACHE_SECONDS", "30")),
-        smoke_test_role=os.environ.get("SMOKE_TEST_ROLE_NAME") or None,
+        subject_hash_key=subject_hash_key(settings.subject_hash_secret, secrets_client),
+        ttl_seconds=settings.prediction_ttl_days * 86_400,
+        cache_seconds=float(settings.allocation_cache_seconds),
+        smoke_test_role=settings.smoke_test_role,
     )
 
 
-def runtime() -> Runtime:
-    global _runtime
-    if _runtime is None:
-        _runtime = runtime_from_env()
-    return _runtime
-
-
-def configure(value: Runtime | None) -> None:
-    """Replace the runtime (tests); ``None`` rebuilds it from the environment on the next request."""
-    global _runtime
-    _runtime = value
+SETTINGS_MODEL = InferenceSettings  # what the stack passes in MLOPS_SETTINGS
+runtime = Lazy(lambda: runtime_from_settings(SETTINGS_MODEL.from_env()))
+configure = runtime.set  # tests and the local rehearsal; None rebuilds from the environment on next use
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -167,14 +148,14 @@ def _query(name: str) -> str | None:
     return params.get(name)
 
 
-def _experiment(name: str) -> ExperimentConfig:
+def _experiment(name: str) -> ExperimentSettings:
     config = runtime().experiments.get(name)
     if config is None:
         raise ApiError(404, "unknown_endpoint", f"no endpoint named {name!r}")
     return config
 
 
-def allocation_for(config: ExperimentConfig) -> dict[str, float]:
+def allocation_for(config: ExperimentSettings) -> dict[str, float]:
     """The current weights: cached per environment for ``cache_seconds``; the state table when stale,
     ``initial_weights`` when it has no state (or cannot be read, keeping the last known weights)."""
     rt = runtime()
@@ -241,7 +222,7 @@ def _csv_row(values: list[str]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _feature_payload(config: ExperimentConfig, subject: str | None) -> bytes:
+def _feature_payload(config: ExperimentSettings, subject: str | None) -> bytes:
     group = config.feature_group
     if not subject:
         raise ApiError(400, "subject_required", "this endpoint looks features up by subject: send X-Subject-Id")
@@ -382,7 +363,7 @@ def invoke(endpoint: str) -> Response:
 
 
 def _record(
-    config: ExperimentConfig, arm: str, endpoint: str, variant: str, package: str | None,
+    config: ExperimentSettings, arm: str, endpoint: str, variant: str, package: str | None,
     inference_id: str, subject: str | None, round_id: int, *, counted: bool,
 ) -> bool:
     """The single write; False (logged, metric) when it failed: the prediction is still returned.
@@ -430,7 +411,7 @@ def experiment_summary(endpoint: str) -> Response:
     return Response(status_code=200, content_type=REPORT_FORMATS[wanted], body=render(summary))
 
 
-def summarize_experiment(config: ExperimentConfig, store: ExperimentsStore) -> dict[str, Any]:
+def summarize_experiment(config: ExperimentSettings, store: ExperimentsStore) -> dict[str, Any]:
     """The experiment's dashboard: per-arm statistics and posteriors, weights, and the decision
     report: the outcome, the test's evidence at the last look (matured counts, anytime-valid
     intervals, statistics and threshold), the trail of looks and the regret spent."""

@@ -50,6 +50,7 @@ from mlops_runtime.domain.search import (
     parse_settings,
     shape_results,
 )
+from mlops_runtime.lazy import Lazy
 from mlops_runtime.search.adapter_cache import IndexAdapterCache
 
 ROUTE = "/v1/search/<index>"
@@ -97,20 +98,8 @@ class Runtime(IndexAdapterCache):
         return cls(parse_settings((os.environ if environ is None else environ).get("SEARCH_INDEXES")))
 
 
-_runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime.from_env()
-    return _runtime
-
-
-def configure(value: Runtime | None) -> None:
-    """Use ``value`` (tests, local runs); ``None``: rebuild from the environment on the next request."""
-    global _runtime
-    _runtime = value
+runtime = Lazy(Runtime.from_env)
+configure = runtime.set  # tests, local runs; None: rebuild from the environment on next use
 
 
 class ApiError(Exception):

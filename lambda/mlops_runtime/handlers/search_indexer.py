@@ -35,6 +35,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mlops_runtime.adapters.embedders import Embedder, embedder_for
 from mlops_runtime.adapters.vector_store import VectorStore, store_for
 from mlops_runtime.domain.search import ConfigurationError, IndexSettings, parse_settings
+from mlops_runtime.lazy import Lazy
 from mlops_runtime.search.adapter_cache import IndexAdapterCache
 from mlops_runtime.search.indexing import IndexReport, index_lines, iter_lines
 
@@ -82,20 +83,8 @@ class Runtime(IndexAdapterCache):
         return self.s3
 
 
-_runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime.from_env()
-    return _runtime
-
-
-def configure(value: Runtime | None) -> None:
-    """Use ``value`` (tests, local runs); ``None``: rebuild from the environment on the next event."""
-    global _runtime
-    _runtime = value
+runtime = Lazy(Runtime.from_env)
+configure = runtime.set  # tests, local runs; None: rebuild from the environment on next use
 
 
 # --- events ---------------------------------------------------------------------------------------

@@ -20,10 +20,14 @@ from feedback_fixtures import (
     row,
     settings,
 )
+from moto import mock_aws
+from settings_support import put_subject_hash_key
+
 from mlops_runtime.adapters.feedback_store import InMemoryFeedbackStore
 from mlops_runtime.adapters.ground_truth import InMemoryDeadLetters, InMemoryGroundTruth
 from mlops_runtime.domain import feedback as fb
 from mlops_runtime.handlers import feedback_api
+from mlops_runtime.settings import SETTINGS_ENV
 
 ARM = row("churn", "churn/challenger")
 
@@ -309,32 +313,19 @@ def test_store_and_queue_failing_is_503_for_the_batch():
 
 
 def test_misconfiguration_is_a_500_not_a_crash(monkeypatch):
-    for name in (
-        "PREDICTIONS_TABLE",
-        "FEEDBACK_TABLE",
-        "STATISTICS_TABLE",
-        "GROUND_TRUTH_STREAM",
-        "DEAD_LETTER_QUEUE_URL",
-        "SUBJECT_HASH_KEY",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(SETTINGS_ENV, raising=False)
     feedback_api.configure(None)
     status, body = invoke(record())
     assert status == 500 and body["errors"][0]["reason"].startswith("internal error")
 
 
-def test_runtime_from_env_builds_lazy_adapters(monkeypatch):
-    env = {
-        "PREDICTIONS_TABLE": "p",
-        "FEEDBACK_TABLE": "f",
-        "STATISTICS_TABLE": "s",
-        "GROUND_TRUTH_STREAM": "g",
-        "DEAD_LETTER_QUEUE_URL": "https://q",
-        "SUBJECT_HASH_KEY": "k",
-    }
-    built = feedback_api.Runtime.from_env(env)
+def test_runtime_from_env_builds_lazy_adapters():
+    with mock_aws():
+        env = {SETTINGS_ENV: json.dumps({"predictions_table": "p", "feedback_table": "f", "statistics_table": "s",
+                                  "ground_truth_stream": "g", "dead_letter_queue_url": "https://q", "subject_hash_secret": put_subject_hash_key("k")})}
+        built = feedback_api.Runtime.from_env(env)
     assert built.store._client is None and built.ground_truth._client is None
-    assert built.settings.feedback_table == "f"
+    assert built.settings.feedback_table == "f" and built.settings.subject_hash_key == b"k"
 
 
 def test_the_clock_is_read_per_request(fakes):

@@ -298,55 +298,6 @@ def test_aggregate_credits_sums_per_round_arm_and_served_hour():
                       ("e", "2#e/a#2025-12-05T10"): (1.0, 1.0, 1), ("e", "1#e/a#2025-12-05T11"): (1.0, 1.0, 1)}
 
 
-# --- settings -----------------------------------------------------------------------------------
-
-ENV = {
-    "PREDICTIONS_TABLE": "p",
-    "FEEDBACK_TABLE": "f",
-    "STATISTICS_TABLE": "s",
-    "GROUND_TRUTH_STREAM": "g",
-    "DEAD_LETTER_QUEUE_URL": "https://sqs/q",
-    "SUBJECT_HASH_KEY": "k",
-}
-
-
-def test_settings_from_env():
-    settings = fb.settings_from_env(
-        {**ENV, "SUBJECT_HASH_KEY": "pepper-xyz", "FEEDBACK_MAX_BATCH": "50", "FEEDBACK_MAX_AGE_DAYS": "7"}
-    )
-    assert (settings.max_batch, settings.max_age, settings.subject_hash_key) == (
-        50,
-        timedelta(days=7),
-        b"pepper-xyz",
-    )
-    assert "pepper-xyz" not in repr(settings)  # the key is kept out of reprs and logs
-    defaults = fb.settings_from_env(ENV)
-    assert (defaults.max_batch, defaults.max_age.days, defaults.retention.days) == (500, 30, 90)
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"PREDICTIONS_TABLE": ""},
-        {"SUBJECT_HASH_KEY": ""},
-        {"FEEDBACK_MAX_BATCH": "many"},
-        {"FEEDBACK_MAX_BATCH": "0"},
-        {"FEEDBACK_MAX_AGE_DAYS": "999999999999"},
-        {"FEEDBACK_RETENTION_DAYS": "10"},
-    ],
-)
-def test_settings_problems(change):
-    with pytest.raises(fb.ConfigurationError):
-        fb.settings_from_env({**ENV, **change})
-
-
-def test_replay_settings_do_not_need_the_subject_key():
-    assert (
-        fb.settings_from_env({**ENV, "SUBJECT_HASH_KEY": ""}, require_subject_key=False).subject_hash_key
-        is None
-    )
-
-
 def test_dead_letters_round_trip_and_reject_foreign_messages():
     feedback = fb.build_feedback(fb.validate_record(valid(label=1), now=NOW), now=NOW)
     message = fb.dead_letter_message("store", "boom", feedback, now=NOW, write_ground_truth=True)

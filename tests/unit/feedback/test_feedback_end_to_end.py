@@ -23,8 +23,12 @@ from feedback_fixtures import (
     record,
     statistics_throttled,
 )
+from moto import mock_aws
+from settings_support import put_subject_hash_key
+
 from mlops_runtime.domain import feedback as fb
 from mlops_runtime.handlers import feedback_api, feedback_replay
+from mlops_runtime.settings import SETTINGS_ENV
 
 CHALLENGER = ("churn", "churn/challenger")
 CHAMPION = ("churn", "churn/champion")
@@ -347,16 +351,11 @@ def test_retries_stop_when_the_invocation_runs_out_of_time(aws):
     assert "out of time" in letter["reason"]
 
 
-def test_runtime_from_env_shares_one_budget(monkeypatch):
-    env = {
-        "PREDICTIONS_TABLE": "p",
-        "FEEDBACK_TABLE": "f",
-        "STATISTICS_TABLE": "s",
-        "GROUND_TRUTH_STREAM": "g",
-        "DEAD_LETTER_QUEUE_URL": "https://q",
-        "SUBJECT_HASH_KEY": "k",
-    }
-    built = feedback_api.Runtime.from_env(env)
+def test_runtime_from_env_shares_one_budget():
+    with mock_aws():
+        env = {SETTINGS_ENV: json.dumps({"predictions_table": "p", "feedback_table": "f", "statistics_table": "s",
+                                  "ground_truth_stream": "g", "dead_letter_queue_url": "https://q", "subject_hash_secret": put_subject_hash_key("k")})}
+        built = feedback_api.Runtime.from_env(env)
     assert built.store.budget is built.budget and built.ground_truth.budget is built.budget
     built.start_request(ShortContext())
     assert not built.budget.allows()

@@ -8,6 +8,7 @@ import pytest
 from feedback_fixtures import NOW, Faulty, LambdaContext, prediction, statistics_throttled
 from mlops_runtime.domain import feedback as fb
 from mlops_runtime.handlers import feedback_replay
+from mlops_runtime.settings import SETTINGS_ENV
 
 
 def letter(inference_id="a", stage="store", **fields):
@@ -106,22 +107,15 @@ def test_max_messages_bounds_a_run(replay, capsys):
 
 
 def test_command_line_argument_and_configuration_errors(monkeypatch, capsys):
-    monkeypatch.delenv("DEAD_LETTER_QUEUE_URL", raising=False)
-    assert feedback_replay.main([]) == 2
+    monkeypatch.delenv(SETTINGS_ENV, raising=False)
+    assert feedback_replay.main([]) == 2  # no settings: no queue either
     assert feedback_replay.main(["--queue-url", "https://q", "--max-messages", "0"]) == 2
-    for name in ("PREDICTIONS_TABLE", "FEEDBACK_TABLE", "STATISTICS_TABLE", "GROUND_TRUTH_STREAM"):
-        monkeypatch.delenv(name, raising=False)
     assert feedback_replay.main(["--queue-url", "https://q"]) == 2
-    assert "missing environment variable" in capsys.readouterr().err
+    assert f"{SETTINGS_ENV} is not set" in capsys.readouterr().err
 
 
 def test_replayer_from_env_needs_no_subject_key():
-    env = {
-        "PREDICTIONS_TABLE": "p",
-        "FEEDBACK_TABLE": "f",
-        "STATISTICS_TABLE": "s",
-        "GROUND_TRUTH_STREAM": "g",
-        "DEAD_LETTER_QUEUE_URL": "https://q",
-    }
+    env = {SETTINGS_ENV: json.dumps({"predictions_table": "p", "feedback_table": "f", "statistics_table": "s",
+                                  "ground_truth_stream": "g", "dead_letter_queue_url": "https://q"})}
     engine = feedback_replay.Replayer.from_env(env)
     assert engine.store.feedback_table == "f" and engine.ground_truth.stream_name == "g"

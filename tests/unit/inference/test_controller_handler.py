@@ -64,12 +64,18 @@ def create_endpoint(sm, name, variants, tags=None):
     sm.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-cfg")
 
 
+def set_settings(monkeypatch, experiments=EXPERIMENTS, controllers=CONTROLLER, topic=None):
+    """The controller's settings (``settings.ControllerSettings``), as the stack passes them."""
+    from mlops_runtime.settings import SETTINGS_ENV
+
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps({
+        "experiments": experiments, "controllers": controllers, "statistics_table": "statistics",
+        "state_table": "experiment-state", "notification_topic_arn": topic}))
+
+
 @pytest.fixture
 def aws(monkeypatch):
-    monkeypatch.setenv("EXPERIMENTS", json.dumps(EXPERIMENTS))
-    monkeypatch.setenv("CONTROLLER", json.dumps(CONTROLLER))
-    monkeypatch.setenv("STATISTICS_TABLE", "statistics")
-    monkeypatch.setenv("EXPERIMENT_STATE_TABLE", "experiment-state")
+    set_settings(monkeypatch)
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
         create_tables(ddb)
@@ -85,7 +91,7 @@ def aws(monkeypatch):
         create_endpoint(sm, "ep-b", ["AllTraffic"])
         sns = boto3.client("sns", region_name=REGION)
         topic = sns.create_topic(Name="experiments")["TopicArn"]
-        monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", topic)
+        set_settings(monkeypatch, topic=topic)
         sqs = boto3.client("sqs", region_name=REGION)
         queue = sqs.create_queue(QueueName="notes")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -303,9 +309,7 @@ def test_bookkeeping_run_of_a_single_arm_route_keeps_the_split(aws, monkeypatch)
 
     experiments = {**EXPERIMENTS, "solo": {"experiment": "solo-exp", "initial_weights": {"only": 1},
                                            "arms": [{"arm": "only", "endpoint": "ep-a", "variant": "AllTraffic"}]}}
-    monkeypatch.setenv("EXPERIMENTS", json.dumps(experiments))
-    monkeypatch.setenv("CONTROLLER", json.dumps({**CONTROLLER, "solo": {"strategy": "fixed", "stop": False,
-                                                                          "min_share": 0}}))
+    set_settings(monkeypatch, experiments, {**CONTROLLER, "solo": {"strategy": "fixed", "stop": False, "min_share": 0}})
     experiment_controller.configure()
     put_stats(aws["ddb"], "solo-exp", "only", 100000, 5000)
     for _ in range(3):
@@ -347,7 +351,16 @@ def test_only_a_missing_endpoint_is_a_skip_other_validation_errors_surface(aws):
 
 
 def use_settings(monkeypatch, **changes):
-    monkeypatch.setenv("CONTROLLER", json.dumps({**CONTROLLER, "churn": {**CONTROLLER["churn"], **changes}}))
+    """The churn experiment's controller rule with ``changes`` (the rest of the settings kept)."""
+    import os
+
+    from mlops_runtime.handlers import experiment_controller
+    from mlops_runtime.settings import SETTINGS_ENV
+
+    current = json.loads(os.environ[SETTINGS_ENV])
+    set_settings(monkeypatch, current["experiments"], {**CONTROLLER, "churn": {**CONTROLLER["churn"], **changes}},
+                 current["notification_topic_arn"])
+    experiment_controller.settings.set(None)
 
 
 def test_no_meaningful_difference_keeps_the_champion_and_ends_the_experiment(aws, monkeypatch):

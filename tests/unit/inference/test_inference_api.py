@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from settings_support import put_subject_hash_key, set_settings
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -100,13 +101,10 @@ class Sent:
 
 @pytest.fixture
 def aws(monkeypatch):
-    monkeypatch.setenv("EXPERIMENTS", json.dumps(EXPERIMENTS))
-    monkeypatch.setenv("PREDICTIONS_TABLE", "predictions")
-    monkeypatch.setenv("STATISTICS_TABLE", "statistics")
-    monkeypatch.setenv("EXPERIMENT_STATE_TABLE", "experiment-state")
-    monkeypatch.setenv("SUBJECT_HASH_KEY", "pepper")
-    monkeypatch.setenv("PREDICTION_TTL_DAYS", "7")
     with mock_aws():
+        set_settings(monkeypatch, experiments=EXPERIMENTS, predictions_table="predictions",
+                     statistics_table="statistics", state_table="experiment-state",
+                     subject_hash_secret=put_subject_hash_key("pepper"), prediction_ttl_days=7)
         ddb = boto3.client("dynamodb", region_name=REGION)
         create_tables(ddb)
         yield ddb
@@ -116,7 +114,7 @@ def fresh_api(sent=None, runtime_client=None, features=None):
     """A fresh import of the handler module (as a new execution environment), wired to moto clients."""
     sys.modules.pop("mlops_runtime.handlers.inference_api", None)
     api = importlib.import_module("mlops_runtime.handlers.inference_api")
-    rt = api.runtime_from_env()
+    rt = api.runtime()
     sm = runtime_client or boto3.client("sagemaker-runtime", region_name=REGION)
     ddb = boto3.client("dynamodb", region_name=REGION)
     if sent is not None:

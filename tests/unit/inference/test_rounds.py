@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from controller_fixtures import Redeployed
 from moto import mock_aws
+from settings_support import put_subject_hash_key
 
 from mlops_runtime.domain import rounds
 
@@ -108,16 +109,17 @@ class Loop:
         from mlops_runtime.adapters.experiments_store import DynamoDBExperimentsStore
         from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore
         from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
-        from mlops_runtime.domain.feedback import settings_from_env
         from mlops_runtime.handlers import experiment_controller, feedback_api, inference_api
+        from mlops_runtime.settings import ControllerSettings, FeedbackApiSettings, InferenceSettings
 
-        env = {"EXPERIMENTS": json.dumps(EXPERIMENTS), "CONTROLLER": json.dumps(CONTROLLER),
-               "PREDICTIONS_TABLE": "predictions", "STATISTICS_TABLE": "statistics",
-               "EXPERIMENT_STATE_TABLE": "state", "FEEDBACK_TABLE": "feedback", "SUBJECT_HASH_KEY": "pepper",
-               "GROUND_TRUTH_STREAM": "ground-truth", "DEAD_LETTER_QUEUE_URL": "https://sqs/dead-letters",
-               "SMOKE_TEST_ROLE_NAME": SMOKE_ROLE}
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
+        tables = {"predictions_table": "predictions", "statistics_table": "statistics"}
+        secret = put_subject_hash_key("pepper")
+        inference = InferenceSettings(experiments=EXPERIMENTS, state_table="state", subject_hash_secret=secret,
+                                      smoke_test_role=SMOKE_ROLE, **tables)
+        feedback = FeedbackApiSettings(feedback_table="feedback", ground_truth_stream="ground-truth",
+                                       dead_letter_queue_url="https://sqs/dead-letters", **tables)
+        controller = ControllerSettings(experiments=EXPERIMENTS, controllers=CONTROLLER, state_table="state",
+                                        statistics_table="statistics")
         self.ddb = boto3.client("dynamodb", region_name=REGION)
         for table, keys in (("predictions", ["inference_id"]), ("statistics", ["experiment", "round_arm_hour"]),
                             ("state", ["experiment"]), ("feedback", ["feedback_id"])):
@@ -138,15 +140,15 @@ class Loop:
 
         self.inference = inference_api
         inference_api.configure(dataclasses.replace(
-            inference_api.runtime_from_env(), store=self.store,
+            inference_api.runtime_from_settings(inference), store=self.store,
             model=FakeModelRuntime({ENDPOINT: {"v1": "model-1", "v2": "model-2"}})))
         self.feedback = feedback_api
-        settings = settings_from_env(env)
         feedback_api.configure(feedback_api.Runtime(
-            settings=settings, store=DynamoDBFeedbackStore("predictions", "feedback", "statistics", self.ddb),
+            settings=feedback.limits(b"pepper"), store=DynamoDBFeedbackStore("predictions", "feedback", "statistics", self.ddb),
             ground_truth=Accepting(), dead_letters=Accepting()))
         self.controller = experiment_controller
-        experiment_controller.configure(store=self.store, endpoints=self.control)
+        self.controller_settings = controller
+        experiment_controller.configure(store=self.store, endpoints=self.control, settings=controller)
 
     def close(self):
         self.inference.configure(None)
@@ -186,7 +188,8 @@ class Loop:
         return self.controller.handler({"experiment": "churn"}, Context())
 
     def redeploy(self, config_name):
-        self.controller.configure(store=self.store, endpoints=Redeployed(self.control, config_name))
+        self.controller.configure(store=self.store, endpoints=Redeployed(self.control, config_name),
+                                  settings=self.controller_settings)
         self.inference.runtime().weights_cache.clear()  # as after ALLOCATION_CACHE_SECONDS
 
 

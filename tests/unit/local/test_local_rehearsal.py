@@ -38,11 +38,12 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 RATES = {"champion": 0.15, "challenger": 0.6}
 BETTER = "challenger"
 SEED = 11
-HANDLER_GLOBALS = (
-    ("mlops_runtime.handlers.inference_api", "_runtime"),
-    ("mlops_runtime.handlers.feedback_api", "_runtime"),
-    ("mlops_runtime.handlers.search_api", "_runtime"),
-    ("mlops_runtime.handlers.experiment_controller", "_store"),
+HANDLER_GLOBALS = (  # each handler's lazily built runtime (mlops_runtime.lazy.Lazy)
+    ("mlops_runtime.handlers.inference_api", "runtime"),
+    ("mlops_runtime.handlers.feedback_api", "runtime"),
+    ("mlops_runtime.handlers.search_api", "runtime"),
+    ("mlops_runtime.handlers.experiment_controller", "store"),
+    ("mlops_runtime.handlers.experiment_controller", "settings"),
 )
 
 
@@ -95,7 +96,7 @@ def new_threads(before: set[threading.Thread], wait: float = 3.0) -> list[str]:
 def handler_globals() -> dict[str, object]:
     import importlib
 
-    return {f"{module}.{name}": getattr(importlib.import_module(module), name)
+    return {f"{module}.{name}": getattr(importlib.import_module(module), name).current
             for module, name in HANDLER_GLOBALS}
 
 

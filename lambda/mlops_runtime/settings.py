@@ -1,0 +1,267 @@
+"""The settings of each function: one typed model shared by the stack, the handler and the rehearsal.
+
+The stack builds a model from the validated platform config (``mlops_platform/function_settings.py``)
+and passes it as ONE environment variable, :data:`SETTINGS_ENV`, holding the model's JSON; the
+handler validates that JSON once, at cold start (:meth:`FunctionSettings.from_env` in a
+``lazy.Lazy``); the local rehearsal builds the same objects. Every rule here therefore fails
+``make synth`` with the config's one-line error before it could fail a request.
+
+Resource names are CloudFormation tokens while the stack builds a model, so they are plain
+non-empty strings here; the rules are about the values that come from the config.
+"""
+
+from __future__ import annotations
+
+import os
+
+# No pydantic plugins are used: skip their discovery, which scans the entry points of every installed
+# distribution when the first model is built (tens of milliseconds of cold start). Set before the
+# first model class is created; an explicit setting in the environment wins.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+import math  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+from typing import Annotated, Any, Literal, Self  # noqa: E402
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator  # noqa: E402
+
+SETTINGS_ENV = "MLOPS_SETTINGS"  # the one environment variable of a function's settings
+DEFAULT_CONTENT_TYPES = ("application/json", "text/csv")
+
+Name = Field(min_length=1)
+# A JSON array read as a tuple: lax, since strict mode refuses a list once a before-validator ran.
+Texts = Annotated[tuple[str, ...], Field(strict=False)]
+
+
+class SettingsError(ValueError):
+    """The function's settings are missing or invalid: a deployment error, never bad input."""
+
+
+class FunctionSettings(BaseModel):
+    """Base of every function's settings: strict, closed, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    def to_env(self) -> dict[str, str]:
+        """The function's environment entry (what the stack and the rehearsal set)."""
+        return {SETTINGS_ENV: self.model_dump_json(exclude_defaults=False)}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        raw = (os.environ if environ is None else environ).get(SETTINGS_ENV)
+        if not raw:
+            raise SettingsError(f"environment variable {SETTINGS_ENV} is not set")
+        try:
+            return cls.model_validate_json(raw)
+        except ValueError as error:  # pydantic's ValidationError is a ValueError
+            raise SettingsError(f"{SETTINGS_ENV} is not valid {cls.__name__}: {error}") from None
+
+
+# --- experiments: the inference API and the controller ---------------------------------------------
+
+
+class ArmTarget(FunctionSettings):
+    """Where an arm's traffic goes: a SageMaker endpoint and one of its production variants."""
+
+    arm: str = Name
+    endpoint: str = Name
+    variant: str = Name
+    model_package_arn: str | None = None
+
+
+class FeatureLookup(FunctionSettings):
+    """The online features that make the model input (one CSV row, in ``features`` order)."""
+
+    name: str = Name
+    features: Texts = Field(min_length=1)
+    record_identifier: str | None = None
+
+
+class ExperimentSettings(FunctionSettings):
+    """One public endpoint: its experiment id, arms, initial weights and request options."""
+
+    name: str = Name
+    experiment: str = ""  # "" means: the public name
+    arms: dict[str, ArmTarget] = Field(min_length=1)
+    initial_weights: dict[str, float] = Field(default_factory=dict)  # empty means: equal weights
+    allow_variant_override: bool = False
+    content_types: Texts = DEFAULT_CONTENT_TYPES
+    feature_group: FeatureLookup | None = None
+    salt: str = ""  # "" means: the experiment id
+
+    @field_validator("arms", mode="before")
+    @classmethod
+    def _arms_by_name(cls, value: Any) -> Any:
+        """A list of arms (as the config writes them) is keyed by arm name; duplicates are refused."""
+        if isinstance(value, list | tuple):
+            names = [entry.get("arm") if isinstance(entry, Mapping) else getattr(entry, "arm", None)
+                     for entry in value]
+            if len(set(names)) != len(names):
+                raise ValueError(f"arm names must be unique, got {names}")
+            return dict(zip(names, value, strict=True))
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        for key, target in self.arms.items():
+            if key != target.arm:
+                raise ValueError(f"arm {key!r} is keyed under another name than its own ({target.arm!r})")
+        weights = self.initial_weights or {arm: 1.0 for arm in self.arms}
+        if set(weights) != set(self.arms) or not all(math.isfinite(w) and w >= 0 for w in weights.values()) \
+                or sum(weights.values()) <= 0:
+            raise ValueError(f"initial_weights must give every arm of {sorted(self.arms)} a weight >= 0, "
+                             f"summing to more than 0: {weights}")
+        # frozen: fill the defaults that depend on other fields once, here
+        object.__setattr__(self, "initial_weights", {arm: float(weights[arm]) for arm in self.arms})
+        object.__setattr__(self, "experiment", self.experiment or self.name)
+        object.__setattr__(self, "salt", self.salt or self.experiment)
+        object.__setattr__(self, "content_types", tuple(c.lower() for c in self.content_types))
+        return self
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """The distinct SageMaker endpoints of the arms, in arm order."""
+        return tuple(dict.fromkeys(target.endpoint for target in self.arms.values()))
+
+
+def _name_experiments(value: Any) -> Any:
+    """Experiments are keyed by public name; each entry's ``name`` is that key."""
+    if isinstance(value, Mapping):
+        return {key: ({**entry, "name": entry.get("name", key)} if isinstance(entry, Mapping) else entry)
+                for key, entry in value.items()}
+    return value
+
+
+class InferenceSettings(FunctionSettings):
+    """``handlers.inference_api``."""
+
+    experiments: dict[str, ExperimentSettings]
+    predictions_table: str = Name
+    statistics_table: str = Name
+    state_table: str = Name
+    subject_hash_secret: str = Field(min_length=1, description="Secrets Manager id of the subject-hash key")
+    prediction_ttl_days: int = Field(default=30, ge=1, le=3650)
+    allocation_cache_seconds: int = Field(default=30, ge=1, le=600)
+    smoke_test_role: str | None = None
+
+    _experiments_named = field_validator("experiments", mode="before")(classmethod(
+        lambda cls, value: _name_experiments(value)))
+
+
+class ControllerRule(FunctionSettings):
+    """How the controller moves and decides one experiment (``ControllerConfig.settings()``).
+
+    ``None`` means the domain's default (``domain.experiments.Guardrails``,
+    ``domain.sequential_test.SequentialTest``); the bounds are the domain's own, so a value it would
+    refuse fails here, at synthesis."""
+
+    strategy: Literal["thompson", "epsilon_greedy", "ucb1", "fixed"] = "thompson"
+    epsilon: float | None = Field(default=None, ge=0, le=1)
+    min_share: float | None = Field(default=None, ge=0, lt=1)
+    max_step: float | None = Field(default=None, gt=0, le=1)
+    min_observations: int | None = Field(default=None, ge=0)
+    min_change: float | None = Field(default=None, ge=0, lt=1)
+    stop: bool = True  # false: keep adapting, never decide
+    alpha: float | None = Field(default=None, gt=0, lt=1)
+    min_effect: float | None = Field(default=None, ge=0, lt=1)
+    max_invocations: int | None = Field(default=None, ge=1)
+    max_duration_days: float | None = Field(default=None, gt=0)
+    feedback_delay_hours: float = Field(default=0, ge=0)
+    contender_share: float = Field(default=0.2, ge=0, lt=1)  # floor of arms the running test still needs
+    weights: dict[str, float] | None = None  # fixed strategy: the split (default: initial weights)
+
+    @model_validator(mode="after")
+    def _limits_leave_matured_feedback(self) -> Self:
+        if self.max_duration_days is not None and self.max_duration_days * 24 <= self.feedback_delay_hours:
+            raise ValueError(f"max_duration_days {self.max_duration_days:g} must be longer than "
+                             f"feedback_delay_hours {self.feedback_delay_hours:g} / 24, or no feedback matures "
+                             "before the test stops")
+        return self
+
+
+class ControllerSettings(FunctionSettings):
+    """``handlers.experiment_controller``."""
+
+    experiments: dict[str, ExperimentSettings]
+    controllers: dict[str, ControllerRule] = Field(default_factory=dict)
+    statistics_table: str = Name
+    state_table: str = Name
+    notification_topic_arn: str | None = None
+
+    _experiments_named = field_validator("experiments", mode="before")(classmethod(
+        lambda cls, value: _name_experiments(value)))
+
+    @field_validator("controllers")
+    @classmethod
+    def _fit_their_experiments(cls, controllers: dict[str, ControllerRule],
+                               info: ValidationInfo) -> dict[str, ControllerRule]:
+        experiments = info.data.get("experiments") or {}
+        for name, rule in controllers.items():
+            experiment = experiments.get(name)
+            if experiment is None:
+                raise ValueError(f"controller for an unknown experiment {name!r} "
+                                 f"(experiments: {sorted(experiments)})")
+            arms = len(experiment.arms)
+            if rule.min_share is not None and arms * rule.min_share > 1:
+                raise ValueError(f"{name}: min_share {rule.min_share} is impossible for {arms} arms "
+                                 f"(every arm keeps min_share: at most {1 / arms:.3g})")
+            if rule.weights is not None and set(rule.weights) != set(experiment.arms):
+                raise ValueError(f"{name}: fixed weights {sorted(rule.weights)} must name the arms "
+                                 f"{sorted(experiment.arms)}")
+        return controllers
+
+    def rule(self, name: str) -> ControllerRule:
+        return self.controllers.get(name) or ControllerRule()
+
+
+# --- feedback: the feedback API and its dead-letter replay ------------------------------------------
+
+
+class FeedbackApiSettings(FunctionSettings):
+    """``handlers.feedback_api`` and ``handlers.feedback_replay`` (which needs no subject-hash key:
+    it only sees hashed subjects).
+
+    Field order matters: each cross-field rule sits on the later field, so an error names the field
+    (and the config field it comes from) that has to change."""
+
+    predictions_table: str = Name
+    feedback_table: str = Name
+    statistics_table: str = Name
+    ground_truth_stream: str = Name
+    dead_letter_queue_url: str = Name
+    subject_hash_secret: str | None = Field(default=None, min_length=1)
+    max_batch: int = Field(default=500, ge=1, le=10_000)
+    max_age_days: int = Field(default=30, ge=1, le=3650)
+    prediction_ttl_days: int = Field(default=30, ge=1, le=3650)
+    retention_days: int = Field(default=90, ge=1, le=36500)
+
+    @field_validator("retention_days")
+    @classmethod
+    def _outlives_what_it_guards(cls, retention: int, info: ValidationInfo) -> int:
+        max_age = info.data.get("max_age_days")
+        if max_age is not None and retention <= max_age:
+            raise ValueError(f"must exceed feedback_max_age_days ({max_age}): idempotency records must "
+                             "outlive the oldest feedback still accepted")
+        ttl = info.data.get("prediction_ttl_days")
+        if ttl is not None and retention < ttl:
+            raise ValueError(f"must be at least prediction_ttl_days ({ttl}): a prediction's credit marker must "
+                             "outlive the prediction, or a late second feedback credits its arm twice")
+        return retention
+
+    def limits(self, subject_hash_key: bytes | None) -> Any:
+        """The handlers' ``domain.feedback.FeedbackSettings``, with the key read from the secret."""
+        from datetime import timedelta
+
+        from mlops_runtime.domain.feedback import FeedbackSettings
+
+        return FeedbackSettings(
+            predictions_table=self.predictions_table,
+            feedback_table=self.feedback_table,
+            statistics_table=self.statistics_table,
+            ground_truth_stream=self.ground_truth_stream,
+            dead_letter_queue_url=self.dead_letter_queue_url,
+            subject_hash_key=subject_hash_key,
+            max_batch=self.max_batch,
+            max_age=timedelta(days=self.max_age_days),
+            retention=timedelta(days=self.retention_days),
+        )

@@ -1,0 +1,117 @@
+"""Every rule a function's settings model enforces at run time is enforced when the config is loaded:
+a config the function would refuse fails ``make synth`` with one line (file, field, value, rule)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlops_platform import function_settings
+from mlops_platform.config import ConfigError, load_environments, parse_config
+from mlops_platform.config.loader import CONFIG_DIR, environment_names
+from mlops_runtime import settings as runtime
+
+
+def raw_config(environment: str) -> dict:
+    return yaml.safe_load((CONFIG_DIR / f"{environment}.yaml").read_text())
+
+
+def with_api(environment: str, **api) -> dict:
+    data = copy.deepcopy(raw_config(environment))
+    data.setdefault("serving", {}).setdefault("api", {}).update(api)
+    return data
+
+
+@pytest.mark.parametrize("config", load_environments(), ids=lambda c: c.environment)
+def test_every_shipped_config_builds_every_functions_settings(config):
+    built = {name: build() for name, build in function_settings.builders(config).items()}
+    assert set(built) == {"inference-api", "feedback-api", "feedback-replay", "experiment-controller"}
+    for settings in built.values():  # and survives the trip through the environment variable
+        assert type(settings).from_env(settings.to_env()) == settings
+
+
+@pytest.mark.parametrize("environment", environment_names())
+@pytest.mark.parametrize(("api", "rule"), [
+    ({"feedback_max_age_days": 120, "feedback_retention_days": 90}, "must exceed feedback_max_age_days (120)"),
+    ({"prediction_ttl_days": 400, "feedback_retention_days": 90}, "must be at least prediction_ttl_days (400)"),
+])
+def test_a_cross_field_rule_of_the_feedback_function_fails_at_load_with_one_line(environment, api, rule):
+    source = f"config/{environment}.yaml"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(with_api(environment, **api), source)
+    (line,) = caught.value.lines  # the API and its replay share the rule: reported once
+    assert line.startswith(f"{source}: field 'serving.api.feedback_retention_days' = 90: {rule}")
+
+
+@given(max_age=st.integers(1, 365), retention=st.integers(1, 3650), ttl=st.integers(1, 3650))
+def test_the_load_time_check_and_the_runtime_model_agree(max_age, retention, ttl):
+    """Whatever the values: the config loads exactly when the function would accept its settings."""
+    data = with_api("dev", feedback_max_age_days=max_age, feedback_retention_days=retention,
+                    prediction_ttl_days=ttl)
+    try:
+        parse_config(data, "config/dev.yaml")
+        loads = True
+    except ConfigError:
+        loads = False
+    fields = dict(predictions_table="p", feedback_table="f", statistics_table="s", ground_truth_stream="g",
+                  dead_letter_queue_url="q", max_age_days=max_age, retention_days=retention, prediction_ttl_days=ttl)
+    try:
+        runtime.FeedbackApiSettings(**fields)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert loads == accepted == (retention > max_age and retention >= ttl)
+
+
+def experiment(**changes):
+    base = {"name": "e", "arms": [{"arm": "a", "endpoint": "ep", "variant": "v"},
+                                  {"arm": "b", "endpoint": "ep", "variant": "w"}]}
+    return {**base, **changes}
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    ({"arms": []}, "at least 1 item"),
+    ({"arms": [{"arm": "a", "endpoint": "ep", "variant": "v"}] * 2}, "arm names must be unique"),
+    ({"initial_weights": {"a": 1.0}}, "initial_weights must give every arm"),
+    ({"initial_weights": {"a": 0.0, "b": 0.0}}, "summing to more than 0"),
+    ({"initial_weights": {"a": -1.0, "b": 2.0}}, "a weight >= 0"),
+])
+def test_experiment_rules(changes, problem):
+    with pytest.raises(ValueError, match=problem):
+        runtime.ExperimentSettings.model_validate(experiment(**changes))
+
+
+def test_experiment_defaults_follow_its_name():
+    parsed = runtime.ExperimentSettings.model_validate(experiment(content_types=["Text/CSV"]))
+    assert (parsed.experiment, parsed.salt, parsed.content_types) == ("e", "e", ("text/csv",))
+    assert parsed.initial_weights == {"a": 1.0, "b": 1.0}
+
+
+@pytest.mark.parametrize(("rule", "problem"), [
+    ({"min_share": 0.4}, "min_share 0.4 is impossible for 3 arms"),
+    ({"strategy": "fixed", "weights": {"a": 1.0}}, "fixed weights"),
+])
+def test_controller_rules_that_depend_on_the_experiment(rule, problem):
+    three = experiment(arms=[{"arm": x, "endpoint": "ep", "variant": x} for x in "abc"])
+    with pytest.raises(ValueError, match=problem):
+        runtime.ControllerSettings(experiments={"e": three}, controllers={"e": rule}, statistics_table="s",
+                                   state_table="t")
+    with pytest.raises(ValueError, match="unknown experiment"):
+        runtime.ControllerSettings(experiments={"e": three}, controllers={"other": {}}, statistics_table="s",
+                                   state_table="t")
+
+
+def test_settings_are_closed_and_strict():
+    fields = dict(predictions_table="p", feedback_table="f", statistics_table="s", ground_truth_stream="g",
+                  dead_letter_queue_url="q")
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        runtime.FeedbackApiSettings(**fields, unknown=1)
+    with pytest.raises(ValueError, match="valid integer"):
+        runtime.FeedbackApiSettings.model_validate_json(
+            runtime.FeedbackApiSettings(**fields).model_dump_json().replace('"max_batch":500', '"max_batch":"500"'))
+    with pytest.raises(runtime.SettingsError, match="is not set"):
+        runtime.FeedbackApiSettings.from_env({})
