@@ -35,6 +35,7 @@ class Loop:
     def __init__(self, lambda_env, monkeypatch):
         from mlops_runtime.adapters.experiments_store import DynamoDBExperimentsStore
         from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
+        from mlops_runtime.settings import ControllerSettings
         from mlops_runtime.handlers import experiment_controller
 
         self.deployer, aws = lambda_env, lambda_env.aws
@@ -51,12 +52,12 @@ class Loop:
         events.put_rule(Name="promote-on-decision", EventPattern=json.dumps(
             {"source": [promotion.EVENT_SOURCE], "detail-type": [promotion.EVENT_DETAIL_TYPE]}))
         events.put_targets(Rule="promote-on-decision", Targets=[{"Id": "deployer", "Arn": queue_arn}])
-        monkeypatch.setenv("EXPERIMENTS", json.dumps(EXPERIMENTS))
-        monkeypatch.setenv("CONTROLLER", json.dumps(CONTROLLER))
         self.store = DynamoDBExperimentsStore(None, "statistics", "state", self.ddb)
         self.controller = experiment_controller
-        experiment_controller.configure(store=self.store, endpoints=Boto3EndpointControl(self.sm),
-                                        sns=aws("sns"), events=events)
+        experiment_controller.configure(
+            store=self.store, endpoints=Boto3EndpointControl(self.sm), sns=aws("sns"), events=events,
+            settings=ControllerSettings(experiments=EXPERIMENTS, controllers=CONTROLLER, statistics_table="statistics",
+                                        state_table="state"))
 
     def approve(self, arn, event_id):
         return self.deployer.invoke(approval(arn, event_id))
