@@ -28,9 +28,15 @@ def _module_path(module: str) -> Path | None:
 
 
 @lru_cache(maxsize=None)
+def _syntax_tree(path: Path) -> ast.Module:
+    """Each runtime module parsed once per process (every function's bundle reads the shared ones)."""
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+@lru_cache(maxsize=None)
 def _imported_modules(path: Path) -> frozenset[str]:
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    for node in ast.walk(_syntax_tree(path)):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)  # submodule imports
@@ -69,12 +75,13 @@ def _closure(handler_module: str) -> list[Path]:
     return sorted(files)
 
 
+@lru_cache(maxsize=None)
 def _client_services(path: Path) -> frozenset[str]:
     """Service names passed as the first argument of a ``*client(...)`` call (``boto3.client("sns")``,
     ``self._client("sagemaker")``, ``_new_client("sqs")``), or held by a ``service = "..."``
     attribute that such a call reads, in one module."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    for node in ast.walk(_syntax_tree(path)):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value \
                 and isinstance(node.value.value, str) and any(getattr(t, "id", None) == "service" for t in node.targets):
             found.add(node.value.value)
@@ -87,6 +94,7 @@ def _client_services(path: Path) -> frozenset[str]:
     return frozenset(found)
 
 
+@lru_cache(maxsize=None)
 def services_called(handler_module: str) -> frozenset[str]:
     """AWS services whose clients the bundle of ``handler_module`` creates (read with ``ast``)."""
     return frozenset().union(*(_client_services(path) for path in _bundle(handler_module)))
