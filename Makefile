@@ -58,6 +58,7 @@ synth: $(SYNTH_STAMP)
 
 # Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: the two workers and the test
 # subprocesses then share compiled (and assertion-rewritten) modules instead of each compiling them.
+# cdk.json's app command does the same, so a repeated `cdk synth` does not recompile the platform.
 test: $(TEST_STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadgroup
 
