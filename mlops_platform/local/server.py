@@ -927,6 +927,7 @@ class LocalPlatform:
             store=DynamoDBExperimentsStore(names.predictions_table, names.statistics_table, names.state_table,
                                            ddb),
             model=self.model,
+            endpoints=Boto3EndpointControl(self.client("sagemaker")),
         ))
         # feedback API: Runtime.from_env's adapters, with the moto clients
         settings = self.settings.feedback.limits(

@@ -218,15 +218,33 @@ class ApiStack(Stack):
         if endpoints:
             role.add_to_principal_policy(iam.PolicyStatement(
                 sid="InvokeThisEnvironmentsEndpoints", actions=["sagemaker:InvokeEndpoint"], resources=endpoints))
+            # A deployment the controller has not recorded yet is served as the new round at once.
+            role.add_to_principal_policy(iam.PolicyStatement(
+                sid="SeeNewDeployments", actions=["sagemaker:DescribeEndpoint"], resources=endpoints))
+            deployed = self._grant_find_model_packages(role, "FindTheNewDeploymentsPackages")
+        else:
+            deployed = []
         groups = sorted({route.config.features.feature_group for route in self.routes if route.config.features})
         if groups:
             role.add_to_principal_policy(iam.PolicyStatement(
                 sid="ReadOnlineFeatures", actions=["sagemaker:GetRecord"],
                 resources=[self._arn("sagemaker", f"feature-group/{config.name_prefix}-{g}") for g in groups],
             ))
-        acknowledge_wildcards(role.node.find_child("DefaultPolicy"), KMS_GRANT_ACTIONS,
-                              "KMS data-key actions come from the table grants on the environment's key.")
+        acknowledge_wildcards(
+            role.node.find_child("DefaultPolicy"), [f"Resource::{arn}" for arn in deployed] + list(KMS_GRANT_ACTIONS),
+            "Endpoint configs and models carry deployer-made names under this environment's prefix; KMS "
+            "data-key actions come from the table grants on the environment's key.")
         return function
+
+    def _grant_find_model_packages(self, role: iam.IRole, sid: str) -> list[str]:
+        """Read the deployer's endpoint configs and models (``model_runtime.deployed_packages``: the
+        package behind each arm); the ARN patterns granted."""
+        deployed = [self._arn("sagemaker", f"{kind}/{self.config.name_prefix}-*") for kind in ("endpoint-config", "model")]
+        role.add_to_principal_policy(iam.PolicyStatement(
+            sid=sid, actions=["sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel", "sagemaker:ListTags"],
+            resources=deployed,
+        ))
+        return deployed
 
     # --- controller -------------------------------------------------------------------------
     def _controller_function(self) -> PlatformFunction:
@@ -257,12 +275,7 @@ class ApiStack(Stack):
             actions=["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"],
             resources=endpoints,
         ))
-        deployed = [self._arn("sagemaker", f"{kind}/{prefix}-*") for kind in ("endpoint-config", "model")]
-        role.add_to_principal_policy(iam.PolicyStatement(
-            sid="FindTheWinnersModelPackage",
-            actions=["sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel", "sagemaker:ListTags"],
-            resources=deployed,
-        ))
+        deployed = self._grant_find_model_packages(role, "FindTheWinnersModelPackage")
         groups = sorted({endpoint.model_package_group for endpoint in config.serving.endpoints})
         packages = [self._arn("sagemaker", f"model-package/{prefix}-{group}/*") for group in groups]
         role.add_to_principal_policy(iam.PolicyStatement(

@@ -263,3 +263,15 @@ def current_weights(config: ExperimentSettings, state: Mapping[str, Any] | None)
         if len(clean) == len(config.arms) and all(w >= 0 for w in clean.values()) and sum(clean.values()) > 0:
             return clean
     return dict(config.initial_weights)
+
+
+def round_start_weights(config: ExperimentSettings, live: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The split a new round starts from (the controller's restart, and the inference API until
+    then): for one endpoint, the weights the deployer gave its variants (``live``: endpoint ->
+    variant -> weight; an arm whose variant is not deployed gets 0); else ``initial_weights``."""
+    if len(config.endpoints) == 1:
+        variants = live.get(config.endpoints[0], {})
+        weights = {arm: float(variants.get(target.variant, 0.0)) for arm, target in config.arms.items()}
+        if sum(weights.values()) > 0:
+            return weights
+    return dict(config.initial_weights)

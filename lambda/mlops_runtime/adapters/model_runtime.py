@@ -11,9 +11,13 @@ boto3 is imported only when a client is first needed, so importing this module s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mlops_runtime.settings import ExperimentSettings
 
 MODEL_PACKAGE_TAG = "mlops:model-package-arn"
 THROTTLING_CODES = frozenset(
@@ -181,6 +185,23 @@ class EndpointControl(Protocol):
     def find_model_package_arn(self, endpoint: str, variant: str) -> str | None: ...
 
     def annotate_model_package(self, model_package_arn: str, properties: Mapping[str, str]) -> None: ...
+
+
+def deployed_packages(config: ExperimentSettings, control: EndpointControl) -> dict[str, str | None]:
+    """Arm -> model package ARN deployed behind it (configured, else looked up on the endpoint;
+    ``None`` when the lookup fails, logged). Looked up once per deployment: the controller keeps it
+    in the state and the inference API stores it with every prediction."""
+    packages: dict[str, str | None] = {}
+    for arm, target in config.arms.items():
+        package = target.model_package_arn
+        if not package:
+            try:
+                package = control.find_model_package_arn(target.endpoint, target.variant)
+            except Exception:
+                logging.getLogger(__name__).exception("Could not look the arm's model package up: %s", arm)
+                package = None
+        packages[arm] = package
+    return packages
 
 
 class Boto3EndpointControl:

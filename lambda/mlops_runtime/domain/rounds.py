@@ -1,7 +1,10 @@
 """Experiment rounds and the statistics rows they are counted in (pure, standard library only).
 
 A *round* is one deployment of an experiment's endpoints: the controller starts round ``n + 1``
-when it sees a new endpoint config. Every prediction record names the round that served it, and
+when it sees a new endpoint config. Between the deployment and that run, the inference API sees the
+same change (``redeployed``: the endpoints' configs differ from the deployment the state recorded)
+and already serves round ``n + 1`` (``serving_round``), so no prediction of the new models is
+counted in the old round. Every prediction record names the round that served it, and
 its evidence is counted in one statistics row per (round, arm, served hour)::
 
     sort key  "<round>#<arm>#<yyyy-mm-ddThh>"     e.g. "3#challenger#2026-12-05T08"
@@ -68,6 +71,18 @@ def round_salt(salt: str, round_id: int) -> str:
     """The assignment salt of a round: each round reshuffles which subjects land in which arm, so
     the same subjects are not the challenger's sample round after round. Round 1 keeps ``salt``."""
     return salt if round_id <= 1 else f"{salt}{KEY_SEPARATOR}round-{int(round_id)}"
+
+
+def redeployed(recorded: object, deployed: Mapping[str, str | None]) -> bool:
+    """Whether the endpoints now serve other configs than the deployment a state item recorded
+    (``{endpoint: endpoint config name}``). Nothing recorded yet (no controller run) is no change."""
+    return isinstance(recorded, Mapping) and dict(recorded) != dict(deployed)
+
+
+def serving_round(state_round: int, recorded: object, deployed: Mapping[str, str | None]) -> int:
+    """The round that serves now: the state's, or the next one when the endpoints were redeployed
+    since the state was written (the controller's next run starts exactly that round)."""
+    return state_round + 1 if redeployed(recorded, deployed) else state_round
 
 
 @dataclass(frozen=True, slots=True)

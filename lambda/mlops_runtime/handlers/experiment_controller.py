@@ -49,11 +49,12 @@ from mlops_runtime.adapters.experiments_store import (
     ExperimentsStore,
     StateConflict,
     current_weights,
+    round_start_weights,
 )
-from mlops_runtime.adapters.model_runtime import Boto3EndpointControl, EndpointControl
+from mlops_runtime.adapters.model_runtime import Boto3EndpointControl, EndpointControl, deployed_packages
 from mlops_runtime.domain import experiments as domain
 from mlops_runtime.domain import promotion as handover
-from mlops_runtime.domain.rounds import ArmCounts
+from mlops_runtime.domain.rounds import ArmCounts, redeployed
 from mlops_runtime.domain.sequential_test import ExperimentDecision, SequentialTest
 from mlops_runtime.lazy import Lazy
 from mlops_runtime.settings import ControllerRule, ControllerSettings, ExperimentSettings
@@ -189,33 +190,6 @@ def _load_state(config: ExperimentSettings, item: Mapping[str, Any] | None) -> t
     return domain.ExperimentState.from_dict(fields), int(item.get("version", 0))
 
 
-def _deployed_packages(config: ExperimentSettings, control: EndpointControl) -> dict[str, str | None]:
-    """Arm -> model package ARN deployed behind it (configured, else looked up on the endpoint).
-    Looked up once per deployment; the inference API stores it with every prediction."""
-    packages: dict[str, str | None] = {}
-    for arm, target in config.arms.items():
-        package = target.model_package_arn
-        if not package:
-            try:
-                package = control.find_model_package_arn(target.endpoint, target.variant)
-            except Exception:
-                logger.exception("Could not look the arm's model package up", extra={"arm": arm})
-                package = None
-        packages[arm] = package
-    return packages
-
-
-def _round_weights(config: ExperimentSettings, live: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """The split a new round starts from: for one endpoint, the weights the deployer gave its
-    variants (an arm whose variant is not deployed gets 0); else ``initial_weights``."""
-    if len(config.endpoints) == 1:
-        variants = live.get(config.endpoints[0], {})
-        weights = {arm: float(variants.get(target.variant, 0.0)) for arm, target in config.arms.items()}
-        if sum(weights.values()) > 0:
-            return weights
-    return dict(config.initial_weights)
-
-
 def _restart(config: ExperimentSettings, item: Mapping[str, Any], deployment: dict[str, str | None], version: int,
              packages: Mapping[str, str | None], weights: Mapping[str, float]) -> dict[str, Any]:
     """A new round after a deployment: predictions from now on are recorded (and their rewards
@@ -275,13 +249,12 @@ def run(name: str) -> dict[str, Any]:
         metrics.add_metric(name="ControllerSkipped", unit=MetricUnit.Count, value=1)
         return {"status": "skipped", "reason": "; ".join(busy)}
 
-    known = (item or {}).get("deployment")
-    redeployed = bool(item) and isinstance(known, Mapping) and dict(known) != deployment
+    changed = redeployed((item or {}).get("deployment"), deployment)
     packages = (item or {}).get("packages")
-    if redeployed or not isinstance(packages, Mapping):
-        packages = _deployed_packages(config, control)
-    if redeployed:
-        return _restart(config, item, deployment, version, packages, _round_weights(config, live))
+    if changed or not isinstance(packages, Mapping):
+        packages = deployed_packages(config, control)
+    if changed:
+        return _restart(config, item, deployment, version, packages, round_start_weights(config, live))
     if state.finished:
         decision = (item or {}).get("decision")
         if isinstance(decision, Mapping) and _retired_still_deployed(config, decision, live):

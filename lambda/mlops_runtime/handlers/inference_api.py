@@ -21,7 +21,12 @@ read on the first request, not at import.
 
 Rounds: the state names the experiment's current round (a new one per deployment, see
 ``domain.rounds``); each prediction record carries it, its invocation is counted in the row of
-(round, arm, served hour), and subjects are assigned with the round's salt.
+(round, arm, served hour), and subjects are assigned with the round's salt. When the state records
+the deployment it was written for, each cache refresh also reads the endpoints' configs
+(DescribeEndpoint): if the deployer has changed them since, the new round is served at once, with
+the weights the deployer gave the variants and the packages behind them (looked up once per
+deployment), exactly as the controller's next run will record it, so no prediction of the new
+models is counted in the old round.
 
 No Tracer is created at import (see ``handlers.deployer.tracer``); ``POWERTOOLS_TRACE_DISABLED`` unset
 and ``INFERENCE_API_TRACING=true`` creates it on the first request.
@@ -50,21 +55,25 @@ from mlops_runtime.adapters.experiments_store import (
     DynamoDBExperimentsStore,
     ExperimentsStore,
     current_weights,
+    round_start_weights,
 )
 from mlops_runtime.adapters.model_runtime import (
+    Boto3EndpointControl,
     Boto3ModelRuntime,
+    EndpointControl,
     InvalidModelInput,
     ModelError,
     ModelInvocationError,
     ModelRuntime,
     ModelThrottled,
     UnknownModelEndpoint,
+    deployed_packages,
 )
 from mlops_runtime.adapters.secrets import subject_hash_key
 from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.adapters.online_features import Boto3OnlineFeatures, FeatureLookupError, OnlineFeatures
 from mlops_runtime.domain import routing
-from mlops_runtime.domain.rounds import ArmCounts, round_salt, statistics_key
+from mlops_runtime.domain.rounds import ArmCounts, redeployed, round_salt, statistics_key
 from mlops_runtime.lazy import Lazy
 from mlops_runtime.settings import ExperimentSettings, InferenceSettings
 
@@ -107,6 +116,10 @@ class Runtime:
     rounds: dict[str, int] = field(default_factory=dict)
     # name of the delivery pipeline's smoke-test role: its requests marked X-Smoke-Test are not counted
     smoke_test_role: str | None = None
+    # the endpoints' deployed configs, compared with the state's (None: the state's round is served)
+    endpoints: EndpointControl | None = None
+    # public name -> (deployment not yet recorded by the controller, the packages behind its arms)
+    pending_packages: dict[str, tuple[dict[str, str | None], dict[str, str | None]]] = field(default_factory=dict)
 
 
 def runtime_from_settings(settings: InferenceSettings, secrets_client: Any | None = None) -> Runtime:
@@ -120,6 +133,7 @@ def runtime_from_settings(settings: InferenceSettings, secrets_client: Any | Non
         ttl_seconds=settings.prediction_ttl_days * 86_400,
         cache_seconds=float(settings.allocation_cache_seconds),
         smoke_test_role=settings.smoke_test_role,
+        endpoints=Boto3EndpointControl(),
     )
 
 
@@ -165,11 +179,15 @@ def allocation_for(config: ExperimentSettings) -> dict[str, float]:
         return cached[0]
     try:
         state = rt.store.read_state(config.experiment)
-        weights = current_weights(config, state)
-        packages = (state or {}).get("packages")
+        weights, round_id, packages = current_weights(config, state), state_round(state), (state or {}).get("packages")
+        pending = _new_deployment(config, (state or {}).get("deployment"))
+        if pending is not None:  # deployed since the controller's last run: its next round, now
+            deployment, live = pending
+            weights, round_id = round_start_weights(config, live), round_id + 1
+            packages = _packages_of(config, deployment)
         if isinstance(packages, dict):
             rt.packages[config.name] = {arm: arn for arm, arn in packages.items() if isinstance(arn, str) and arn}
-        rt.rounds[config.name] = state_round(state)
+        rt.rounds[config.name] = round_id
     except Exception:
         logger.exception("Could not read the experiment state; keeping the last weights",
                          extra={"experiment": config.experiment})
@@ -177,6 +195,38 @@ def allocation_for(config: ExperimentSettings) -> dict[str, float]:
         weights = cached[0] if cached else dict(config.initial_weights)
     rt.weights_cache[config.name] = (weights, now + rt.cache_seconds)
     return weights
+
+
+def _new_deployment(
+    config: ExperimentSettings, recorded: Any
+) -> tuple[dict[str, str | None], dict[str, dict[str, float]]] | None:
+    """``(endpoint -> config, endpoint -> variant -> weight)`` when the experiment's endpoints now
+    serve other configs than the deployment the state recorded; None when they do not, when nothing
+    is recorded (before the controller's first run) or when an endpoint cannot be described (the
+    controller then skips too)."""
+    control = runtime().endpoints
+    if control is None or recorded is None:
+        return None
+    deployment, live = {}, {}
+    for endpoint in config.endpoints:
+        try:
+            info = control.describe_endpoint(endpoint)
+        except Exception:
+            logger.exception("Could not describe the endpoint; serving the state's round", extra={"endpoint": endpoint})
+            metrics.add_metric(name="DeploymentReadFailures", unit=MetricUnit.Count, value=1)
+            return None
+        deployment[endpoint], live[endpoint] = info.config_name, info.variant_weights
+    return (deployment, live) if redeployed(recorded, deployment) else None
+
+
+def _packages_of(config: ExperimentSettings, deployment: dict[str, str | None]) -> dict[str, str | None]:
+    """The packages behind the arms of a deployment the controller has not recorded yet, looked up
+    once per deployment and execution environment."""
+    rt = runtime()
+    known = rt.pending_packages.get(config.name)
+    if known is None or known[0] != deployment:
+        known = rt.pending_packages[config.name] = (deployment, deployed_packages(config, rt.endpoints))
+    return known[1]
 
 
 def state_round(state: dict[str, Any] | None) -> int:

@@ -5,6 +5,9 @@ the challenger and the losing champion went back to 1 - w: live ``champion v1 0.
 1.0`` became ``champion v1 0.9, challenger v3 0.1``. Here the controller's "Experiment Decided"
 event travels through a real EventBridge rule (moto) to a queue and from there to the deployer as
 the stack wires it; moto has no UpdateEndpoint, answered by the tests' botocore hook.
+
+The round hand-over between the deployer and the real inference API: predictions served after a
+deployment and before the controller's next run belong to the new round.
 """
 
 from __future__ import annotations
@@ -103,6 +106,61 @@ def loop(lambda_env, stub, monkeypatch):
     joined.controller.configure()
 
 
+class Api:
+    """The real inference API on the loop's moto account (the model container faked)."""
+
+    def __init__(self, loop):
+        import dataclasses
+
+        from mlops_platform.local.server import FakeModelRuntime
+        from mlops_runtime.adapters.experiments_store import DynamoDBExperimentsStore
+        from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
+        from mlops_runtime.handlers import inference_api
+        from mlops_runtime.settings import InferenceSettings
+        from settings_support import put_subject_hash_key
+
+        loop.ddb.create_table(
+            TableName="predictions", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "inference_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "inference_id", "AttributeType": "S"}])
+        experiments = {name: {**config, "content_types": ["text/csv"]} for name, config in EXPERIMENTS.items()}
+        settings = InferenceSettings(
+            experiments=experiments, predictions_table="predictions", statistics_table="statistics",
+            state_table="state", subject_hash_secret=put_subject_hash_key("pepper"))
+        self.loop, self.module = loop, inference_api
+        inference_api.configure(dataclasses.replace(
+            inference_api.runtime_from_settings(settings),
+            store=DynamoDBExperimentsStore("predictions", "statistics", "state", loop.ddb),
+            model=FakeModelRuntime({ENDPOINT: {CHAMPION: "champion-model", CHALLENGER: "challenger-model"}}),
+            endpoints=Boto3EndpointControl(loop.sm)))
+
+    def serve(self, subjects):
+        """Each subject served once (after the allocation cache expired); their prediction records."""
+        from mlops_platform.local.server import proxy_event
+
+        self.module.runtime().weights_cache.clear()  # as ALLOCATION_CACHE_SECONDS after a deployment
+        records = []
+        for subject in subjects:
+            event = proxy_event("POST", "/v1/endpoints/churn/invocations", "/v1/endpoints/{endpoint}/invocations",
+                                {"endpoint": "churn"}, [("Content-Type", "text/csv"), ("X-Subject-Id", subject)],
+                                "", b"0.5,0.5")
+            response = self.module.handler(event, LambdaContext("mlops-dev-inference-api"))
+            assert response["statusCode"] == 200, response
+            headers = response.get("multiValueHeaders") or response["headers"]
+            inference_id = headers["X-Inference-Id"]
+            inference_id = inference_id[0] if isinstance(inference_id, list) else inference_id
+            item = self.loop.ddb.get_item(TableName="predictions", Key={"inference_id": {"S": inference_id}})["Item"]
+            records.append((item["arm"]["S"], int(item["round"]["N"]), item.get("model_package_arn", {}).get("S")))
+        return records
+
+
+@pytest.fixture
+def api(loop):
+    serving = Api(loop)
+    yield serving
+    serving.module.configure(None)
+
+
 def decided_experiment(loop):
     """v1 champion, v2 challenger; the controller declares v2 the winner. Returns (v1, v2)."""
     v1, v2 = register_package(loop.sm), register_package(loop.sm)
@@ -189,3 +247,37 @@ def test_a_late_decision_never_retires_a_newer_challenger(loop):
     result = loop.deployer.invoke(json.loads(message["Body"]))["results"][0]
     assert result["status"] == "noop" and "newer experiment" in result["reason"]
     assert loop.live() == {CHAMPION: (v2, 0.9), CHALLENGER: (v3, 0.1)}
+
+
+def test_predictions_served_after_a_deployment_belong_to_the_new_round_before_the_controller_runs(loop, api):
+    """Between an approval and the controller's next run the inference API used to record the new
+    models' predictions under the previous round, with the previous packages and weights."""
+    v1, v2 = register_package(loop.sm), register_package(loop.sm)
+    loop.approve(v1, "approve-v1")
+    loop.approve(v2, "approve-v2")
+    assert loop.run_controller()["status"] == "waiting"  # round 1, recorded with its deployment
+    assert {(rnd, package) for _, rnd, package in api.serve(["a", "b", "c"])} <= {(1, v1), (1, v2)}
+
+    v3 = register_package(loop.sm)
+    assert loop.approve(v3, "approve-v3")["results"][0]["status"] == "deployed"  # replaces the challenger
+    served = api.serve([f"user-{n}" for n in range(40)])
+    assert {arm: (rnd, package) for arm, rnd, package in served} == {"champion": (2, v1), "challenger": (2, v3)}
+    before = loop.store.arm_counts("churn-exp", 2)
+    assert sum(counts.invocations for counts in before.values()) == 40
+    # The controller's run records the same round: the predictions already counted in it stay there.
+    assert loop.run_controller()["round"] == 2
+    assert {rnd for _, rnd, _ in api.serve(["d", "e"])} == {2}
+    assert sum(c.invocations for c in loop.store.arm_counts("churn-exp", 2).values()) == 42
+
+
+def test_after_a_winner_the_next_approval_is_served_with_the_deployers_split_before_the_controller_runs(loop, api):
+    """After a decision the state says challenger 1.0; the next approval puts the winner on the
+    champion variant at 0.9 and the new package on the challenger at 0.1. Until the controller ran,
+    the API used to send every subject to the new, untried package."""
+    v1, v2 = decided_experiment(loop)
+    v3 = register_package(loop.sm)
+    loop.approve(v3, "approve-v3")
+    served = api.serve([f"user-{n}" for n in range(200)])
+    by_arm = {arm: sum(a == arm for a, _, _ in served) for arm in ("champion", "challenger")}
+    assert 5 <= by_arm["challenger"] <= 40 and by_arm["champion"] >= 160, by_arm  # ~10 % / 90 %
+    assert {arm: (rnd, package) for arm, rnd, package in served} == {"champion": (2, v2), "challenger": (2, v3)}

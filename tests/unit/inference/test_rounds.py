@@ -140,7 +140,7 @@ class Loop:
 
         self.inference = inference_api
         inference_api.configure(dataclasses.replace(
-            inference_api.runtime_from_settings(inference), store=self.store,
+            inference_api.runtime_from_settings(inference), store=self.store, endpoints=self.control,
             model=FakeModelRuntime({ENDPOINT: {"v1": "model-1", "v2": "model-2"}})))
         self.feedback = feedback_api
         feedback_api.configure(feedback_api.Runtime(
@@ -188,8 +188,10 @@ class Loop:
         return self.controller.handler({"experiment": "churn"}, Context())
 
     def redeploy(self, config_name):
-        self.controller.configure(store=self.store, endpoints=Redeployed(self.control, config_name),
-                                  settings=self.controller_settings)
+        """The endpoint now serves ``config_name``, as both the controller and the inference API see it."""
+        redeployed = Redeployed(self.control, config_name)
+        self.controller.configure(store=self.store, endpoints=redeployed, settings=self.controller_settings)
+        self.inference.runtime().endpoints = redeployed
         self.inference.runtime().weights_cache.clear()  # as after ALLOCATION_CACHE_SECONDS
 
 
