@@ -86,6 +86,8 @@ DEFAULT_MAX_VOCABULARY = 20000
 TEXT_BASELINE_VERSION = 1
 TOKENIZER = "lowercase+unicode-word-regex-v1"
 TOKEN_PATTERN = re.compile(r"\w+")
+SEPARATOR = "\x1f"  # ASCII unit separator: not a word character
+SEPARATED_TOKENS = re.compile(r"\w+|\x1f")
 SCORE_BIN_EDGES = tuple(i / 10 for i in range(11))
 DECILES = np.linspace(0.0, 1.0, 11)
 TOP_TOKEN_CHANGES = 10
@@ -601,6 +603,50 @@ def tokenize(text: str) -> list:
     return TOKEN_PATTERN.findall(text.lower())
 
 
+def documents_of(values: Iterable[object]) -> "tuple[list, int]":
+    """(documents, missing count) of a text feature's raw values: strings are documents; ``None``
+    and NaN are missing; numbers are read as their text (``3.0`` as ``3``, as a CSV field)."""
+    values = values if isinstance(values, list) else list(values)
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values, 0
+    documents = []
+    for value in values:
+        if isinstance(value, str):
+            documents.append(value)
+        elif value is not None and not (isinstance(value, float) and math.isnan(value)):
+            documents.append(category_key(value) or "")
+    return documents, len(values) - len(documents)
+
+
+def tokenize_documents(documents: list) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
+    """Every document's tokens at once: ``(codes, distinct, lengths)``, the tokens of all documents
+    in order as codes into ``distinct`` (the distinct tokens), and each document's token count.
+
+    One lowercase and one regex pass over the documents joined by ``SEPARATOR`` (no token spans it, so
+    none spans two documents; the separators are matched too, which gives the lengths), and
+    one hash factorisation: no Python loop per document or per token."""
+    joined = SEPARATOR.join(documents).lower()
+    if joined.count(SEPARATOR) != max(len(documents) - 1, 0):  # a document holds the separator itself
+        words = [tokenize(document) for document in documents]
+        lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+        codes, distinct = pd.factorize(np.array(list(chain.from_iterable(words)), dtype=object))
+        return codes, np.asarray(distinct, dtype=object), lengths
+    found = SEPARATED_TOKENS.findall(joined)
+    codes, distinct = pd.factorize(np.array(found, dtype=object))
+    distinct = np.asarray(distinct, dtype=object)
+    if len(documents) < 2:  # no separator
+        return codes, distinct, np.array([len(found)] if documents else [], dtype=np.int64)
+    separator = codes[found.index(SEPARATOR)]  # the first separator follows the first document's tokens
+    is_separator = codes == separator
+    boundaries = np.flatnonzero(is_separator)
+    lengths = np.diff(np.concatenate(([-1], boundaries, [codes.size]))) - 1
+    # renumber the tokens' codes so that ``distinct`` holds only tokens
+    keep = np.ones(distinct.size, dtype=bool)
+    keep[separator] = False
+    renumber = np.cumsum(keep) - 1
+    return renumber[codes[~is_separator]], distinct[keep], lengths.astype(np.int64)
+
+
 def _length_spec(lengths: np.ndarray) -> dict:
     """Token-count statistics in the numeric-feature layout (deciles as bin edges)."""
     edges = np.unique(np.quantile(lengths, DECILES))
@@ -628,22 +674,19 @@ def build_text_baseline(documents: Iterable[str], max_vocabulary: int = DEFAULT_
          "oov_count": c,                        # corpus tokens outside that vocabulary
          "length": {numeric-feature layout of the documents' token counts}}
     """
-    tokens: Counter = Counter()
-    lengths = []
-    for document in documents:
-        words = tokenize(document)
-        tokens.update(words)
-        lengths.append(len(words))
-    if not lengths:
+    documents, _ = documents_of(documents)  # missing values are no documents
+    if not documents:
         raise BaselineError("the reference corpus has no document")
-    ranked = sorted(tokens.items(), key=lambda item: (-item[1], item[0]))
+    codes, distinct, lengths = tokenize_documents(documents)
+    counts = np.bincount(codes, minlength=len(distinct)).tolist()
+    ranked = sorted(zip(distinct.tolist(), counts), key=lambda item: (-item[1], item[0]))
     vocabulary = dict(ranked[:max_vocabulary])
-    total = sum(tokens.values())
+    total = int(codes.size)
     return {
         "version": TEXT_BASELINE_VERSION,
         "type": "text",
         "tokenizer": TOKENIZER,
-        "document_count": len(lengths),
+        "document_count": len(documents),
         "token_count": total,
         "vocabulary": vocabulary,
         "oov_count": total - sum(vocabulary.values()),
@@ -694,17 +737,24 @@ def validate_text_baseline(document: object, source: str) -> None:
         raise BaselineError(f"{source}: the text baseline's vocabulary is empty")
     if not isinstance(document.get("length"), dict):
         raise BaselineError(f"{source}: a text baseline needs the length statistics")
+    if document.get("tokenizer", TOKENIZER) != TOKENIZER:
+        raise BaselineError(f"{source}: built with tokenizer {document['tokenizer']!r}, this job tokenizes with "
+                            f"{TOKENIZER!r}: rebuild the baseline")
     _numeric_spec("text length", document["length"])
 
 
 class TextDrift:
-    """Token-distribution JS distance, out-of-vocabulary rate and length PSI of text inputs, and
-    the counts the calibrated text tests read: the window's tokens over ``TEXT_TEST_TOKENS``
-    cells of the vocabulary's most frequent tokens, the rest of the vocabulary and the
-    out-of-vocabulary tokens, with the per-document sums that estimate their design effect."""
+    """Token-distribution JS distance, out-of-vocabulary rate and length PSI of text inputs (a text
+    feature of the model's input, or whole-document requests), and the counts the calibrated text
+    tests read: the window's tokens over ``TEXT_TEST_TOKENS`` cells of the vocabulary's most
+    frequent tokens, the rest of the vocabulary and the out-of-vocabulary tokens, with the
+    per-document sums that estimate their design effect."""
 
-    def __init__(self, baseline: dict) -> None:
-        validate_text_baseline(baseline, "text baseline")
+    kind = "text"
+
+    def __init__(self, baseline: dict, name: str = "text") -> None:
+        validate_text_baseline(baseline, f"text feature {name!r}" if name != "text" else "text baseline")
+        self.name = name
         vocabulary = baseline["vocabulary"]
         self.tokens = list(vocabulary)
         self.index = {token: i for i, token in enumerate(self.tokens)}
@@ -716,6 +766,7 @@ class TextDrift:
         self.length = NumericDrift("token_count", baseline["length"])
         self.documents = 0
         self.empty_documents = 0
+        self.missing = 0
         # cell of every vocabulary index (and of the out-of-vocabulary index): the most frequent
         # tokens one cell each, then the rest of the vocabulary, then out of vocabulary
         ranked = np.argsort(-self.baseline_counts[:-1], kind="mergesort")
@@ -729,40 +780,46 @@ class TextDrift:
         self.cell_by_length = np.zeros(self.cells)
         self.length_squares = 0.0
 
-    def update(self, documents: Iterable[str]) -> None:
-        """Tokenise a batch; tokens are mapped to the vocabulary in bulk (one hash factorisation
-        of the batch's tokens, a dictionary look-up per distinct token only)."""
-        words = [TOKEN_PATTERN.findall(document.lower()) for document in documents]
-        lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
-        self.documents += len(words)
+    def update(self, values: Iterable[object]) -> None:
+        """Tokenise a batch of documents (strings; ``None``/NaN count as missing) in bulk
+        (:func:`tokenize_documents`); the distinct tokens are looked up in the vocabulary once."""
+        documents, missing = documents_of(values)
+        self.missing += missing
+        if not documents:
+            return
+        codes, distinct, lengths = tokenize_documents(documents)
+        self.documents += len(documents)
         self.empty_documents += int(np.count_nonzero(lengths == 0))
         self.length.update(lengths.astype(np.float64))
-        total = int(lengths.sum())
-        if not total:
+        if not codes.size:
             return
-        codes, distinct = pd.factorize(np.fromiter(chain.from_iterable(words), dtype=object, count=total))
         index, oov = self.index, self.oov
         ids = np.fromiter((index.get(token, oov) for token in distinct), dtype=np.int64, count=len(distinct))[codes]
         self.counts += np.bincount(ids, minlength=self.counts.size)
-        document_of = np.repeat(np.arange(len(words)), lengths)
+        document_of = np.repeat(np.arange(len(documents)), lengths)
         per_document = np.bincount(document_of * self.cells + self.cell_of[ids],
-                                   minlength=len(words) * self.cells).reshape(len(words), self.cells)
+                                   minlength=len(documents) * self.cells).reshape(len(documents), self.cells)
         self.cell_squares += (per_document.astype(np.float64) ** 2).sum(axis=0)
         self.cell_by_length += (per_document * lengths[:, None]).sum(axis=0)
         self.length_squares += float((lengths.astype(np.float64) ** 2).sum())
+
+    def add_missing(self, count: int = 1) -> None:
+        self.missing += count
 
     def merge(self, other: "TextDrift") -> None:
         self.counts += other.counts
         self.length.merge(other.length)
         self.documents += other.documents
         self.empty_documents += other.empty_documents
+        self.missing += other.missing
         self.cell_squares += other.cell_squares
         self.cell_by_length += other.cell_by_length
         self.length_squares += other.length_squares
 
     def test_inputs(self) -> dict:
-        """Token cells and the out-of-vocabulary share (tokens clustered in documents: with the
-        sums of the design effect), and the documents' token counts (documents are the units)."""
+        """The tests ``<name>.tokens``, ``<name>.oov`` and ``<name>.length``: token cells and the
+        out-of-vocabulary share (tokens clustered in documents: with the sums of the design
+        effect), and the documents' token counts (documents are the units)."""
         window = np.bincount(self.cell_of, weights=self.counts, minlength=self.cells)
         clustering = {"documents": self.documents, "cell_squares": self.cell_squares.tolist(),
                       "cell_by_length": self.cell_by_length.tolist(), "length_squares": self.length_squares}
@@ -771,20 +828,25 @@ class TextDrift:
                           "cell_by_length": [None, float(self.cell_by_length[-1])],
                           "length_squares": self.length_squares}
         return {
-            "text.tokens": {"reference": self.reference_cells.tolist(), "window": window.tolist(), "ordered": False,
-                            "clustering": clustering},
-            "text.oov": {"reference": [float(self.reference_cells[:-1].sum()), float(self.reference_cells[-1])],
-                         "window": [float(window[:-1].sum()), float(window[-1])], "ordered": False,
-                         "clustering": oov_clustering},
-            "text.length": self.length.test_input(),
+            f"{self.name}.tokens": {"reference": self.reference_cells.tolist(), "window": window.tolist(),
+                                    "ordered": False, "clustering": clustering},
+            f"{self.name}.oov": {"reference": [float(self.reference_cells[:-1].sum()), float(self.reference_cells[-1])],
+                                 "window": [float(window[:-1].sum()), float(window[-1])], "ordered": False,
+                                 "clustering": oov_clustering},
+            f"{self.name}.length": self.length.test_input(),
         }
 
     def result(self) -> dict:
         tokens = int(self.counts.sum())
         base_total = self.baseline_counts.sum()
         length = self.length.result()
+        seen = self.documents + self.missing
         result = {
+            "type": "text",
             "status": "ok" if self.documents else "no_data",
+            "count": self.documents,
+            "missing": self.missing,
+            "missing_fraction": self.missing / seen if seen else None,
             "documents": self.documents,
             "empty_documents": self.empty_documents,
             "tokens": tokens,
@@ -814,6 +876,11 @@ class TextDrift:
         return result
 
 
+FEATURE_KINDS = {"numeric": NumericDrift, "categorical": CategoricalDrift,
+                 "text": lambda name, spec: TextDrift(spec, name)}
+"""A baseline feature's ``type`` -> its accumulator ``(name, spec)``."""
+
+
 # --- all of one variant ---------------------------------------------------------------------
 
 
@@ -836,6 +903,8 @@ def validate_baseline(document: object, source: str = "baseline") -> None:
             _numeric_spec(name, spec)
         elif kind == "categorical":
             CategoricalDrift(name, spec)
+        elif kind == "text":
+            validate_text_baseline(spec, f"{source}: text feature {name!r}")
         else:
             raise BaselineError(f"{source}: feature {name!r} has unknown type {kind!r}")
     if document.get("prediction") is not None:
@@ -868,11 +937,14 @@ class DriftAccumulator:
         self.features: list = []
         for name in self.names:
             spec = baseline["features"][name]
-            kind = spec.get("type", "numeric")
-            self.features.append(NumericDrift(name, spec) if kind == "numeric" else CategoricalDrift(name, spec))
+            self.features.append(FEATURE_KINDS[spec.get("type", "numeric")](name, spec))
         self.all_numeric = all(feature.kind == "numeric" for feature in self.features)
         self.predictions = PredictionDrift(problem_type, baseline, score_threshold)
         self.text = TextDrift(text_baseline) if text_baseline else None
+        # a whole-document request (a JSON string, a text body) is the input of a model whose one
+        # input is a text feature
+        only = self.features[0] if len(self.features) == 1 else None
+        self.document_feature = only if only is not None and only.kind == "text" and self.text is None else None
         self.records = 0
         self.rows = 0
         self.rows_rejected = 0
@@ -924,6 +996,9 @@ class DriftAccumulator:
         if documents:
             if self.text is not None:
                 self.text.update(documents)
+            elif self.document_feature is not None:
+                self.rows += len(documents)
+                self.document_feature.update(documents)
             else:
                 self.unmonitored_documents += len(documents)
         self.predictions.update(predictions)
@@ -967,7 +1042,9 @@ class DriftAccumulator:
     def test_inputs(self) -> dict:
         """Every test's counts (``decision.drift_test``), by name: the features, then
         ``prediction.score``, ``prediction.class`` and ``text.*`` where there is a reference."""
-        inputs = {feature.name: feature.test_input() for feature in self.features}
+        inputs = {}
+        for feature in self.features:
+            inputs.update(feature.test_inputs() if feature.kind == "text" else {feature.name: feature.test_input()})
         inputs.update(self.predictions.test_inputs())
         if self.text is not None:
             inputs.update(self.text.test_inputs())

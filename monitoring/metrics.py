@@ -12,7 +12,8 @@ NAMESPACE = "MlopsPlatform/Monitoring"
 ALL = "_all"
 
 # Dimensions: "endpoint" = Endpoint, Variant=_all; "scope" = Endpoint, Variant (each variant and _all);
-# "feature" = Endpoint, Variant=_all, Feature.
+# "feature" = Endpoint, Variant=_all, Feature. The text measures are published per scope for
+# whole-document text (--text-baseline) and per feature for the model's text features.
 METRICS = {
     "DriftDetected": ("Count", "endpoint", "1 when a drift test of the window is decided drifted (Holm at the page budget)"),
     "QualityBelowTarget": ("Count", "endpoint", "1 when a quality test decides a metric is worse than its target"),

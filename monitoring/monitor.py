@@ -16,6 +16,9 @@ Inputs:
   layout) or a reference corpus (``.txt``: one document per line; ``.jsonl``: strings or
   ``{"text": ...}``), whose vocabulary is then built here and saved as
   ``text_baseline.json`` next to the report.
+- ``--text-features``: the model's text features (comma-separated) the baseline must describe as
+  ``{"type": "text", ...}`` features (the training baseline step writes them); one it lacks is
+  listed in ``decision.untested``.
 - ``--ground-truth-dir`` (optional): ground-truth files (every non-hidden file, whatever its name,
   gzip recognised), joined on the inference id.
 - ``--window-start`` / ``--window-end``: ISO-8601 times (UTC when no zone), start inclusive,
@@ -84,6 +87,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--problem-type", choices=PROBLEM_TYPES, default="binary")
     parser.add_argument("--text-baseline", type=Path, help="text baseline JSON or reference corpus")
+    parser.add_argument(
+        "--text-features", default="",
+        help="comma-separated text features of the model's input the baseline must describe (the training baseline "
+             "carries their vocabulary, OOV and length references); one it lacks is reported untested",
+    )
     parser.add_argument("--endpoint", help="endpoint name (default: from the capture paths)")
     parser.add_argument("--window-start", help="ISO-8601 start of the window (inclusive)")
     parser.add_argument("--window-end", help="ISO-8601 end of the window (exclusive)")
@@ -136,6 +144,15 @@ def load_baseline(path: Path) -> dict:
         raise InputError(f"{path}: the baseline is not valid JSON ({exc})") from None
     drift.validate_baseline(document, str(path))
     return document
+
+
+def missing_text_features(baseline: "dict | None", names: str) -> list:
+    """What ``decision.untested`` says about configured text features the baseline has no text
+    reference for (a champion trained before they were configured)."""
+    features = (baseline or {}).get("features", {})
+    return [f"text feature {name!r}: the baseline has no text reference for it (retrain to add it)"
+            for name in filter(None, (part.strip() for part in names.split(",")))
+            if (features.get(name) or {}).get("type") != "text"]
 
 
 def parse_policy(args: argparse.Namespace) -> dict:
@@ -498,6 +515,9 @@ def run(args: argparse.Namespace) -> "dict | None":
         baseline_id=baseline_fingerprint(baseline, text_baseline),
     )
     next_carry = document["decision"].pop("next_carry")
+    for note in missing_text_features(baseline, args.text_features):
+        LOG.warning(note)
+        document["decision"]["untested"].append(note)
     document["duration_seconds"] = round(time.perf_counter() - started, 3)
     metric_data = scoped_metric_data(report.cloudwatch_metric_data(document), args.metric_scope, metric_time)
     try:

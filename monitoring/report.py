@@ -115,21 +115,34 @@ def _violation(scope: str, section: str, metric: str, value: float, key: str, th
     return entry
 
 
+def _text_checks(thresholds: dict) -> dict:
+    """Threshold key -> field of a text section: ``js_distance`` applies to text unless
+    ``text_js_distance`` is set."""
+    checks = {"oov_rate": "oov_rate", "length_psi": "length_psi"}
+    if "text_js_distance" in thresholds:
+        checks["text_js_distance"] = "js_distance"
+    elif "js_distance" in thresholds:
+        checks["js_distance"] = "js_distance"
+    return {key: field for key, field in checks.items() if key in thresholds}
+
+
 def drift_violations(scope: str, drift: dict, thresholds: dict) -> list:
     """Point-threshold crossings of one scope's drift result (informational: whether a feature
     *drifted* is the calibrated decision, :func:`apply_decisions`); marks each feature's
     ``violations``."""
     found = []
+    text_checks = _text_checks(thresholds)
     for name, feature in drift["features"].items():
         feature["violations"] = []
-        for key, threshold in thresholds.items():
-            section, field, comparison = THRESHOLDS[key]
-            if section not in (feature["type"], "feature"):
-                continue
+        checks = {key: THRESHOLDS[key][1] for key in thresholds
+                  if THRESHOLDS[key][0] in (feature["type"], "feature") and feature["type"] != "text"}
+        if feature["type"] == "text":
+            checks = dict(text_checks, **({"missing_fraction": "missing_fraction"} if "missing_fraction" in thresholds else {}))
+        for key, field in checks.items():
             value = feature.get(field)
-            if _fires(value, comparison, threshold):
+            if _fires(value, THRESHOLDS[key][2], thresholds[key]):
                 feature["violations"].append(key)
-                found.append(_violation(scope, "feature", field, value, key, threshold, name))
+                found.append(_violation(scope, "feature", field, value, key, thresholds[key], name))
     prediction = drift["prediction"]
     if "prediction_psi" in thresholds and _fires(prediction.get("psi"), ">", thresholds["prediction_psi"]):
         found.append(
@@ -137,14 +150,9 @@ def drift_violations(scope: str, drift: dict, thresholds: dict) -> list:
         )
     text = drift.get("text")
     if text:
-        checks = {"oov_rate": "oov_rate", "length_psi": "length_psi"}
-        if "text_js_distance" in thresholds:
-            checks["text_js_distance"] = "js_distance"
-        elif "js_distance" in thresholds:
-            checks["js_distance"] = "js_distance"
         text["violations"] = []
-        for key, field in checks.items():
-            if key in thresholds and _fires(text.get(field), THRESHOLDS[key][2], thresholds[key]):
+        for key, field in text_checks.items():
+            if _fires(text.get(field), THRESHOLDS[key][2], thresholds[key]):
                 text["violations"].append(key)
                 found.append(_violation(scope, "text", field, text[field], key, thresholds[key]))
     return found
@@ -188,6 +196,13 @@ def _compact(test: dict) -> dict:
     return {key: test[key] for key in _TEST_FIELDS if key in test}
 
 
+def _significance(test: dict) -> "tuple":
+    """Sort key of a feature's tests, most significant first: drifted, then the smallest p-value,
+    then the largest effect."""
+    p_value = test.get("p_value")
+    return (test.get("decision") != "drifted", 1.0 if p_value is None else p_value, -(test.get("effect") or 0.0))
+
+
 def apply_decisions(drift_all: dict, drift_variants: dict, quality: dict, thresholds: dict, policy: dict,
                     test_inputs: dict, test_rows: dict, carry: "dict | None", baseline_id: str,
                     window_end: "str | None") -> dict:
@@ -218,6 +233,8 @@ def apply_decisions(drift_all: dict, drift_variants: dict, quality: dict, thresh
     for result in results.values():
         for feature in result["features"].values():
             feature["drifted"] = False
+            if feature["type"] == "text":
+                feature["tests"] = {}
         for section in ("prediction", "text"):
             if result.get(section):
                 result[section]["tests"] = {}
@@ -227,9 +244,16 @@ def apply_decisions(drift_all: dict, drift_variants: dict, quality: dict, thresh
             compact = _compact(test)
             drifted = test.get("decision") == "drifted"
             section, _, part = test["name"].partition(".")
+            feature_name, _, text_part = test["name"].rpartition(".")
             if test["name"] in result["features"]:
                 result["features"][test["name"]]["decision"] = compact
                 result["features"][test["name"]]["drifted"] = drifted
+            elif result["features"].get(feature_name, {}).get("type") == "text":
+                # a text feature's tests (tokens, oov, length): its decision is the most significant one
+                feature = result["features"][feature_name]
+                feature["tests"][text_part] = compact
+                feature["drifted"] = feature["drifted"] or drifted
+                feature["decision"] = min(feature["tests"].values(), key=_significance)
             elif section in ("prediction", "text") and result.get(section):
                 result[section]["tests"][part] = compact
                 result[section]["drifted"] = result[section]["drifted"] or drifted
@@ -344,7 +368,8 @@ def build_report(
             for variant, result in sorted(drift_variants.items())
         },
         "prediction_psi": drift_all["prediction"].get("psi"),
-        "text_drifted": bool(text and text.get("drifted")),
+        "text_drifted": bool(text and text.get("drifted"))
+                        or any(f.get("drifted") for f in drift_all["features"].values() if f["type"] == "text"),
         "violation_count": len(violations),
         "malformed_lines": capture.get("malformed_lines", 0),
         "rows_rejected": drift_all.get("rows_rejected", 0),
@@ -473,6 +498,9 @@ def cloudwatch_metric_data(report: dict) -> list:
         effect = (feature.get("decision") or {}).get("effect")
         if feature["type"] == "numeric":
             pairs = [("DriftEffect", effect), ("PSI", feature.get("psi")), ("KSStatistic", feature.get("ks_statistic"))]
+        elif feature["type"] == "text":
+            pairs = [("DriftEffect", effect), ("TextJSDistance", feature.get("js_distance")),
+                     ("OOVRate", feature.get("oov_rate")), ("LengthPSI", feature.get("length_psi"))]
         else:
             pairs = [("DriftEffect", effect), ("JSDistance", feature.get("js_distance"))]
         for metric_name, value in pairs:
@@ -577,7 +605,21 @@ def _bin_labels(edges: list) -> list:
     return labels
 
 
+def text_charts(name: str, text: dict) -> list:
+    """A drifted text input: the largest token share changes and the document lengths."""
+    changes = text["top_token_changes"]
+    length = text["length"]["histogram"]
+    return [
+        svg_bars(f"{name}: largest token share changes", [c["token"] for c in changes],
+                 [c["baseline_share"] for c in changes], [c["current_share"] for c in changes]),
+        svg_bars(f"{name}: document length (tokens)", _bin_labels(length["bin_edges"]), length["baseline_counts"],
+                 length["current_counts"]),
+    ]
+
+
 def feature_chart(name: str, feature: dict) -> str:
+    if feature["type"] == "text":
+        return "".join(text_charts(name, feature))
     if feature["type"] == "numeric":
         histogram = feature["histogram"]
         return svg_bars(
@@ -854,21 +896,22 @@ def render_html(report: dict) -> str:
             )
         )
         if text.get("drifted") and text["documents"]:
-            changes = text["top_token_changes"]
             parts.append('<div class="charts">')
-            parts.append(
-                svg_bars(
-                    "largest token share changes",
-                    [c["token"] for c in changes],
-                    [c["baseline_share"] for c in changes],
-                    [c["current_share"] for c in changes],
-                )
-            )
-            length = text["length"]["histogram"]
-            parts.append(
-                svg_bars("document length (tokens)", _bin_labels(length["bin_edges"]), length["baseline_counts"], length["current_counts"])
-            )
+            parts.extend(text_charts("documents", text))
             parts.append("</div>")
+    text_features = {name: f for name, f in drift["features"].items() if f["type"] == "text"}
+    if text_features:
+        parts.append("<h2>Text features</h2>")
+        parts.append(
+            _table(
+                ["feature", "documents", "tokens", "OOV rate", "baseline OOV rate", "token JS distance", "length PSI",
+                 "tests (p-value)", "drifted"],
+                [[esc(name), f["documents"], f["tokens"], f.get("oov_rate"), f.get("baseline_oov_rate"),
+                  f.get("js_distance"), f.get("length_psi"),
+                  ", ".join(f"{part} {_fmt(test.get('p_value'), 3)}" for part, test in (f.get("tests") or {}).items()),
+                  bool(f.get("drifted"))] for name, f in text_features.items()],
+            )
+        )
 
     quality = report["quality"]
     parts.append("<h2>Model quality</h2>")

@@ -701,6 +701,13 @@ class MonitoringConfig(StrictModel):
     )
     drift: DriftPolicyConfig = Field(default_factory=DriftPolicyConfig)
     min_labels: int = Field(default=100, ge=1, description="Fewer joined labels: quality is insufficient_data.")
+    text_features: tuple[str, ...] = Field(
+        default=(),
+        description="Free-text features of the model's input (columns of its rows, or the whole request for a model "
+                    "whose one input is text): the training pipelines of the endpoint's group describe them in the "
+                    "baseline (vocabulary, out-of-vocabulary share, length) and the job tests their drift with the "
+                    "other tests, at the same page budget (docs/monitoring.md).",
+    )
     instance_type: InstanceType = "ml.m5.large"
     instance_count: int = Field(
         default=1, ge=1, le=100,
@@ -716,6 +723,17 @@ class MonitoringConfig(StrictModel):
         unknown = sorted(set(value) - set(MONITORING_THRESHOLDS))
         if unknown:
             raise ValueError(f"unknown thresholds {unknown}; allowed: {', '.join(MONITORING_THRESHOLDS)}")
+        return value
+
+    @field_validator("text_features")
+    @classmethod
+    def _text_feature_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not name.strip() or "," in name or name != name.strip():
+                raise ValueError(f"{name!r} is not a feature name (non-empty, no comma, no surrounding spaces)")
+        duplicates = sorted({name for name in value if value.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"{duplicates} are listed more than once")
         return value
 
     @property
@@ -1145,6 +1163,28 @@ class SearchConfig(StrictModel):
 COST_ALLOCATION_TAG = "environment"
 
 
+def _text_features_in_schema(where: str, endpoint: EndpointConfig, training: TrainingConfig,
+                             feature_groups: dict[str, FeatureGroupConfig]) -> None:
+    """A monitored text feature must be an input of the models the endpoint serves, where the
+    config knows their schema: not a pipeline's label column, and a String feature (not the record
+    identifier or event time) of the feature group a pipeline trains from."""
+    for pipeline in training.pipelines:
+        if pipeline.model_package_group != endpoint.model_package_group:
+            continue
+        for name in endpoint.monitoring.text_features:
+            if name == pipeline.target_column:
+                raise ValueError(f"{where} '{name}' is the label column (target_column) of pipeline '{pipeline.name}'")
+        group = feature_groups.get(pipeline.feature_group) if pipeline.feature_group else None
+        if group is None:
+            continue  # CSV input: its columns are known only when the pipeline runs (preprocess checks them)
+        inputs = sorted(f.name for f in group.features if f.type is FeatureType.STRING
+                        and f.name not in (group.record_identifier, group.event_time_feature))
+        unknown = [name for name in endpoint.monitoring.text_features if name not in inputs]
+        if unknown:
+            raise ValueError(f"{where} {unknown} are not String input features of feature group '{group.name}' that "
+                             f"pipeline '{pipeline.name}' trains from (String inputs: {inputs or 'none'})")
+
+
 class PlatformConfig(StrictModel):
     """One environment of the platform (one CDK stage, one account/region)."""
 
@@ -1239,6 +1279,10 @@ class PlatformConfig(StrictModel):
                                  "to training.registry.additional_groups if no pipeline registers into it)")
         feature_store = info.data.get("feature_store")
         feature_groups = {g.name: g for g in feature_store.feature_groups} if feature_store else {}
+        for index, endpoint in enumerate(value.endpoints):
+            if endpoint.monitoring is not None and training is not None:
+                _text_features_in_schema(f"endpoints[{index}].monitoring.text_features", endpoint, training,
+                                         feature_groups)
         for index, experiment in enumerate(value.experiments):
             lookup = experiment.features
             if lookup is None:
@@ -1277,6 +1321,15 @@ class PlatformConfig(StrictModel):
         if info.data.get("environment") == "prod" and value is RemovalPolicy.DESTROY:
             raise ValueError("prod must keep its data: allowed is 'retain'")
         return value
+
+    def text_features_of_group(self, model_package_group: str) -> tuple[str, ...]:
+        """The text features the monitored endpoints of a model package group declare: its training
+        pipelines describe them in the baseline they register."""
+        names: dict[str, None] = {}
+        for endpoint in self.serving.endpoints:
+            if endpoint.model_package_group == model_package_group and endpoint.monitoring is not None:
+                names.update(dict.fromkeys(endpoint.monitoring.text_features))
+        return tuple(names)
 
     @property
     def is_production(self) -> bool:

@@ -58,6 +58,9 @@ class MonitoringPipelineSpec:
     instance_type: str
     max_runtime_s: int
     instance_count: int = 1  # >1: a sharded step of this many instances, then a one-instance merge
+    # The model's text features: the champion's training baseline (BaselineS3Uri) carries their text
+    # references, and the job tests each (untested, and said so, when the baseline lacks one).
+    text_features: tuple[str, ...] = ()
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
     namespace: str = "MlopsPlatform/Monitoring"
@@ -131,6 +134,7 @@ def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
         "--window-start", _get("WindowStart"),
         "--window-end", _get("WindowEnd"),
         "--problem-type", spec.problem_type,
+        *(("--text-features", ",".join(spec.text_features)) if spec.text_features else ()),
     ]
     reporting: list[Any] = [
         "--output-dir", f"{ROOT}/output",

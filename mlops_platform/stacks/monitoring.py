@@ -151,6 +151,7 @@ class MonitoringStack(Stack):
             instance_type=monitoring.instance_type,
             max_runtime_s=monitoring.max_runtime_minutes * 60,
             instance_count=monitoring.instance_count,
+            text_features=monitoring.text_features,
             subnet_ids=tuple(s.subnet_id for s in network.vpc.isolated_subnets) if network else (),
             security_group_ids=(network.workload_security_group.security_group_id,) if network else (),
             tags=self.config.resource_tags,

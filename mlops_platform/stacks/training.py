@@ -282,7 +282,9 @@ class TrainingStack(Stack):
 
     def _input(self, pipeline: TrainingPipelineConfig) -> tuple[str, tuple[str, ...]]:
         """Default InputDataUri and the preprocess arguments that go with it."""
-        target = ("--target-column", pipeline.target_column)
+        text = self.config.text_features_of_group(pipeline.model_package_group)
+        target = ("--target-column", pipeline.target_column,
+                  *(("--text-features", ",".join(text)) if text else ()))
         if pipeline.feature_group:
             group = next(g for g in self.config.feature_store.feature_groups if g.name == pipeline.feature_group)
             # Feature Store writes the offline store under <uri>/<account>/sagemaker/<region>/

@@ -178,3 +178,35 @@ def test_dashboard_covers_serving_experiments_feedback_drift_and_pipelines(synth
     assert "ArmWeight" in text and "FeedbackJoined" in text and "ExecutionFailed" in text
     if environment in MONITORED:
         assert "DriftedFeatures" in text and '"AUC"' in text and "threshold" in text
+
+
+def test_a_monitored_text_feature_is_described_by_training_and_tested_by_the_deployed_pipeline():
+    """Declared on the endpoint's monitoring, a text feature reaches both pipelines: the training
+    pipeline's preprocess step writes its text reference into the baseline it registers (the
+    champion's ModelDataQuality statistics, BaselineS3Uri), and the monitoring step tests it."""
+    from pathlib import Path
+
+    import yaml
+
+    from mlops_platform.app_builder import build_app
+    from mlops_platform.config import parse_config
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "staging.yaml").read_text())
+    data["training"]["pipelines"][0]["feature_group"] = "customers"  # its String inputs are known at synth
+    data["serving"]["endpoints"][0]["monitoring"]["text_features"] = ["plan"]
+    stage = build_app([parse_config(data, "staging.yaml")]).node.find_child("staging")
+
+    def steps(stack, pipeline_id: str) -> list:
+        pipeline = stack.node.find_child(pipeline_id)
+        return definition({"Properties": {"PipelineDefinition": stack.resolve(pipeline.pipeline_definition)}})["Steps"]
+
+    preprocess = steps(stage.training, "ExampleClassifierPipeline")[0]
+    arguments = preprocess["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--text-features") + 1] == "plan"
+
+    (step,) = steps(stage.monitoring, "ExampleClassifierMonitoringPipeline")
+    arguments = step["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--text-features") + 1] == "plan"
+    assert arguments[arguments.index("--baseline") + 1] == "/opt/ml/processing/input/baseline"
+    baseline = {i["InputName"]: i["S3Input"] for i in step["Arguments"]["ProcessingInputs"]}["baseline"]
+    assert baseline["S3Uri"] == {"Get": "Parameters.BaselineS3Uri"}  # the champion's registered baseline

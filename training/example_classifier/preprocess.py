@@ -52,6 +52,13 @@ Outputs below ``--output-dir`` (default ``/opt/ml/processing``):
   edges and one bin. Production values outside ``[min, max]`` fall outside every bin: a drift
   check decides whether to clip them into the end bins or report them separately.
 
+  With ``--text-features review,title`` those columns hold free text (a missing value is an empty
+  text) and are described by the text layout of ``monitoring/drift.py`` ``build_text_baseline``:
+  ``{"type": "text", "tokenizer", "document_count", "token_count", "vocabulary": {token: count},
+  "oov_count", "length": {numeric layout of the documents' token counts}}``, the reference of the
+  monitoring job's text drift tests. (The example XGBoost model itself reads numbers only: a text
+  feature needs a training script that reads text.)
+
 The same input files and ``--seed`` give byte-identical outputs. A data set that cannot be used
 (no CSV, unreadable or empty file, missing target column, non-binary target, non-numeric
 feature, missing or infinite values, fewer than 50 rows or fewer than 5 rows of a class) ends
@@ -77,6 +84,11 @@ MIN_ROWS = 50
 MIN_CLASS_ROWS = 5
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 HISTOGRAM_BINS = 10
+# Text features: the monitoring job's tokenizer (monitoring/drift.py TOKENIZER; the job refuses a
+# baseline built with another): lowercase, then runs of Unicode word characters.
+TEXT_TOKENIZER = "lowercase+unicode-word-regex-v1"
+TEXT_TOKEN_PATTERN = r"\w+"
+MAX_VOCABULARY = 20000
 
 
 class DatasetError(Exception):
@@ -105,6 +117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="closed-loop retraining: production records joined with their ground truth (a CSV with the "
              "raw data's columns; s3:// URI or local path), added to the raw data; 'none' or empty: none",
     )
+    parser.add_argument(
+        "--text-features", default="",
+        help="comma-separated free-text columns: kept as text, described in the baseline by their vocabulary, "
+             "out-of-vocabulary share and length (the monitoring job's text drift reference)",
+    )
+    parser.add_argument("--max-vocabulary", type=int, default=MAX_VOCABULARY, help="tokens kept per text feature")
     parser.add_argument("--record-identifier", help="feature-store input: the record identifier feature")
     parser.add_argument("--event-time-feature", help="feature-store input: the event time feature")
     args = parser.parse_args(argv)
@@ -115,6 +133,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--input-format feature-store needs --record-identifier and --event-time-feature")
     if args.train_shards < 1:
         parser.error("--train-shards must be at least 1")
+    if args.max_vocabulary < 1:
+        parser.error("--max-vocabulary must be at least 1")
+    args.text_features = tuple(name.strip() for name in args.text_features.split(",") if name.strip())
     if args.validation_fraction + args.test_fraction >= 1.0:
         parser.error("--validation-fraction plus --test-fraction must be below 1")
     return args
@@ -135,7 +156,7 @@ def _first_bad_line(mask: pd.Series, first: int = 2) -> int:
     return int(np.flatnonzero(mask.to_numpy())[0]) + first
 
 
-def read_csv(path: Path, target: str) -> pd.DataFrame:
+def read_csv(path: Path, target: str, text: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read one CSV and check it: binary target, numeric finite features, no missing values."""
     try:
         frame = pd.read_csv(path)
@@ -150,17 +171,24 @@ def read_csv(path: Path, target: str) -> pd.DataFrame:
         raise DatasetError(f"{path}: target column {target!r} not found (columns: {shown}{more})")
     if frame.empty:
         raise DatasetError(f"{path}: no data rows below the header")
-    return check_frame(frame, target, str(path))
+    return check_frame(frame, target, str(path), text=text)
 
 
-def check_frame(frame: pd.DataFrame, target: str, path: str, first: int = 2, unit: str = "line") -> pd.DataFrame:
-    """Check a loaded table: binary target, numeric finite features, no missing values.
+def check_frame(frame: pd.DataFrame, target: str, path: str, first: int = 2, unit: str = "line",
+                text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Check a loaded table: binary target, numeric finite features, no missing values; the
+    ``text`` columns hold free text (a missing value is an empty text).
 
     ``first`` and ``unit`` say how rows are numbered in messages (CSV: line 2 is the first row).
     """
     features = [column for column in frame.columns if column != target]
     if not features:
         raise DatasetError(f"{path}: no feature column besides the target column {target!r}")
+    absent = [name for name in text if name not in features]
+    if absent:
+        raise DatasetError(f"{path}: text feature(s) {absent} are not columns of the data (features: {features[:10]})")
+    for column in text:
+        frame[column] = frame[column].fillna("").astype(str)
 
     for column in frame.columns:
         missing = frame[column].isna()
@@ -171,6 +199,8 @@ def check_frame(frame: pd.DataFrame, target: str, path: str, first: int = 2, uni
             )
     for column in features:
         values = frame[column]
+        if column in text:
+            continue
         if pd.api.types.is_bool_dtype(values):
             frame[column] = values.astype(np.int64)
             continue
@@ -203,7 +233,8 @@ def check_frame(frame: pd.DataFrame, target: str, path: str, first: int = 2, uni
 FEATURE_STORE_METADATA = ("write_time", "api_invocation_time", "is_deleted")
 
 
-def load_feature_store(input_dir: Path, target: str, record_identifier: str, event_time: str) -> pd.DataFrame:
+def load_feature_store(input_dir: Path, target: str, record_identifier: str, event_time: str,
+                       text: tuple[str, ...] = ()) -> pd.DataFrame:
     """Current records of a feature group from its offline store (Parquet files, Iceberg or Glue).
 
     The offline store is append-only: it holds every version of every record. The current
@@ -238,15 +269,15 @@ def load_feature_store(input_dir: Path, target: str, record_identifier: str, eve
     latest = latest.drop(columns=dropped).sort_index().reset_index(drop=True)
     if latest.empty:
         raise DatasetError(f"{source}: no current records")
-    return check_frame(latest, target, source, first=1, unit="row")
+    return check_frame(latest, target, source, first=1, unit="row", text=text)
 
 
-def load_dataset(files: list[Path], target: str) -> pd.DataFrame:
+def load_dataset(files: list[Path], target: str, text: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read and check every file; all must have the same columns (in any order)."""
     frames: list[pd.DataFrame] = []
     columns: list[str] = []
     for path in files:
-        frame = read_csv(path, target)
+        frame = read_csv(path, target, text)
         if not frames:
             columns = [str(c) for c in frame.columns]
         else:
@@ -263,7 +294,8 @@ def load_dataset(files: list[Path], target: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def load_production(location: str, target: str, columns: list[str], scratch: Path) -> "pd.DataFrame | None":
+def load_production(location: str, target: str, columns: list[str], scratch: Path,
+                    text: tuple[str, ...] = ()) -> "pd.DataFrame | None":
     """The production rows of closed-loop retraining (``None`` for ``none`` or empty), checked
     like the raw data and put in its column order. An ``s3://`` object is downloaded first (boto3
     is in the SageMaker scikit-learn image); zero rows (a header only) is no production data."""
@@ -286,7 +318,7 @@ def load_production(location: str, target: str, columns: list[str], scratch: Pat
         raise DatasetError(f"{location}: production columns {names} differ from the raw data's {columns}")
     if frame.empty:
         return None
-    return check_frame(frame, target, location)[columns]
+    return check_frame(frame, target, location, text=text)[columns]
 
 
 def split_indices(
@@ -335,14 +367,38 @@ def feature_statistics(values: np.ndarray) -> dict:
     }
 
 
-def build_baseline(train: pd.DataFrame, target: str, features: list[str]) -> dict:
+def text_statistics(values: pd.Series, max_vocabulary: int = MAX_VOCABULARY) -> dict:
+    """Baseline of one text feature, the monitoring job's text reference (``monitoring/drift.py``
+    ``build_text_baseline``'s layout): the ``max_vocabulary`` most frequent tokens with their
+    counts (ties alphabetical), the other tokens' count (``oov_count``), and the documents' token
+    counts in the numeric layout. Computed here, once, so the job only counts the window."""
+    tokens = values.astype(str).str.lower().str.findall(TEXT_TOKEN_PATTERN)
+    counts = tokens.explode().dropna().value_counts()
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    vocabulary = {str(token): int(count) for token, count in ranked[:max_vocabulary]}
+    total = int(counts.sum())
+    return {
+        "version": 1,
+        "type": "text",
+        "tokenizer": TEXT_TOKENIZER,
+        "document_count": int(len(values)),
+        "token_count": total,
+        "vocabulary": vocabulary,
+        "oov_count": total - sum(vocabulary.values()),
+        "length": feature_statistics(tokens.str.len().to_numpy()),
+    }
+
+
+def build_baseline(train: pd.DataFrame, target: str, features: list[str], text: tuple[str, ...] = (),
+                   max_vocabulary: int = MAX_VOCABULARY) -> dict:
     labels = train[target].to_numpy()
     return {
         "version": BASELINE_VERSION,
         "target_column": target,
         "feature_names": features,
         "row_count": int(len(train)),
-        "features": {name: feature_statistics(train[name].to_numpy()) for name in features},
+        "features": {name: text_statistics(train[name], max_vocabulary) if name in text
+                     else feature_statistics(train[name].to_numpy()) for name in features},
         "label_distribution": {str(label): int(np.sum(labels == label)) for label in (0, 1)},
     }
 
@@ -362,13 +418,15 @@ def run(args: argparse.Namespace) -> None:
     target = args.target_column
     if args.input_format == "feature-store":
         source = f"offline store under {args.input_dir}"
-        data = load_feature_store(args.input_dir, target, args.record_identifier, args.event_time_feature)
+        data = load_feature_store(args.input_dir, target, args.record_identifier, args.event_time_feature,
+                                  args.text_features)
     else:
         files = find_csv_files(args.input_dir)
         source = str(files[0]) if len(files) == 1 else f"{len(files)} CSV files under {args.input_dir}"
-        data = load_dataset(files, target)
+        data = load_dataset(files, target, args.text_features)
 
-    production = load_production(args.production_data, target, [str(c) for c in data.columns], args.input_dir)
+    production = load_production(args.production_data, target, [str(c) for c in data.columns], args.input_dir,
+                                 args.text_features)
     if production is not None:
         LOG.info("adding %s production row(s) joined with their ground truth from %s",
                  len(production), args.production_data)
@@ -400,7 +458,8 @@ def run(args: argparse.Namespace) -> None:
             LOG.info("wrote %s rows to %s", len(part), path)
 
     write_json(out / "baseline" / "feature_names.json", features)
-    write_json(out / "baseline" / "baseline.json", build_baseline(ordered.iloc[train], target, features))
+    write_json(out / "baseline" / "baseline.json",
+               build_baseline(ordered.iloc[train], target, features, args.text_features, args.max_vocabulary))
     LOG.info(
         "read %s rows, %s features from %s; baseline written to %s",
         len(data),

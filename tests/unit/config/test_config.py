@@ -211,3 +211,34 @@ def test_wandb_needs_its_secret(tmp_path):
 def test_bad_budget(tmp_path, budget, expected):
     message = error_of(tmp_path, valid(budget=budget))
     assert "field 'budget." in message and expected in message
+
+
+@pytest.mark.parametrize(
+    "feature_group,text_features,expected",
+    [
+        ("customers", ["tenure_months"], "['tenure_months'] are not String input features of feature group 'customers'"),
+        ("customers", ["customer_id"], "are not String input features"),  # the record identifier is no input
+        (None, ["target"], "'target' is the label column (target_column) of pipeline 'example-classifier'"),
+        (None, ["notes", "notes"], "['notes'] are listed more than once"),
+        (None, ["a,b"], "no comma"),
+    ],
+)
+def test_monitored_text_features_must_be_inputs_of_the_model(tmp_path, feature_group, text_features, expected):
+    data = valid("staging")
+    if feature_group:
+        data["training"]["pipelines"][0]["feature_group"] = feature_group
+    data["serving"]["endpoints"][0]["monitoring"]["text_features"] = text_features
+    message = error_of(tmp_path, data, "staging")
+    assert len(message.splitlines()) == 1 and "serving" in message and expected in message
+
+
+def test_monitored_text_features_reach_the_training_pipelines_of_the_group(tmp_path):
+    data = valid("staging")
+    data["training"]["pipelines"][0]["feature_group"] = "customers"
+    data["serving"]["endpoints"][0]["monitoring"]["text_features"] = ["plan"]
+    config = load_config(write(tmp_path, data, "staging"))
+    assert config.text_features_of_group("example-classifier") == ("plan",)
+    assert config.text_features_of_group("other-group") == ()
+    data["training"]["pipelines"][0]["feature_group"] = None  # CSV input: columns unknown until it runs
+    data["serving"]["endpoints"][0]["monitoring"]["text_features"] = ["review"]
+    assert load_config(write(tmp_path, data, "staging")).text_features_of_group("example-classifier") == ("review",)

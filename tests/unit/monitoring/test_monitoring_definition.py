@@ -17,14 +17,14 @@ PARAMETERS = {"Parameters.WindowStart": "2024-05-01T12:00:00Z", "Parameters.Wind
               "Parameters.MetricScope": "all", "Parameters.MetricTime": ""}
 
 
-def spec(instance_count: int) -> definition.MonitoringPipelineSpec:
+def spec(instance_count: int, **overrides) -> definition.MonitoringPipelineSpec:
     return definition.MonitoringPipelineSpec(
         endpoint_name="ep", region="eu-west-1", role_arn="arn:aws:iam::1:role/r", image_uri="image",
         code_uri="s3://assets/asset.zip", output_uri="s3://artifacts/monitoring/ep/reports",
         placeholder_uri="s3://artifacts/monitoring/unset", kms_key_arn="key", problem_type="binary",
         thresholds={"psi": 0.2, "auc_min": 0.8}, min_labels=10, instance_type="ml.m5.large", max_runtime_s=3600,
         drift_policy={"min_effect": 0.002, "min_rows": 100}, carry_uri=f"{definition.ROOT}/state/carry.json",
-        instance_count=instance_count,
+        instance_count=instance_count, **overrides,
     )
 
 
