@@ -75,19 +75,22 @@ FIRST_PARSE = {
     "endpoint_scaler": f"mlops_runtime.domain.autoscaling.parse_scaling_specs({_SCALING!r})",
     "search_api": f"mlops_runtime.domain.search.parse_settings({json.dumps(_SEARCH)!r})",
     "search_indexer": f"mlops_runtime.domain.search.parse_settings({json.dumps(_SEARCH)!r})",
-    "monitoring_launcher": f"mlops_runtime.domain.monitoring_window.parse_monitors({json.dumps(_MONITORS)!r})",
-    "retraining_trigger": f"mlops_runtime.domain.retraining.parse_retraining({json.dumps(_RETRAINING)!r})",
+    "monitoring_launcher": "mlops_runtime.settings.MonitoringLauncherSettings.model_validate_json("
+                           f"{json.dumps({'monitors': _MONITORS})!r})",
+    "retraining_trigger": "mlops_runtime.settings.RetrainingTriggerSettings.model_validate_json("
+                          f"{json.dumps({'retraining': _RETRAINING})!r})",
 }
 _DOMAIN_OF = {
     "deployer": "deployment", "endpoint_scaler": "autoscaling", "search_api": "search",
-    "search_indexer": "search", "monitoring_launcher": "monitoring_window", "retraining_trigger": "retraining",
+    "search_indexer": "search", "monitoring_launcher": None, "retraining_trigger": None,
 }
 
 
 def _imports(handler: str, first_parse: bool) -> str:
     code = f"import mlops_runtime.handlers.{handler}"
     if first_parse:
-        code += f"\nimport mlops_runtime.domain.{_DOMAIN_OF[handler]}\n{FIRST_PARSE[handler]}"
+        module = f"mlops_runtime.domain.{_DOMAIN_OF[handler]}" if _DOMAIN_OF[handler] else "mlops_runtime.settings"
+        code += f"\nimport {module}\n{FIRST_PARSE[handler]}"
     return code
 
 

@@ -9,6 +9,7 @@ names while the config is loaded, so a value the function would refuse at run ti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -119,10 +120,17 @@ CONFIG_FIELDS: dict[str, str] = {
 }
 
 
+# The config section of a function's settings whose error names no single config field.
+DEFAULT_FIELDS = {"monitoring-launcher": "serving.endpoints", "retraining-trigger": "serving.endpoints"}
+
+
 def _config_value(config: PlatformConfig, path: str) -> Any:
     value: Any = config
     for part in path.split("."):
-        value = getattr(value, part)
+        name, _, index = part.partition("[")
+        value = getattr(value, name)
+        if index:
+            value = value[int(index.rstrip("]"))]
     return value
 
 
@@ -144,6 +152,8 @@ def builders(config: PlatformConfig) -> dict[str, Callable[[], Any]]:
         "feedback-api": lambda: feedback(config),
         "feedback-replay": lambda: feedback(config, replay=True),
         "experiment-controller": lambda: controller(config, rules=rules),
+        "monitoring-launcher": lambda: monitoring_launcher(config),
+        "retraining-trigger": lambda: retraining_trigger(config),
     }
 
 
@@ -156,9 +166,156 @@ def check(config: PlatformConfig, source: str) -> list[str]:
             build()
         except ValidationError as error:
             for item in error.errors(include_url=False):
-                field = CONFIG_FIELDS.get(str(item["loc"][0]) if item["loc"] else "", "")
+                loc = tuple(item["loc"])
+                field = monitoring_field(config, loc) or CONFIG_FIELDS.get(str(loc[0]) if loc else "", "")
                 value = _config_value(config, field) if field else item["input"]
-                rule = f"field '{field or 'serving.experiments'}' = {value!r}: " \
+                rule = f"field '{field or DEFAULT_FIELDS.get(function, 'serving.experiments')}' = {value!r}: " \
                        f"{item['msg'].removeprefix('Value error, ')}"
                 lines.setdefault(rule, f"{source}: {rule} (the {function} function would refuse it)")
     return list(lines.values())
+
+
+# --- monitoring: the monitoring launcher and the retraining trigger --------------------------------
+
+
+@dataclass(frozen=True)
+class MonitoringResources:
+    """Where the monitoring functions' files are (defaults: placeholders for :func:`check`; the
+    monitoring stack passes its buckets and the layout it grants)."""
+
+    capture_bucket: str = "capture-bucket"
+    feedback_bucket: str = "feedback-bucket"
+    artifacts_bucket: str = "artifacts-bucket"
+    notification_topic_arn: str = "notifications"
+    capture_root: str = "capture"  # the deployer's data capture: <root>/<endpoint>/<variant>/yyyy/mm/dd/hh/
+    ground_truth_prefix: str = "ground-truth/"  # the ground-truth stream's objects
+    monitoring_root: str = "monitoring"  # manifests, reports and state: <root>/<endpoint>/
+    retraining_root: str = "retraining"  # closed-loop production.csv files: <root>/<endpoint>/
+
+    def production_records(self, endpoint: str) -> dict[str, str]:
+        """Where an endpoint's captured requests and their ground truth are."""
+        return {"capture_bucket": self.capture_bucket, "capture_prefix": f"{self.capture_root}/{endpoint}/",
+                "ground_truth_bucket": self.feedback_bucket, "ground_truth_prefix": self.ground_truth_prefix}
+
+
+def monitored(config: PlatformConfig) -> list[Any]:
+    return [endpoint for endpoint in config.serving.endpoints if endpoint.monitoring is not None]
+
+
+def monitoring_pipeline_name(config: PlatformConfig, endpoint: Any) -> str:
+    return f"{endpoint_name(config, endpoint.name)}-monitoring"
+
+
+def drift_alarm_name(config: PlatformConfig, endpoint: Any) -> str:
+    return f"{endpoint_name(config, endpoint.name)}-drift"
+
+
+def quality_alarm_name(config: PlatformConfig, endpoint: Any) -> str:
+    return f"{endpoint_name(config, endpoint.name)}-quality"
+
+
+def monitoring_alarm_names(config: PlatformConfig, endpoint: Any) -> tuple[str, ...]:
+    """The endpoint's drift alarm, and its quality alarm when it has quality targets to page on."""
+    quality = (quality_alarm_name(config, endpoint),) if endpoint.monitoring.quality_targets else ()
+    return (drift_alarm_name(config, endpoint), *quality)
+
+
+def training_pipelines_of(config: PlatformConfig, endpoint: Any) -> list[str]:
+    """The training pipelines that register into the endpoint's model package group."""
+    return [f"{config.name_prefix}-{p.name}" for p in config.training.pipelines
+            if p.model_package_group == endpoint.model_package_group]
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_EVERY_N_HOURS = re.compile(r"^(?:\*|0)/(\d+)$")
+
+
+def schedule_hours(expression: str) -> float | None:
+    """Hours between two runs of an EventBridge Scheduler expression that runs at a fixed period
+    (``rate(...)``; ``cron`` hourly, every N hours, daily or weekly); ``None`` for any other."""
+    rate = _RATE.match(expression)
+    if rate:
+        count, unit = int(rate[1]), rate[2]
+        return count / 60 if unit.startswith("minute") else count * (24 if unit.startswith("day") else 1)
+    if not (expression.startswith("cron(") and expression.endswith(")")):
+        return None
+    fields = expression[5:-1].split()
+    if len(fields) != 6:
+        return None
+    minute, hour, day, month, weekday, year = fields
+    if not minute.isdigit() or month != "*" or year != "*":
+        return None
+    if day in ("*", "?") and weekday in ("*", "?"):
+        every = _EVERY_N_HOURS.match(hour)
+        if hour == "*":
+            return 1
+        if every and 24 % int(every[1]) == 0:
+            return int(every[1])
+        return 24 if hour.isdigit() else None
+    if day == "?" and re.fullmatch(r"[A-Z]{3}|[1-7]", weekday) and hour.isdigit():
+        return 168
+    return None
+
+
+def monitoring_launcher(config: PlatformConfig, resources: MonitoringResources = MonitoringResources()) -> Any:
+    monitors = {}
+    for endpoint in monitored(config):
+        name, monitoring = endpoint_name(config, endpoint.name), endpoint.monitoring
+        monitors[name] = dict(  # validated by the outer model: errors carry the entry's key
+            endpoint=name,
+            pipeline_name=monitoring_pipeline_name(config, endpoint),
+            window_hours=monitoring.window_hours,
+            schedule_hours=schedule_hours(monitoring.schedule),
+            ground_truth_lookback_hours=monitoring.ground_truth_lookback_hours,
+            **resources.production_records(name),
+            manifest_bucket=resources.artifacts_bucket,
+            manifest_prefix=f"{resources.monitoring_root}/{name}/",
+        )
+    return settings.MonitoringLauncherSettings(monitors=monitors)
+
+
+def retraining_trigger(config: PlatformConfig, resources: MonitoringResources = MonitoringResources()) -> Any:
+    """What each drift and quality alarm retrains (endpoints with ``retraining.enabled`` and a
+    training pipeline registering into their group)."""
+    retraining = {}
+    for endpoint in monitored(config):
+        policy, pipelines = endpoint.monitoring.retraining, training_pipelines_of(config, endpoint)
+        if not policy.enabled or not pipelines:
+            continue
+        name = endpoint_name(config, endpoint.name)
+        production = None if not policy.production_data else dict(
+            model_package_group=f"{config.name_prefix}-{endpoint.model_package_group}",
+            **resources.production_records(name),
+            dataset_bucket=resources.artifacts_bucket,
+            dataset_prefix=f"{resources.retraining_root}/{name}/",
+            max_lookback_hours=policy.production_lookback_hours,
+        )
+        for alarm in monitoring_alarm_names(config, endpoint):
+            retraining[alarm] = dict(
+                alarm=alarm, pipelines=tuple(pipelines), alarm_period_hours=endpoint.monitoring.window_hours,
+                cooldown_hours=policy.cooldown_hours, production=production)
+    return settings.RetrainingTriggerSettings(retraining=retraining,
+                                              notification_topic_arn=resources.notification_topic_arn)
+
+
+# An error of a keyed entry (loc ``(<mapping>, <key>, <field>, ...)``) -> the config field it comes from.
+MONITOR_FIELDS = {
+    "schedule_hours": "schedule",
+    "window_hours": "window_hours",
+    "ground_truth_lookback_hours": "ground_truth_lookback_hours",
+    "cooldown_hours": "retraining.cooldown_hours",
+    "alarm_period_hours": "window_hours",
+    "max_lookback_hours": "retraining.production_lookback_hours",
+}
+
+
+def monitoring_field(config: PlatformConfig, loc: tuple[Any, ...]) -> str | None:
+    """The config field behind an error of the monitoring functions' settings, if it is one."""
+    if len(loc) < 3 or loc[0] not in ("monitors", "retraining") or str(loc[-1]) not in MONITOR_FIELDS:
+        return None
+    key = str(loc[1])
+    for index, endpoint in enumerate(config.serving.endpoints):
+        name = endpoint_name(config, endpoint.name)
+        if endpoint.monitoring is not None and (key == name or key in monitoring_alarm_names(config, endpoint)):
+            return f"serving.endpoints[{index}].monitoring.{MONITOR_FIELDS[str(loc[-1])]}"
+    return None

@@ -36,6 +36,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 from monitoring.metrics import ALARMS as MONITORING_ALARMS
 
+from .. import function_settings
 from ..compliance import (
     GRANT_READ_ACTIONS, KMS_GRANT_ACTIONS, acknowledge_wildcards, objects_under,
 )
@@ -100,14 +101,10 @@ class MonitoringStack(Stack):
         return self.names.endpoint_name(endpoint.name)
 
     def pipeline_name(self, endpoint: EndpointConfig) -> str:
-        return f"{self.endpoint_name(endpoint)}-monitoring"
+        return function_settings.monitoring_pipeline_name(self.config, endpoint)
 
     def _pipeline_arn(self, name: str) -> str:
         return self.names.arn("sagemaker", f"pipeline/{name.lower()}")
-
-    def _training_pipelines_of(self, endpoint: EndpointConfig) -> list[str]:
-        return [f"{self.config.name_prefix}-{p.name}" for p in self.config.training.pipelines
-                if p.model_package_group == endpoint.model_package_group]
 
     # --- the job ------------------------------------------------------------------------------
     def _job_access(self) -> None:
@@ -167,24 +164,13 @@ class MonitoringStack(Stack):
         return pipeline
 
     # --- the launcher -------------------------------------------------------------------------
-    def monitors_env(self) -> dict[str, dict]:
-        """``MONITORS`` of the launcher (``handlers.monitoring_launcher``)."""
-        result = {}
-        for endpoint in self.monitored:
-            name = self.endpoint_name(endpoint)
-            result[name] = {
-                "pipeline_name": self.pipeline_name(endpoint),
-                "window_hours": endpoint.monitoring.window_hours,
-                "ground_truth_lookback_hours": endpoint.monitoring.ground_truth_lookback_hours,
-                "capture_bucket": self.capture.bucket_name,
-                "capture_prefix": f"{CAPTURE_PREFIX}/{name}/",
-                "ground_truth_bucket": self.feedback.bucket_name,
-                "ground_truth_prefix": GROUND_TRUTH_PREFIX,
-                "manifest_bucket": self.artifacts.bucket_name,
-                "manifest_prefix": f"{MONITORING_PREFIX}/{name}/",
-                "baseline_s3_uri": None,
-            }
-        return result
+    def resources(self) -> function_settings.MonitoringResources:
+        """The buckets and the layout the monitoring functions' settings name (and their grants cover)."""
+        return function_settings.MonitoringResources(
+            capture_bucket=self.capture.bucket_name, feedback_bucket=self.feedback.bucket_name,
+            artifacts_bucket=self.artifacts.bucket_name, notification_topic_arn=self.names.notifications_topic_arn,
+            capture_root=CAPTURE_PREFIX, ground_truth_prefix=GROUND_TRUTH_PREFIX, monitoring_root=MONITORING_PREFIX,
+            retraining_root=RETRAINING_PREFIX)
 
     def _launcher(self) -> PlatformFunction:
         config = self.config
@@ -196,7 +182,7 @@ class MonitoringStack(Stack):
                 handler="mlops_runtime.handlers.monitoring_launcher.handler",
                 description="Starts an endpoint's monitoring pipeline over the last capture window",
                 environment={
-                    "MONITORS": json.dumps(self.monitors_env(), sort_keys=True, separators=(",", ":")),
+                    **function_settings.monitoring_launcher(self.config, self.resources()).to_env(),
                     "POWERTOOLS_METRICS_NAMESPACE": MONITORING_NAMESPACE,
                 },
                 timeout=Duration.minutes(2),
@@ -256,10 +242,10 @@ class MonitoringStack(Stack):
 
     # --- alarms -------------------------------------------------------------------------------
     def drift_alarm_name(self, endpoint: EndpointConfig) -> str:
-        return f"{self.endpoint_name(endpoint)}-drift"
+        return function_settings.drift_alarm_name(self.config, endpoint)
 
     def quality_alarm_name(self, endpoint: EndpointConfig) -> str:
-        return f"{self.endpoint_name(endpoint)}-quality"
+        return function_settings.quality_alarm_name(self.config, endpoint)
 
     def _monitoring_alarms(self, endpoint: EndpointConfig) -> None:
         monitoring = endpoint.monitoring
@@ -313,42 +299,10 @@ class MonitoringStack(Stack):
         )
 
     # --- closed loop --------------------------------------------------------------------------
-    def retraining_env(self) -> dict[str, dict]:
-        """``RETRAINING`` of the trigger: alarm name -> training pipelines and cooldown."""
-        result = {}
-        for endpoint in self.monitored:
-            retraining = endpoint.monitoring.retraining
-            pipelines = self._training_pipelines_of(endpoint)
-            if not retraining.enabled or not pipelines:
-                continue
-            for alarm in (self.drift_alarm_name(endpoint), self.quality_alarm_name(endpoint)):
-                if alarm in self.alarms:
-                    result[alarm] = {"pipelines": pipelines, "cooldown_hours": retraining.cooldown_hours,
-                                     "production": self._production_source(endpoint)}
-        return result
-
-    def _production_source(self, endpoint: EndpointConfig) -> dict | None:
-        """Where closed-loop retraining finds the endpoint's production records and their labels
-        (``domain.retraining.ProductionSource``)."""
-        retraining = endpoint.monitoring.retraining
-        if not retraining.production_data:
-            return None
-        name = self.endpoint_name(endpoint)
-        return {
-            "model_package_group": f"{self.config.name_prefix}-{endpoint.model_package_group}",
-            "capture_bucket": self.capture.bucket_name,
-            "capture_prefix": f"{CAPTURE_PREFIX}/{name}/",
-            "ground_truth_bucket": self.feedback.bucket_name,
-            "ground_truth_prefix": GROUND_TRUTH_PREFIX,
-            "dataset_bucket": self.artifacts.bucket_name,
-            "dataset_prefix": f"{RETRAINING_PREFIX}/{name}/",
-            "max_lookback_hours": retraining.production_lookback_hours,
-        }
-
     def _retraining(self) -> PlatformFunction | None:
         config = self.config
-        settings = self.retraining_env()
-        if not settings:
+        settings = function_settings.retraining_trigger(config, self.resources())
+        if not settings.retraining:
             return None
         function = PlatformFunction(
             self, "RetrainingTrigger",
@@ -356,19 +310,15 @@ class MonitoringStack(Stack):
                 function_name=f"{config.name_prefix}-retraining-trigger",
                 handler="mlops_runtime.handlers.retraining_trigger.handler",
                 description="Starts training pipelines when a drift or quality alarm fires, with a cooldown",
-                environment={
-                    "RETRAINING": json.dumps(settings, sort_keys=True, separators=(",", ":")),
-                    "NOTIFICATION_TOPIC_ARN": self.names.notifications_topic_arn,
-                    "POWERTOOLS_METRICS_NAMESPACE": MONITORING_NAMESPACE,
-                },
+                environment={**settings.to_env(), "POWERTOOLS_METRICS_NAMESPACE": MONITORING_NAMESPACE},
                 # joining weeks of capture with their labels reads every file once (docs/monitoring-launcher.md)
                 timeout=Duration.minutes(10),
                 memory_mb=1024,
                 reserved_concurrency=1,  # one decision at a time: the cooldown check is not a lock
             ),
         )
-        pipelines = sorted({p for s in settings.values() for p in s["pipelines"]})
-        sources = [s["production"] for s in settings.values() if s["production"]]
+        pipelines = sorted({p for s in settings.retraining.values() for p in s.pipelines})
+        sources = [s.production for s in settings.retraining.values() if s.production]
         if sources:
             self._grant_production_data(function, sources)
         function.role.add_to_principal_policy(iam.PolicyStatement(
@@ -383,18 +333,18 @@ class MonitoringStack(Stack):
             description="A drift or quality alarm entering ALARM starts retraining (after the cooldown)",
             event_pattern=events.EventPattern(
                 source=["aws.cloudwatch"], detail_type=["CloudWatch Alarm State Change"],
-                detail={"alarmName": sorted(settings), "state": {"value": ["ALARM"]}},
+                detail={"alarmName": sorted(settings.retraining), "state": {"value": ["ALARM"]}},
             ),
             targets=[targets.LambdaFunction(function.function, retry_attempts=2,
                                             dead_letter_queue=function.dead_letter_queue)],
         )
         return function
 
-    def _grant_production_data(self, function: PlatformFunction, sources: list[dict]) -> None:
+    def _grant_production_data(self, function: PlatformFunction, sources: list) -> None:
         """Closed-loop retraining: the group's newest package and its baseline (feature names), the
         capture and ground-truth files, and the production.csv it writes."""
         role = function.role
-        groups = sorted({s["model_package_group"] for s in sources})
+        groups = sorted({s.model_package_group for s in sources})
         packages = [self.names.arn("sagemaker", f"model-package/{g}/*") for g in groups]
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="FindTheLastTraining", actions=["sagemaker:ListModelPackages"], resources=["*"]))

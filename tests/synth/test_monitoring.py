@@ -9,6 +9,7 @@ from monitoring.metrics import ALARMS as MONITORING_ALARMS
 from aws_cdk.assertions import Match
 
 from mlops_platform.config.loader import environment_names
+from mlops_runtime.settings import SETTINGS_ENV
 
 pytestmark = pytest.mark.synth
 
@@ -90,10 +91,10 @@ def test_launcher_is_scheduled_per_endpoint_with_its_contract(synthesis, cdk_tem
     config = synthesis.configs[environment]
     endpoint = f"{config.name_prefix}-example-classifier"
     props = function(synthesis, environment, "monitoring_launcher")
-    monitors = json.loads(props["Environment"]["Variables"]["MONITORS"])
+    monitors = json.loads(props["Environment"]["Variables"][SETTINGS_ENV])["monitors"]
     assert monitors[endpoint] == {
-        "pipeline_name": f"{endpoint}-monitoring",
-        "window_hours": 1, "ground_truth_lookback_hours": 72,
+        "endpoint": endpoint, "pipeline_name": f"{endpoint}-monitoring",
+        "window_hours": 1, "schedule_hours": 1.0, "ground_truth_lookback_hours": 72,
         "capture_bucket": f"{config.name_prefix}-data-capture-{config.account}-{config.region}",
         "capture_prefix": f"capture/{endpoint}/",
         "ground_truth_bucket": f"{config.name_prefix}-feedback-{config.account}-{config.region}",
@@ -139,9 +140,13 @@ def test_drift_quality_and_failure_alarms_notify_the_topic(synthesis, cdk_templa
 
 def test_retraining_closes_the_loop_where_enabled(synthesis, cdk_template):
     props = function(synthesis, "staging", "retraining_trigger")
-    settings = json.loads(props["Environment"]["Variables"]["RETRAINING"])
+    settings = json.loads(props["Environment"]["Variables"][SETTINGS_ENV])
     endpoint = "mlops-staging-example-classifier"
-    expected = {"pipelines": ["mlops-staging-example-classifier"], "cooldown_hours": 24, "production": {
+    topic = "arn:aws:sns:eu-west-1:222222222222:mlops-staging-notifications"
+    assert settings.pop("notification_topic_arn") == topic
+    settings = settings["retraining"]
+    expected = {"pipelines": ["mlops-staging-example-classifier"], "alarm_period_hours": 1, "cooldown_hours": 24.0,
+                "production": {
         # closed loop: production records since the last training, joined with their ground truth
         "model_package_group": "mlops-staging-example-classifier",
         "capture_bucket": "mlops-staging-data-capture-222222222222-eu-west-1",
@@ -152,10 +157,7 @@ def test_retraining_closes_the_loop_where_enabled(synthesis, cdk_template):
         "dataset_prefix": f"retraining/{endpoint}/",
         "max_lookback_hours": 720,
     }}
-    assert settings == {f"{endpoint}-drift": expected, f"{endpoint}-quality": expected}
-    from mlops_runtime.domain.retraining import parse_retraining
-
-    assert parse_retraining(props["Environment"]["Variables"]["RETRAINING"])[f"{endpoint}-drift"].production
+    assert settings == {alarm: {"alarm": alarm, **expected} for alarm in (f"{endpoint}-drift", f"{endpoint}-quality")}
     cdk_template("staging", "Monitoring").has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
                          "detail": {"alarmName": sorted(settings), "state": {"value": ["ALARM"]}}},

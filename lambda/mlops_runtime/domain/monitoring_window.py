@@ -25,8 +25,7 @@ No boto3, no I/O; ``handlers.monitoring_launcher`` does the calls.
   hash of its parts, so a retried invocation for the same window sends the same token;
   :func:`display_name` fits SageMaker's execution display-name pattern.
 
-``MONITORS`` (JSON object keyed by SageMaker endpoint name) is validated by :func:`parse_monitors`
-(strictly, with pydantic: ``domain.validation``).
+The launcher's settings (``settings.MonitoringLauncherSettings``) use this module's names and limits.
 """
 
 from __future__ import annotations
@@ -35,14 +34,13 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
-from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from mlops_runtime.domain.validation import OURS, int_between, json_object, matching, parse
+from mlops_runtime.domain.validation import matching
 
 HOUR = timedelta(hours=1)
 MIN_WINDOW_HOURS = 1
@@ -81,10 +79,6 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 DISPLAY_NAME_MAX = 82
 TOKEN_MIN, TOKEN_MAX = 32, 128
 _NOT_DISPLAYABLE = re.compile(r"[^a-zA-Z0-9]+")
-
-
-class MonitoringConfigError(ValueError):
-    """``MONITORS`` (or one of its entries) is unusable; the message says what and where."""
 
 
 # --- time ---------------------------------------------------------------------------------------
@@ -369,7 +363,7 @@ def display_name(*parts: str, max_length: int = DISPLAY_NAME_MAX) -> str:
     return name
 
 
-# --- configuration ------------------------------------------------------------------------------
+# --- settings types (settings.MonitoringLauncherSettings and RetrainingTriggerSettings) ---------------
 
 
 def _key_prefix(value: str) -> str:
@@ -380,7 +374,7 @@ def _key_prefix(value: str) -> str:
     return value if not value or value.endswith("/") else value + "/"
 
 
-def _baseline_uri(value: str) -> str:
+def check_baseline_uri(value: str) -> str:
     try:
         _, key = parse_s3_uri(value)
     except ValueError:
@@ -392,51 +386,3 @@ def _baseline_uri(value: str) -> str:
 
 Bucket = matching(BUCKET_NAME, "an S3 bucket name")
 KeyPrefix = Annotated[str, AfterValidator(_key_prefix)]
-
-
-@pydantic_dataclass(frozen=True, config=OURS)
-class _MonitorEntry:
-    """An entry of ``MONITORS`` as the stack writes it."""
-
-    pipeline_name: matching(PIPELINE_NAME, "a pipeline name")
-    window_hours: int_between(MIN_WINDOW_HOURS, MAX_WINDOW_HOURS)
-    ground_truth_lookback_hours: int_between(0, MAX_LOOKBACK_HOURS)
-    capture_bucket: Bucket
-    capture_prefix: KeyPrefix
-    ground_truth_bucket: Bucket
-    ground_truth_prefix: KeyPrefix
-    manifest_bucket: Bucket
-    manifest_prefix: KeyPrefix
-    baseline_s3_uri: Annotated[str, AfterValidator(_baseline_uri)] | None = None
-
-
-@dataclass(frozen=True)
-class MonitorConfig:
-    endpoint: str
-    pipeline_name: str
-    window_hours: int
-    ground_truth_lookback_hours: int
-    capture_bucket: str
-    capture_prefix: str
-    ground_truth_bucket: str
-    ground_truth_prefix: str
-    manifest_bucket: str
-    manifest_prefix: str
-    baseline_s3_uri: str | None = None
-
-
-def parse_monitor(endpoint: Any, entry: Any) -> MonitorConfig:
-    if not isinstance(endpoint, str) or not ENDPOINT_NAME.match(endpoint):
-        raise MonitoringConfigError(f"MONITORS: {endpoint!r} is not a SageMaker endpoint name")
-    checked = parse(_MonitorEntry, entry, _config_error, f"MONITORS[{endpoint!r}]")
-    return MonitorConfig(endpoint, **asdict(checked))
-
-
-def _config_error(field: str, reason: str) -> MonitoringConfigError:
-    return MonitoringConfigError(f"{field}: {reason}")
-
-
-def parse_monitors(raw: str | None) -> dict[str, MonitorConfig]:
-    """``MONITORS`` (JSON text) -> endpoint name -> :class:`MonitorConfig`; every entry is validated."""
-    data = json_object(raw, "MONITORS", "endpoint name", MonitoringConfigError)
-    return {endpoint: parse_monitor(endpoint, entry) for endpoint, entry in data.items()}

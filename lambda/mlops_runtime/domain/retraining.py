@@ -1,7 +1,7 @@
 """The retraining trigger's pure logic: the alarm event, the configuration, the cooldown decision.
 
-No boto3, no I/O; ``handlers.retraining_trigger`` does the calls (``RETRAINING`` is parsed with
-pydantic, ``domain.validation``).
+No boto3, no I/O; ``handlers.retraining_trigger`` does the calls; its settings are
+``settings.RetrainingTriggerSettings``.
 
 An EventBridge rule sends "CloudWatch Alarm State Change" events (``source`` ``aws.cloudwatch``;
 ``detail.alarmName``, ``detail.state.{value,timestamp,reason}``, ``detail.previousState.value``;
@@ -32,21 +32,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator
-from pydantic.dataclasses import dataclass as pydantic_dataclass
-
-from mlops_runtime.domain.monitoring_window import (
-    PIPELINE_NAME, Bucket, KeyPrefix, as_utc, display_name, request_token,
-)
-from mlops_runtime.domain.validation import OURS, count_between, int_between, json_object, matching, parse
+from mlops_runtime.domain.monitoring_window import as_utc, display_name, request_token
 
 ALARM = "ALARM"
 RUNNING_STATUSES = frozenset({"Executing", "Stopping"})
 START, STARTED, COOLDOWN, RUNNING, ERROR = "start", "started", "cooldown", "running", "error"
-MAX_COOLDOWN_HOURS = 8760.0
-MAX_PRODUCTION_LOOKBACK_HOURS = 8760
 # Training pipeline parameters of closed-loop retraining (pipelines/training_definition.py).
 PARAM_PRODUCTION_DATA = "ProductionDataUri"
 PARAM_PRODUCTION_WINDOW_START = "ProductionWindowStart"
@@ -55,68 +47,8 @@ PARAM_PRODUCTION_RECORDS = "ProductionRecords"
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
-class RetrainingConfigError(ValueError):
-    """``RETRAINING`` is unusable; the message says what and where."""
-
-
 class InvalidAlarmEvent(ValueError):
     """The event is not an alarm state change (no ``detail.alarmName``)."""
-
-
-# --- configuration ------------------------------------------------------------------------------
-
-
-def _finite(hours: float) -> float:
-    if not math.isfinite(hours) or not 0 <= hours <= MAX_COOLDOWN_HOURS:
-        raise ValueError(f"must be a number in [0, {MAX_COOLDOWN_HOURS:g}], got {hours!r}")
-    return hours
-
-
-@pydantic_dataclass(frozen=True, config=OURS)
-class ProductionSource:
-    """Where an alarm's closed-loop retraining finds production data (``domain.production_data``)."""
-
-    model_package_group: matching(PIPELINE_NAME, "a model package group name")  # its newest package: the last training
-    capture_bucket: Bucket
-    capture_prefix: KeyPrefix  # <capture>/<endpoint>/, holding <variant>/yyyy/mm/dd/hh/
-    ground_truth_bucket: Bucket
-    ground_truth_prefix: KeyPrefix
-    dataset_bucket: Bucket  # where the joined production.csv is written for the pipeline
-    dataset_prefix: KeyPrefix
-    max_lookback_hours: int_between(1, MAX_PRODUCTION_LOOKBACK_HOURS)
-
-
-@pydantic_dataclass(frozen=True, config=OURS)
-class _RetrainingEntry:
-    """An entry of ``RETRAINING`` as the stack writes it."""
-
-    pipelines: count_between(matching(PIPELINE_NAME, "a pipeline name"), 1, 100, "pipelines", distinct=True)
-    cooldown_hours: Annotated[float, AfterValidator(_finite)]
-    production: ProductionSource | None = None
-
-
-@dataclass(frozen=True)
-class RetrainingConfig:
-    alarm: str
-    pipelines: tuple[str, ...]
-    cooldown_hours: float
-    production: ProductionSource | None = None
-
-
-def parse_retraining(raw: str | None) -> dict[str, RetrainingConfig]:
-    """``RETRAINING`` (JSON text) -> alarm name -> :class:`RetrainingConfig`; every entry is validated."""
-    configs: dict[str, RetrainingConfig] = {}
-    for alarm, entry in json_object(raw, "RETRAINING", "alarm name", RetrainingConfigError).items():
-        where = f"RETRAINING[{alarm!r}]"
-        if not alarm:
-            raise RetrainingConfigError(f"{where} must be an object under a non-empty alarm name")
-        checked = parse(_RetrainingEntry, entry, _config_error, where)
-        configs[alarm] = RetrainingConfig(alarm, checked.pipelines, checked.cooldown_hours, checked.production)
-    return configs
-
-
-def _config_error(field: str, reason: str) -> RetrainingConfigError:
-    return RetrainingConfigError(f"{field}: {reason}")
 
 
 # --- the event ----------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ Each run (the clock read per call):
    ``GroundTruthManifestS3Uri``, ``MetricScope=all``, ``MetricTime=""``; the ``ClientRequestToken`` is a hash of the pipeline, the endpoint
    and the window end, so a retried invocation starts one execution.
 
-Environment: ``MONITORS`` (see ``domain.monitoring_window.parse_monitors`` and
-``docs/monitoring-launcher.md``), ``POWERTOOLS_*``. A bad event or configuration is logged and
+Settings: ``settings.MonitoringLauncherSettings`` (the monitored endpoints, keyed by endpoint name;
+``docs/monitoring-launcher.md``), read once at cold start; ``POWERTOOLS_*``. A bad event or configuration is logged and
 returned as ``{"status": "error", "reason": ...}``; AWS errors other than "not found" are raised
 (the scheduler's retry policy tries again; the token keeps that idempotent).
 
@@ -52,6 +52,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.adapters.monitoring_inputs import CloudWatchMetrics, S3Objects, SageMakerModels, SageMakerPipelines
 from mlops_runtime.domain import monitoring_window as mw
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import MonitorSettings, MonitoringLauncherSettings, SettingsError
 
 MONITORING_NAMESPACE = "MlopsPlatform/Monitoring"
 ALL_VARIANTS = "_all"
@@ -59,11 +61,13 @@ CHAMPION = "champion"
 
 logger = Logger()
 
-_s3: S3Objects | None = None
-_models: SageMakerModels | None = None
-_pipelines: SageMakerPipelines | None = None
-_cloudwatch: CloudWatchMetrics | None = None
-_clock: Callable[[], datetime] | None = None
+SETTINGS_MODEL = MonitoringLauncherSettings
+settings = Lazy(SETTINGS_MODEL.from_env)
+s3: Lazy[S3Objects] = Lazy(S3Objects)
+models: Lazy[SageMakerModels] = Lazy(SageMakerModels)
+pipelines: Lazy[SageMakerPipelines] = Lazy(lambda: SageMakerPipelines(models().client))
+cloudwatch: Lazy[CloudWatchMetrics] = Lazy(CloudWatchMetrics)
+clock: Lazy[Callable[[], datetime]] = Lazy(lambda: lambda: datetime.now(UTC))
 
 
 def configure(
@@ -72,42 +76,15 @@ def configure(
     pipelines: SageMakerPipelines | None = None,
     cloudwatch: CloudWatchMetrics | None = None,
     clock: Callable[[], datetime] | None = None,
+    settings: MonitoringLauncherSettings | None = None,
 ) -> None:
-    """Inject adapters and a clock (tests); with no arguments everything is rebuilt from the environment."""
-    global _s3, _models, _pipelines, _cloudwatch, _clock
-    _s3, _models, _pipelines, _cloudwatch, _clock = s3, models, pipelines, cloudwatch, clock
-
-
-def s3() -> S3Objects:
-    global _s3
-    if _s3 is None:
-        _s3 = S3Objects()
-    return _s3
-
-
-def models() -> SageMakerModels:
-    global _models
-    if _models is None:
-        _models = SageMakerModels()
-    return _models
-
-
-def pipelines() -> SageMakerPipelines:
-    global _pipelines
-    if _pipelines is None:
-        _pipelines = SageMakerPipelines(models().client)
-    return _pipelines
-
-
-def cloudwatch() -> CloudWatchMetrics:
-    global _cloudwatch
-    if _cloudwatch is None:
-        _cloudwatch = CloudWatchMetrics()
-    return _cloudwatch
+    """Inject adapters, a clock and settings (tests); ``None``: rebuilt from the environment on next use."""
+    for lazy, value in zip(_LAZIES, (s3, models, pipelines, cloudwatch, clock, settings), strict=True):
+        lazy.set(value)
 
 
 def now() -> datetime:
-    return mw.as_utc(_clock()) if _clock is not None else datetime.now(UTC)
+    return mw.as_utc(clock()())
 
 
 def _count(name: str, endpoint: str) -> None:
@@ -117,7 +94,7 @@ def _count(name: str, endpoint: str) -> None:
         metric.add_dimension(name="Endpoint", value=endpoint)
 
 
-def find_baseline(config: mw.MonitorConfig) -> tuple[str | None, str | None]:
+def find_baseline(config: MonitorSettings) -> tuple[str | None, str | None]:
     """``(baseline URI, None)``, or ``(None, skip reason)``; raises on AWS errors other than not-found."""
     variants = models().endpoint_variants(config.endpoint)
     if variants is None:
@@ -137,7 +114,7 @@ def find_baseline(config: mw.MonitorConfig) -> tuple[str | None, str | None]:
     return uri, None
 
 
-def list_capture(config: mw.MonitorConfig, window: mw.Window) -> list[str]:
+def list_capture(config: MonitorSettings, window: mw.Window) -> list[str]:
     variants = s3().list_folders(config.capture_bucket, config.capture_prefix)
     keys: list[str] = []
     for prefix in mw.capture_listing_prefixes(variants, window):
@@ -149,7 +126,7 @@ class LabelListing:
     """The ground-truth objects per label hour, each hour listed at most once per run (the current
     window and its rechecks share most of their label hours)."""
 
-    def __init__(self, config: mw.MonitorConfig) -> None:
+    def __init__(self, config: MonitorSettings) -> None:
         self.config = config
         self._hours: dict[datetime, list[str]] = {}
 
@@ -165,13 +142,13 @@ class LabelListing:
         return sorted({key for hour in hours for key in self.hour(hour)})
 
 
-def list_ground_truth(config: mw.MonitorConfig, window: mw.Window, at: datetime,
+def list_ground_truth(config: MonitorSettings, window: mw.Window, at: datetime,
                       labels: LabelListing | None = None) -> list[str]:
     labels = labels or LabelListing(config)
     return labels.keys(mw.ground_truth_hours(window, at, config.ground_truth_lookback_hours))
 
 
-def write_manifests(config: mw.MonitorConfig, window: mw.Window, capture: list[str],
+def write_manifests(config: MonitorSettings, window: mw.Window, capture: list[str],
                     ground_truth: list[str], recheck: mw.LabelRecheck | None = None) -> mw.ManifestLocations:
     locations = mw.manifest_locations(config.manifest_bucket, config.manifest_prefix, window, recheck)
     capture_manifest = mw.build_manifest(config.capture_bucket, config.capture_prefix, capture)
@@ -185,7 +162,7 @@ def write_manifests(config: mw.MonitorConfig, window: mw.Window, capture: list[s
     return locations
 
 
-def analyse_window(config: mw.MonitorConfig, at: datetime, baseline: str, labels: LabelListing) -> dict[str, Any]:
+def analyse_window(config: MonitorSettings, at: datetime, baseline: str, labels: LabelListing) -> dict[str, Any]:
     """The first analysis of the window that just ended: drift and the quality of the labels so far."""
     window = mw.window_for(at, config.window_hours)
     capture = list_capture(config, window)
@@ -224,7 +201,7 @@ def analyse_window(config: mw.MonitorConfig, at: datetime, baseline: str, labels
     }
 
 
-def recheck_labels(config: mw.MonitorConfig, at: datetime, baseline: str, labels: LabelListing) -> list[dict[str, Any]]:
+def recheck_labels(config: MonitorSettings, at: datetime, baseline: str, labels: LabelListing) -> list[dict[str, Any]]:
     """Recompute the quality of the earlier windows whose checkpoint is this run and which received
     labels since their previous one (``domain.monitoring_window``, "late labels")."""
     started = []
@@ -257,7 +234,7 @@ def recheck_labels(config: mw.MonitorConfig, at: datetime, baseline: str, labels
     return started
 
 
-def run(config: mw.MonitorConfig) -> dict[str, Any]:
+def run(config: MonitorSettings) -> dict[str, Any]:
     """One launch for ``config``'s endpoint (see the module docstring)."""
     at = now()
     window = mw.window_for(at, config.window_hours)
@@ -294,9 +271,9 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(endpoint, str) or not endpoint:
         return _error('event must be {"endpoint": "<SageMaker endpoint name>"}', event=repr(event)[:500])
     try:
-        monitors = mw.parse_monitors(os.environ.get("MONITORS"))
-    except mw.MonitoringConfigError as error:
-        return _error(f"bad MONITORS configuration: {error}")
+        monitors = settings().monitors
+    except SettingsError as error:
+        return _error(f"bad settings: {error}")
     config = monitors.get(endpoint)
     if config is None:
         return _error(f"no monitor configured for endpoint {endpoint!r}", configured=sorted(monitors))
@@ -304,3 +281,4 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 _traced = LazilyTraced(_handler)
+_LAZIES = (s3, models, pipelines, cloudwatch, clock, settings)

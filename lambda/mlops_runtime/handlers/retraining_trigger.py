@@ -3,7 +3,7 @@
 Input: a "CloudWatch Alarm State Change" event from an EventBridge rule (``detail.alarmName``,
 ``detail.state.value``/``timestamp``/``reason``, ``detail.previousState.value``; a bare ``detail``
 is accepted too). Only a transition INTO ``ALARM`` counts; anything else, and an alarm that is not
-a key of ``RETRAINING``, is ``ignored`` (logged).
+a key of the settings' ``retraining``, is ``ignored`` (logged).
 
 Closed loop: with ``production`` in the alarm's entry, the first start joins the production
 records inferred since the group's newest model package (at most ``max_lookback_hours``) with the
@@ -21,10 +21,10 @@ newest started less than ``cooldown_hours`` ago, else ``StartPipelineExecution``
 ``ClientRequestToken`` derived from the alarm name, the alarm state's timestamp and the pipeline
 (a redelivered event starts one execution) and a display name naming the alarm. A pipeline whose
 calls fail gets ``action`` ``error`` (the others still run). One SNS message summarises the
-decisions when ``NOTIFICATION_TOPIC_ARN`` is set (a failed publish is logged, not raised).
+decisions when the settings name a notification topic (a failed publish is logged, not raised).
 
-Environment: ``RETRAINING`` (JSON keyed by alarm name: ``{"pipelines": [...], "cooldown_hours": n}``),
-``NOTIFICATION_TOPIC_ARN`` (optional), ``POWERTOOLS_*``.
+Settings: ``settings.RetrainingTriggerSettings`` (keyed by alarm name: the pipelines, the cooldown, the
+production source; the notification topic), read once at cold start; ``POWERTOOLS_*``.
 
 Returns ``{"status": "done", "decisions": [{"pipeline", "action": started|cooldown|running|error,
 "execution_arn"?, "blocking_execution_arn"?, "reason"}]}``, ``{"status": "ignored", "reason"}`` or
@@ -49,65 +49,50 @@ from mlops_runtime.domain import monitoring_window as mw
 from mlops_runtime.domain import production_data as production
 from mlops_runtime.domain import retraining as domain
 from mlops_runtime.domain.monitoring_window import as_utc
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import ProductionSource, RetrainingSettings, RetrainingTriggerSettings, SettingsError
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
 
 RECENT_EXECUTIONS = 10
 
-_pipelines: SageMakerPipelines | None = None
-_models: SageMakerModels | None = None
-_s3: S3Objects | None = None
-_sns: Any | None = None
-_clock: Callable[[], datetime] | None = None
+SETTINGS_MODEL = RetrainingTriggerSettings
+settings = Lazy(SETTINGS_MODEL.from_env)
+pipelines: Lazy[SageMakerPipelines] = Lazy(SageMakerPipelines)
+models: Lazy[SageMakerModels] = Lazy(lambda: SageMakerModels(pipelines().client))
+s3: Lazy[S3Objects] = Lazy(S3Objects)
+sns: Lazy[Any] = Lazy(lambda: _client("sns"))
+clock: Lazy[Callable[[], datetime]] = Lazy(lambda: lambda: datetime.now(UTC))
+
+
+def _client(service: str) -> Any:
+    import boto3
+
+    return boto3.client(service)
 
 
 def configure(
     pipelines: SageMakerPipelines | None = None, sns: Any | None = None, clock: Callable[[], datetime] | None = None,
     models: SageMakerModels | None = None, s3: S3Objects | None = None,
+    settings: RetrainingTriggerSettings | None = None,
 ) -> None:
-    """Inject the adapters, an SNS client and a clock (tests); no arguments: rebuilt from the environment."""
-    global _pipelines, _sns, _clock, _models, _s3
-    _pipelines, _sns, _clock, _models, _s3 = pipelines, sns, clock, models, s3
-
-
-def pipelines() -> SageMakerPipelines:
-    global _pipelines
-    if _pipelines is None:
-        _pipelines = SageMakerPipelines()
-    return _pipelines
-
-
-def models() -> SageMakerModels:
-    global _models
-    if _models is None:
-        _models = SageMakerModels(pipelines().client)
-    return _models
-
-
-def s3() -> S3Objects:
-    global _s3
-    if _s3 is None:
-        _s3 = S3Objects()
-    return _s3
+    """Inject the adapters, an SNS client, a clock and settings (tests); ``None``: rebuilt on next use."""
+    for lazy, value in zip(_LAZIES, (pipelines, sns, clock, models, s3, settings), strict=True):
+        lazy.set(value)
 
 
 def now() -> datetime:
-    return as_utc(_clock()) if _clock is not None else datetime.now(UTC)
+    return as_utc(clock()())
 
 
 def _notify(subject: str, message: Mapping[str, Any]) -> bool:
-    """Publish to ``NOTIFICATION_TOPIC_ARN`` when set; a failed publish is logged, never raised."""
-    global _sns
-    topic = os.environ.get("NOTIFICATION_TOPIC_ARN")
+    """Publish to the settings' notification topic when set; a failed publish is logged, never raised."""
+    topic = settings().notification_topic_arn
     if not topic:
         return False
     try:
-        if _sns is None:
-            import boto3
-
-            _sns = boto3.client("sns")
-        _sns.publish(TopicArn=topic, Subject=subject[:100], Message=json.dumps(message, default=str))
+        sns().publish(TopicArn=topic, Subject=subject[:100], Message=json.dumps(message, default=str))
         return True
     except Exception:
         logger.exception("Could not publish the notification", extra={"subject": subject})
@@ -122,7 +107,7 @@ def _keys(bucket: str, prefixes: list[str], keep: Callable[[str], bool]) -> list
     return sorted({key for prefix in prefixes for key in s3().list_keys(bucket, prefix) if keep(key)})
 
 
-def production_dataset(source: domain.ProductionSource, occurrence: str) -> dict[str, Any]:
+def production_dataset(source: ProductionSource, occurrence: str) -> dict[str, Any]:
     """Join the production records since the last training with their ground truth, write
     ``production.csv`` and return the pipeline parameters and what went in (``domain.production_data``)."""
     at = now()
@@ -158,7 +143,7 @@ def production_dataset(source: domain.ProductionSource, occurrence: str) -> dict
     }
 
 
-def _decide_and_start(config: domain.RetrainingConfig, transition: domain.AlarmTransition, pipeline: str,
+def _decide_and_start(config: RetrainingSettings, transition: domain.AlarmTransition, pipeline: str,
                       data: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The decision for ``pipeline`` and the production data (joined here when first needed)."""
     try:
@@ -195,7 +180,7 @@ def _decide_and_start(config: domain.RetrainingConfig, transition: domain.AlarmT
         return {"pipeline": pipeline, "action": domain.ERROR, "reason": error_text(error)}, data
 
 
-def run(config: domain.RetrainingConfig, transition: domain.AlarmTransition) -> dict[str, Any]:
+def run(config: RetrainingSettings, transition: domain.AlarmTransition) -> dict[str, Any]:
     decisions = []
     data: dict[str, Any] | None = None  # joined once, shared by the alarm's pipelines (one group)
     for pipeline in config.pipelines:
@@ -246,11 +231,11 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric(name="RetrainingEventsIgnored", unit=MetricUnit.Count, value=1)
         return {"status": "ignored", "reason": reason}
     try:
-        configs = domain.parse_retraining(os.environ.get("RETRAINING"))
-    except domain.RetrainingConfigError as error:
-        logger.error("Bad RETRAINING configuration", extra={"reason": str(error)})
+        configs = settings().retraining
+    except SettingsError as error:
+        logger.error("Bad settings", extra={"reason": str(error)})
         metrics.add_metric(name="RetrainingEventErrors", unit=MetricUnit.Count, value=1)
-        return {"status": "error", "reason": f"bad RETRAINING configuration: {error}"}
+        return {"status": "error", "reason": f"bad settings: {error}"}
     config = configs.get(transition.alarm_name)
     if config is None:
         reason = f"no retraining configured for alarm {transition.alarm_name!r}"
@@ -261,3 +246,4 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 _traced = LazilyTraced(_handler)
+_LAZIES = (pipelines, sns, clock, models, s3, settings)

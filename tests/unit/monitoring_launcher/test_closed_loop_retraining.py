@@ -20,7 +20,10 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from mlops_runtime.domain import production_data as pd_domain
+from settings_support import set_settings
+
 from mlops_runtime.domain import retraining as domain
+from mlops_runtime.settings import ProductionSource, RetrainingTriggerSettings
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -111,13 +114,13 @@ def test_a_row_per_captured_labelled_record_inside_the_window(records):
 
 
 def test_production_entry_is_validated():
-    good = domain.parse_retraining(json.dumps(RETRAINING))["churn-ep-quality"]
-    assert good.production == domain.ProductionSource(**PRODUCTION)
+    good = RetrainingTriggerSettings(retraining=RETRAINING).retraining["churn-ep-quality"]
+    assert good.production == ProductionSource(**PRODUCTION)
     for change in ({"capture_prefix": "a//b/"}, {"max_lookback_hours": 0}, {"dataset_bucket": "Bad_Bucket"},
                    {"extra": 1}):
         entry = {**RETRAINING["churn-ep-quality"], "production": {**PRODUCTION, **change}}
-        with pytest.raises(domain.RetrainingConfigError, match="production"):
-            domain.parse_retraining(json.dumps({"churn-ep-quality": entry}))
+        with pytest.raises(ValueError, match="production"):
+            RetrainingTriggerSettings(retraining={"churn-ep-quality": entry})
 
 
 # --- the trigger against moto -------------------------------------------------------------------
@@ -135,8 +138,7 @@ NOW = datetime(2024, 5, 3, 10, 20, tzinfo=UTC)
 
 @pytest.fixture
 def loop(monkeypatch):
-    monkeypatch.setenv("RETRAINING", json.dumps(RETRAINING))
-    monkeypatch.delenv("NOTIFICATION_TOPIC_ARN", raising=False)
+    set_settings(monkeypatch, retraining=RETRAINING)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         sm = boto3.client("sagemaker", region_name=REGION)

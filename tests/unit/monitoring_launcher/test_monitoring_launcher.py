@@ -9,6 +9,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from settings_support import set_settings
+
+from mlops_runtime.settings import SETTINGS_ENV
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -134,7 +137,7 @@ def clients():
 
 @pytest.fixture
 def aws(monkeypatch, clients):
-    monkeypatch.setenv("MONITORS", json.dumps(MONITORS))
+    set_settings(monkeypatch, monitors=MONITORS)
     with mock_aws():
         s3 = clients["s3"]
         for bucket in ("capture-bucket", "feedback-bucket", "artifacts-bucket"):
@@ -187,7 +190,7 @@ def bare(monkeypatch, clients):
     from mlops_runtime.adapters.monitoring_inputs import S3Objects, SageMakerModels, SageMakerPipelines
     from mlops_runtime.handlers import monitoring_launcher
 
-    monkeypatch.setenv("MONITORS", json.dumps(MONITORS))
+    set_settings(monkeypatch, monitors=MONITORS)
     clients["tokens"].reset()
     with mock_aws():
         monitoring_launcher.configure(s3=S3Objects(clients["s3"]), models=SageMakerModels(clients["sm"]),
@@ -399,8 +402,8 @@ def test_package_not_found_is_no_baseline(aws):
         ({"endpoint": ""}, MONITORS, "event must be"),
         ("churn-ep", MONITORS, "event must be"),
         ({"endpoint": "unknown-ep"}, MONITORS, "no monitor configured"),
-        ({"endpoint": "churn-ep"}, None, "MONITORS is not set"),
-        ({"endpoint": "churn-ep"}, "{not json", "not valid JSON"),
+        ({"endpoint": "churn-ep"}, None, "MLOPS_SETTINGS is not set"),
+        ({"endpoint": "churn-ep"}, "{not json", "Invalid JSON"),
         ({"endpoint": "churn-ep"}, {"churn-ep": monitor("churn-ep", window_hours=200)}, "window_hours"),
         ({"endpoint": "churn-ep"}, {"churn-ep": monitor("churn-ep", capture_bucket=None)}, "capture_bucket"),
     ],
@@ -409,9 +412,9 @@ def test_bad_event_or_configuration_is_an_error_result(bare, monkeypatch, event,
     from mlops_runtime.handlers import monitoring_launcher
 
     if monitors is None:
-        monkeypatch.delenv("MONITORS")
+        monkeypatch.delenv(SETTINGS_ENV)
     else:
-        monkeypatch.setenv("MONITORS", monitors if isinstance(monitors, str) else json.dumps(monitors))
+        monkeypatch.setenv(SETTINGS_ENV, monitors if isinstance(monitors, str) else json.dumps({"monitors": monitors}))
     result = monitoring_launcher.handler(event, Context())
     assert result["status"] == "error" and reason in result["reason"]
     assert bare["tokens"].requests == []

@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mlops_runtime.domain import monitoring_window as mw
+from mlops_runtime.settings import SETTINGS_ENV, MonitoringLauncherSettings, SettingsError
 
 H = timedelta(hours=1)
 DISPLAY_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,81}$")
@@ -302,7 +303,7 @@ def test_display_name_always_matches_sagemaker_pattern(parts):
     assert DISPLAY_PATTERN.match(mw.display_name(*parts))
 
 
-# --- MONITORS -----------------------------------------------------------------------------------
+# --- the launcher's settings (settings.MonitoringLauncherSettings) ------------------------------
 
 
 def entry(**changes):
@@ -316,39 +317,47 @@ def entry(**changes):
     return {k: v for k, v in base.items() if v is not ...}
 
 
-def test_parse_monitors_valid():
-    configs = mw.parse_monitors(json.dumps({"churn-ep": entry(capture_prefix="/capture/churn-ep", baseline_s3_uri=...)}))
+def launcher_settings(raw: str):
+    return MonitoringLauncherSettings.from_env({SETTINGS_ENV: raw})
+
+
+def test_launcher_settings_valid():
+    configs = launcher_settings(json.dumps({"monitors": {
+        "churn-ep": entry(capture_prefix="/capture/churn-ep", baseline_s3_uri=...)}})).monitors
     config = configs["churn-ep"]
+    assert config.endpoint == "churn-ep"  # named by its key
     assert config.capture_prefix == "capture/churn-ep/" and config.baseline_s3_uri is None
     assert config.window_hours == 1 and config.pipeline_name == "churn-monitoring"
-    root = mw.parse_monitors(json.dumps({"ep": entry(ground_truth_prefix="")}))["ep"]
+    root = launcher_settings(json.dumps({"monitors": {"ep": entry(ground_truth_prefix="")}})).monitors["ep"]
     assert root.ground_truth_prefix == ""
 
 
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (None, "not set"),
-        ("  ", "not set"),
-        ("{", "not valid JSON"),
-        ("[]", "JSON object"),
-        (json.dumps({"bad_name": entry()}), "endpoint name"),
-        (json.dumps({"ep": []}), "expected an object"),
-        (json.dumps({"ep": entry(window_hours=0)}), "window_hours"),
-        (json.dumps({"ep": entry(window_hours=169)}), "window_hours"),
-        (json.dumps({"ep": entry(window_hours=1.0)}), "window_hours"),
-        (json.dumps({"ep": entry(window_hours=True)}), "window_hours"),
-        (json.dumps({"ep": entry(window_hours=...)}), "window_hours: is required"),
-        (json.dumps({"ep": entry(ground_truth_lookback_hours=-1)}), "ground_truth_lookback_hours"),
-        (json.dumps({"ep": entry(capture_bucket="Bad_Bucket")}), "capture_bucket"),
-        (json.dumps({"ep": entry(manifest_prefix=3)}), "manifest_prefix"),
-        (json.dumps({"ep": entry(capture_prefix="a//b/")}), "capture_prefix"),
-        (json.dumps({"ep": entry(pipeline_name="has space")}), "pipeline_name"),
-        (json.dumps({"ep": entry(baseline_s3_uri="https://x/baseline.json")}), "baseline_s3_uri"),
-        (json.dumps({"ep": entry(baseline_s3_uri="s3://bucket/folder/")}), "baseline_s3_uri"),
-        (json.dumps({"ep": entry(window_hour=1)}), "window_hour: unknown field"),
+        ("", "is not set"),
+        ("{", "Invalid JSON"),
+        ("[]", "Input should be an object"),
+        (json.dumps({"monitors": {"bad_name": entry()}}), "SageMaker endpoint name"),
+        (json.dumps({"monitors": {"ep": entry(endpoint="other-ep")}}), "'ep' holds the entry of 'other-ep'"),
+        (json.dumps({"monitors": {"ep": []}}), "monitors.ep\n  Input should be an object"),
+        (json.dumps({"monitors": {"ep": entry(window_hours=0)}}), "window_hours"),
+        (json.dumps({"monitors": {"ep": entry(window_hours=169)}}), "window_hours"),
+        (json.dumps({"monitors": {"ep": entry(window_hours=1.0)}}), "window_hours"),
+        (json.dumps({"monitors": {"ep": entry(window_hours=True)}}), "window_hours"),
+        (json.dumps({"monitors": {"ep": entry(window_hours=...)}}), "window_hours\n  Field required"),
+        (json.dumps({"monitors": {"ep": entry(ground_truth_lookback_hours=-1)}}), "ground_truth_lookback_hours"),
+        (json.dumps({"monitors": {"ep": entry(capture_bucket="Bad_Bucket")}}), "capture_bucket"),
+        (json.dumps({"monitors": {"ep": entry(manifest_prefix=3)}}), "manifest_prefix"),
+        (json.dumps({"monitors": {"ep": entry(capture_prefix="a//b/")}}), "capture_prefix"),
+        (json.dumps({"monitors": {"ep": entry(pipeline_name="has space")}}), "pipeline_name"),
+        (json.dumps({"monitors": {"ep": entry(baseline_s3_uri="https://x/baseline.json")}}), "baseline_s3_uri"),
+        (json.dumps({"monitors": {"ep": entry(baseline_s3_uri="s3://bucket/folder/")}}), "baseline_s3_uri"),
+        (json.dumps({"monitors": {"ep": entry(window_hour=1)}}), "window_hour\n  Extra inputs are not permitted"),
+        (json.dumps({"monitors": {"ep": entry(window_hours=24, schedule_hours=1)}}), "must run once per window"),
     ],
 )
-def test_parse_monitors_errors(raw, message):
-    with pytest.raises(mw.MonitoringConfigError, match=re.escape(message)):
-        mw.parse_monitors(raw)
+def test_launcher_settings_errors(raw, message):
+    with pytest.raises(SettingsError) as caught:
+        launcher_settings(raw)
+    assert message in str(caught.value)

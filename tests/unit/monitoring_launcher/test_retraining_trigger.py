@@ -1,4 +1,4 @@
-"""Retraining trigger: the pure decision, the alarm event, RETRAINING, and the handler against moto."""
+"""Retraining trigger: the pure decision, the alarm event, its settings, and the handler against moto."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from settings_support import set_settings
+
 from mlops_runtime.domain import retraining as domain
 from mlops_runtime.domain.retraining import Execution
+from mlops_runtime.settings import SETTINGS_ENV, RetrainingSettings, RetrainingTriggerSettings, SettingsError
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -166,35 +169,42 @@ def test_token_and_display_name():
     assert domain.retraining_display_name("churn-drift") == "retrain-churn-drift"
 
 
-# --- RETRAINING ---------------------------------------------------------------------------------
+# --- the trigger's settings (settings.RetrainingTriggerSettings) --------------------------------
 
 
-def test_parse_retraining():
-    configs = domain.parse_retraining(json.dumps(RETRAINING))
-    assert configs["churn-drift"] == domain.RetrainingConfig("churn-drift", ("churn-training", "churn-training-b"), 24.0)
-    assert domain.parse_retraining('{"a b/c": {"pipelines": ["p"], "cooldown_hours": 0.5}}')["a b/c"].cooldown_hours == 0.5
+def trigger_settings(raw: str):
+    return RetrainingTriggerSettings.from_env({SETTINGS_ENV: raw})
+
+
+def test_trigger_settings():
+    configs = trigger_settings(json.dumps({"retraining": RETRAINING})).retraining
+    assert configs["churn-drift"] == RetrainingSettings(alarm="churn-drift", pipelines=("churn-training", "churn-training-b"),
+                                                        cooldown_hours=24.0)
+    raw = '{"retraining": {"a b/c": {"pipelines": ["p"], "cooldown_hours": 0.5}}}'
+    assert trigger_settings(raw).retraining["a b/c"].cooldown_hours == 0.5
 
 
 @pytest.mark.parametrize(
-    ("raw", "message"),
+    ("entries", "message"),
     [
-        (None, "not set"), ("", "not set"), ("nope", "not valid JSON"), ("[1]", "JSON object"),
-        ('{"a": 1}', "expected an object"), ('{"": {}}', "must be an object"),
+        ('{"a": 1}', "Input should be an object"), ('{"": {"pipelines": ["p"], "cooldown_hours": 1}}', "alarm"),
         ('{"a": {"pipelines": [], "cooldown_hours": 1}}', "pipelines"),
         ('{"a": {"pipelines": "p", "cooldown_hours": 1}}', "pipelines"),
-        ('{"a": {"pipelines": ["bad name"], "cooldown_hours": 1}}', "pipelines"),
+        ('{"a": {"pipelines": ["bad name"], "cooldown_hours": 1}}', "'bad name' is not a pipeline name"),
         ('{"a": {"pipelines": ["p", "p"], "cooldown_hours": 1}}', "twice"),
-        ('{"a": {"pipelines": ["p"]}}', "cooldown_hours"),
+        ('{"a": {"pipelines": ["p"]}}', "cooldown_hours\n  Field required"),
         ('{"a": {"pipelines": ["p"], "cooldown_hours": -1}}', "cooldown_hours"),
         ('{"a": {"pipelines": ["p"], "cooldown_hours": true}}', "cooldown_hours"),
         ('{"a": {"pipelines": ["p"], "cooldown_hours": "24"}}', "cooldown_hours"),
         ('{"a": {"pipelines": ["p"], "cooldown_hours": 1e9}}', "cooldown_hours"),
-        ('{"a": {"pipelines": ["p"], "cooldown_hours": 1, "cooldown": 2}}', "cooldown: unknown field"),
+        ('{"a": {"pipelines": ["p"], "cooldown_hours": 1, "cooldown": 2}}', "cooldown\n  Extra inputs"),
+        ('{"a": {"pipelines": ["p"], "cooldown_hours": 1, "alarm_period_hours": 24}}', "a shorter cooldown"),
     ],
 )
-def test_parse_retraining_errors(raw, message):
-    with pytest.raises(domain.RetrainingConfigError, match=re.escape(message)):
-        domain.parse_retraining(raw)
+def test_trigger_settings_errors(entries, message):
+    with pytest.raises(SettingsError) as caught:
+        trigger_settings(f'{{"retraining": {entries}}}')
+    assert message in str(caught.value)
 
 
 # --- handler against moto -----------------------------------------------------------------------
@@ -242,14 +252,13 @@ def clients():
 
 @pytest.fixture
 def aws(monkeypatch, clients):
-    monkeypatch.setenv("RETRAINING", json.dumps(RETRAINING))
     with mock_aws():
         sm, sns, sqs = clients["sm"], clients["sns"], clients["sqs"]
         for name in ("churn-training", "churn-training-b"):
             sm.create_pipeline(PipelineName=name, RoleArn=ROLE,
                                PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}))
         topic = sns.create_topic(Name="retraining")["TopicArn"]
-        monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", topic)
+        set_settings(monkeypatch, retraining=RETRAINING, notification_topic_arn=topic)
         queue = sqs.create_queue(QueueName="notes")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
@@ -369,7 +378,7 @@ def test_a_failing_pipeline_does_not_stop_the_others(aws):
 
 
 def test_no_topic_no_message(aws, monkeypatch):
-    monkeypatch.delenv("NOTIFICATION_TOPIC_ARN")
+    set_settings(monkeypatch, retraining=RETRAINING)
     assert trigger(alarm_event())["status"] == "done"
     assert messages(aws) == []
 
@@ -380,16 +389,19 @@ def test_no_topic_no_message(aws, monkeypatch):
         ({}, RETRAINING, "no detail.alarmName"),
         ({"detail-type": "Scheduled Event", "detail": {}}, RETRAINING, "no detail.alarmName"),
         ("text", RETRAINING, "JSON object"),
-        (alarm_event(), None, "RETRAINING is not set"),
-        (alarm_event(), "{oops", "not valid JSON"),
-        (alarm_event(), json.dumps({"churn-drift": {"pipelines": ["p"], "cooldown_hours": -2}}), "cooldown_hours"),
+        (alarm_event(), None, "MLOPS_SETTINGS is not set"),
+        (alarm_event(), "{oops", "Invalid JSON"),
+        (alarm_event(), json.dumps({"retraining": {"churn-drift": {"pipelines": ["p"], "cooldown_hours": -2}}}),
+         "cooldown_hours"),
     ],
 )
 def test_bad_event_or_configuration(aws, monkeypatch, event, retraining, reason):
     if retraining is None:
-        monkeypatch.delenv("RETRAINING")
+        monkeypatch.delenv(SETTINGS_ENV)
+    elif retraining is RETRAINING:
+        set_settings(monkeypatch, retraining=retraining)
     else:
-        monkeypatch.setenv("RETRAINING", retraining if isinstance(retraining, str) else json.dumps(retraining))
+        monkeypatch.setenv(SETTINGS_ENV, retraining)
     result = trigger(event)
     assert result["status"] == "error" and reason in result["reason"]
     assert aws["tokens"].requests == []

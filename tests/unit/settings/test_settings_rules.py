@@ -29,7 +29,8 @@ def with_api(environment: str, **api) -> dict:
 @pytest.mark.parametrize("config", load_environments(), ids=lambda c: c.environment)
 def test_every_shipped_config_builds_every_functions_settings(config):
     built = {name: build() for name, build in function_settings.builders(config).items()}
-    assert set(built) == {"inference-api", "feedback-api", "feedback-replay", "experiment-controller"}
+    assert set(built) >= {"inference-api", "feedback-api", "feedback-replay", "experiment-controller",
+                          "monitoring-launcher", "retraining-trigger"}
     for settings in built.values():  # and survives the trip through the environment variable
         assert type(settings).from_env(settings.to_env()) == settings
 
@@ -115,3 +116,82 @@ def test_settings_are_closed_and_strict():
             runtime.FeedbackApiSettings(**fields).model_dump_json().replace('"max_batch":500', '"max_batch":"500"'))
     with pytest.raises(runtime.SettingsError, match="is not set"):
         runtime.FeedbackApiSettings.from_env({})
+
+
+# --- monitoring: the launcher and the retraining trigger -----------------------------------------
+
+
+def with_monitoring(environment: str, **monitoring) -> dict:
+    """``environment``'s config with its first monitored endpoint's ``monitoring`` changed."""
+    data = copy.deepcopy(raw_config(environment))
+    endpoint = next(e for e in data["serving"]["endpoints"] if e.get("monitoring") is not None)
+    for key, value in monitoring.items():
+        if isinstance(value, dict):
+            endpoint["monitoring"].setdefault(key, {}).update(value)
+        else:
+            endpoint["monitoring"][key] = value
+    return data
+
+
+def one_line(data: dict, source: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, source)
+    (line,) = caught.value.lines
+    return line
+
+
+@pytest.mark.parametrize(("schedule", "hours"), [
+    ("cron(15 * * * ? *)", 1), ("cron(0 */6 * * ? *)", 6), ("cron(5 0/2 * * ? *)", 2), ("cron(30 4 * * ? *)", 24),
+    ("cron(0 3 ? * MON *)", 168), ("rate(1 hour)", 1), ("rate(3 hours)", 3), ("rate(2 days)", 48),
+    ("rate(30 minutes)", 0.5), ("cron(0 9-17 * * ? *)", None), ("cron(0 0 1 * ? *)", None),
+])
+def test_schedule_period(schedule, hours):
+    assert function_settings.schedule_hours(schedule) == hours
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+def test_a_launcher_schedule_that_does_not_run_once_per_window_fails_at_load(environment):
+    """The launcher analyses the window before each run: it must run once per window (a run-time rule
+    of ``MonitorSettings``, here enforced when the config loads)."""
+    source = f"config/{environment}.yaml"
+    line = one_line(with_monitoring(environment, window_hours=24), source)
+    assert line.startswith(f"{source}: field 'serving.endpoints[0].monitoring.schedule' = 'cron(15 * * * ? *)': "
+                           "runs every 1 h but window_hours is 24")
+    assert line.endswith("(the monitoring-launcher function would refuse it)")
+    parse_config(with_monitoring(environment, window_hours=24, schedule="cron(15 0 * * ? *)"), source)  # daily: fine
+
+
+def test_a_retraining_cooldown_shorter_than_the_alarm_period_fails_at_load():
+    source = "config/staging.yaml"
+    data = with_monitoring("staging", window_hours=48, schedule="rate(2 days)", retraining={"cooldown_hours": 24})
+    line = one_line(data, source)  # the drift and quality alarms share the rule: reported once
+    assert line.startswith(f"{source}: field 'serving.endpoints[0].monitoring.retraining.cooldown_hours' = 24.0: "
+                           "must be at least the alarm's period, the monitoring window (48 h)")
+    assert "(the retraining-trigger function would refuse it)" in line
+    parse_config(with_monitoring("staging", window_hours=48, schedule="rate(2 days)",
+                                 retraining={"cooldown_hours": 48}), source)
+
+
+@given(window=st.integers(1, 168), schedule=st.sampled_from(["rate(1 hour)", "rate(6 hours)", "rate(1 day)",
+                                                              "cron(0 0 ? * SUN *)"]),
+       cooldown=st.integers(1, 720))
+def test_the_load_time_check_and_the_monitoring_models_agree(window, schedule, cooldown):
+    """Whatever the values: staging loads exactly when the launcher and the trigger accept them."""
+    data = with_monitoring("staging", window_hours=window, schedule=schedule, retraining={"cooldown_hours": cooldown})
+    try:
+        parse_config(data, "config/staging.yaml")
+        loads = True
+    except ConfigError:
+        loads = False
+    period = function_settings.schedule_hours(schedule)
+    entry = dict(endpoint="ep", pipeline_name="p", window_hours=window, schedule_hours=period,
+                 ground_truth_lookback_hours=72, capture_bucket="capture-bucket", capture_prefix="c/",
+                 ground_truth_bucket="feedback-bucket", ground_truth_prefix="g/", manifest_bucket="artifacts-bucket",
+                 manifest_prefix="m/")
+    try:
+        runtime.MonitoringLauncherSettings(monitors={"ep": entry})
+        runtime.RetrainingSettings(alarm="a", pipelines=("p",), alarm_period_hours=window, cooldown_hours=cooldown)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert loads == accepted == (period == window and cooldown >= window)
