@@ -73,8 +73,8 @@ _RETRAINING = {"mlops-dev-churn-drift": {"pipelines": ["mlops-dev-churn-training
 FIRST_PARSE = {
     "deployer": f"mlops_runtime.domain.deployment.parse_endpoint_specs({[_ENDPOINT]!r})",
     "endpoint_scaler": f"mlops_runtime.domain.autoscaling.parse_scaling_specs({_SCALING!r})",
-    "search_api": f"mlops_runtime.domain.search.parse_settings({json.dumps(_SEARCH)!r})",
-    "search_indexer": f"mlops_runtime.domain.search.parse_settings({json.dumps(_SEARCH)!r})",
+    "search_api": f"mlops_runtime.domain.search.SearchSettings.parse({json.dumps({'indexes': _SEARCH})!r})",
+    "search_indexer": f"mlops_runtime.domain.search.SearchSettings.parse({json.dumps({'indexes': _SEARCH})!r})",
     "monitoring_launcher": "mlops_runtime.settings.MonitoringLauncherSettings.model_validate_json("
                            f"{json.dumps({'monitors': _MONITORS})!r})",
     "retraining_trigger": "mlops_runtime.settings.RetrainingTriggerSettings.model_validate_json("

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .config.models import ControllerConfig, PlatformConfig, Route
-from .runtime_tables import runtime_settings
+from .runtime_tables import runtime_settings, search_domain
 
 settings = runtime_settings()
 BOOKKEEPING = ControllerConfig(strategy="fixed", stop=False, min_share=0, interval_minutes=15)
@@ -154,6 +154,9 @@ def builders(config: PlatformConfig) -> dict[str, Callable[[], Any]]:
         "experiment-controller": lambda: controller(config, rules=rules),
         "monitoring-launcher": lambda: monitoring_launcher(config),
         "retraining-trigger": lambda: retraining_trigger(config),
+        **{f"{FEATURE_INGEST}{group.name}": (lambda group=group: feature_ingest(config, group))
+           for group in config.feature_store.feature_groups},
+        **({"search": lambda: search(config)} if config.search.indexes else {}),
     }
 
 
@@ -164,11 +167,18 @@ def check(config: PlatformConfig, source: str) -> list[str]:
     for function, build in builders(config).items():
         try:
             build()
+        except search_domain().ConfigurationError as error:  # the search functions' hand-written parser
+            field = search_field(config, error.field)
+            value = _config_value(config, field) if field else None
+            rule = f"field '{field or 'search.indexes'}' = {value!r}: {error.reason}"
+            lines.setdefault(rule, f"{source}: {rule} (the {function} functions would refuse it)")
         except ValidationError as error:
             for item in error.errors(include_url=False):
                 loc = tuple(item["loc"])
-                field = monitoring_field(config, loc) or CONFIG_FIELDS.get(str(loc[0]) if loc else "", "")
-                value = _config_value(config, field) if field else item["input"]
+                field, value = feature_field(config, function, loc) or (None, None)
+                if field is None:
+                    field = monitoring_field(config, loc) or CONFIG_FIELDS.get(str(loc[0]) if loc else "", "")
+                    value = _config_value(config, field) if field else item["input"]
                 rule = f"field '{field or DEFAULT_FIELDS.get(function, 'serving.experiments')}' = {value!r}: " \
                        f"{item['msg'].removeprefix('Value error, ')}"
                 lines.setdefault(rule, f"{source}: {rule} (the {function} function would refuse it)")
@@ -319,3 +329,99 @@ def monitoring_field(config: PlatformConfig, loc: tuple[Any, ...]) -> str | None
         if endpoint.monitoring is not None and (key == name or key in monitoring_alarm_names(config, endpoint)):
             return f"serving.endpoints[{index}].monitoring.{MONITOR_FIELDS[str(loc[-1])]}"
     return None
+
+
+# --- features: each feature group's ingest function ------------------------------------------------
+
+
+def feature_group_name(config: PlatformConfig, group: Any) -> str:
+    return f"{config.name_prefix}-{group.name}"
+
+
+def feature_ingest(config: PlatformConfig, group: Any) -> Any:
+    """The ingest function of ``group`` (one of ``feature_store.feature_groups``)."""
+    return settings.FeatureIngestSettings(
+        name=feature_group_name(config, group),
+        record_identifier=group.record_identifier,
+        event_time_feature=group.event_time_feature,
+        features=tuple({"name": f.name, "type": f.type.value} for f in group.features),
+    )
+
+
+def feature_field(config: PlatformConfig, function: str, loc: tuple[Any, ...]) -> tuple[str, Any] | None:
+    """The config field (and the value to show) behind an error of a feature group's ingest settings."""
+    if not function.startswith(FEATURE_INGEST) or not loc:
+        return None
+    name = function.removeprefix(FEATURE_INGEST)
+    index = next(i for i, group in enumerate(config.feature_store.feature_groups) if group.name == name)
+    group = config.feature_store.feature_groups[index]
+    if loc[0] == "features":
+        return f"feature_store.feature_groups[{index}].features", [f.name for f in group.features]
+    if loc[0] == "name":
+        return f"feature_store.feature_groups[{index}].name", feature_group_name(config, group)
+    return None
+
+
+FEATURE_INGEST = "feature-ingest:"  # + the group's name: the builder's key
+
+
+# --- search: the indexer, the search API and the bulk indexing job ----------------------------------
+
+
+@dataclass(frozen=True)
+class SearchResources:
+    """What the search functions' settings name (defaults: placeholders for :func:`check`; the
+    search construct passes its stores, whose OpenSearch endpoints are CloudFormation tokens)."""
+
+    report_bucket: str | None = "artifacts-bucket"  # the indexer's; the API and the bulk job need none
+    report_prefix: str = "search-reports/"
+    vector_bucket: str = "search-vectors"
+    opensearch_endpoints: Mapping[str, str] | None = None  # index name -> collection endpoint
+    opensearch_region: str = "eu-west-1"
+
+
+def search_json(config: PlatformConfig, resources: SearchResources = SearchResources()) -> dict[str, Any]:
+    """The search functions' settings as the functions read them (``domain.search.SearchSettings``)."""
+    indexes = {}
+    for index in config.search.indexes:
+        embedder = index.embedder
+        if index.store == "s3vectors":
+            store = {"kind": "s3vectors", "vector_bucket": resources.vector_bucket, "index": index.name}
+        else:
+            endpoint = (resources.opensearch_endpoints or {}).get(index.name,
+                                                                  f"https://{index.name}.aoss.amazonaws.com")
+            store = {"kind": "opensearch", "endpoint": endpoint, "index": index.name,
+                     "region": resources.opensearch_region}
+        indexes[index.name] = {
+            "dimension": index.dimension,
+            "distance": index.distance,
+            "filterable": list(index.filterable_metadata),
+            "store": store,
+            "embedder": {"kind": "bedrock", "model_id": embedder.model_id, "batch_size": embedder.batch_size}
+            if embedder.kind == "bedrock" else
+            {"kind": "sagemaker", "endpoint": endpoint_name(config, embedder.endpoint), "batch_size": embedder.batch_size},
+            "chunk_size": index.chunk_size,
+            "chunk_overlap": index.chunk_overlap,
+            "max_top_k": index.max_top_k,
+        }
+    return {"indexes": indexes, "report_bucket": resources.report_bucket, "report_prefix": resources.report_prefix}
+
+
+def search(config: PlatformConfig, resources: SearchResources = SearchResources()) -> Any:
+    """The search functions' settings, validated by their own (hand-written) parser."""
+    return search_domain().SearchSettings.parse(search_json(config, resources))
+
+
+# A search settings field (after ``indexes.<index>.``) -> its config field (after ``search.indexes[i].``).
+SEARCH_FIELDS = {"filterable": "filterable_metadata", "store": "store", "embedder": "embedder"}
+
+
+def search_field(config: PlatformConfig, field: str) -> str | None:
+    parts = field.split(".")
+    if len(parts) < 3 or parts[0] != "indexes":
+        return None
+    names = [index.name for index in config.search.indexes]
+    if parts[1] not in names:
+        return None
+    rest = SEARCH_FIELDS.get(parts[2], parts[2]) if parts[2] != "embedder" else ".".join(parts[2:4])
+    return f"search.indexes[{names.index(parts[1])}].{rest}"

@@ -48,3 +48,8 @@ def promotion_domain() -> ModuleType:
 def runtime_settings() -> ModuleType:
     """``mlops_runtime.settings``: every function's settings model, built by the stacks."""
     return _runtime("settings")
+
+
+def search_domain() -> ModuleType:
+    """``mlops_runtime.domain.search``: the search functions' settings, parsed by hand."""
+    return _domain("search")

@@ -56,4 +56,4 @@ def deployed_settings(function_props: dict[str, Any]) -> Any:
 
     module = importlib.import_module(function_props["Handler"].rsplit(".", 1)[0])
     raw = rendered(function_props["Environment"]["Variables"][SETTINGS_ENV])
-    return module.SETTINGS_MODEL.model_validate_json(raw)
+    return module.SETTINGS_MODEL.from_env({SETTINGS_ENV: raw})

@@ -19,13 +19,14 @@ import os
 # first model class is created; an explicit setting in the environment wins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
+import functools  # noqa: E402
 import math  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 from typing import Annotated, Any, Literal, Self  # noqa: E402
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator  # noqa: E402
 
-SETTINGS_ENV = "MLOPS_SETTINGS"  # the one environment variable of a function's settings
+from mlops_runtime.settings_env import SETTINGS_ENV, settings_text  # noqa: E402  (one place)
 DEFAULT_CONTENT_TYPES = ("application/json", "text/csv")
 
 Name = Field(min_length=1)
@@ -48,7 +49,7 @@ class FunctionSettings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
-        raw = (os.environ if environ is None else environ).get(SETTINGS_ENV)
+        raw = settings_text(environ)
         if not raw:
             raise SettingsError(f"environment variable {SETTINGS_ENV} is not set")
         try:
@@ -390,3 +391,52 @@ class RetrainingTriggerSettings(FunctionSettings):
     notification_topic_arn: str | None = Field(default=None, min_length=1)
 
     _named = field_validator("retraining", mode="before")(_keyed("alarm"))
+
+
+# --- features: a feature group's ingest function ---------------------------------------------------
+
+
+class FeatureColumn(FunctionSettings):
+    name: str
+    type: str  # Integral | Fractional | String: checked by features.schema with the other rules
+
+
+class FeatureIngestSettings(FunctionSettings):
+    """``handlers.feature_ingest`` (and the ``features.ingest`` command): the feature group that
+    records are validated against. Its rules are ``features.schema``'s (names, reserved names,
+    duplicates ignoring case as the offline store's columns, identifier and event-time features),
+    checked here so that a group the function would refuse fails ``make synth``."""
+
+    name: str
+    record_identifier: str
+    event_time_feature: str
+    features: Annotated[tuple[FeatureColumn, ...], Field(strict=False)]
+
+    @field_validator("name")
+    @classmethod
+    def _a_feature_store_name(cls, name: str) -> str:
+        from mlops_runtime.features.schema import check_name
+
+        check_name("feature group name", name)
+        return name
+
+    @field_validator("features")
+    @classmethod
+    def _a_valid_group(cls, features: tuple[FeatureColumn, ...], info: ValidationInfo) -> tuple[FeatureColumn, ...]:
+        if "name" in info.data:  # else the name's own error is reported
+            cls._schema_of(info.data["name"], info.data.get("record_identifier"),
+                           info.data.get("event_time_feature"), features)
+        return features
+
+    @staticmethod
+    def _schema_of(name: str, record_identifier: Any, event_time_feature: Any,
+                   features: tuple[FeatureColumn, ...]) -> Any:
+        from mlops_runtime.features.schema import FeatureDefinition, FeatureGroupSchema
+
+        return FeatureGroupSchema(name, record_identifier, event_time_feature,
+                                  tuple(FeatureDefinition(f.name, f.type) for f in features))  # type: ignore[arg-type]
+
+    @functools.cached_property
+    def schema(self) -> Any:
+        """The group as ``features.schema.FeatureGroupSchema`` (what records are validated with)."""
+        return self._schema_of(self.name, self.record_identifier, self.event_time_feature, self.features)

@@ -444,15 +444,6 @@ class FeatureGroupConfig(StrictModel):
             raise ValueError("online_ttl_days needs online: true")
         return self
 
-    def as_schema(self, group_name: str) -> dict:
-        """The schema the ingestion code validates against (mlops_runtime.features)."""
-        return {
-            "name": group_name,
-            "record_identifier": self.record_identifier,
-            "event_time_feature": self.event_time_feature,
-            "features": [{"name": f.name, "type": f.type.value} for f in self.features],
-        }
-
 
 class TrainingConfig(StrictModel):
     pipelines: tuple[TrainingPipelineConfig, ...] = ()
@@ -1073,10 +1064,6 @@ class Route(BaseModel):
 
 _INDEX_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{1,61})[a-z0-9]$")
 # Amazon Titan Text Embeddings V2 produces only these sizes; Cohere Embed v3 models produce 1024.
-_BEDROCK_DIMENSIONS = {"amazon.titan-embed-text-v2": (256, 512, 1024), "amazon.titan-embed-text-v1": (1536,),
-                       "cohere.embed-english-v3": (1024,), "cohere.embed-multilingual-v3": (1024,)}
-
-
 def _check_index_name(value: str) -> str:
     if not _INDEX_NAME.match(value):
         raise ValueError("must be 3-63 lower-case letters, digits and hyphens, starting and ending with a letter "
@@ -1131,18 +1118,8 @@ class SearchIndexConfig(StrictModel):
         description="Instances of the bulk indexing job (the pipeline's InstanceCount default): each indexes "
                     "the objects whose key hashes to it. Rule of thumb in docs/scaling.md.",
     )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> SearchIndexConfig:
-        if self.chunk_overlap >= self.chunk_size:
-            raise ValueError("chunk_overlap must be smaller than chunk_size")
-        model = self.embedder.model_id or ""
-        for prefix, sizes in _BEDROCK_DIMENSIONS.items():
-            if model.startswith(prefix) and self.dimension not in sizes:
-                raise ValueError(f"{model} produces vectors of {sizes}, not dimension {self.dimension}")
-        if {"text", "doc_id", "chunk", "chunk_count"} & set(self.filterable_metadata):
-            raise ValueError("text, doc_id, chunk and chunk_count are the platform's own metadata keys")
-        return self
+    # chunking, the embedder's vector sizes and the reserved metadata keys are the search functions' own
+    # rules (mlops_runtime.domain.search), applied when the config loads (function_settings.check)
 
 
 class SearchConfig(StrictModel):

@@ -32,6 +32,7 @@ from ..compliance import (
     GRANT_READ_ACTIONS, KMS_GRANT_ACTIONS, acknowledge_wildcards, objects_under,
 )
 from ..config.models import SearchIndexConfig
+from ..function_settings import SearchResources, settings as runtime_settings
 from ..lambda_bundles import stage_bundle
 from ..wheel_sets import BULK_JOB_SDK_TARGET, sdk_requirements
 from ..wheels import with_packages
@@ -50,6 +51,7 @@ BULK_MODULE = "mlops_runtime.search.bulk"
 BULK_IMAGE_VERSION = DEFAULT_SKLEARN  # Python 3.12: the runtime package's syntax
 BULK_ROOT = "/opt/ml/processing"
 SEARCH_NAMESPACE = "MlopsPlatform/Search"
+SETTINGS_ENV = runtime_settings.SETTINGS_ENV
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class SemanticSearchProps:
     job_role: iam.IRole  # the SageMaker execution role (bulk job)
     topic: sns.ITopic
     function_props: Callable[..., PlatformFunctionProps]
+    settings: Callable[[SearchResources], dict]  # function_settings.search_json of the environment's config
 
 
 class SemanticSearch(Construct):
@@ -76,8 +79,7 @@ class SemanticSearch(Construct):
             function_name=f"{names.prefix}-search-indexer",
             handler="mlops_runtime.handlers.search_indexer.handler",
             description="Chunks, embeds and indexes documents dropped under search/<index>/",
-            environment={"REPORT_BUCKET": props.artifacts_bucket.bucket_name, "REPORT_PREFIX": REPORTS_PREFIX,
-                         "POWERTOOLS_METRICS_NAMESPACE": SEARCH_NAMESPACE},
+            environment={"POWERTOOLS_METRICS_NAMESPACE": SEARCH_NAMESPACE},
             memory_mb=1024, timeout=Duration.minutes(15), reserved_concurrency=4,
         ))
         self.search = PlatformFunction(self, "SearchApi", props.function_props(
@@ -88,9 +90,9 @@ class SemanticSearch(Construct):
             memory_mb=512, timeout=Duration.seconds(28), reserved_concurrency=20,
         ))
         self.stores.open_search_collections((self.indexer.role, self.search.role, props.job_role))
-        self.settings_json = Stack.of(self).to_json_string(self.settings())
-        for function in (self.indexer, self.search):
-            function.function.add_environment("SEARCH_INDEXES", self.settings_json)
+        # the indexer's settings name where it writes its reports; the API's and the bulk job's need not
+        self.indexer.function.add_environment(SETTINGS_ENV, self.settings_json(props.artifacts_bucket.bucket_name))
+        self.search.function.add_environment(SETTINGS_ENV, self.settings_json(None))
         self._grant()
         self._route_documents()
         # The job's image may predate S3 Vectors: the tested SDK ships beside the code (pure-Python
@@ -101,25 +103,15 @@ class SemanticSearch(Construct):
         self.alarms = self._alarms()
 
     # --- the runtime's settings -------------------------------------------------------------------
-    def settings(self) -> dict:
-        """``SEARCH_INDEXES`` (``mlops_runtime.domain.search``)."""
-        result = {}
-        for index in self._props.indexes:
-            embedder = index.embedder
-            result[index.name] = {
-                "dimension": index.dimension,
-                "distance": index.distance,
-                "filterable": list(index.filterable_metadata),
-                "store": self.stores.settings(index),
-                "embedder": {"kind": "bedrock", "model_id": embedder.model_id, "batch_size": embedder.batch_size}
-                if embedder.kind == "bedrock" else
-                {"kind": "sagemaker", "endpoint": self._props.names.endpoint_name(embedder.endpoint),
-                 "batch_size": embedder.batch_size},
-                "chunk_size": index.chunk_size,
-                "chunk_overlap": index.chunk_overlap,
-                "max_top_k": index.max_top_k,
-            }
-        return result
+    def settings_json(self, report_bucket: str | None) -> str:
+        """The search functions' settings (``domain.search.SearchSettings``, built by
+        ``function_settings.search_json``) with this environment's stores, as JSON."""
+        stores = self.stores
+        resources = SearchResources(
+            report_bucket=report_bucket, report_prefix=REPORTS_PREFIX, vector_bucket=stores.vector_bucket_name,
+            opensearch_endpoints={name: c.attr_collection_endpoint for name, c in stores.collections.items()},
+            opensearch_region=Stack.of(self).region)
+        return Stack.of(self).to_json_string(self._props.settings(resources))
 
     # --- permissions ------------------------------------------------------------------------------
     def _embedder_statement(self, index: SearchIndexConfig) -> iam.PolicyStatement:
@@ -221,7 +213,7 @@ class SemanticSearch(Construct):
                                                "--input", {"Get": "Parameters.InputS3Uri"}, "--report", report],
                     },
                     "RoleArn": props.job_role.role_arn,
-                    "Environment": {"SEARCH_INDEXES": self.settings_json, "AWS_DEFAULT_REGION": names.region},
+                    "Environment": {SETTINGS_ENV: self.settings_json(None), "AWS_DEFAULT_REGION": names.region},
                     "ProcessingInputs": [{
                         "InputName": "code", "AppManaged": False,
                         "S3Input": {"S3Uri": self.bulk_code.s3_object_url, "LocalPath": f"{BULK_ROOT}/input/code",

@@ -42,8 +42,8 @@ class VectorStoreProps:
 
 
 class VectorStores(Construct):
-    """The stores of every configured index, and ``settings(index)``: the ``store`` entry of the
-    runtime's ``SEARCH_INDEXES`` (``mlops_runtime.domain.search``)."""
+    """The stores of every configured index (the search settings name them:
+    ``function_settings.search_json``)."""
 
     def __init__(self, scope: Construct, construct_id: str, props: VectorStoreProps) -> None:
         super().__init__(scope, construct_id)
@@ -92,13 +92,6 @@ class VectorStores(Construct):
 
     def collection_name(self, index: SearchIndexConfig) -> str:
         return f"{self._props.name_prefix}-{index.name}"[:32].rstrip("-")
-
-    def settings(self, index: SearchIndexConfig) -> dict:
-        if index.store == "s3vectors":
-            return {"kind": "s3vectors", "vector_bucket": self.vector_bucket_name, "index": index.name}
-        collection = self.collections[index.name]
-        return {"kind": "opensearch", "endpoint": collection.attr_collection_endpoint, "index": index.name,
-                "region": self._stack.region}
 
     # --- access ---------------------------------------------------------------------------------
     def grant(self, role: iam.IRole, index: SearchIndexConfig, *, write: bool) -> None:

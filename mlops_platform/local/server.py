@@ -272,8 +272,12 @@ def function_settings(names: Names, queue_url: str, topic_arn: str, secret_arn: 
     )
 
 
-def search_indexes_env() -> dict[str, Any]:
-    return {
+def search_settings() -> Any:
+    """The search API's settings (``domain.search.SearchSettings``): an in-memory store and the
+    deterministic embedder, which no deployed config can name, so not built from a config."""
+    from mlops_runtime.domain.search import SearchSettings
+
+    return SearchSettings.parse({"indexes": {
         SEARCH_INDEX: {
             "dimension": SEARCH_DIMENSION,
             "distance": "cosine",
@@ -284,14 +288,14 @@ def search_indexes_env() -> dict[str, Any]:
             "chunk_overlap": 10,
             "max_top_k": 10,
         }
-    }
+    }})
 
 
 def function_environment(moto_url: str) -> dict[str, str]:
-    """What points boto3 at moto (fake credentials, region, ``AWS_ENDPOINT_URL``, no shared config), the
-    search API's ``SEARCH_INDEXES`` and Powertools' variables. The other functions' settings are
-    objects (:func:`function_settings`), given to each handler: one process runs them all, so the
-    one settings variable of a deployed function cannot be set here."""
+    """What points boto3 at moto (fake credentials, region, ``AWS_ENDPOINT_URL``, no shared config) and
+    Powertools' variables. The functions' settings are objects (:func:`function_settings`,
+    :func:`search_settings`), given to each handler: one process runs them all, so the one settings
+    variable of a deployed function cannot be set here."""
     return {
         # boto3 >= 1.28: every client without an explicit endpoint goes to moto
         "AWS_ENDPOINT_URL": moto_url,
@@ -302,8 +306,6 @@ def function_environment(moto_url: str) -> dict[str, str]:
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
-        # search API
-        "SEARCH_INDEXES": json.dumps(search_indexes_env(), sort_keys=True, separators=(",", ":")),
         # Powertools: no X-Ray, warnings and errors only (unless set); metrics are printed as EMF
         # documents, as in Lambda (the command line hides them unless --emf)
         "POWERTOOLS_SERVICE_NAME": "mlops-local",
@@ -912,7 +914,6 @@ class LocalPlatform:
         from mlops_runtime.adapters.secrets import subject_hash_key
         from mlops_runtime.adapters.vector_store import InMemoryVectorStore
         from mlops_runtime.domain.feedback import RetryBudget
-        from mlops_runtime.domain.search import parse_settings
         from mlops_runtime.handlers import experiment_controller, feedback_api, inference_api, search_api
         from mlops_runtime.search.indexing import index_lines
 
@@ -950,8 +951,8 @@ class LocalPlatform:
             events=self.client("events"),  # the decision's hand-over to the deployer (none runs locally)
             settings=self.settings.controller,
         )
-        # search API: its settings from SEARCH_INDEXES; a store of this run's own, seeded here
-        indexes = parse_settings(os.environ["SEARCH_INDEXES"])
+        # search API: its settings; a store of this run's own, seeded here
+        indexes = search_settings().indexes
         self.vector_store = InMemoryVectorStore({name: s.distance for name, s in indexes.items()})
         search = search_api.Runtime(settings=indexes, store_factory=lambda _settings: self.vector_store)
         report = index_lines(document_lines(), indexes[SEARCH_INDEX], embedder_for(indexes[SEARCH_INDEX]),

@@ -330,6 +330,7 @@ class ApiStack(Stack):
             job_role=self.foundation.sagemaker_role,
             topic=self.notifications,
             function_props=self.foundation.function_props,
+            settings=lambda resources: function_settings.search_json(config, resources),
         ))
 
     # --- feedback -----------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from aws_cdk import CfnTag, Duration, Stack
@@ -11,6 +10,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from .. import function_settings
 from ..compliance import (
     GRANT_READ_ACTIONS,
     GRANT_WRITE_ACTIONS,
@@ -58,7 +58,7 @@ class FeatureStoreStack(Stack):
             self.groups[group.name] = self._feature_group(group)
 
     def group_name(self, group: FeatureGroupConfig) -> str:
-        return f"{self.config.name_prefix}-{group.name}"
+        return function_settings.feature_group_name(self.config, group)
 
     def _feature_group(self, group: FeatureGroupConfig) -> FeatureGroupResources:
         name = self.group_name(group)
@@ -110,9 +110,7 @@ class FeatureStoreStack(Stack):
                 function_name=f"{name}-ingest",
                 handler="mlops_runtime.handlers.feature_ingest.handler",
                 description=f"Validates records against feature group {name} and writes them with PutRecord",
-                environment={
-                    "FEATURE_GROUP_SCHEMA": json.dumps(group.as_schema(name), separators=(",", ":")),
-                },
+                environment=function_settings.feature_ingest(self.config, group).to_env(),
                 timeout=Duration.minutes(1),
             ),
         )

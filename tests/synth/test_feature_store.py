@@ -8,6 +8,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from mlops_platform.config.loader import environment_names
+from mlops_runtime.settings import SETTINGS_ENV
 
 pytestmark = pytest.mark.synth
 
@@ -44,7 +45,7 @@ def test_ingest_function_may_only_put_records_into_its_group(synthesis, environm
     (function,) = functions
     props = function["Properties"]
     assert props["Handler"] == "mlops_runtime.handlers.feature_ingest.handler"
-    schema = json.loads(props["Environment"]["Variables"]["FEATURE_GROUP_SCHEMA"])
+    schema = json.loads(props["Environment"]["Variables"][SETTINGS_ENV])
     assert schema["name"] == f"mlops-{environment}-customers" and schema["record_identifier"] == "customer_id"
     assert props["ReservedConcurrentExecutions"] > 0 and props["TracingConfig"] == {"Mode": "Active"}
     assert "017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64" in json.dumps(props["Layers"])

@@ -10,6 +10,7 @@ from aws_cdk.assertions import Match
 
 from mlops_platform.config.loader import environment_names
 from mlops_platform.paths import RUNTIME_ROOT
+from mlops_runtime.settings_env import SETTINGS_ENV
 
 pytestmark = pytest.mark.synth
 
@@ -70,14 +71,18 @@ def test_indexer_and_search_share_settings_the_runtime_parses(synthesis, environ
     (index,) = config.search.indexes
     indexer = function(synthesis, environment, "search_indexer")
     search = function(synthesis, environment, "search_api")
-    raw = indexer["Environment"]["Variables"]["SEARCH_INDEXES"]
-    assert raw == search["Environment"]["Variables"]["SEARCH_INDEXES"]
-    settings = json.loads(raw)
+    raw = json.loads(indexer["Environment"]["Variables"][SETTINGS_ENV])
+    report_bucket = f"{config.name_prefix}-artifacts-{config.account}-eu-west-1"
+    assert (raw.pop("report_bucket"), raw.pop("report_prefix")) == (report_bucket, "search-reports/")
+    api = json.loads(search["Environment"]["Variables"][SETTINGS_ENV])
+    assert (api.pop("report_bucket", None), api.pop("report_prefix")) == (None, "search-reports/")  # null: left out
+    assert raw == api  # the same indexes; only the indexer writes reports
+    settings = raw["indexes"]
     assert settings[index.name]["store"] == {"kind": "s3vectors", "vector_bucket": f"{config.name_prefix}-vectors",
                                              "index": index.name}
     assert settings[index.name]["embedder"] == {"kind": "bedrock", "model_id": index.embedder.model_id,
                                                 "batch_size": index.embedder.batch_size}
-    domain.parse_settings(raw)  # the runtime's own parser accepts what the stack writes
+    domain.SearchSettings.parse(raw)  # the runtime's own parser accepts what the stack writes
     assert search["Timeout"] <= 28 and indexer["Timeout"] == 900
 
 
@@ -128,7 +133,7 @@ def test_bulk_indexing_pipeline_runs_the_indexer_code_as_a_processing_job(synthe
     body = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]
     text = body if isinstance(body, str) else "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
     assert "-m mlops_runtime.search.bulk" in text and "sagemaker-scikit-learn:1.4-2-py312-cpu-py3" in text
-    assert '"Parameters.IndexName"' in text and '"Parameters.InputS3Uri"' in text and "SEARCH_INDEXES" in text
+    assert '"Parameters.IndexName"' in text and '"Parameters.InputS3Uri"' in text and SETTINGS_ENV in text
     # The instance count is a parameter (default from config): several instances shard the objects.
     count = config.search.indexes[0].bulk_instance_count if config.search.indexes else 1
     assert f'{{"Name":"InstanceCount","Type":"Integer","DefaultValue":{count}}}' in text.replace(" ", "")

@@ -7,8 +7,10 @@ pydantic, which would add about 0.65x of an ``import boto3`` to its cold start
 (``benchmarks/bench_handler_imports.py``).
 Contracts: ``docs/search.md``.
 
-- :func:`parse_settings` (alias ``parse_index_settings``): ``SEARCH_INDEXES`` (a JSON object keyed by index
-  name) -> ``{name: IndexSettings}``; :class:`ConfigurationError` (field, reason) when unusable.
+- :class:`SearchSettings`: the settings of the indexer, the search API and the bulk job (their
+  indexes keyed by name; the indexer's report location), parsed by :meth:`SearchSettings.parse`;
+  :class:`ConfigurationError` (field, reason) when unusable. The stack builds them from the config
+  (``mlops_platform/function_settings.py``), so a config they refuse fails ``make synth``.
 - :func:`parse_document`: one JSON line -> :class:`Document`, :class:`Deletion` or ``None`` (blank line);
   :class:`InvalidDocument` (line, id, field, reason) otherwise.
 - :func:`parse_search_request`: a decoded request body -> :class:`SearchRequest`; :class:`InvalidRequest`.
@@ -68,9 +70,13 @@ SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,62}$")
 BEDROCK_MODEL_ID = re.compile(r"^[A-Za-z0-9._:/-]{3,200}$")
 GEO_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "jp.", "au.", "ca.", "global.")
 
-# Amazon Titan Text Embeddings V2 produces only these sizes; V1 only 1536.
+# Amazon Titan Text Embeddings V2 produces only these sizes; V1 only 1536; Cohere Embed v3 1024
+# (v4 lets the request choose).
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 TITAN_V1_DIMENSIONS = (1536,)
+COHERE_V3_DIMENSIONS = (1024,)
+FAMILY_DIMENSIONS = {"titan-v2": TITAN_V2_DIMENSIONS, "titan-v1": TITAN_V1_DIMENSIONS, "cohere-v3": COHERE_V3_DIMENSIONS}
+DEFAULT_REPORT_PREFIX = "search-reports/"
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -86,7 +92,7 @@ class SearchError(Exception):
 
 
 class ConfigurationError(SearchError):
-    """``SEARCH_INDEXES`` (or another setting) is missing or unusable: a deployment error."""
+    """The settings are missing or unusable: a deployment error."""
 
 
 class InvalidDocument(SearchError):
@@ -265,7 +271,7 @@ def _embedder_settings(raw: Any, where: str, dimension: int) -> EmbedderSettings
                 "unsupported embedding model: use Amazon Titan Text Embeddings "
                 "(amazon.titan-embed-text-v1/v2) or Cohere Embed (cohere.embed-...)",
             )
-        sizes = {"titan-v2": TITAN_V2_DIMENSIONS, "titan-v1": TITAN_V1_DIMENSIONS}.get(family)
+        sizes = FAMILY_DIMENSIONS.get(family)
         if sizes and dimension not in sizes:
             reason = f"{model_id} produces vectors of {list(sizes)} dimensions, not {dimension}"
             raise ConfigurationError(f"{where}.model_id", reason)
@@ -277,8 +283,8 @@ def _embedder_settings(raw: Any, where: str, dimension: int) -> EmbedderSettings
 
 
 def parse_index(name: Any, raw: Any) -> IndexSettings:
-    """One index's settings (``name``: its key in ``SEARCH_INDEXES``)."""
-    where = f"SEARCH_INDEXES.{name}"
+    """One index's settings (``name``: its key in the settings' ``indexes``)."""
+    where = f"indexes.{name}"
     if not isinstance(name, str) or not INDEX_NAME.match(name):
         raise ConfigurationError(
             where, "index names are 1-63 lower-case letters, digits and '-' (not at the ends)"
@@ -323,22 +329,86 @@ def parse_index(name: Any, raw: Any) -> IndexSettings:
     )
 
 
-def parse_settings(raw: str | Mapping[str, Any] | None) -> dict[str, IndexSettings]:
-    """``SEARCH_INDEXES`` (JSON text or an already decoded object) -> settings by index name."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        raise ConfigurationError("SEARCH_INDEXES", "is not set")
-    if isinstance(raw, str):
+def index_json(settings: IndexSettings) -> dict[str, Any]:
+    """The JSON form of one index's settings (what :func:`parse_index` reads)."""
+    store, embedder = settings.store, settings.embedder
+    return {
+        "dimension": settings.dimension,
+        "distance": settings.distance,
+        "filterable": list(settings.filterable),
+        "store": {key: getattr(store, key) for key in sorted(STORE_KEYS[store.kind]) if getattr(store, key) is not None},
+        "embedder": {key: getattr(embedder, key) for key in sorted(EMBEDDER_KEYS[embedder.kind])
+                     if getattr(embedder, key) is not None},
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "max_top_k": settings.max_top_k,
+    }
+
+
+SETTINGS_KEYS = frozenset({"indexes", "report_bucket", "report_prefix"})
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """``handlers.search_indexer``, ``handlers.search_api`` and the bulk job (``search.bulk``): the
+    indexes by name, and where the indexer writes its reports (``report_bucket``: the indexer's
+    only; the API and the bulk job need none).
+
+    Parsed by hand, not with pydantic like the other functions' settings: the search API is on the
+    request path, and pydantic would take its cold import from 0.8x to 1.4x ``import boto3``."""
+
+    indexes: dict[str, IndexSettings]
+    report_bucket: str | None = None
+    report_prefix: str = DEFAULT_REPORT_PREFIX
+
+    @classmethod
+    def parse(cls, raw: str | Mapping[str, Any] | None) -> SearchSettings:
+        """The settings from their JSON (text or already decoded); :class:`ConfigurationError` if unusable."""
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            raise ConfigurationError("", "the settings are not set")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except (ValueError, RecursionError) as error:
+                raise ConfigurationError("", f"the settings are not JSON: {error}") from error
+        if not isinstance(raw, Mapping):
+            raise ConfigurationError("", "the settings must be a JSON object")
+        unknown = sorted(set(raw) - SETTINGS_KEYS)
+        if unknown:
+            raise ConfigurationError(unknown[0], f"unknown setting; allowed: {sorted(SETTINGS_KEYS)}")
+        indexes = raw.get("indexes")
+        if not isinstance(indexes, Mapping):
+            raise ConfigurationError("indexes", "must be a JSON object keyed by index name")
+        bucket = raw.get("report_bucket")
+        if bucket is not None and (not isinstance(bucket, str) or not bucket):
+            raise ConfigurationError("report_bucket", "must be a bucket name or null")
+        prefix = raw.get("report_prefix", DEFAULT_REPORT_PREFIX)
+        if not isinstance(prefix, str):
+            raise ConfigurationError("report_prefix", "must be a key prefix")
+        return cls({name: parse_index(name, value) for name, value in indexes.items()}, bucket, prefix)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SearchSettings:
+        from mlops_runtime.settings_env import SETTINGS_ENV, settings_text
+
         try:
-            raw = json.loads(raw)
-        except (ValueError, RecursionError) as error:
-            raise ConfigurationError("SEARCH_INDEXES", f"is not JSON: {error}") from error
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError("SEARCH_INDEXES", "must be a JSON object keyed by index name")
-    return {name: parse_index(name, value) for name, value in raw.items()}
+            return cls.parse(settings_text(environ))
+        except ConfigurationError as error:
+            raise ConfigurationError(_join(SETTINGS_ENV, error.field), error.reason) from None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"indexes": {name: index_json(index) for name, index in self.indexes.items()},
+                "report_bucket": self.report_bucket, "report_prefix": self.report_prefix}
+
+    def to_env(self) -> dict[str, str]:
+        """The function's environment entry (what the stack and the rehearsal set)."""
+        from mlops_runtime.settings_env import SETTINGS_ENV
+
+        return {SETTINGS_ENV: json.dumps(self.as_json(), sort_keys=True, separators=(",", ":"))}
 
 
-# The name the CDK side's tests use for the whole ``SEARCH_INDEXES`` value.
-parse_index_settings = parse_settings
+def _join(prefix: str, field: str) -> str:
+    return f"{prefix}.{field}" if field else prefix
 
 
 # --- documents ----------------------------------------------------------------------------------

@@ -3,10 +3,11 @@
 Use from a processing step (or any Python code)::
 
     from mlops_runtime.features.ingest import ingest
-    from mlops_runtime.features.schema import FeatureGroupSchema, InvalidBatch
+    from mlops_runtime.features.schema import InvalidBatch
+    from mlops_runtime.settings import FeatureIngestSettings
     from mlops_runtime.features.store import Boto3FeatureStoreWriter
 
-    schema = FeatureGroupSchema.from_dict(json.load(open("schema.json")))
+    schema = FeatureIngestSettings.model_validate_json(open("schema.json").read()).schema
     try:
         result = ingest(schema, records, Boto3FeatureStoreWriter())  # records: iterable of dicts
     except InvalidBatch as invalid:
@@ -42,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_runtime.features.schema import FeatureGroupSchema, InvalidBatch, SchemaError, validate_batch
+from mlops_runtime.features.schema import FeatureGroupSchema, InvalidBatch, validate_batch
 from mlops_runtime.features.store import TARGET_STORES, FeatureStoreWriter, check_target_stores
 
 
@@ -97,16 +98,19 @@ class _InputError(Exception):
 
 
 def _load_schema(path: str) -> FeatureGroupSchema:
+    """The schema file: the ingest function's settings (``settings.FeatureIngestSettings``)."""
+    from pydantic import ValidationError
+
+    from mlops_runtime.settings import FeatureIngestSettings
+
     try:
-        return FeatureGroupSchema.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return FeatureIngestSettings.model_validate_json(Path(path).read_text(encoding="utf-8")).schema
     except OSError as error:
         raise _InputError([f"{path}: cannot read schema: {error.strerror or error}"]) from None
-    except json.JSONDecodeError as error:
-        raise _InputError(
-            [f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"]
-        ) from None
-    except SchemaError as error:
-        raise _InputError([f"{path}: {error}"]) from None
+    except ValidationError as error:
+        raise _InputError([f"{path}: {problem['loc'] and '.'.join(map(str, problem['loc'])) + ': ' or ''}"
+                           f"{problem['msg'].removeprefix('Value error, ')}"
+                           for problem in error.errors(include_url=False)]) from None
 
 
 def _read_json_lines(path: str) -> tuple[list[object], list[int]]:

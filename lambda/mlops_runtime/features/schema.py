@@ -96,7 +96,7 @@ class InvalidBatch(ValueError):
         super().__init__(f"{len(self.errors)} invalid record(s):\n{lines}")
 
 
-def _check_name(kind: str, name: object) -> None:
+def check_name(kind: str, name: object) -> None:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise SchemaError(
             f"{kind} {name!r} is not a valid Feature Store name: 1-64 characters, letters, digits, "
@@ -112,7 +112,7 @@ class FeatureDefinition:
     type: FeatureType
 
     def __post_init__(self) -> None:
-        _check_name("feature name", self.name)
+        check_name("feature name", self.name)
         if self.name.lower() in RESERVED_FEATURE_NAMES:
             raise SchemaError(f"feature name {self.name!r} is reserved by Feature Store")
         if self.type not in FEATURE_TYPES:
@@ -132,7 +132,7 @@ class FeatureGroupSchema:
     _types: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        _check_name("feature group name", self.name)
+        check_name("feature group name", self.name)
         features = tuple(self.features)
         object.__setattr__(self, "features", features)
         if not features:
@@ -171,48 +171,6 @@ class FeatureGroupSchema:
     def type_of(self, feature_name: str) -> str | None:
         """The declared type of ``feature_name``, or ``None`` when it is not declared."""
         return self._types.get(feature_name)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FeatureGroupSchema:
-        """Build a schema from its JSON form.
-
-        ``{"name", "record_identifier", "event_time_feature", "features": [{"name", "type"}, ...]}``
-        """
-        if not isinstance(data, Mapping):
-            raise SchemaError(f"feature group schema must be a JSON object, got {type(data).__name__}")
-        expected = {"name", "record_identifier", "event_time_feature", "features"}
-        missing = sorted(expected - data.keys())
-        unknown = sorted(set(data.keys()) - expected)
-        if missing or unknown:
-            problems = [f"missing key(s) {missing}"] if missing else []
-            problems += [f"unknown key(s) {unknown}"] if unknown else []
-            raise SchemaError(f"feature group schema: {'; '.join(problems)}")
-        raw_features = data["features"]
-        if not isinstance(raw_features, list):
-            raise SchemaError("feature group schema: 'features' must be a list")
-        features = []
-        for position, item in enumerate(raw_features):
-            if not isinstance(item, Mapping) or set(item.keys()) != {"name", "type"}:
-                raise SchemaError(
-                    f"feature group schema: features[{position}] must be an object with exactly "
-                    f"'name' and 'type', got {item!r}"
-                )
-            features.append(FeatureDefinition(name=item["name"], type=item["type"]))
-        return cls(
-            name=data["name"],
-            record_identifier=data["record_identifier"],
-            event_time_feature=data["event_time_feature"],
-            features=tuple(features),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form accepted by :meth:`from_dict`."""
-        return {
-            "name": self.name,
-            "record_identifier": self.record_identifier,
-            "event_time_feature": self.event_time_feature,
-            "features": [{"name": f.name, "type": f.type} for f in self.features],
-        }
 
 
 # --- value conversion ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Event: ``{"records": [{feature: value, ...}, ...], "target_stores": ["OnlineStore", "OfflineStore"]}``
 (``target_stores`` optional: default every store of the group).
-Environment: ``FEATURE_GROUP_SCHEMA``, the schema as JSON (see ``FeatureGroupSchema.from_dict``).
+Settings: ``settings.FeatureIngestSettings`` (the group's schema), read once at cold start.
 
 Returns ``{"written": n}``; ``{"error": "invalid_records", "errors": [{"index", "feature", "reason"}]}``
 when any record is invalid (nothing is written; ``index`` is 0-based); or
@@ -12,46 +12,27 @@ invocation fails, after logging how many records were written.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from mlops_runtime.features.ingest import IngestWriteError, ingest
-from mlops_runtime.features.schema import FeatureGroupSchema, InvalidBatch, SchemaError
+from mlops_runtime.features.schema import FeatureGroupSchema, InvalidBatch
 from mlops_runtime.features.store import Boto3FeatureStoreWriter, FeatureStoreWriter, check_target_stores
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import FeatureIngestSettings
 
-SCHEMA_ENV_VAR = "FEATURE_GROUP_SCHEMA"
 EVENT_KEYS = frozenset({"records", "target_stores"})
 
 logger = Logger()
 
-# Built on first use and kept for the life of the execution environment.
-_schema: FeatureGroupSchema | None = None
-_writer: FeatureStoreWriter | None = None
+SETTINGS_MODEL = FeatureIngestSettings
+settings = Lazy(SETTINGS_MODEL.from_env)  # a missing or bad value is a deployment error: the invocation fails
+feature_store_writer: Lazy[FeatureStoreWriter] = Lazy(Boto3FeatureStoreWriter)  # its client: on the first write
 
 
 def feature_group_schema() -> FeatureGroupSchema:
-    """The schema from ``FEATURE_GROUP_SCHEMA``, parsed once; a missing or bad value is a deployment error."""
-    global _schema
-    if _schema is None:
-        raw = os.environ.get(SCHEMA_ENV_VAR)
-        if not raw:
-            raise RuntimeError(f"environment variable {SCHEMA_ENV_VAR} is not set")
-        try:
-            _schema = FeatureGroupSchema.from_dict(json.loads(raw))
-        except (json.JSONDecodeError, SchemaError) as error:
-            raise RuntimeError(f"{SCHEMA_ENV_VAR} is not a valid feature group schema: {error}") from error
-    return _schema
-
-
-def feature_store_writer() -> FeatureStoreWriter:
-    """The writer; its boto3 client is created on the first write."""
-    global _writer
-    if _writer is None:
-        _writer = Boto3FeatureStoreWriter()
-    return _writer
+    return settings().schema
 
 
 def _invalid_request(message: str) -> dict[str, Any]:

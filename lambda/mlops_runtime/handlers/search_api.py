@@ -15,8 +15,8 @@ Errors, always ``{"error", "message", "field"}`` (``field`` may be empty):
 - 500 ``internal_error``: the function is misconfigured or hit a bug (logged).
 
 AWS calls per request: one embedding call (InvokeModel or InvokeEndpoint) and one query (QueryVectors,
-or one k-NN ``_search``). The query text is never logged. Environment: ``SEARCH_INDEXES``
-(``domain.search.parse_settings``), read on the first request; ``SEARCH_API_TRACING=true`` (and
+or one k-NN ``_search``). The query text is never logged. Settings: ``domain.search.SearchSettings``
+(parsed by hand: this handler loads no pydantic), read on the first request; ``SEARCH_API_TRACING=true`` (and
 ``POWERTOOLS_TRACE_DISABLED`` unset) creates an X-Ray Tracer on the first request.
 """
 
@@ -46,8 +46,8 @@ from mlops_runtime.domain.search import (
     IndexSettings,
     InvalidRequest,
     loads_strict,
+    SearchSettings,
     parse_search_request,
-    parse_settings,
     shape_results,
 )
 from mlops_runtime.lazy import Lazy
@@ -95,9 +95,10 @@ class Runtime(IndexAdapterCache):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Runtime:
-        return cls(parse_settings((os.environ if environ is None else environ).get("SEARCH_INDEXES")))
+        return cls(SETTINGS_MODEL.from_env(environ).indexes)
 
 
+SETTINGS_MODEL = SearchSettings
 runtime = Lazy(Runtime.from_env)
 configure = runtime.set  # tests, local runs; None: rebuild from the environment on next use
 

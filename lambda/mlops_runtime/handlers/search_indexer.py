@@ -3,9 +3,9 @@
 Event: EventBridge ``Object Created`` from S3 (``detail.bucket.name``, ``detail.object.key``), or a
 classic S3 notification (``Records[].s3.bucket.name``, ``Records[].s3.object.key``). Documents live at
 ``s3://<bucket>/search/<index>/<anything>.jsonl``: the index is the second path segment. Other keys,
-and indexes not in ``SEARCH_INDEXES``, are logged and ignored. The object is read as a stream of
+and indexes not in the settings, are logged and ignored. The object is read as a stream of
 JSON lines and indexed by ``search.indexing.index_lines`` (bad lines are reported, not fatal); the
-report goes to ``s3://<REPORT_BUCKET>/<REPORT_PREFIX><index>/<source key>.report.json``.
+report goes to ``s3://<report_bucket>/<report_prefix><index>/<source key>.report.json``.
 
 Returns the report summary ``{"status": "indexed", "index", "source", "report", "documents", "chunks",
 "deleted", "rejected", "lines", "seconds"}`` (``{"status": "ignored", "reason", ...}`` for an ignored
@@ -16,8 +16,8 @@ are not sent). An AWS failure that outlasts the retries (embedder, vector store,
 that EventBridge's retries and the function's dead-letter queue apply; indexing is idempotent, so a
 retry redoes the object safely.
 
-Environment: ``SEARCH_INDEXES`` (``domain.search.parse_settings``), ``REPORT_BUCKET`` (required),
-``REPORT_PREFIX`` (``search-reports/``). Read on the first event, not at import.
+Settings: ``domain.search.SearchSettings`` (the indexes, ``report_bucket`` (required here) and
+``report_prefix``). Read on the first event, not at import.
 """
 
 from __future__ import annotations
@@ -34,14 +34,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from mlops_runtime.adapters.embedders import Embedder, embedder_for
 from mlops_runtime.adapters.vector_store import VectorStore, store_for
-from mlops_runtime.domain.search import ConfigurationError, IndexSettings, parse_settings
+from mlops_runtime.domain.search import DEFAULT_REPORT_PREFIX, ConfigurationError, IndexSettings, SearchSettings
 from mlops_runtime.lazy import Lazy
 from mlops_runtime.search.adapter_cache import IndexAdapterCache
 from mlops_runtime.search.indexing import IndexReport, index_lines, iter_lines
 
 DOCUMENTS_PREFIX = "search/"
 DOCUMENT_SUFFIX = ".jsonl"
-DEFAULT_REPORT_PREFIX = "search-reports/"
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
@@ -53,6 +52,9 @@ def _s3_client() -> Any:
 
     return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5},
                                             connect_timeout=2, read_timeout=30))
+
+
+SETTINGS_MODEL = SearchSettings
 
 
 @dataclass
@@ -70,12 +72,10 @@ class Runtime(IndexAdapterCache):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Runtime:
-        environ = os.environ if environ is None else environ
-        settings = parse_settings(environ.get("SEARCH_INDEXES"))
-        bucket = environ.get("REPORT_BUCKET")
-        if not bucket:
-            raise ConfigurationError("REPORT_BUCKET", "is not set")
-        return cls(settings, bucket, environ.get("REPORT_PREFIX", DEFAULT_REPORT_PREFIX))
+        settings = SETTINGS_MODEL.from_env(environ)
+        if not settings.report_bucket:
+            raise ConfigurationError("report_bucket", "is not set: the indexer writes its reports there")
+        return cls(settings.indexes, settings.report_bucket, settings.report_prefix)
 
     def client(self) -> Any:
         if self.s3 is None:

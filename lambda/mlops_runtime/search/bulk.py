@@ -20,7 +20,8 @@ gets ``<index>.report.json`` appended) receives the JSON report: counts, seconds
 lines ``{"line", "id"?, "field", "reason", "source"}``, ``status`` and, if the run failed, ``error``.
 The summary is also printed on stdout.
 
-Settings: ``SEARCH_INDEXES`` (``domain.search.parse_settings``). Exit status: 0 when the run
+Settings: ``domain.search.SearchSettings`` in ``MLOPS_SETTINGS`` (the pipeline definition passes
+the indexer's); the run's own choices are arguments (pipeline parameters). Exit status: 0 when the run
 completed, even with rejected lines (they are in the report); 1 when the settings, the index, the
 input or the report location are unusable, or the embedder or store failed after retries; 2 on bad
 arguments.
@@ -44,7 +45,7 @@ from typing import Any
 from mlops_runtime.adapters.aws_errors import error_text
 from mlops_runtime.adapters.embedders import EmbedderError, embedder_for
 from mlops_runtime.adapters.vector_store import VectorStoreError, store_for
-from mlops_runtime.domain.search import ConfigurationError, parse_settings
+from mlops_runtime.domain.search import ConfigurationError, SearchSettings
 from mlops_runtime.search.indexing import IndexReport, index_lines, iter_lines
 
 DOCUMENTS_ROOT = "search"
@@ -192,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m mlops_runtime.search.bulk",
         description="Index every document under an S3 prefix (or a local path) into a semantic-search index.",
     )
-    parser.add_argument("--index", required=True, help="index name (a key of SEARCH_INDEXES)")
+    parser.add_argument("--index", required=True, help="index name (a key of the settings' indexes)")
     parser.add_argument("--input", required=True, help="s3://bucket/prefix/ or a local file or directory")
     parser.add_argument("--report", help="where to write the JSON report (s3:// URI or a local path)")
     parser.add_argument("--shard-index", type=int, help="this instance's shard (default: from SageMaker's "
@@ -204,7 +205,6 @@ def _parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None, *, environ: dict[str, str] | None = None, s3_client: Any = None,
         embedder: Any = None, store: Any = None) -> int:
     """The command; ``s3_client``, ``embedder`` and ``store`` may be injected (tests)."""
-    environ = dict(os.environ) if environ is None else environ
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # argparse: 2 on bad arguments, 0 for --help
@@ -229,7 +229,7 @@ def run(argv: list[str] | None = None, *, environ: dict[str, str] | None = None,
     status, failure = "succeeded", None
     try:
         try:
-            settings = parse_settings(environ.get("SEARCH_INDEXES"))
+            settings = SearchSettings.from_env(environ).indexes
         except ConfigurationError as error:
             raise InputError(f"unusable settings: {error}") from error
         if args.index not in settings:

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 from mlops_runtime.features.schema import FeatureGroupSchema
+from mlops_runtime.settings import FeatureIngestSettings
 
 CUSTOMERS = {
     "name": "customers",
@@ -47,10 +48,10 @@ def sensors_dict() -> dict:
 @pytest.fixture
 def customers() -> FeatureGroupSchema:
     """String identifier, ISO-8601 String event time, one feature of each type."""
-    return FeatureGroupSchema.from_dict(CUSTOMERS)
+    return FeatureIngestSettings.model_validate(CUSTOMERS).schema
 
 
 @pytest.fixture
 def sensors() -> FeatureGroupSchema:
     """Integral identifier, Fractional (epoch seconds) event time."""
-    return FeatureGroupSchema.from_dict(SENSORS)
+    return FeatureIngestSettings.model_validate(SENSORS).schema

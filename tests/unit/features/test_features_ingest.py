@@ -201,8 +201,8 @@ def test_cli_reads_stdin(schema_file, customers, monkeypatch, capsys):
 @pytest.mark.parametrize(
     ("schema_text", "message"),
     [
-        ("{not json", "invalid JSON at line 1 column 2"),
-        ('{"name": "customers"}', "missing key(s)"),
+        ("{not json", "Invalid JSON: key must be a string at line 1 column 2"),
+        ('{"name": "customers"}', "record_identifier: Field required"),
         (
             json.dumps(
                 {

@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlops_runtime.features.schema import FeatureGroupSchema
 from mlops_runtime.features.store import Boto3FeatureStoreWriter, InMemoryFeatureStore
 from mlops_runtime.handlers import feature_ingest
+from mlops_runtime.settings import SETTINGS_ENV, SettingsError
+from settings_support import set_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 NOW = "2024-05-01T12:00:00Z"
@@ -28,13 +31,14 @@ class LambdaContext:
 
 
 @pytest.fixture
-def store(customers, customers_dict, monkeypatch) -> InMemoryFeatureStore:
+def store(customers, customers_dict, monkeypatch) -> Iterator[InMemoryFeatureStore]:
     """A fresh cold start: schema in the environment, nothing cached, a fake writer."""
     fake = InMemoryFeatureStore([customers])
-    monkeypatch.setenv(feature_ingest.SCHEMA_ENV_VAR, json.dumps(customers_dict))
-    monkeypatch.setattr(feature_ingest, "_schema", None)
-    monkeypatch.setattr(feature_ingest, "_writer", fake)
-    return fake
+    set_settings(monkeypatch, **customers_dict)
+    feature_ingest.settings.set(None)
+    feature_ingest.feature_store_writer.set(fake)
+    yield fake
+    feature_ingest.feature_store_writer.set(None)
 
 
 def invoke(event):
@@ -111,36 +115,36 @@ def test_write_failure_fails_the_invocation(store, monkeypatch):
         def put_record(self, *args):
             raise RuntimeError("boom")
 
-    monkeypatch.setattr(feature_ingest, "_writer", Failing())
+    feature_ingest.feature_store_writer.set(Failing())
     with pytest.raises(feature_ingest.IngestWriteError, match="after 0 of 1 record"):
         invoke({"records": [customer("a")]})
 
 
 def test_schema_is_parsed_once_per_cold_start(store, monkeypatch):
     invoke({"records": []})
-    first = feature_ingest._schema
-    monkeypatch.setenv(feature_ingest.SCHEMA_ENV_VAR, "not json any more")
+    first = feature_ingest.settings.current
+    monkeypatch.setenv(SETTINGS_ENV, "not json any more")
     invoke({"records": []})
-    assert feature_ingest._schema is first
-    assert isinstance(first, FeatureGroupSchema)
+    assert feature_ingest.settings.current is first
+    assert isinstance(first.schema, FeatureGroupSchema)
 
 
 def test_missing_schema_is_a_deployment_error(store, monkeypatch):
-    monkeypatch.delenv(feature_ingest.SCHEMA_ENV_VAR)
-    with pytest.raises(RuntimeError, match="FEATURE_GROUP_SCHEMA is not set"):
+    monkeypatch.delenv(SETTINGS_ENV)
+    with pytest.raises(SettingsError, match="MLOPS_SETTINGS is not set"):
         invoke({"records": []})
 
 
 @pytest.mark.parametrize("value", ["{not json", '{"name": "g"}'])
 def test_invalid_schema_is_a_deployment_error(store, monkeypatch, value):
-    monkeypatch.setenv(feature_ingest.SCHEMA_ENV_VAR, value)
-    with pytest.raises(RuntimeError, match="FEATURE_GROUP_SCHEMA is not a valid feature group schema"):
+    monkeypatch.setenv(SETTINGS_ENV, value)
+    with pytest.raises(SettingsError, match="MLOPS_SETTINGS is not valid FeatureIngestSettings"):
         invoke({"records": []})
-    assert feature_ingest._schema is None
+    assert feature_ingest.settings.current is None
 
 
-def test_default_writer_is_boto3_with_a_lazy_client(monkeypatch):
-    monkeypatch.setattr(feature_ingest, "_writer", None)
+def test_default_writer_is_boto3_with_a_lazy_client(store):
+    feature_ingest.feature_store_writer.set(None)
     writer = feature_ingest.feature_store_writer()
     assert isinstance(writer, Boto3FeatureStoreWriter)
     assert writer._client is None
@@ -168,7 +172,7 @@ def test_the_handler_writes_through_the_feature_store_runtime_as_its_service_mod
 
     client = boto3.session.Session(region_name="eu-west-1").client("sagemaker-featurestore-runtime")
     sleeps: list[float] = []
-    monkeypatch.setattr(feature_ingest, "_writer", Boto3FeatureStoreWriter(client, sleep=sleeps.append, jitter=lambda: 0.5))
+    feature_ingest.feature_store_writer.set(Boto3FeatureStoreWriter(client, sleep=sleeps.append, jitter=lambda: 0.5))
     record = [{"FeatureName": "customer_id", "ValueAsString": "a"}, {"FeatureName": "event_time", "ValueAsString": NOW},
               {"FeatureName": "age", "ValueAsString": "41"}, {"FeatureName": "balance", "ValueAsString": "2.5"}]
     with Stubber(client) as stubber:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mlops_runtime.settings import FeatureIngestSettings
 from mlops_runtime.features.schema import (
     INT64_MAX,
     INT64_MIN,
@@ -519,7 +520,7 @@ def test_batch_accepts_any_iterable(customers):
     )
 )
 def test_any_valid_generated_batch_round_trips(records):
-    schema = FeatureGroupSchema.from_dict(
+    schema = FeatureIngestSettings.model_validate(
         {
             "name": "customers",
             "record_identifier": "customer_id",
@@ -532,7 +533,7 @@ def test_any_valid_generated_batch_round_trips(records):
                 {"name": "segment", "type": "String"},
             ],
         }
-    )
+    ).schema
     for record, fields in zip(records, validate_batch(schema, records), strict=True):
         values = as_dict(fields)
         assert set(values) == {name for name, value in record.items() if value is not None}

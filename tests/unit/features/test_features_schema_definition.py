@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from mlops_runtime.settings import FeatureIngestSettings
 from mlops_runtime.features.schema import (
     MAX_FEATURES,
     NAME_PATTERN,
@@ -88,7 +89,7 @@ def test_features_given_as_list_are_stored_as_tuple():
         "g", "id", "ts", [FeatureDefinition("id", "String"), FeatureDefinition("ts", "String")]
     )
     assert isinstance(group.features, tuple)
-    assert hash(group) == hash(FeatureGroupSchema.from_dict(group.to_dict()))
+    assert hash(group) == hash(FeatureGroupSchema("g", "id", "ts", tuple(group.features)))
 
 
 def test_identifier_must_be_a_feature():
@@ -157,44 +158,41 @@ def test_features_must_be_definitions():
         FeatureGroupSchema("g", "id", "ts", ({"name": "id", "type": "String"},))  # type: ignore[arg-type]
 
 
-# --- from_dict / to_dict ---------------------------------------------------------------------
+# --- the JSON form: the ingest function's settings (settings.FeatureIngestSettings) --------------
 
 
-def test_from_dict_round_trips_through_json(customers_dict):
-    group = FeatureGroupSchema.from_dict(json.loads(json.dumps(customers_dict)))
+def test_the_json_form_round_trips(customers_dict):
+    settings = FeatureIngestSettings.model_validate_json(json.dumps(customers_dict))
+    group = settings.schema
     assert group.name == "customers"
     assert group.record_identifier == "customer_id"
     assert group.event_time_feature == "event_time"
     assert group.features[2] == FeatureDefinition("age", "Integral")
-    assert group.to_dict() == customers_dict
-    assert FeatureGroupSchema.from_dict(group.to_dict()) == group
+    assert json.loads(settings.model_dump_json()) == customers_dict
+    assert FeatureIngestSettings.from_env(settings.to_env()).schema == group
 
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d.pop("record_identifier"), r"missing key\(s\) \['record_identifier'\]"),
-        (lambda d: d.update(online_store=True), r"unknown key\(s\) \['online_store'\]"),
-        (lambda d: d.update(features={"a": "String"}), "'features' must be a list"),
-        (lambda d: d["features"].append("age"), r"features\[5\] must be an object"),
-        (
-            lambda d: d["features"].append({"name": "x"}),
-            r"features\[5\] must be an object with exactly 'name' and 'type'",
-        ),
-        (lambda d: d["features"].append({"name": "x", "type": "String", "extra": 1}), r"features\[5\]"),
+        (lambda d: d.pop("record_identifier"), "record_identifier\n  Field required"),
+        (lambda d: d.update(online_store=True), "online_store\n  Extra inputs are not permitted"),
+        (lambda d: d.update(features={"a": "String"}), "features\n  Input should be a valid array"),
+        (lambda d: d["features"].append("age"), "features.5\n  Input should be an object"),
+        (lambda d: d["features"].append({"name": "x"}), "features.5.type\n  Field required"),
+        (lambda d: d["features"].append({"name": "x", "type": "String", "extra": 1}), "features.5.extra"),
         (lambda d: d["features"].append({"name": "x", "type": "Bool"}), "feature 'x': type must be one of"),
-        (lambda d: d.update(event_time_feature="age"), "must be Fractional .* or String"),
+        (lambda d: d.update(event_time_feature="age"), "must be Fractional (epoch seconds) or String"),
+        (lambda d: d["features"].append({"name": "AGE", "type": "Integral"}), "(same as 'age' ignoring case)"),
+        (lambda d: d["features"].append({"name": "write_time", "type": "String"}), "reserved by Feature Store"),
+        (lambda d: d.update(name="x" * 65), "feature group name"),
     ],
 )
-def test_from_dict_reports_malformed_declarations(customers_dict, mutate, message):
+def test_malformed_declarations_are_refused_with_the_field(customers_dict, mutate, message):
     mutate(customers_dict)
-    with pytest.raises(SchemaError, match=message):
-        FeatureGroupSchema.from_dict(customers_dict)
-
-
-def test_from_dict_requires_an_object():
-    with pytest.raises(SchemaError, match="must be a JSON object, got list"):
-        FeatureGroupSchema.from_dict([])  # type: ignore[arg-type]
+    with pytest.raises(ValueError) as caught:
+        FeatureIngestSettings.model_validate_json(json.dumps(customers_dict))
+    assert message in str(caught.value)
 
 
 def test_schema_error_is_a_value_error():

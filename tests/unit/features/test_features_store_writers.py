@@ -157,9 +157,9 @@ def test_stored_records_are_copies(store, customers):
 
 @given(st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 1000)), min_size=1, max_size=20))
 def test_online_store_serves_the_record_with_the_latest_event_time(puts):
-    from mlops_runtime.features.schema import FeatureGroupSchema
+    from mlops_runtime.settings import FeatureIngestSettings
 
-    schema = FeatureGroupSchema.from_dict(
+    schema = FeatureIngestSettings.model_validate(
         {
             "name": "g",
             "record_identifier": "id",
@@ -170,7 +170,7 @@ def test_online_store_serves_the_record_with_the_latest_event_time(puts):
                 {"name": "v", "type": "Integral"},
             ],
         }
-    )
+    ).schema
     store = InMemoryFeatureStore([schema])
     for event_time, value in puts:
         store.put_record("g", validate_record(schema, {"id": "x", "ts": event_time, "v": value}), None)

@@ -14,6 +14,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mlops_runtime.settings_env import SETTINGS_ENV
 from mlops_runtime.adapters.embedders import (
     BedrockEmbedder,
     DeterministicEmbedder,
@@ -207,20 +208,20 @@ def test_backend_failures(api, embedder_error, store_error, status, code, retry_
 
 def test_misconfiguration_is_a_logged_500(monkeypatch, caplog):
     search_api.configure(None)
-    monkeypatch.setenv("SEARCH_INDEXES", '{"docs": {"dimension": 0}}')
+    monkeypatch.setenv(SETTINGS_ENV, '{"indexes": {"docs": {"dimension": 0}}}')
     status, body, _ = call({"query": "cat"})
     assert (status, body["error"]) == (500, "internal_error")
     (record,) = caplog.records
     assert (record.levelname, record.getMessage(), record.field) == (
-        "ERROR", "Search function is misconfigured", "SEARCH_INDEXES.docs.store")
+        "ERROR", "Search function is misconfigured", "MLOPS_SETTINGS.indexes.docs.store")
     search_api.configure(None)
 
 
 def test_runtime_from_the_environment_builds_adapters_per_index(monkeypatch):
     search_api.configure(None)
-    monkeypatch.setenv("SEARCH_INDEXES", json.dumps({
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps({"indexes": {
         "docs": {"dimension": 1024, "store": {"kind": "s3vectors", "vector_bucket": "vb-1", "index": "docs"},
-                 "embedder": {"kind": "bedrock", "model_id": "cohere.embed-english-v3", "batch_size": 8}}}))
+                 "embedder": {"kind": "bedrock", "model_id": "cohere.embed-english-v3", "batch_size": 8}}}}))
     runtime = search_api.runtime()
     embedder = runtime.embedder("docs")
     assert isinstance(embedder, BedrockEmbedder) and embedder.input_type == "search_query"
@@ -239,9 +240,10 @@ def test_cohere_query_embedding_and_s3_vectors_query_are_wired():
     bedrock = boto3.client("bedrock-runtime", region_name=REGION, config=config)
     s3vectors = boto3.client("s3vectors", region_name=REGION, config=config)
     settings_ = parse_index("docs", {
-        "dimension": 3, "filterable": ["category"],
+        "dimension": 1024, "filterable": ["category"],  # Cohere Embed v3's only size
         "store": {"kind": "s3vectors", "vector_bucket": "vb-1", "index": "docs-idx"},
         "embedder": {"kind": "bedrock", "model_id": "cohere.embed-english-v3"}, "max_top_k": 30})
+    vector = [round(0.001 * i, 3) for i in range(1024)]
 
     def embedder_factory(s):
         embedder = search_api._query_embedder(s)
@@ -255,7 +257,7 @@ def test_cohere_query_embedding_and_s3_vectors_query_are_wired():
 
     search_api.configure(search_api.Runtime({"docs": settings_}, embedder_factory=embedder_factory,
                                             store_factory=store_factory))
-    answer = json.dumps({"embeddings": [[0.1, 0.2, 0.3]]}).encode()
+    answer = json.dumps({"embeddings": [vector]}).encode()
     with Stubber(bedrock) as bedrock_stub, Stubber(s3vectors) as s3v_stub:
         bedrock_stub.add_response(
             "invoke_model", {"body": StreamingBody(io.BytesIO(answer), len(answer)), "contentType": "application/json"},
@@ -267,7 +269,7 @@ def test_cohere_query_embedding_and_s3_vectors_query_are_wired():
             {"vectors": [{"key": "p1#0000", "distance": 0.125,
                           "metadata": {"doc_id": "p1", "chunk": 0, "chunk_count": 1, "text": "Red shoes",
                                        "category": "shoes"}}], "distanceMetric": "cosine"},
-            {"vectorBucketName": "vb-1", "indexName": "docs-idx", "topK": 30, "queryVector": {"float32": [0.1, 0.2, 0.3]},
+            {"vectorBucketName": "vb-1", "indexName": "docs-idx", "topK": 30, "queryVector": {"float32": vector},
              "filter": {"category": "shoes"}, "returnMetadata": True, "returnDistance": True})
         status, body, _ = call({"query": "red shoes", "top_k": 30, "filter": {"category": "shoes"}})
     search_api.configure(None)

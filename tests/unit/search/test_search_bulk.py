@@ -8,6 +8,7 @@ import sys
 
 import boto3
 import pytest
+from mlops_runtime.settings_env import SETTINGS_ENV
 from mlops_runtime.adapters.embedders import DeterministicEmbedder, EmbedderUnavailable
 from mlops_runtime.adapters.vector_store import InMemoryVectorStore
 from mlops_runtime.search import bulk
@@ -17,7 +18,7 @@ from search_fixtures import DIMENSION, REGION, deletion, document, words_text
 SETTINGS = {"docs": {"dimension": DIMENSION, "store": {"kind": "memory"}, "embedder": {"kind": "deterministic"},
                      "filterable": ["category"], "chunk_size": 20, "chunk_overlap": 4},
             "other": {"dimension": DIMENSION, "store": {"kind": "memory"}, "embedder": {"kind": "deterministic"}}}
-ENVIRON = {"SEARCH_INDEXES": json.dumps(SETTINGS)}
+ENVIRON = {SETTINGS_ENV: json.dumps({"indexes": SETTINGS})}
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_bad_arguments_exit_2(argv, capsys):
     ("environ", "argv"),
     [
         ({}, ["--index", "docs", "--input", "s3://raw/search/docs/"]),
-        ({"SEARCH_INDEXES": "{broken"}, ["--index", "docs", "--input", "s3://raw/search/docs/"]),
+        ({SETTINGS_ENV: "{broken"}, ["--index", "docs", "--input", "s3://raw/search/docs/"]),
         (ENVIRON, ["--index", "nope", "--input", "s3://raw/search/docs/"]),
         (ENVIRON, ["--index", "docs", "--input", "s3://raw/empty/"]),
         (ENVIRON, ["--index", "docs", "--input", "s3://no-such-bucket/search/"]),
@@ -143,7 +144,7 @@ def test_unwritable_report_exits_1(s3):
 def test_module_entry_point_runs_locally(tmp_path):
     drop = tmp_path / "docs.jsonl"
     drop.write_text(document("a", "alpha beta") + "\nnot json\n")
-    env = {"SEARCH_INDEXES": json.dumps(SETTINGS), "PATH": "", "PYTHONPATH": "lambda"}
+    env = {**ENVIRON, "PATH": "", "PYTHONPATH": "lambda"}
     completed = subprocess.run([sys.executable, "-m", "mlops_runtime.search.bulk", "--index", "docs", "--input",
                                 str(drop)], capture_output=True, text=True, env=env)
     assert completed.returncode == 0, completed.stderr

@@ -19,7 +19,8 @@ from mlops_runtime.domain.search import (
     metadata_matches,
     parse_document,
     parse_search_request,
-    parse_settings,
+    SearchSettings,
+    index_json,
     shape_results,
 )
 from search_fixtures import index_settings
@@ -39,6 +40,11 @@ S3_INDEX = {
 # --- settings -----------------------------------------------------------------------------------
 
 
+def parse_settings(raw):
+    """The indexes of settings whose ``indexes`` are ``raw`` (a JSON text is the whole settings)."""
+    return SearchSettings.parse(raw if raw is None or isinstance(raw, str) else {"indexes": raw}).indexes
+
+
 def test_settings_of_every_store_and_embedder_kind():
     raw = {
         "product-docs": S3_INDEX,
@@ -51,7 +57,14 @@ def test_settings_of_every_store_and_embedder_kind():
         },
         "local": {"dimension": 8, "store": {"kind": "memory"}, "embedder": {"kind": "deterministic"}},
     }
-    parsed = parse_settings(json.dumps(raw))
+    settings = SearchSettings.parse(json.dumps({"indexes": raw}))
+    parsed = settings.indexes
+    # what the stack writes (the JSON form) reads back as the same settings
+    assert SearchSettings.parse(json.loads(next(iter(settings.to_env().values())))) == settings
+    assert {name: index_json(index) for name, index in parsed.items()}["local"] == {
+        "dimension": 8, "distance": "cosine", "filterable": [], "store": {"kind": "memory"},
+        "embedder": {"batch_size": 16, "kind": "deterministic"}, "chunk_size": 200, "chunk_overlap": 40,
+        "max_top_k": 20}
     docs = parsed["product-docs"]
     assert (docs.dimension, docs.distance, docs.filterable, docs.chunk_size, docs.chunk_overlap, docs.max_top_k) == (
         1024, "cosine", ("category", "language"), 200, 40, 20)
@@ -67,7 +80,6 @@ def test_settings_of_every_store_and_embedder_kind():
     # defaults
     assert (local.distance, local.filterable, local.chunk_size, local.chunk_overlap, local.max_top_k,
             local.default_top_k) == ("cosine", (), 200, 40, 20, 10)
-    assert domain.parse_index_settings(json.dumps(raw)) == parsed  # the CDK side's name
 
 
 def test_default_top_k_never_exceeds_max_top_k():
@@ -90,36 +102,39 @@ def _with(path: str, value):
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
-        (None, "SEARCH_INDEXES"),
-        ("", "SEARCH_INDEXES"),
-        ("{not json", "SEARCH_INDEXES"),
-        ("[1, 2]", "SEARCH_INDEXES"),
-        ({"Bad_Name": S3_INDEX}, "SEARCH_INDEXES.Bad_Name"),
-        ({"docs": []}, "SEARCH_INDEXES.docs"),
-        (_with("dimension", KeyError), "SEARCH_INDEXES.product-docs.dimension"),
-        (_with("dimension", 5000), "SEARCH_INDEXES.product-docs.dimension"),
-        (_with("dimension", 512.0), "SEARCH_INDEXES.product-docs.dimension"),
-        (_with("dimension", 768), "SEARCH_INDEXES.product-docs.embedder.model_id"),  # Titan v2: 256/512/1024
-        (_with("distance", "dot"), "SEARCH_INDEXES.product-docs.distance"),
-        (_with("filterable", ["text"]), "SEARCH_INDEXES.product-docs.filterable"),
-        (_with("filterable", ["a", "a"]), "SEARCH_INDEXES.product-docs.filterable"),
-        (_with("filterable", ["bad key"]), "SEARCH_INDEXES.product-docs.filterable"),
-        (_with("filterable", [f"k{i}" for i in range(11)]), "SEARCH_INDEXES.product-docs.filterable"),
-        (_with("store.kind", "pinecone"), "SEARCH_INDEXES.product-docs.store.kind"),
-        (_with("store.vector_bucket", KeyError), "SEARCH_INDEXES.product-docs.store.vector_bucket"),
-        (_with("store.extra", 1), "SEARCH_INDEXES.product-docs.store.extra"),
-        (_with("embedder.kind", "openai"), "SEARCH_INDEXES.product-docs.embedder.kind"),
-        (_with("embedder.model_id", "anthropic.claude-v2"), "SEARCH_INDEXES.product-docs.embedder.model_id"),
-        (_with("embedder.batch_size", 0), "SEARCH_INDEXES.product-docs.embedder.batch_size"),
-        (_with("chunk_size", 0), "SEARCH_INDEXES.product-docs.chunk_size"),
-        (_with("chunk_overlap", 200), "SEARCH_INDEXES.product-docs.chunk_overlap"),
-        (_with("max_top_k", 101), "SEARCH_INDEXES.product-docs.max_top_k"),
-        (_with("chunk_sise", 10), "SEARCH_INDEXES.product-docs.chunk_sise"),  # typos are errors
+        (None, ""),
+        ("", ""),
+        ("{not json", ""),
+        ("[1, 2]", ""),
+        ('{"indexes": [1]}', "indexes"),
+        ('{"indexes": {}, "report_bucket": ""}', "report_bucket"),
+        ('{"indexes": {}, "index": {}}', "index"),
+        ({"Bad_Name": S3_INDEX}, "indexes.Bad_Name"),
+        ({"docs": []}, "indexes.docs"),
+        (_with("dimension", KeyError), "indexes.product-docs.dimension"),
+        (_with("dimension", 5000), "indexes.product-docs.dimension"),
+        (_with("dimension", 512.0), "indexes.product-docs.dimension"),
+        (_with("dimension", 768), "indexes.product-docs.embedder.model_id"),  # Titan v2: 256/512/1024
+        (_with("distance", "dot"), "indexes.product-docs.distance"),
+        (_with("filterable", ["text"]), "indexes.product-docs.filterable"),
+        (_with("filterable", ["a", "a"]), "indexes.product-docs.filterable"),
+        (_with("filterable", ["bad key"]), "indexes.product-docs.filterable"),
+        (_with("filterable", [f"k{i}" for i in range(11)]), "indexes.product-docs.filterable"),
+        (_with("store.kind", "pinecone"), "indexes.product-docs.store.kind"),
+        (_with("store.vector_bucket", KeyError), "indexes.product-docs.store.vector_bucket"),
+        (_with("store.extra", 1), "indexes.product-docs.store.extra"),
+        (_with("embedder.kind", "openai"), "indexes.product-docs.embedder.kind"),
+        (_with("embedder.model_id", "anthropic.claude-v2"), "indexes.product-docs.embedder.model_id"),
+        (_with("embedder.batch_size", 0), "indexes.product-docs.embedder.batch_size"),
+        (_with("chunk_size", 0), "indexes.product-docs.chunk_size"),
+        (_with("chunk_overlap", 200), "indexes.product-docs.chunk_overlap"),
+        (_with("max_top_k", 101), "indexes.product-docs.max_top_k"),
+        (_with("chunk_sise", 10), "indexes.product-docs.chunk_sise"),  # typos are errors
     ],
 )
 def test_unusable_settings_name_the_field(raw, field):
     with pytest.raises(ConfigurationError) as caught:
-        parse_settings(raw if raw is None or isinstance(raw, str) else json.dumps(raw))
+        parse_settings(raw)
     assert caught.value.field == field
     assert caught.value.reason
 
@@ -138,7 +153,7 @@ def test_opensearch_settings_need_https_and_a_region():
     ]:
         with pytest.raises(ConfigurationError) as caught:
             parse_settings({"kb": {**base, "store": store}})
-        assert caught.value.field == f"SEARCH_INDEXES.kb.store.{field}"
+        assert caught.value.field == f"indexes.kb.store.{field}"
 
 
 @pytest.mark.parametrize(

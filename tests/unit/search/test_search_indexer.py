@@ -8,7 +8,8 @@ import boto3
 import pytest
 from mlops_runtime.adapters.embedders import DeterministicEmbedder, EmbedderThrottled
 from mlops_runtime.adapters.vector_store import InMemoryVectorStore
-from mlops_runtime.domain.search import ConfigurationError, parse_settings
+from mlops_runtime.domain.search import ConfigurationError, SearchSettings
+from mlops_runtime.settings_env import SETTINGS_ENV
 from mlops_runtime.handlers import search_indexer
 from moto import mock_aws
 from search_fixtures import DIMENSION, REGION, LambdaContext, deletion, document, words_text
@@ -56,7 +57,7 @@ def aws(account):
         for entry in account.list_objects_v2(Bucket=bucket).get("Contents", []):
             account.delete_object(Bucket=bucket, Key=entry["Key"])
     store = InMemoryVectorStore()
-    runtime = search_indexer.Runtime(parse_settings(SETTINGS), "artifacts", "search-reports/", s3=account,
+    runtime = search_indexer.Runtime(SearchSettings.parse({"indexes": SETTINGS}).indexes, "artifacts", "search-reports/", s3=account,
                                      embedder_factory=lambda s: DeterministicEmbedder(s.dimension),
                                      store_factory=lambda s: store)
     search_indexer.configure(runtime)
@@ -197,14 +198,12 @@ def test_missing_bucket_raises(aws):
 
 def test_runtime_from_the_environment(monkeypatch):
     search_indexer.configure(None)
-    monkeypatch.setenv("SEARCH_INDEXES", json.dumps(SETTINGS))
-    monkeypatch.setenv("REPORT_BUCKET", "artifacts")
-    monkeypatch.delenv("REPORT_PREFIX", raising=False)
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps({"indexes": SETTINGS, "report_bucket": "artifacts"}))
     runtime = search_indexer.runtime()
     assert (runtime.report_bucket, runtime.report_prefix, sorted(runtime.settings)) == (
         "artifacts", "search-reports/", ["docs"])
     search_indexer.configure(None)
-    monkeypatch.delenv("REPORT_BUCKET")
-    with pytest.raises(ConfigurationError, match="REPORT_BUCKET"):
+    monkeypatch.setenv(SETTINGS_ENV, json.dumps({"indexes": SETTINGS}))  # the API's settings: no report bucket
+    with pytest.raises(ConfigurationError, match="report_bucket: is not set"):
         search_indexer.runtime()
     search_indexer.configure(None)

@@ -195,3 +195,75 @@ def test_the_load_time_check_and_the_monitoring_models_agree(window, schedule, c
     except ValueError:
         accepted = False
     assert loads == accepted == (period == window and cooldown >= window)
+
+
+# --- features: a feature group's ingest function -------------------------------------------------
+
+
+def with_features(*extra: dict, name: str | None = None) -> dict:
+    data = copy.deepcopy(raw_config("dev"))
+    group = data["feature_store"]["feature_groups"][0]
+    group["features"].extend(extra)
+    if name is not None:
+        group["name"] = name
+    return data
+
+
+@pytest.mark.parametrize(("extra", "rule"), [
+    ({"name": "Tenure_Months", "type": "Integral"},
+     "duplicate feature name 'Tenure_Months' (same as 'tenure_months' ignoring case)"),
+    ({"name": "write_time", "type": "String"}, "feature name 'write_time' is reserved by Feature Store"),
+])
+def test_a_feature_the_ingest_function_refuses_fails_at_load_with_one_line(extra, rule):
+    """Offline-store columns compare ignoring case and Feature Store reserves three names: rules of
+    ``features.schema`` that the config model itself does not know."""
+    line = one_line(with_features(extra), "config/dev.yaml")
+    assert line.startswith("config/dev.yaml: field 'feature_store.feature_groups[0].features' = ['customer_id', ")
+    assert f": feature group 'mlops-dev-customers': {rule}" in line or f": {rule}" in line
+    assert line.endswith("(the feature-ingest:customers function would refuse it)")
+
+
+def test_a_feature_group_name_too_long_with_the_prefix_fails_at_load():
+    name = "c" * 60  # a valid name on its own; with "mlops-dev-" over Feature Store's 64 characters
+    data = with_features(name=name)
+    for route in data["serving"].get("experiments", []):  # experiments that read the group follow it
+        if route.get("features"):
+            route["features"]["feature_group"] = name
+    line = one_line(data, "config/dev.yaml")
+    assert line.startswith(f"config/dev.yaml: field 'feature_store.feature_groups[0].name' = 'mlops-dev-{name}': "
+                           f"feature group name 'mlops-dev-{name}' is not a valid Feature Store name")
+
+
+# --- search: the indexer, the search API and the bulk job (settings parsed by hand) ---------------
+
+
+def with_search_index(environment: str, **changes) -> dict:
+    data = copy.deepcopy(raw_config(environment))
+    index = data["search"]["indexes"][0]
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            index.setdefault(key, {}).update(value)
+        else:
+            index[key] = value
+    return data
+
+
+@pytest.mark.parametrize("environment", environment_names())
+@pytest.mark.parametrize(("changes", "field", "rule"), [
+    ({"filterable_metadata": ["category", "vector"]}, "search.indexes[0].filterable_metadata",
+     "'vector' is reserved by the platform"),
+    ({"chunk_overlap": 200}, "search.indexes[0].chunk_overlap", "must be smaller than chunk_size"),
+    ({"embedder": {"model_id": "amazon.nova-embed-v1:0"}}, "search.indexes[0].embedder.model_id",
+     "unsupported embedding model"),
+    ({"embedder": {"model_id": "cohere.embed-english-v3"}, "dimension": 512}, "search.indexes[0].embedder.model_id",
+     "cohere.embed-english-v3 produces vectors of [1024] dimensions, not 512"),
+    ({"dimension": 768}, "search.indexes[0].embedder.model_id",
+     "amazon.titan-embed-text-v2:0 produces vectors of [256, 512, 1024] dimensions, not 768"),
+])
+def test_a_search_index_the_search_functions_refuse_fails_at_load_with_one_line(environment, changes, field, rule):
+    """The search functions' own rules (``domain.search``, parsed by hand) are the only ones: the
+    config model does not repeat them, so each must come from the load-time check."""
+    source = f"config/{environment}.yaml"
+    line = one_line(with_search_index(environment, **changes), source)
+    assert line.startswith(f"{source}: field '{field}' = ")
+    assert f": {rule}" in line and line.endswith("(the search functions would refuse it)")
