@@ -1,6 +1,6 @@
 """Vector stores of the semantic-search indexes.
 
-:class:`VectorStore` (``index`` is the logical index name, the key of ``SEARCH_INDEXES``):
+:class:`VectorStore` (``index`` is the logical index name, the key of the search settings' ``indexes``):
 
 - ``upsert(index, [(key, vector, metadata), ...])`` writes (replaces) vectors by key;
 - ``delete(index, keys)``; deleting a missing key is not an error;
