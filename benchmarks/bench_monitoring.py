@@ -16,7 +16,15 @@ the load average before it, since wall time depends on what else the machine run
 * ``drift_only_one_worker``: as ``drift_only`` in a single process (``--workers 1``), once, for
   comparison (informational: the targets are judged on the first two);
 * ``drift_only_mixed``: as ``drift_only`` with 16 numeric and 4 categorical features (3-20
-  levels, text in the CSV): issue 19's mixed case.
+  levels, text in the CSV): issue 19's mixed case;
+* ``drift_only_text``: 19 numeric features and one free-text feature (``review``: 5-40 tokens
+  from a 2,000-word Zipf vocabulary, about 22 per record; variant-b's reviews draw half their
+  tokens from the rare half of the vocabulary and beyond), with the text reference training writes
+  (``drift.build_text_baseline`` of 20,000 documents): the job's text path (bulk tokenising, three
+  calibrated tests).
+
+``--only drift_only_text`` (names comma-separated) runs only those configurations and replaces
+their entries in ``benchmarks/results/monitoring.json``, keeping the others.
 
 Issue 19 also sets <= 5 s and <= 256 MiB for ``drift_only`` and ``drift_only_mixed``
 (``meets_issue_19``).
@@ -44,7 +52,8 @@ if __package__ in (None, ""):
 
 import numpy as np
 
-from benchmarks.measure import ROOT, machine, measure, write_result
+from benchmarks.measure import RESULTS, ROOT, machine, measure, write_result
+from monitoring import drift
 
 RECORDS = 1_000_000
 FEATURES = 20
@@ -94,12 +103,35 @@ def _categorical(values: np.ndarray, levels: int) -> np.ndarray:
     return np.array([f"level_{i:02d}" for i in range(levels)])[np.digitize(values, np.linspace(-2, 2, levels - 1))]
 
 
-def generate(root: Path, mixed: bool = False, records: int = RECORDS) -> dict:
+TEXT_VOCABULARY = 2_000
+TEXT_LENGTH = (5, 40)
+TEXT_WORDS = np.array([f"w{i:04d}" for i in range(2 * TEXT_VOCABULARY)])
+_TEXT_WEIGHTS = 1.0 / np.arange(1, TEXT_VOCABULARY + 1)
+_TEXT_WEIGHTS /= _TEXT_WEIGHTS.sum()
+
+
+def _reviews(rng: np.random.Generator, count: int, shifted: bool = False) -> list:
+    """``count`` documents of Zipf-distributed words; ``shifted``: half the tokens uniform over the
+    rare half of the vocabulary and as many unseen words."""
+    lengths = rng.integers(TEXT_LENGTH[0], TEXT_LENGTH[1] + 1, count)
+    ids = rng.choice(TEXT_VOCABULARY, size=int(lengths.sum()), p=_TEXT_WEIGHTS)
+    if shifted:
+        rare = rng.random(ids.size) < 0.5
+        ids[rare] = rng.integers(TEXT_VOCABULARY // 2, 2 * TEXT_VOCABULARY, int(rare.sum()))
+    words = TEXT_WORDS[ids].tolist()
+    ends = np.cumsum(lengths).tolist()
+    return [" ".join(words[end - n:end]) for end, n in zip(ends, lengths.tolist())]
+
+
+def generate(root: Path, mixed: bool = False, records: int = RECORDS, text: bool = False) -> dict:
     """Write the baseline, the capture files and the labels; returns their sizes. ``mixed``: the
     last four features are categorical (3, 5, 10 and 20 levels), sent as text in the CSV;
-    ``records`` in all (``FILES`` files; bench_monitoring_sharded.py writes other sizes)."""
+    ``text``: the last feature is free text (``review``); ``records`` in all (``FILES`` files;
+    bench_monitoring_sharded.py writes other sizes)."""
     rng = np.random.default_rng(SEED)
     names = [f"feature_{i:02d}" for i in range(FEATURES)]
+    if text:
+        names[-1] = "review"
     weights = rng.normal(size=FEATURES) / np.sqrt(FEATURES)
     train = rng.normal(size=(TRAINING_ROWS, FEATURES))
     train_labels = (train @ weights + rng.normal(scale=0.5, size=TRAINING_ROWS)) > 0
@@ -109,6 +141,8 @@ def generate(root: Path, mixed: bool = False, records: int = RECORDS) -> dict:
         if i in categorical:
             levels, counts = np.unique(_categorical(train[:, i], categorical[i]), return_counts=True)
             features[name] = {"type": "categorical", "counts": {str(k): int(c) for k, c in zip(levels, counts)}}
+        elif text and i == FEATURES - 1:
+            features[name] = drift.build_text_baseline(_reviews(rng, TRAINING_ROWS))
         else:
             features[name] = _feature_statistics(train[:, i])
     baseline = {
@@ -137,6 +171,8 @@ def generate(root: Path, mixed: bool = False, records: int = RECORDS) -> dict:
             if variant == "variant-b":
                 rows[:, list(DRIFTED)] += 0.5
             texts = {i: _categorical(rows[:, i], levels) for i, levels in categorical.items()}
+            if text:
+                texts[FEATURES - 1] = _reviews(rng, per_file, shifted=variant == "variant-b")
             logits = rows @ weights
             scores = 1.0 / (1.0 + np.exp(-logits * 3.0))
             truths = (logits + rng.normal(scale=0.5, size=per_file)) > 0
@@ -233,34 +269,61 @@ def _run(root: Path, name: str, ground_truth: bool, repeats: int, *extra: str) -
             "max_psi_all_variants": round(summary["max_psi"], 4),
             "violation_count": summary["violation_count"],
             "job_duration_seconds": report.get("duration_seconds"),
+            "text_drifted": summary["text_drifted"],
         }
         if ground_truth:
             result["report"]["quality"] = summary["quality"]
     return result
 
 
-def main() -> int:
+# configuration -> (generate()'s options, with ground truth, repeats, extra job arguments)
+CONFIGURATIONS = {
+    "drift_only": ({}, False, REPEATS, ()),
+    "with_ground_truth": ({}, True, REPEATS, ()),
+    "drift_only_one_worker": ({}, False, 1, ("--workers", "1")),
+    "drift_only_mixed": ({"mixed": True}, False, REPEATS, ()),
+    "drift_only_text": ({"text": True}, False, REPEATS, ("--text-features", "review")),
+}
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help=f"comma-separated configurations of {', '.join(CONFIGURATIONS)}")
+    args = parser.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",")] if args.only else list(CONFIGURATIONS)
+    unknown = sorted(set(only) - set(CONFIGURATIONS))
+    if unknown:
+        parser.error(f"unknown configurations {unknown}")
+    previous_path = RESULTS / "monitoring.json"
+    previous = json.loads(previous_path.read_text()) if args.only and previous_path.is_file() else {}
+    runs = dict(previous.get("runs", {}))
+    sizes = {key: previous[key] for key in ("capture_files", "capture_bytes", "labels") if key in previous}
+    generation = previous.get("generation_seconds")
     root = Path(tempfile.mkdtemp(prefix="bench-monitoring-"))
+    generated = None
     try:
-        start = time.perf_counter()
-        sizes = generate(root)
-        generation = time.perf_counter() - start
-        runs = {
-            "drift_only": _run(root, "drift_only", False, REPEATS),
-            "with_ground_truth": _run(root, "with_ground_truth", True, REPEATS),
-            "drift_only_one_worker": _run(root, "drift_only_one_worker", False, 1, "--workers", "1"),
-        }
-        shutil.rmtree(root, ignore_errors=True)
-        generate(root, mixed=True)
-        runs["drift_only_mixed"] = _run(root, "drift_only_mixed", False, REPEATS)
+        for name in only:
+            options, ground_truth, repeats, extra = CONFIGURATIONS[name]
+            if generated != options:
+                shutil.rmtree(root, ignore_errors=True)
+                start = time.perf_counter()
+                written = generate(root, **options)
+                if not options:
+                    sizes, generation = written, round(time.perf_counter() - start, 1)
+                generated = options
+            runs[name] = _run(root, name, ground_truth, repeats, *extra)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for name in ("drift_only", "drift_only_mixed"):
-        run = runs[name]
-        run["meets_issue_19"] = (run["returncode"] == 0 and run["seconds"] <= ISSUE_19_SECONDS
-                                 and run["peak_rss_mib"] <= ISSUE_19_PEAK_MIB)
+    for name in ("drift_only", "drift_only_mixed", "drift_only_text"):
+        run = runs.get(name)
+        if run:
+            run["meets_issue_19"] = (run["returncode"] == 0 and run["seconds"] <= ISSUE_19_SECONDS
+                                     and run["peak_rss_mib"] <= ISSUE_19_PEAK_MIB)
     failed = [name for name, run in runs.items() if run["returncode"] != 0]
-    met = not failed and runs["drift_only"]["meets_targets"] and runs["with_ground_truth"]["meets_targets"]
+    met = (not failed and all(runs.get(name, {}).get("meets_targets") for name in ("drift_only", "with_ground_truth"))
+           and runs.get("drift_only_text", {}).get("meets_targets", True))
     path = write_result(
         "monitoring",
         {
@@ -272,16 +335,17 @@ def main() -> int:
             "records": RECORDS,
             "features": FEATURES,
             **sizes,
-            "generation_seconds": round(generation, 1),
+            "generation_seconds": generation,
             "runs": runs,
             "targets": {"seconds": TARGET_SECONDS, "peak_rss_mib": TARGET_PEAK_MIB,
                         "issue_19": {"seconds": ISSUE_19_SECONDS, "peak_rss_mib": ISSUE_19_PEAK_MIB,
-                                     "runs": ["drift_only", "drift_only_mixed"]}},
+                                     "runs": ["drift_only", "drift_only_mixed", "drift_only_text"]}},
             "meets_targets": met,
             "environment": machine(numpy=np.__version__),
         },
     )
-    for name, run in runs.items():
+    for name in only:
+        run = runs[name]
         print(
             f"monitoring {name}: {RECORDS:,} records in {run['seconds']:.1f} s, peak {run['peak_rss_mib']:.0f} MiB "
             f"(targets < {TARGET_SECONDS:.0f} s, < {TARGET_PEAK_MIB:.0f} MiB: "

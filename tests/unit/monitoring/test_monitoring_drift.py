@@ -384,3 +384,26 @@ def test_csv_rows_with_text_values_reach_the_accumulator_unparsed_and_are_read_i
     features = accumulator.result()["features"]
     assert features["n"]["count"] == 1 and features["c"]["categories"]["current_counts"][0] == 1
     assert features["m"]["missing"] == 1 and features["k"]["invalid"] == 1
+
+
+_RAW_NUMBERS = st.one_of(
+    st.floats(-1e6, 1e6), st.sampled_from([math.nan, math.inf, -math.inf]), st.integers(-5, 5), st.booleans(), st.none(),
+    st.sampled_from(["", " ", "1.5", " 2 ", "-3e2", "nan", "inf", "-inf", "abc", "1_000"]),
+)
+
+
+@given(st.lists(st.tuples(_RAW_NUMBERS, st.sampled_from(["gold", "silver", "", None])), min_size=1, max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_mixed_rows_count_numbers_as_the_value_parser_does(rows):
+    """Numeric columns of mixed rows are converted in one numpy pass; what they count (bins,
+    missing, invalid) is what the per-value reading (``to_float``) gives."""
+    spec = {"histogram": {"bin_edges": [-1.0, 0.0, 1.0, 2.0], "counts": [1, 1, 1]}}
+    baseline = {"feature_names": ["x", "tier"],
+                "features": {"x": spec, "tier": {"type": "categorical", "counts": {"gold": 3, "silver": 2}}}}
+    accumulator = drift.DriftAccumulator(baseline)
+    accumulator._update_positional([list(row) for row in rows])
+    expected = drift.NumericDrift("x", spec)
+    numbers = [drift.to_float(value) for value, _ in rows]
+    expected.update(np.array([n if s == "ok" else (np.nan if s == "missing" else np.inf) for n, s in numbers]))
+    got = accumulator.features[0]
+    assert (got.cells.tolist(), got.missing, got.invalid) == (expected.cells.tolist(), expected.missing, expected.invalid)
