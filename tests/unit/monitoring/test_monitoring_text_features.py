@@ -163,3 +163,16 @@ def test_text_tests_keep_the_false_page_rate_on_drift_free_windows():
         tests = decision.scope_tests("_all", text.test_inputs(), policy)
         paged += bool(decision.decide_window(tests, [], policy, intervals=False)["drifted"])
     assert paged / windows <= 0.1
+
+
+def test_text_counts_merge_like_one_pass():
+    """Workers and shards each count part of a window; merged, the tests see one pass's counts."""
+    baseline = drift.build_text_baseline(corpus(SPORTS, 500, seed=3))
+    documents = corpus(SPORTS + FINANCE, 200, seed=4) + [None, "", "Ünïcode ça"]
+    whole, first, second = (drift.TextDrift(baseline, "review") for _ in range(3))
+    whole.update(documents)
+    first.update(documents[:90])
+    second.update(documents[90:])
+    first.merge(second)
+    assert first.test_inputs() == whole.test_inputs()
+    assert first.result() == whole.result() and whole.result()["missing"] == 1
