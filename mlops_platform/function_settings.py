@@ -9,14 +9,16 @@ names while the config is loaded, so a value the function would refuse at run ti
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from .config.models import ControllerConfig, PlatformConfig, Route
+from .config.models import ControllerConfig, EndpointConfig, PlatformConfig, Route
+from .constructs.naming import EnvironmentNames, environment_bucket_name
 from .runtime_tables import runtime_settings, search_domain
 
 settings = runtime_settings()
@@ -97,6 +99,176 @@ def feedback(config: PlatformConfig, resources: ApiResources = ApiResources(), *
     )
 
 
+# --- deployment: the deployer, the endpoint scaler, model promotion --------------------------------
+
+GUARDRAIL_VARIANTS = ("champion", "challenger")  # the deployer's fixed variant names
+CAPTURE_PREFIX = "capture"  # where the deployer's endpoints write data capture (read by monitoring)
+ASYNC_OUTPUT_PREFIX = "async-inference"
+
+
+@dataclass(frozen=True)
+class ServingResources:
+    """What the Serving stack's functions use besides the config: tokens in the stack (defaults:
+    placeholders for :func:`check`)."""
+
+    idempotency_table: str = "deployment-idempotency"
+    subnet_ids: tuple[str, ...] = ("subnet-placeholder",)
+    security_group_ids: tuple[str, ...] = ("sg-placeholder",)
+    images: Mapping[str, str] = field(default_factory=dict)  # endpoint -> its image asset's URI
+
+
+def _validated(model: Any, **fields: Any) -> Any:
+    """``model`` validated from JSON, as the function reads it (strict JSON builds nested specs)."""
+    return model.model_validate_json(json.dumps(fields))
+
+
+def guardrail_alarm_names(config: PlatformConfig, endpoint: EndpointConfig) -> tuple[str, ...]:
+    """The 5xx-rate and p99-latency alarms of each variant, which roll a blue/green update back."""
+    name = endpoint_name(config, endpoint.name)
+    return tuple(f"{name}-{variant}-{kind}" for variant in GUARDRAIL_VARIANTS for kind in ("5xx-rate", "p99-latency"))
+
+
+def endpoint_spec(config: PlatformConfig, endpoint: EndpointConfig,
+                  resources: ServingResources = ServingResources()) -> dict[str, Any]:
+    """The spec the deployer plans against (``mlops_runtime.domain.deployment.EndpointSpec``)."""
+    names = EnvironmentNames(config.account, config.region, config.name_prefix)
+    name = endpoint_name(config, endpoint.name)
+    capture_bucket = environment_bucket_name(config.name_prefix, config.account, config.region, "data-capture")
+    topic, key = names.notifications_topic_arn, names.arn("kms", f"alias/{config.name_prefix}")
+    variant = endpoint.variant
+    if variant.kind == "serverless":
+        champion = {"kind": "serverless", "memory_mb": variant.memory_mb, "max_concurrency": variant.max_concurrency,
+                    "provisioned_concurrency": variant.provisioned_concurrency}
+    else:
+        champion = {"kind": variant.kind, "instance_type": variant.instance_type,
+                    "initial_instance_count": variant.initial_instance_count}
+        if variant.kind == "realtime":
+            champion.update(volume_size_gb=variant.volume_size_gb,
+                            model_data_download_timeout_s=variant.model_data_download_timeout_s,
+                            container_startup_health_check_timeout_s=variant.container_startup_health_check_timeout_s)
+        else:
+            prefix = f"s3://{capture_bucket}/{ASYNC_OUTPUT_PREFIX}/{name}"
+            champion.update(output_s3_uri=f"{prefix}/output", failure_s3_uri=f"{prefix}/failures",
+                            max_concurrent_invocations_per_instance=variant.max_concurrent_invocations_per_instance,
+                            success_topic_arn=topic if variant.notify else None,
+                            error_topic_arn=topic if variant.notify else None)
+    guardrails = endpoint.guardrails
+    spec: dict[str, Any] = {
+        "name": name,
+        "model_package_group": f"{config.name_prefix}-{endpoint.model_package_group}",
+        "variants": {"champion": {k: v for k, v in champion.items() if v is not None}},
+        "execution_role_arn": names.execution_role_arn,
+        "challenger_initial_weight": endpoint.challenger_initial_weight,
+        "shadow": endpoint.shadow,
+        "kms_key_arn": key,
+        "guardrails": {
+            "mode": guardrails.mode,
+            **({"canary_size_percent": guardrails.canary_size_percent} if guardrails.mode == "CANARY" else {}),
+            **({"linear_step_percent": guardrails.linear_step_percent} if guardrails.mode == "LINEAR" else {}),
+            "wait_interval_s": guardrails.wait_interval_s,
+            "termination_wait_s": guardrails.termination_wait_s,
+            "alarm_names": list(guardrail_alarm_names(config, endpoint)),
+        },
+        # The environment's cost tags (the budget filters on `environment`), and the deployer's
+        # own `mlops:environment`, which scopes what it may delete.
+        "tags": {**config.resource_tags, "mlops:environment": config.environment},
+    }
+    if endpoint.container is not None:
+        spec["image_uri"] = resources.images.get(endpoint.name) or endpoint.container.image_uri or "image-asset"
+    capture = endpoint.data_capture
+    if capture is not None and capture.enabled:
+        spec["data_capture"] = {
+            "enabled": True,
+            "destination_s3_uri": f"s3://{capture_bucket}/{CAPTURE_PREFIX}",
+            "sampling_percentage": capture.sampling_percentage,
+            "kms_key_arn": key,
+            "capture_content_types": {"json": list(capture.json_content_types),
+                                      "csv": list(capture.csv_content_types)},
+        }
+    if config.vpc.enabled and variant.kind != "serverless":
+        spec["vpc"] = {"subnet_ids": list(resources.subnet_ids),
+                       "security_group_ids": list(resources.security_group_ids)}
+    return spec
+
+
+def deployer(config: PlatformConfig, resources: ServingResources = ServingResources()) -> Any:
+    names = EnvironmentNames(config.account, config.region, config.name_prefix)
+    return _validated(
+        settings.DeployerSettings,
+        endpoints=[endpoint_spec(config, endpoint, resources) for endpoint in config.serving.endpoints],
+        idempotency_table=resources.idempotency_table,
+        notification_topic_arn=names.notifications_topic_arn,
+        environment=config.environment,
+    )
+
+
+def scaling_entry(endpoint: EndpointConfig) -> dict[str, Any] | None:
+    """The endpoint's ``domain.autoscaling.ScalingEntry`` (``None``: not scaled, e.g. serverless)."""
+    variant = endpoint.variant
+    scaling = getattr(variant, "autoscaling", None)
+    if scaling is None:
+        return None
+    target = "target_backlog_per_instance" if variant.kind == "async" else "target_invocations_per_instance"
+    return {"kind": variant.kind, "min_instances": scaling.min_instances, "max_instances": scaling.max_instances,
+            target: scaling.target_invocations_per_instance, "scale_in_cooldown_s": scaling.scale_in_cooldown_s,
+            "scale_out_cooldown_s": scaling.scale_out_cooldown_s}
+
+
+def scaler(config: PlatformConfig) -> Any:
+    entries = {endpoint_name(config, e.name): scaling_entry(e) for e in config.serving.endpoints}
+    return _validated(settings.ScalerSettings,
+                      endpoints={name: entry for name, entry in entries.items() if entry is not None})
+
+
+def model_package_groups(config: PlatformConfig) -> list[str]:
+    """The environment's model package groups (without the name prefix)."""
+    training = config.training
+    return sorted({p.model_package_group for p in training.pipelines} | set(training.registry.additional_groups))
+
+
+def promotion(config: PlatformConfig) -> Any | None:
+    """The model promotion function's settings (``None``: this environment promotes from none)."""
+    source = config.training.registry.promote_from
+    if source is None:
+        return None
+    return _validated(settings.PromotionSettings, source_account=source.account, groups={
+        f"{source.name_prefix}-{group}": f"{config.name_prefix}-{group}" for group in model_package_groups(config)})
+
+
+def _endpoint_field(config: PlatformConfig, index: int, path: str) -> str:
+    """The config field of an endpoint spec's field (``variants.champion.x`` -> ``variant.x``)."""
+    where = f"serving.endpoints[{index}]"
+    if path.startswith("tags"):  # the environment's tags, which every endpoint carries
+        return "tags.extra"
+    path = re.sub(r"^variants\.(champion|challenger)(\.(realtime|async|serverless))?", "variant", path)
+    path = path.replace("capture_content_types.json", "json_content_types")
+    path = path.replace("capture_content_types.csv", "csv_content_types")
+    path = re.sub(r"(\.\d+|\[\d+\])$", "", path)  # an item of a list: the list's field
+    path = {"image_uri": "container.image_uri", "guardrails.alarm_names": "name"}.get(path, path)
+    return f"{where}.{path}" if path else where
+
+
+def _deployment_field(config: PlatformConfig, function: str, loc: tuple[Any, ...], cause: Any) -> str | None:
+    """The config field behind an error of a deployment function's settings, ``None`` if not theirs."""
+    if function in ("endpoint-deployer", "endpoint-scaler") and loc == ("endpoints",):
+        return "serving.endpoints"  # a rule across the endpoints (names)
+    if function == "endpoint-deployer" and loc[:1] == ("endpoints",) and len(loc) > 1:
+        path = ".".join(str(part) for part in loc[2:])
+        if hasattr(cause, "field"):  # a rule of the spec's __post_init__ names its own field
+            path = f"{path}.{cause.field}" if path else cause.field
+        return _endpoint_field(config, int(loc[1]), path)
+    if function == "endpoint-scaler" and loc[:1] == ("endpoints",) and len(loc) > 1:
+        names = [endpoint_name(config, e.name) for e in config.serving.endpoints]
+        index = names.index(loc[1]) if loc[1] in names else 0
+        leaf = str(loc[-1]) if len(loc) > 2 and loc[-1] != "[key]" else "name"
+        if leaf == "target_backlog_per_instance":
+            leaf = "target_invocations_per_instance"  # one config field for both kinds
+        return f"serving.endpoints[{index}]." + ("name" if leaf == "name" else f"variant.autoscaling.{leaf}")
+    if function == "model-promotion":
+        return "training.registry.promote_from" + (".account" if loc[:1] == ("source_account",) else ".name_prefix")
+    return None
+
+
 def controller(config: PlatformConfig, resources: ApiResources = ApiResources(),
                rules: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
     """``rules``: each experiment's ``ControllerConfig.settings()`` (the stack's, defaults included)."""
@@ -126,11 +298,15 @@ DEFAULT_FIELDS = {"monitoring-launcher": "serving.endpoints", "retraining-trigge
 
 def _config_value(config: PlatformConfig, path: str) -> Any:
     value: Any = config
-    for part in path.split("."):
-        name, _, index = part.partition("[")
-        value = getattr(value, name)
-        if index:
-            value = value[int(index.rstrip("]"))]
+    for part in re.split(r"\.|(?=\[)", path):
+        if part.startswith("["):
+            value = value[int(part.strip("[]"))]
+        elif isinstance(value, Mapping):
+            value = value.get(part)
+        else:
+            value = getattr(value, part, None)
+    if isinstance(value, tuple) and value and all(hasattr(item, "name") for item in value):
+        return [item.name for item in value]  # a list of sections: by name
     return value
 
 
@@ -154,6 +330,9 @@ def builders(config: PlatformConfig) -> dict[str, Callable[[], Any]]:
         "experiment-controller": lambda: controller(config, rules=rules),
         "monitoring-launcher": lambda: monitoring_launcher(config),
         "retraining-trigger": lambda: retraining_trigger(config),
+        "endpoint-deployer": lambda: deployer(config),
+        "endpoint-scaler": lambda: scaler(config),
+        "model-promotion": lambda: promotion(config),
         **{f"{FEATURE_INGEST}{group.name}": (lambda group=group: feature_ingest(config, group))
            for group in config.feature_store.feature_groups},
         **({"search": lambda: search(config)} if config.search.indexes else {}),
@@ -163,7 +342,7 @@ def builders(config: PlatformConfig) -> dict[str, Callable[[], Any]]:
 def check(config: PlatformConfig, source: str) -> list[str]:
     """Error lines (``<source>: field '<config field>' = <value>: <rule>``) of every settings model
     that ``config`` cannot build; empty when all build."""
-    lines: dict[str, str] = {}  # rule -> line: the feedback API and its replay share their rules
+    lines: dict[str, str] = {}  # config field -> its first line: functions that share a field share its rule
     for function, build in builders(config).items():
         try:
             build()
@@ -175,13 +354,15 @@ def check(config: PlatformConfig, source: str) -> list[str]:
         except ValidationError as error:
             for item in error.errors(include_url=False):
                 loc = tuple(item["loc"])
+                cause = (item.get("ctx") or {}).get("error")
                 field, value = feature_field(config, function, loc) or (None, None)
                 if field is None:
-                    field = monitoring_field(config, loc) or CONFIG_FIELDS.get(str(loc[0]) if loc else "", "")
+                    field = _deployment_field(config, function, loc, cause) or monitoring_field(config, loc) \
+                        or CONFIG_FIELDS.get(str(loc[0]) if loc else "", "")
                     value = _config_value(config, field) if field else item["input"]
-                rule = f"field '{field or DEFAULT_FIELDS.get(function, 'serving.experiments')}' = {value!r}: " \
-                       f"{item['msg'].removeprefix('Value error, ')}"
-                lines.setdefault(rule, f"{source}: {rule} (the {function} function would refuse it)")
+                message = cause.reason if hasattr(cause, "reason") else item["msg"].removeprefix("Value error, ")
+                rule = f"field '{field or DEFAULT_FIELDS.get(function, 'serving.experiments')}' = {value!r}: {message}"
+                lines.setdefault(field or rule, f"{source}: {rule} (the {function} function would refuse it)")
     return list(lines.values())
 
 

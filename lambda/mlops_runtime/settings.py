@@ -58,6 +58,93 @@ class FunctionSettings(BaseModel):
             raise SettingsError(f"{SETTINGS_ENV} is not valid {cls.__name__}: {error}") from None
 
 
+# --- deployment: the deployer, the endpoint scaler, model promotion ---------------------------------
+# Their models hold the deployment domain's types (``domain.deployment``, ``domain.autoscaling``,
+# ``domain.registry_promotion``), whose import costs up to a third of ``import boto3``: each model is
+# built when its name is first used (the module's ``__getattr__``) and imports only its own domain,
+# so a function pays for its own model alone, and the API functions for none of them.
+
+
+def __getattr__(name: str) -> Any:
+    build = _DEPLOYMENT_MODELS.get(name)
+    if build is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    model = build()
+    model.__qualname__ = name
+    globals()[name] = model
+    return model
+
+
+def _deployer_settings() -> type[FunctionSettings]:
+    from mlops_runtime.domain.deployment import EndpointSpec
+
+    class DeployerSettings(FunctionSettings):
+        """``handlers.deployer``: the endpoints it owns (packages of other groups are ignored), the
+        idempotency table (partition key ``id``, TTL ``expiration``), the topic told about every
+        deployment that cannot be planned or fails, and the environment's name (messages, metrics)."""
+
+        endpoints: tuple[EndpointSpec, ...]
+        idempotency_table: str = Name
+        notification_topic_arn: str | None = Field(default=None, min_length=1)
+        environment: str = Name
+
+        @field_validator("endpoints")
+        @classmethod
+        def _unique(cls, endpoints: tuple[EndpointSpec, ...]) -> tuple[EndpointSpec, ...]:
+            seen: set[str] = set()
+            for spec in endpoints:  # SageMaker endpoint names are unique regardless of case
+                if spec.name.lower() in seen:
+                    raise ValueError(f"endpoint {spec.name!r} is listed twice (names ignore case)")
+                seen.add(spec.name.lower())
+            return endpoints
+
+    return DeployerSettings
+
+
+def _scaler_settings() -> type[FunctionSettings]:
+    from mlops_runtime.domain.autoscaling import EndpointName, ScalingEntry, ScalingSpec, spec_for
+
+    class ScalerSettings(FunctionSettings):
+        """``handlers.endpoint_scaler``: how each endpoint scales, keyed by its full name (endpoints
+        not listed, e.g. serverless ones, are left alone)."""
+
+        endpoints: dict[EndpointName, ScalingEntry]
+
+        @field_validator("endpoints")
+        @classmethod
+        def _unique(cls, endpoints: dict[str, Any]) -> dict[str, Any]:
+            lowered: dict[str, str] = {}
+            for name in endpoints:  # SageMaker endpoint names are unique regardless of case
+                if name.lower() in lowered:
+                    raise ValueError(f"{name} is the same endpoint as {lowered[name.lower()]} (names ignore case)")
+                lowered[name.lower()] = name
+            return endpoints
+
+        def spec_for(self, endpoint_name: str) -> ScalingSpec | None:
+            """The spec of ``endpoint_name``: exact match, else ignoring case (names from ARNs are lowercase)."""
+            return spec_for({name: ScalingSpec.of(name, entry) for name, entry in self.endpoints.items()},
+                            endpoint_name)
+
+    return ScalerSettings
+
+
+def _promotion_settings() -> type[FunctionSettings]:
+    from mlops_runtime.domain.registry_promotion import AccountId, GroupName
+
+    class PromotionSettings(FunctionSettings):
+        """``handlers.model_promotion``: approvals of ``source_account`` only (others are refused),
+        each source model package group mapped to this environment's group."""
+
+        source_account: AccountId
+        groups: dict[GroupName, GroupName]
+
+    return PromotionSettings
+
+
+_DEPLOYMENT_MODELS = {"DeployerSettings": _deployer_settings, "ScalerSettings": _scaler_settings,
+                      "PromotionSettings": _promotion_settings}
+
+
 # --- experiments: the inference API and the controller ---------------------------------------------
 
 

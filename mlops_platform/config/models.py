@@ -596,10 +596,22 @@ class GuardrailsConfig(StrictModel):
     max_p99_latency_ms: int = Field(default=1000, ge=1, description="Rollback above this model latency (p99).")
 
 
+def _check_ecr_image(value: str) -> str:
+    from ..runtime_tables import deployment_domain  # the deployer's own rule
+
+    if not deployment_domain().ECR_IMAGE_RE.match(value):
+        raise ValueError("must be an ECR image URI: <account>.dkr.ecr.<region>.amazonaws.com/<repository>[:tag|@digest] "
+                         "(repository in lower case)")
+    return value
+
+
+EcrImageUri = Annotated[str, AfterValidator(_check_ecr_image)]
+
+
 class ContainerConfig(StrictModel):
     """Serve with this container instead of the model package's image (e.g. for GNN stacks)."""
 
-    image_uri: str | None = Field(default=None, pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/.+$")
+    image_uri: EcrImageUri | None = None
     dockerfile_dir: RelativePath | None = Field(
         default=None, description="Folder with a Dockerfile, built as an image asset by `cdk deploy`."
     )
@@ -758,11 +770,12 @@ class EndpointConfig(StrictModel):
     model_package_group: SageMakerName = Field(description="Approvals in this group deploy here.")
     variant: VariantConfig
     challenger_initial_weight: float = Field(
-        default=0.1, ge=0, lt=1,
-        description="Traffic share of a newly approved model next to the current champion; 0 replaces the "
-        "champion directly (through the guardrails).",
+        default=0.1, ge=0, le=1,
+        description="Traffic share of a newly approved model next to the current champion (below 1); 0 replaces "
+        "the champion directly (through the guardrails). With shadow: the share of requests copied to it.",
     )
-    shadow: bool = Field(default=False, description="Run the challenger as a shadow variant (no user traffic).")
+    shadow: bool = Field(default=False, description="Run the challenger as a shadow variant: it answers a copy of "
+                         "challenger_initial_weight of the requests, and no caller sees its responses.")
     data_capture: DataCaptureConfig | None = Field(default_factory=DataCaptureConfig)
     guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     container: ContainerConfig | None = None
@@ -790,8 +803,6 @@ class EndpointConfig(StrictModel):
             if self.variant.initial_instance_count < 2:
                 raise ValueError(f"guardrails.mode {self.guardrails.mode} shifts traffic between instances: "
                                  "it needs variant.initial_instance_count >= 2 (or mode ALL_AT_ONCE)")
-        if self.shadow and self.challenger_initial_weight > 0:
-            raise ValueError("a shadow challenger takes no live traffic: challenger_initial_weight must be 0")
         if self.monitoring is not None and (self.data_capture is None or not self.data_capture.enabled):
             raise ValueError("monitoring reads the endpoint's data capture: enable data_capture (serverless "
                              "endpoints cannot capture)")

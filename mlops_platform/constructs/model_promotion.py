@@ -16,7 +16,6 @@ approval is already on the bus: no forwarding and no bus policy.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from aws_cdk import Duration, Stack
@@ -135,9 +134,3 @@ class ModelPromotion(Construct):
             "Model artifacts of the source environment's pipelines; its key only through S3 (the key's own "
             "policy names this account).",
         )
-
-    @staticmethod
-    def environment(source_account: str, groups: dict[str, str]) -> dict[str, str]:
-        """The function's ``PROMOTION`` (``domain.registry_promotion.parse_promotion``)."""
-        value = {"source_account": source_account, "groups": groups}
-        return {"PROMOTION": json.dumps(value, sort_keys=True, separators=(",", ":"))}

@@ -8,6 +8,12 @@ def pascal(name: str) -> str:
     return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
 
 
+def environment_bucket_name(name_prefix: str, account: str, region: str, purpose: str) -> str:
+    """The bucket name of any environment (``stacks.foundation.bucket_name``), e.g. the one models are
+    promoted from: deterministic and globally unique, so stacks refer to buckets by name."""
+    return f"{name_prefix}-{purpose}-{account}-{region}"
+
+
 def partition_of(region: str) -> str:
     return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
 

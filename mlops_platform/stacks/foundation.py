@@ -14,6 +14,7 @@ from ..constructs.encryption import PlatformKey, PlatformKeyProps
 from ..constructs.logging import retention
 from ..constructs.notifications import Notifications, NotificationsProps
 from ..constructs.platform_function import PlatformFunctionProps
+from ..constructs.naming import environment_bucket_name
 from ..constructs.network import PlatformNetwork, PlatformNetworkProps
 from ..constructs.sagemaker_role import SageMakerExecutionRole, SageMakerExecutionRoleProps
 from ..constructs.storage import AccessLogBucket, AccessLogBucketProps, SecureBucket, SecureBucketProps
@@ -30,11 +31,6 @@ def bucket_name(config: PlatformConfig, purpose: str) -> str:
     which would lock the foundation against changes.
     """
     return environment_bucket_name(config.name_prefix, config.account, config.region, purpose)
-
-
-def environment_bucket_name(name_prefix: str, account: str, region: str, purpose: str) -> str:
-    """:func:`bucket_name` of any environment, e.g. the one models are promoted from."""
-    return f"{name_prefix}-{purpose}-{account}-{region}"
 
 
 def removal_policy_of(config: PlatformConfig) -> RemovalPolicy:

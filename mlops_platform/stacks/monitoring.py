@@ -50,11 +50,11 @@ from ..constructs.roles import processing_pipeline_role, read_code_assets, sched
 from ..paths import REPO_ROOT
 from ..pipelines.images import DEFAULT_SKLEARN
 from ..pipelines.monitoring_definition import MonitoringPipelineSpec, build_definition, sklearn_image_uri
+from ..function_settings import CAPTURE_PREFIX  # the deployer's data-capture destination
 from .foundation import PIPELINE_OUTPUT_PREFIX, FoundationStack
 
 MONITORING_PREFIX = "monitoring"
 RETRAINING_PREFIX = "retraining"  # closed-loop retraining's production.csv files, in the artifacts bucket
-CAPTURE_PREFIX = "capture"  # the deployer's data-capture destination (stacks/serving.py)
 SKLEARN_VERSION = DEFAULT_SKLEARN  # Python 3.12, numpy and scipy: everything the job imports
 PIPELINE_NAMESPACE = "AWS/Sagemaker/ModelBuildingPipeline"
 

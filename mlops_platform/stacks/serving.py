@@ -8,8 +8,6 @@ resource, so a later ``cdk deploy`` never reverts a deployment the deployer made
 
 from __future__ import annotations
 
-import json
-from typing import Any
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import custom_resources
@@ -30,12 +28,12 @@ from ..config import PlatformConfig
 from ..config.models import EndpointConfig
 from ..constructs.naming import EnvironmentNames, partition_of, pascal
 from ..constructs.platform_function import PlatformFunction
-from ..runtime_tables import deployment_domain, promotion_domain
+from .. import function_settings
+from ..function_settings import ASYNC_OUTPUT_PREFIX, CAPTURE_PREFIX, GUARDRAIL_VARIANTS, ServingResources
+from ..runtime_tables import promotion_domain
 from .foundation import FoundationStack, bucket_name, removal_policy_of
 from ..paths import REPO_ROOT
 
-VARIANTS = ("champion", "challenger")  # the deployer's fixed variant names
-ASYNC_OUTPUT_PREFIX = "async-inference"
 DEPLOYER_TIMEOUT = Duration.minutes(2)
 
 
@@ -58,8 +56,6 @@ class ServingStack(Stack):
             self.alarms[endpoint.name] = self._guardrail_alarms(endpoint)
             for alarm in self.alarms[endpoint.name]:
                 alarm.add_alarm_action(cloudwatch_actions.SnsAction(notifications))
-        self.specs = [self.endpoint_spec(endpoint) for endpoint in endpoints]
-        self._validate_specs()
         self.idempotency_table = self._idempotency_table()
         self.deployer = self._deployer()
         self._grant_execution_role(endpoints)
@@ -82,95 +78,8 @@ class ServingStack(Stack):
         return self.names.execution_role_arn
 
     @property
-    def _key_alias_arn(self) -> str:
-        return self._arn("kms", f"alias/{self.config.name_prefix}")
-
-    @property
     def _topic_arn(self) -> str:
         return self.names.notifications_topic_arn
-
-    # --- the deployer's endpoint specs ----------------------------------------------------
-    def endpoint_spec(self, endpoint: EndpointConfig) -> dict[str, Any]:
-        """The spec the deployer plans against (``mlops_runtime.domain.deployment.EndpointSpec``)."""
-        config = self.config
-        name = self.endpoint_name(endpoint)
-        capture_bucket = bucket_name(config, "data-capture")
-        variant = endpoint.variant
-        if variant.kind == "serverless":
-            champion = {"kind": "serverless", "memory_mb": variant.memory_mb,
-                        "max_concurrency": variant.max_concurrency,
-                        "provisioned_concurrency": variant.provisioned_concurrency}
-        else:
-            champion = {"kind": variant.kind, "instance_type": variant.instance_type,
-                        "initial_instance_count": variant.initial_instance_count}
-            if variant.kind == "realtime":
-                champion.update(volume_size_gb=variant.volume_size_gb,
-                                model_data_download_timeout_s=variant.model_data_download_timeout_s,
-                                container_startup_health_check_timeout_s=variant.container_startup_health_check_timeout_s)
-            else:
-                prefix = f"s3://{capture_bucket}/{ASYNC_OUTPUT_PREFIX}/{name}"
-                champion.update(output_s3_uri=f"{prefix}/output", failure_s3_uri=f"{prefix}/failures",
-                                max_concurrent_invocations_per_instance=variant.max_concurrent_invocations_per_instance,
-                                success_topic_arn=self._topic_arn if variant.notify else None,
-                                error_topic_arn=self._topic_arn if variant.notify else None)
-        champion = {k: v for k, v in champion.items() if v is not None}
-        capture = endpoint.data_capture
-        guardrails = endpoint.guardrails
-        network = self.foundation.network
-        spec = {
-            "name": name,
-            "model_package_group": f"{config.name_prefix}-{endpoint.model_package_group}",
-            "variants": {"champion": champion},
-            "execution_role_arn": self._execution_role_arn,
-            "challenger_initial_weight": endpoint.challenger_initial_weight,
-            "shadow": endpoint.shadow,
-            "kms_key_arn": self._key_alias_arn,
-            "guardrails": {
-                "mode": guardrails.mode,
-                **({"canary_size_percent": guardrails.canary_size_percent} if guardrails.mode == "CANARY" else {}),
-                **({"linear_step_percent": guardrails.linear_step_percent} if guardrails.mode == "LINEAR" else {}),
-                "wait_interval_s": guardrails.wait_interval_s,
-                "termination_wait_s": guardrails.termination_wait_s,
-                "alarm_names": list(self.alarm_names(endpoint)),
-            },
-            # The environment's cost tags (the budget filters on `environment`), and the deployer's
-            # own `mlops:environment`, which scopes what it may delete.
-            "tags": {**config.resource_tags, "mlops:environment": config.environment},
-        }
-        if endpoint.name in self.images:
-            spec["image_uri"] = self.images[endpoint.name][0]
-        if capture is not None and capture.enabled:
-            spec["data_capture"] = {
-                "enabled": True,
-                "destination_s3_uri": f"s3://{capture_bucket}/capture",
-                "sampling_percentage": capture.sampling_percentage,
-                "kms_key_arn": self._key_alias_arn,
-                "capture_content_types": {"json": list(capture.json_content_types), "csv": list(capture.csv_content_types)},
-            }
-        if network is not None and variant.kind != "serverless":
-            spec["vpc"] = {
-                "subnet_ids": [subnet.subnet_id for subnet in network.vpc.isolated_subnets],
-                "security_group_ids": [network.workload_security_group.security_group_id],
-            }
-        return spec
-
-    def _validate_specs(self) -> None:
-        """Parse the specs with the deployer's own parser now, so a bad one fails synthesis,
-        not the first approval. Network ids are tokens until deploy time: checked as placeholders."""
-        domain = deployment_domain()
-        placeholders = []
-        for spec in self.specs:
-            copy = json.loads(json.dumps(spec))
-            if "image_uri" in copy:  # an image asset's URI is a token until deploy time
-                copy["image_uri"] = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/placeholder:latest"
-            if "vpc" in copy:
-                copy["vpc"] = {"subnet_ids": ["subnet-0123456789abcdef0"] * len(copy["vpc"]["subnet_ids"]),
-                               "security_group_ids": ["sg-0123456789abcdef0"]}
-            placeholders.append(copy)
-        try:
-            domain.parse_endpoint_specs(placeholders)
-        except domain.InvalidEndpointSpec as error:
-            raise ValueError(f"serving config of {self.config.environment}: {error}") from None
 
     # --- custom containers ----------------------------------------------------------------
     def _serving_image(self, endpoint: EndpointConfig) -> tuple[str, str]:
@@ -193,17 +102,13 @@ class ServingStack(Stack):
         return container.image_uri, f"arn:{partition_of(region)}:ecr:{region}:{account}:repository/{repository}"
 
     # --- guardrail alarms -----------------------------------------------------------------
-    def alarm_names(self, endpoint: EndpointConfig) -> tuple[str, ...]:
-        name = self.endpoint_name(endpoint)
-        return tuple(f"{name}-{variant}-{kind}" for variant in VARIANTS for kind in ("5xx-rate", "p99-latency"))
-
     def _guardrail_alarms(self, endpoint: EndpointConfig) -> list[cloudwatch.Alarm]:
         """Per variant: 5xx error rate and p99 model latency. SageMaker rolls a blue/green update
         back when any of them fires during the bake time."""
         name = self.endpoint_name(endpoint)
         guardrails = endpoint.guardrails
         alarms = []
-        for variant in VARIANTS:
+        for variant in GUARDRAIL_VARIANTS:
             dimensions = {"EndpointName": name, "VariantName": variant}
 
             def metric(metric_name: str, statistic: str) -> cloudwatch.Metric:
@@ -218,7 +123,7 @@ class ServingStack(Stack):
             )
             alarms.append(cloudwatch.Alarm(
                 self, f"{pascal(endpoint.name)}{pascal(variant)}ErrorRate",
-                alarm_name=f"{name}-{variant}-5xx-rate",  # see alarm_names()
+                alarm_name=f"{name}-{variant}-5xx-rate",  # see function_settings.guardrail_alarm_names
                 alarm_description=f"5xx error rate of {name}/{variant} above {guardrails.max_5xx_rate_percent}%: "
                                   "rolls back a deployment in progress",
                 metric=error_rate, threshold=guardrails.max_5xx_rate_percent,
@@ -255,6 +160,16 @@ class ServingStack(Stack):
                     "Holds only 48-hour idempotency records of handled approval events; PITR covers it.")
         return table
 
+    def _resources(self) -> ServingResources:
+        """The deployer's resource names (tokens): its table, the network, the image assets."""
+        network = self.foundation.network
+        return ServingResources(
+            idempotency_table=self.idempotency_table.table_name,
+            subnet_ids=tuple(s.subnet_id for s in network.vpc.isolated_subnets) if network else (),
+            security_group_ids=(network.workload_security_group.security_group_id,) if network else (),
+            images={name: uri for name, (uri, _) in self.images.items()},
+        )
+
     def _deployer(self) -> PlatformFunction:
         config = self.config
         deployer = PlatformFunction(
@@ -264,10 +179,7 @@ class ServingStack(Stack):
                 handler="mlops_runtime.handlers.deployer.handler",
                 description="Deploys approved model packages to their endpoints through the guardrails",
                 environment={
-                    "ENDPOINTS": self.to_json_string(self.specs),
-                    "IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
-                    "NOTIFICATION_TOPIC_ARN": self._topic_arn,
-                    "ENVIRONMENT_NAME": config.environment,
+                    **function_settings.deployer(config, self._resources()).to_env(),
                     "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Deployments",
                 },
                 timeout=DEPLOYER_TIMEOUT,
@@ -314,7 +226,7 @@ class ServingStack(Stack):
         config = self.config
         capture_bucket = bucket_name(config, "data-capture")
         written = [f"arn:{partition_of(config.region)}:s3:::{capture_bucket}/{prefix}/*"
-                   for prefix in ("capture", ASYNC_OUTPUT_PREFIX)]
+                   for prefix in (CAPTURE_PREFIX, ASYNC_OUTPUT_PREFIX)]
         statements = [
             iam.PolicyStatement(sid="WriteCaptureAndAsyncResults", actions=["s3:PutObject", "s3:AbortMultipartUpload"],
                                 resources=written),
@@ -389,25 +301,6 @@ class ServingStack(Stack):
         self.approval_dead_letters = dead_letters
 
     # --- autoscaling ----------------------------------------------------------------------
-    def scaling_specs(self, endpoints: tuple[EndpointConfig, ...]) -> dict[str, dict[str, Any]]:
-        """``SCALING`` of the scaler Lambda (``mlops_runtime.domain.autoscaling.ScalingSpec``)."""
-        specs = {}
-        for endpoint in endpoints:
-            variant = endpoint.variant
-            scaling = getattr(variant, "autoscaling", None)
-            if scaling is None:
-                continue
-            target_key = "target_backlog_per_instance" if variant.kind == "async" else "target_invocations_per_instance"
-            specs[self.endpoint_name(endpoint)] = {
-                "kind": variant.kind,
-                "min_instances": scaling.min_instances,
-                "max_instances": scaling.max_instances,
-                target_key: scaling.target_invocations_per_instance,
-                "scale_in_cooldown_s": scaling.scale_in_cooldown_s,
-                "scale_out_cooldown_s": scaling.scale_out_cooldown_s,
-            }
-        return specs
-
     def _scaling_statements(self, *, manage: bool) -> list[iam.PolicyStatement]:
         """Application Auto Scaling on SageMaker variants; it checks that the caller itself holds
         the SageMaker and CloudWatch permissions it will use on the caller's behalf."""
@@ -444,8 +337,8 @@ class ServingStack(Stack):
         )
 
     def _scaler(self, endpoints: tuple[EndpointConfig, ...]) -> PlatformFunction | None:
-        specs = self.scaling_specs(endpoints)
-        if not specs:
+        settings = function_settings.scaler(self.config)
+        if not settings.endpoints:
             return None
         config = self.config
         scaler = PlatformFunction(
@@ -454,8 +347,7 @@ class ServingStack(Stack):
                 function_name=f"{config.name_prefix}-endpoint-scaler",
                 handler="mlops_runtime.handlers.endpoint_scaler.handler",
                 description="Registers autoscaling of deployer-managed endpoints when they are InService",
-                environment={"SCALING": json.dumps(specs, sort_keys=True),
-                             "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Deployments"},
+                environment={**settings.to_env(), "POWERTOOLS_METRICS_NAMESPACE": "MlopsPlatform/Deployments"},
                 timeout=Duration.minutes(1),
                 reserved_concurrency=2,
             ),
@@ -490,7 +382,7 @@ class ServingStack(Stack):
             description="A deployer-managed endpoint reached InService: (re)register its autoscaling",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"], detail_type=["SageMaker Endpoint State Change"],
-                detail={"EndpointStatus": ["IN_SERVICE"], "EndpointName": sorted(specs)},
+                detail={"EndpointStatus": ["IN_SERVICE"], "EndpointName": sorted(settings.endpoints)},
             ),
             targets=[targets.LambdaFunction(scaler.function, retry_attempts=4,
                                             dead_letter_queue=scaler.dead_letter_queue)],

@@ -23,6 +23,7 @@ from ..compliance import (
     objects_under,
     partition_arn,
 )
+from .. import function_settings
 from ..config import PlatformConfig
 from ..config.models import TrackingBackend, TrainingPipelineConfig
 from ..constructs.model_promotion import (
@@ -113,7 +114,7 @@ class TrainingStack(Stack):
                 function_name=f"{config.name_prefix}-model-promotion",
                 handler="mlops_runtime.handlers.model_promotion.handler",
                 description=f"Registers packages approved in {source.name_prefix} here, pending approval",
-                environment=ModelPromotion.environment(source.account, groups),
+                environment=function_settings.promotion(config).to_env(),
                 timeout=Duration.seconds(30),
                 reserved_concurrency=2,
             ),

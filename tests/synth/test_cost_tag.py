@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from settings_support import deployed_settings
 
 from mlops_platform.config.loader import environment_names
 from mlops_platform.config.models import COST_ALLOCATION_TAG
@@ -25,22 +26,11 @@ def resources(synthesis, environment, stack, type_):
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
 
 
-def deployer_specs(synthesis, environment) -> list[dict]:
+def deployer_specs(synthesis, environment) -> tuple:
+    """The deployer's endpoint specs as it reads them at cold start (its settings model)."""
     (function,) = [f for f in resources(synthesis, environment, "Serving", "AWS::Lambda::Function").values()
                    if f["Properties"]["Handler"] == "mlops_runtime.handlers.deployer.handler"]
-    raw = function["Properties"]["Environment"]["Variables"]["ENDPOINTS"]
-    if isinstance(raw, dict):  # tokens (VPC ids) make it an Fn::Join
-        raw = "".join(p if isinstance(p, str) else '"TOKEN"' for p in raw["Fn::Join"][1]).replace('""TOKEN""', '"TOKEN"')
-    specs = json.loads(raw)
-    for spec in specs:
-        if "vpc" in spec:
-            spec["vpc"] = {"subnet_ids": ["subnet-0123456789abcdef0"], "security_group_ids": ["sg-0123456789abcdef0"]}
-        spec["execution_role_arn"] = "arn:aws:iam::123456789012:role/sm"
-        for key in ("kms_key_arn",):
-            spec.pop(key, None)
-        if "data_capture" in spec:
-            spec["data_capture"].pop("kms_key_arn", None)
-    return specs
+    return deployed_settings(function["Properties"]).endpoints
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -52,9 +42,9 @@ def test_the_budget_filters_on_the_cost_tag(synthesis, environment):
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_resources_the_deployer_creates_carry_the_cost_tag(synthesis, environment):
-    from mlops_runtime.domain.deployment import ApprovedPackage, PackageContainer, parse_endpoint_specs, plan_deployment
+    from mlops_runtime.domain.deployment import ApprovedPackage, PackageContainer, plan_deployment
 
-    specs = parse_endpoint_specs(deployer_specs(synthesis, environment))
+    specs = deployer_specs(synthesis, environment)
     assert specs
     for spec in specs:
         package = ApprovedPackage(

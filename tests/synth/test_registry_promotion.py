@@ -29,9 +29,9 @@ def promotion_function(synthesis) -> dict:
 
 
 def test_prod_registers_what_staging_approves(synthesis):
-    from mlops_runtime.domain.registry_promotion import parse_promotion
+    from settings_support import deployed_settings
 
-    setting = parse_promotion(promotion_function(synthesis)["Environment"]["Variables"]["PROMOTION"])
+    setting = deployed_settings(promotion_function(synthesis))
     assert setting.source_account == STAGING
     assert setting.groups == {f"mlops-staging-{GROUP}": f"mlops-prod-{GROUP}"}
     [rule] = [r["Properties"] for r in resources(synthesis, "prod", "Training", "AWS::Events::Rule").values()
@@ -81,7 +81,7 @@ def test_one_account_for_every_environment_needs_no_forwarding_nor_bus_policy():
         function=PlatformFunctionProps(function_name="p", handler="mlops_runtime.handlers.model_promotion.handler",
                                        description="d", key=kms.Key(stack, "Key"), log_retention_days=30,
                                        removal_policy=RemovalPolicy.DESTROY,
-                                       environment=ModelPromotion.environment(STAGING, groups)),
+                                       environment={}),
         source_account=STAGING, source_name_prefix="mlops-staging", groups=groups,
         source_artifacts_bucket=f"mlops-staging-artifacts-{STAGING}-eu-west-1", execution_role=role))
     template = Template.from_stack(stack)

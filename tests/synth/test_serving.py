@@ -6,6 +6,7 @@ import json
 
 import pytest
 from aws_cdk.assertions import Match
+from settings_support import deployed_settings
 
 from mlops_platform.config.loader import environment_names
 
@@ -26,10 +27,8 @@ def deployer(synthesis, environment) -> dict:
 
 
 def endpoint_specs(synthesis, environment) -> list[dict]:
-    raw = deployer(synthesis, environment)["Environment"]["Variables"]["ENDPOINTS"]
-    if isinstance(raw, dict):  # tokens (VPC ids) make it an Fn::Join
-        raw = "".join(p if isinstance(p, str) else '"TOKEN"' for p in raw["Fn::Join"][1]).replace('""TOKEN""', '"TOKEN"')
-    return json.loads(raw)
+    """The deployer's endpoint specs as it reads them (its settings model), unset fields left out."""
+    return [spec.to_dict() for spec in deployed_settings(deployer(synthesis, environment)).endpoints]
 
 
 def test_dev_endpoints_are_serverless_without_capture(synthesis):
@@ -69,15 +68,9 @@ def test_guardrails_follow_config(synthesis):
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
-def test_specs_parse_with_the_deployers_own_parser(synthesis, environment):
-    from mlops_runtime.domain.deployment import parse_endpoint_specs
-
-    specs = endpoint_specs(synthesis, environment)
-    for spec in specs:
-        if "vpc" in spec:
-            spec["vpc"] = {"subnet_ids": ["subnet-0123456789abcdef0"], "security_group_ids": ["sg-0123456789abcdef0"]}
+def test_the_deployer_gets_one_spec_per_configured_endpoint(synthesis, environment):
     expected = [f"mlops-{environment}-{e.name}" for e in synthesis.configs[environment].serving.endpoints]
-    assert [s.name for s in parse_endpoint_specs(specs)] == expected and expected
+    assert [spec["name"] for spec in endpoint_specs(synthesis, environment)] == expected and expected
 
 
 def test_rollback_alarms_per_variant(cdk_template, synthesis):
@@ -113,6 +106,19 @@ def test_approvals_reach_the_deployer_through_an_encrypted_queue(synthesis, cdk_
     template.has_resource_properties("AWS::Lambda::EventSourceMapping", {
         "BatchSize": 1, "FunctionResponseTypes": ["ReportBatchItemFailures"],
     })
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_queue_fed_function_reports_its_failed_records_only(synthesis, environment):
+    """The handlers answer SQS batches with ``batchItemFailures`` (Powertools BatchProcessor); without
+    ReportBatchItemFailures on the mapping, Lambda would ignore it and delete the failed records."""
+    mappings = {(stack, logical_id): resource["Properties"]
+                for stack, template in synthesis.templates[environment].items()
+                for logical_id, resource in template["Resources"].items()
+                if resource["Type"] == "AWS::Lambda::EventSourceMapping"}
+    assert any(stack == "Serving" for stack, _ in mappings)  # the deployer's approval queue
+    for where, mapping in mappings.items():
+        assert mapping.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], where
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -195,7 +201,7 @@ def test_custom_container_from_a_dockerfile(tmp_path):
     deployer_env = next(r["Properties"]["Environment"]["Variables"] for r in template["Resources"].values()
                         if r["Type"] == "AWS::Lambda::Function"
                         and r["Properties"]["Handler"] == "mlops_runtime.handlers.deployer.handler")
-    assert "image_uri" in json.dumps(deployer_env["ENDPOINTS"])
+    assert "image_uri" in json.dumps(deployer_env["MLOPS_SETTINGS"])
 
 
 def test_autoscaling_registered_when_endpoints_are_in_service(synthesis, cdk_template):
@@ -204,7 +210,7 @@ def test_autoscaling_registered_when_endpoints_are_in_service(synthesis, cdk_tem
     for environment, (low, high, target) in {"staging": (2, 4, 200), "prod": (2, 8, 300)}.items():
         (scaler,) = [f["Properties"] for f in resources(synthesis, environment, "AWS::Lambda::Function").values()
                      if f["Properties"]["Handler"] == "mlops_runtime.handlers.endpoint_scaler.handler"]
-        scaling = json.loads(scaler["Environment"]["Variables"]["SCALING"])
+        scaling = deployed_settings(scaler).model_dump(mode="json")["endpoints"]
         assert scaling == {f"mlops-{environment}-example-classifier": {
             "kind": "realtime", "min_instances": low, "max_instances": high,
             "target_invocations_per_instance": target, "scale_in_cooldown_s": 300, "scale_out_cooldown_s": 60}}

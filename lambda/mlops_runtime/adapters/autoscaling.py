@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from mlops_runtime.adapters.sagemaker_endpoints import AppliedCall, error_code, error_message
+from mlops_runtime.adapters.aws_errors import is_not_found
+from mlops_runtime.adapters.sagemaker_endpoints import AppliedCall
 from mlops_runtime.domain.autoscaling import (
     SCALABLE_DIMENSION,
     SERVICE_NAMESPACE,
@@ -47,18 +48,6 @@ class EndpointScaling(Protocol):
     def suspend_scaling(self, endpoint_name: str) -> list[str]:
         """Deregister every scalable target of the endpoint; the resource ids deregistered."""
         ...
-
-
-def is_not_found(error: BaseException) -> bool:
-    """The resource is already gone: SageMaker's ValidationException "Could not find ...",
-    Application Auto Scaling's ObjectNotFoundException / "No scalable target found", CloudWatch's
-    ResourceNotFound."""
-    code = error_code(error)
-    if code in {"ObjectNotFoundException", "ResourceNotFound", "ResourceNotFoundException"}:
-        return True
-    message = error_message(error).lower()
-    markers = ("could not find", "does not exist", "not found", "no scalable target", "no scaling policy")
-    return code == "ValidationException" and any(marker in message for marker in markers)
 
 
 class Boto3EndpointScaling:

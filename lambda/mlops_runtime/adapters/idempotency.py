@@ -12,7 +12,7 @@ redelivery-safe handler needs, and implements it as documented and tested upstre
   throttling) is retried by Lambda/EventBridge as if it had never run;
 - records expire through the table's TTL attribute.
 
-The table (``IDEMPOTENCY_TABLE``) has a string partition key ``id`` and a TTL attribute
+The table (the deployer's ``idempotency_table`` setting) has a string partition key ``id`` and a TTL attribute
 ``expiration`` (Powertools' defaults). Powertools and boto3 are imported when the wrapper is
 built, on the first invocation, not when this module is imported.
 """

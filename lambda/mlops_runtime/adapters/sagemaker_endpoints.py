@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mlops_runtime.adapters.aws_errors import error_code, error_message, is_already_exists, is_not_found
 from mlops_runtime.domain.deployment import (
     ENDPOINT_TAG,
     MANAGED_BY_TAG,
@@ -57,36 +58,6 @@ class SageMakerEndpoints(Protocol):
         ...
 
 
-def error_code(error: BaseException) -> str | None:
-    """The AWS error code of a botocore ``ClientError`` (``None`` for anything else)."""
-    response = getattr(error, "response", None)
-    if isinstance(response, Mapping):
-        return response.get("Error", {}).get("Code")
-    return None
-
-
-def error_message(error: BaseException) -> str:
-    response = getattr(error, "response", None)
-    if isinstance(response, Mapping):
-        return str(response.get("Error", {}).get("Message", ""))
-    return str(error)
-
-
-def _is_not_found(error: BaseException) -> bool:
-    # SageMaker answers Describe* of a missing resource with ValidationException "Could not find ...".
-    message = error_message(error).lower()
-    return error_code(error) in {"ValidationException", "ResourceNotFound"} and (
-        "could not find" in message or "does not exist" in message or "not found" in message
-    )
-
-
-def _is_already_exists(error: BaseException) -> bool:
-    message = error_message(error).lower()
-    return error_code(error) in {"ValidationException", "ResourceInUse"} and (
-        "already existing" in message or "already exists" in message
-    )
-
-
 class Boto3SageMakerEndpoints:
     """:class:`SageMakerEndpoints` over boto3's ``sagemaker`` client (standard retry mode)."""
 
@@ -112,7 +83,7 @@ class Boto3SageMakerEndpoints:
         try:
             endpoint = client.describe_endpoint(EndpointName=endpoint_name)
         except ClientError as error:
-            if _is_not_found(error):
+            if is_not_found(error):
                 return None
             raise
         config = client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
@@ -131,7 +102,7 @@ class Boto3SageMakerEndpoints:
         try:
             model = self.client.describe_model(ModelName=model_name)
         except ClientError as error:
-            if _is_not_found(error):  # deleted by hand: the variant still runs, its package is unknown
+            if is_not_found(error):  # deleted by hand: the variant still runs, its package is unknown
                 return None
             raise
         return model_package_arn_of(model, self._tags(model["ModelArn"]))
@@ -179,13 +150,13 @@ class Boto3SageMakerEndpoints:
             getattr(self.client, describe)(**{name_key: name})
             return AppliedCall(operation, name, "exists")
         except ClientError as error:
-            if not _is_not_found(error):
+            if not is_not_found(error):
                 raise
         create = "create_model" if operation == "CreateModel" else "create_endpoint_config"
         try:
             getattr(self.client, create)(**params)
         except ClientError as error:
-            if _is_already_exists(error):  # created concurrently by a duplicate delivery
+            if is_already_exists(error):  # created concurrently by a duplicate delivery
                 return AppliedCall(operation, name, "exists")
             raise
         return AppliedCall(operation, name, "created")
@@ -231,7 +202,7 @@ class Boto3SageMakerEndpoints:
             self.client.delete_endpoint(EndpointName=endpoint_name)
             deleted["endpoints"].append(endpoint_name)
         except ClientError as error:
-            if not _is_not_found(error):
+            if not is_not_found(error):
                 raise
         for key, lister, items, name_key, arn_key, deleter in (
             (
@@ -252,7 +223,7 @@ class Boto3SageMakerEndpoints:
                     getattr(self.client, deleter)(**{name_key: item[name_key]})
                     deleted[key].append(item[name_key])
                 except ClientError as error:
-                    if not _is_not_found(error):
+                    if not is_not_found(error):
                         raise
         return deleted
 

@@ -1,18 +1,18 @@
 """Autoscaling of the deployer's endpoints: scaling specs, endpoint state-change events, the pure planner.
 
-No boto3, no I/O (``SCALING`` is parsed with pydantic, ``domain.validation``). CloudFormation cannot own the scalable targets: the
-deployer creates the endpoints at approval time, after the stack deployed, and a scalable target
+No boto3, no I/O (the scaler's settings, ``settings.ScalerSettings``, hold a :data:`ScalingEntry`
+per endpoint). CloudFormation cannot own the scalable targets: the deployer creates the endpoints at approval time, after the stack deployed, and a scalable target
 needs its variant to exist. So the ``endpoint_scaler`` Lambda applies scaling each time an endpoint
 reaches ``InService`` ("SageMaker Endpoint State Change" event): it describes the endpoint, calls
 :func:`plan_scaling` and hands the :class:`ScalingPlan` (Application Auto Scaling and CloudWatch
 requests with their exact parameters) to ``adapters.autoscaling`` to apply.
 
-What a plan does for an endpoint listed in ``SCALING`` (endpoints not listed are left alone):
+What a plan does for an endpoint listed in the scaler's settings (endpoints not listed are left alone):
 
 - every live **production** variant (``champion`` and, when present, a live ``challenger``) is
   registered as a scalable target (``endpoint/<name>/variant/<variant>``,
   ``sagemaker:variant:DesiredInstanceCount``) with ``min_instances``/``max_instances``. **The
-  challenger gets the same bounds as the champion**: one ``SCALING`` entry per endpoint, and a
+  challenger gets the same bounds as the champion**: one scaling entry per endpoint, and a
   challenger that wins traffic (promotion by weight) must be able to carry it. A challenger started
   with fewer instances than ``min_instances`` is scaled out to ``min_instances`` (the plan notes it).
   Shadow variants are never registered (they answer no caller);
@@ -51,7 +51,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops_runtime.domain.deployment import MANAGED_BY_TAG, MANAGED_BY_VALUE
-from mlops_runtime.domain.validation import AWS, OURS, int_between, json_text, parse, parse_event
+from mlops_runtime.domain.validation import AWS, OURS, int_between, json_text, matching, parse_event
 
 REALTIME = "realtime"
 ASYNC = "async"
@@ -84,13 +84,14 @@ EVENT_DETAIL_TYPE = "SageMaker Endpoint State Change"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ENDPOINT_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:\d{12}:endpoint/(?P<name>[^/]+)$")
 _RESOURCE_ID_RE = re.compile(r"^endpoint/(?P<endpoint>[^/]+)/variant/(?P<variant>[^/]+)$")
+EndpointName = matching(_NAME_RE, "an endpoint name (1-63 letters, digits and hyphens)")
 
 
 # --- errors -------------------------------------------------------------------------------------
 
 
 class InvalidScalingSpec(ValueError):
-    """A ``SCALING`` entry breaks a rule; ``field`` is its dotted path, ``reason`` says why."""
+    """A scaling entry breaks a rule; ``field`` is its dotted path, ``reason`` says why."""
 
     def __init__(self, field: str, reason: str) -> None:
         self.field = field
@@ -112,7 +113,7 @@ Target = int_between(1, 1_000_000)
 
 @pydantic_dataclass(frozen=True, config=OURS)
 class _Entry:
-    """The bounds and cooldowns of a ``SCALING`` entry, whatever its kind."""
+    """The bounds and cooldowns of a scaling entry, whatever its kind."""
 
     min_instances: Count
     max_instances: int_between(1, MAX_INSTANCES)
@@ -158,12 +159,13 @@ class _AsyncEntry(_Entry):
         return self.target_backlog_per_instance
 
 
-_ScalingEntry = Annotated[_RealtimeEntry | _AsyncEntry, Field(discriminator="kind")]
+# One endpoint's entry of the scaler's settings (``settings.ScalerSettings``), tagged by ``kind``.
+ScalingEntry = Annotated[_RealtimeEntry | _AsyncEntry, Field(discriminator="kind")]
 
 
 @dataclass(frozen=True)
 class ScalingSpec:
-    """How one endpoint scales (an entry of ``SCALING``, keyed by the full endpoint name).
+    """How one endpoint scales (an entry of the scaler's settings, keyed by the full endpoint name).
 
     ``target`` is ``target_invocations_per_instance`` (realtime: invocations per minute per instance)
     or ``target_backlog_per_instance`` (async: queued requests per instance).
@@ -182,21 +184,10 @@ class ScalingSpec:
         return self.kind == ASYNC and self.min_instances == 0
 
     @classmethod
-    def from_dict(cls, endpoint_name: str, data: object, where: str = "") -> ScalingSpec:
-        """Strict: unknown keys, missing keys, wrong types (a JSON ``true`` is not a count) are errors."""
-        try:
-            entry = parse(_ScalingEntry, data, InvalidScalingSpec, where)
-        except InvalidScalingSpec as error:
-            raise _with_hint(error) from None
-        return cls(
-            endpoint_name,
-            entry.kind,
-            entry.min_instances,
-            entry.max_instances,
-            entry.target,
-            entry.scale_in_cooldown_s,
-            entry.scale_out_cooldown_s,
-        )
+    def of(cls, endpoint_name: str, entry: _RealtimeEntry | _AsyncEntry) -> ScalingSpec:
+        """The spec of a validated :data:`ScalingEntry`."""
+        return cls(endpoint_name, entry.kind, entry.min_instances, entry.max_instances, entry.target,
+                   entry.scale_in_cooldown_s, entry.scale_out_cooldown_s)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -207,36 +198,6 @@ class ScalingSpec:
             "scale_in_cooldown_s": self.scale_in_cooldown_s,
             "scale_out_cooldown_s": self.scale_out_cooldown_s,
         }
-
-
-def _with_hint(error: InvalidScalingSpec) -> InvalidScalingSpec:
-    """The error, saying which kind a misplaced target belongs to, or why serverless is missing."""
-    field = error.field.rsplit(".", 1)[-1]
-    kind = next((kind for kind, target in _TARGET_FIELD.items() if target == field), None)
-    if kind and error.reason.startswith("unknown field"):
-        return InvalidScalingSpec(error.field, f"{error.reason} ({field} is for {kind} endpoints)")
-    if field == "kind":
-        return InvalidScalingSpec(error.field, f"{error.reason} (serverless endpoints are not listed)")
-    return error
-
-
-def parse_scaling_specs(data: object, where: str = "SCALING") -> dict[str, ScalingSpec]:
-    """``SCALING`` (a JSON object keyed by endpoint name) -> specs; errors name the dotted path."""
-    if not isinstance(data, Mapping):
-        raise InvalidScalingSpec(
-            where, f"expected an object keyed by endpoint name, got {type(data).__name__}"
-        )
-    specs: dict[str, ScalingSpec] = {}
-    lowered: dict[str, str] = {}
-    for name, entry in data.items():
-        path = f"{where}.{name}"
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise InvalidScalingSpec(path, "the key must be an endpoint name (1-63 letters, digits, hyphens)")
-        if name.lower() in lowered:  # SageMaker endpoint names are unique regardless of case
-            raise InvalidScalingSpec(path, f"same endpoint as {lowered[name.lower()]} (names ignore case)")
-        lowered[name.lower()] = name
-        specs[name] = ScalingSpec.from_dict(name, entry, path)
-    return specs
 
 
 def spec_for(specs: Mapping[str, ScalingSpec], endpoint_name: str) -> ScalingSpec | None:
@@ -539,7 +500,7 @@ class ScalingPlan:
     """What to do with one endpoint's autoscaling.
 
     ``action``: ``apply`` (make the calls), ``skip`` (nothing now; the reason says why, a later
-    ``IN_SERVICE`` event applies it) or ``ignore`` (the endpoint is not in ``SCALING``).
+    ``IN_SERVICE`` event applies it) or ``ignore`` (the endpoint is not in the scaler's settings).
     Order of the calls: ``deregister`` (policies, then target), ``targets`` (register, policies,
     alarm), ``delete_policies``, ``delete_alarms``.
     """
@@ -631,13 +592,13 @@ def plan_scaling(
 ) -> ScalingPlan:
     """The scaling plan for one endpoint.
 
-    ``endpoint``: the described endpoint (``None``: it does not exist); ``spec``: its ``SCALING``
-    entry (``None``: not listed); ``registered``: the endpoint's current scalable targets (resource
+    ``endpoint``: the described endpoint (``None``: it does not exist); ``spec``: its scaling spec
+    (``None``: not listed); ``registered``: the endpoint's current scalable targets (resource
     id -> names of the policies attached), other endpoints' targets are ignored.
     """
     name = endpoint.name if endpoint is not None else (spec.endpoint_name if spec else endpoint_name or "")
     if spec is None:
-        return ScalingPlan(name, IGNORE, "the endpoint is not in SCALING (e.g. serverless): not scaled")
+        return ScalingPlan(name, IGNORE, "the endpoint is not in the scaler's settings (e.g. serverless): not scaled")
     if endpoint is None:
         return ScalingPlan(name, SKIP, "the endpoint does not exist (deleted since the event?)")
     if not endpoint.managed:
@@ -651,7 +612,7 @@ def plan_scaling(
         )
     if endpoint.kind != spec.kind:
         return ScalingPlan(
-            name, SKIP, f"SCALING says {spec.kind} but the endpoint is {endpoint.kind}: fix SCALING"
+            name, SKIP, f"SCALING says {spec.kind} but the endpoint is {endpoint.kind}: fix the scaler's settings"
         )
 
     own = _own_targets(name, registered)

@@ -97,10 +97,8 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-/]+$")
 _KMS_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/[a-zA-Z0-9/_\-]+$")
 _SNS_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[a-zA-Z0-9_.\-]{1,256}$")
-_ECR_IMAGE_RE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+([:@][A-Za-z0-9._:-]+)?$")
+ECR_IMAGE_RE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+([:@][A-Za-z0-9._:-]+)?$")
 _S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/\S*)?$")
-_SUBNET_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-_SECURITY_GROUP_RE = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _CONTENT_TYPE_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*/[a-zA-Z0-9](-*[a-zA-Z0-9.])*$")
 _PACKAGE_ARN_RE = re.compile(
     r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:model-package/"
@@ -151,6 +149,10 @@ SnsTopicArn = matching(_SNS_ARN_RE, "an SNS topic ARN")
 KmsKeyArn = matching(_KMS_ARN_RE, "a KMS key or alias ARN")
 ContentType = matching(_CONTENT_TYPE_RE, "a MIME type such as application/json")
 AlarmName = Annotated[str, Field(min_length=1, max_length=255)]
+# Ids of resources the stacks create (subnets, security groups, image assets): CloudFormation tokens
+# while the stack builds the deployer's settings, so only "non-empty" is checked; the values that
+# come from the config are checked by it (``ContainerConfig.image_uri`` against :data:`ECR_IMAGE_RE`).
+ResourceId = Annotated[str, Field(min_length=1)]
 Timeout = int_between(60, 3600)
 
 
@@ -295,10 +297,8 @@ class DataCaptureSpec:
 
 @_spec
 class VpcSpec:
-    subnet_ids: count_between(matching(_SUBNET_RE, "a subnet id (subnet-...)"), 1, 16, "subnets")
-    security_group_ids: count_between(
-        matching(_SECURITY_GROUP_RE, "a security group id (sg-...)"), 1, 5, "security groups"
-    )
+    subnet_ids: count_between(ResourceId, 1, 16, "subnets")
+    security_group_ids: count_between(ResourceId, 1, 5, "security groups")
 
 
 @_spec
@@ -343,7 +343,8 @@ class GuardrailSpec:
 
 @_spec
 class EndpointSpec:
-    """One endpoint the deployer owns, fed by one model package group (``ENDPOINTS`` holds a list)."""
+    """One endpoint the deployer owns, fed by one model package group (``settings.DeployerSettings``
+    holds the list)."""
 
     name: Name
     model_package_group: Name
@@ -357,10 +358,9 @@ class EndpointSpec:
     guardrails: GuardrailSpec = field(default_factory=GuardrailSpec)
     tags: dict[str, Any] = field(default_factory=dict)
     # Serve with this image instead of the package's (custom serving stacks, e.g. graph neural
-    # networks); the package still provides the model artifacts and environment.
-    image_uri: matching(
-        _ECR_IMAGE_RE, "an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repo>[:tag|@digest])"
-    ) | None = None
+    # networks); the package still provides the model artifacts and environment. An ECR URI
+    # (ECR_IMAGE_RE, checked by the config) or an image asset's (a token at synthesis).
+    image_uri: ResourceId | None = None
 
     def __post_init__(self) -> None:
         weight = self.challenger_initial_weight
@@ -466,16 +466,6 @@ class EndpointSpec:
                     "tag values are strings of at most 256 letters, digits, spaces and _.:/=+-@",
                 )
 
-
-def parse_endpoint_specs(data: object, where: str = "ENDPOINTS") -> tuple[EndpointSpec, ...]:
-    """The ``ENDPOINTS`` list (already JSON-decoded); endpoint names must be unique."""
-    specs = parse(list[EndpointSpec], data, InvalidEndpointSpec, where)
-    seen: set[str] = set()
-    for index, spec in enumerate(specs):
-        if spec.name in seen:
-            raise InvalidEndpointSpec(f"{where}[{index}].name", f"endpoint {spec.name!r} is listed twice")
-        seen.add(spec.name)
-    return tuple(specs)
 
 def specs_for_group(specs: Iterable[EndpointSpec], group: str) -> tuple[EndpointSpec, ...]:
     """The specs fed by ``group`` (SageMaker lower-cases group names in ARNs: compare case-insensitively)."""

@@ -3,9 +3,10 @@
 Standard library and the shared validation only (no boto3, no I/O); ``handlers.model_promotion``
 does the calls.
 
-- ``PROMOTION`` (JSON) names the source account and maps each source model package group
-  (``<staging prefix>-<group>``, in the source account) to the target group of this environment
-  (``<prod prefix>-<group>``); an approval event from another account is not promoted.
+- The function's settings (``settings.PromotionSettings``: :data:`AccountId`, :data:`GroupName`)
+  name the source account and map each source model package group (``<staging prefix>-<group>``,
+  in the source account) to the target group of this environment (``<prod prefix>-<group>``); an
+  approval event from another account is not promoted.
 - :func:`promotion_request` is the ``CreateModelPackage`` request of the target package: the source
   package's inference specification (the same image and the same ``ModelDataUrl``: the artifacts
   stay in the source account's bucket, readable by this account), its model metrics (evaluation
@@ -23,10 +24,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic.dataclasses import dataclass as pydantic_dataclass
-
 from mlops_runtime.domain.monitoring_window import PIPELINE_NAME
-from mlops_runtime.domain.validation import OURS, json_object, matching, parse
+from mlops_runtime.domain.validation import matching
 
 PENDING = "PendingManualApproval"
 PROMOTED_FROM = "promoted-from"
@@ -37,26 +36,7 @@ MAX_METADATA = 50  # CustomerMetadataProperties entries
 CLIENT_TOKEN_LENGTH = 36  # CreateModelPackage.ClientToken: [a-zA-Z0-9-]{1,36}
 
 GroupName = matching(PIPELINE_NAME, "a model package group name")
-ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
-
-
-class PromotionConfigError(ValueError):
-    """``PROMOTION`` is unusable; the message says what and where."""
-
-
-@pydantic_dataclass(frozen=True, config=OURS)
-class PromotionConfig:
-    source_account: matching(ACCOUNT_ID, "a 12-digit account id")  # approvals from elsewhere are refused
-    groups: dict[GroupName, GroupName]  # source group name -> this environment's group name
-
-
-def parse_promotion(raw: str | None) -> PromotionConfig:
-    """``PROMOTION`` (JSON text): ``{"source_account", "groups": {source group: target group}}``."""
-    return parse(PromotionConfig, json_object(raw, "PROMOTION", "setting", PromotionConfigError), _error, "PROMOTION")
-
-
-def _error(field: str, reason: str) -> PromotionConfigError:
-    return PromotionConfigError(f"{field}: {reason}")
+AccountId = matching(re.compile(r"^[0-9]{12}$"), "a 12-digit account id")
 
 
 def client_token(source_arn: str) -> str:

@@ -80,7 +80,7 @@ def parse(
 ) -> T:
     """Decoded JSON ``data`` validated as ``target``; ``error(field, reason)`` if it is not valid.
 
-    ``where`` prefixes the field path (e.g. ``ENDPOINTS[0]``).
+    ``where`` prefixes the field path (e.g. ``endpoints[0]``).
     """
     try:
         text = json.dumps(data)

@@ -10,15 +10,11 @@ batch of ``Records`` whose bodies are the events; answered with ``batchItemFailu
   the endpoint's sole champion at 100 % and the retired variant is removed
   (``domain.deployment.plan_promotion``).
 
-Environment:
-
-- ``ENDPOINTS``: JSON list of endpoint specs (``EndpointSpec.from_dict``); packages of groups not
-  listed are ignored;
-- ``IDEMPOTENCY_TABLE``: DynamoDB table (partition key ``id``, TTL ``expiration``) recording each
-  event id, so a redelivered event deploys once;
-- ``NOTIFICATION_TOPIC_ARN``: SNS topic told about every deployment that cannot be planned or
-  fails (endpoint, package, reason);
-- ``ENVIRONMENT_NAME``: dev, staging, prod (messages and the metric dimension).
+Settings: ``settings.DeployerSettings`` (``MLOPS_SETTINGS``, validated at cold start): the endpoint
+specs (``domain.deployment.EndpointSpec``; packages of groups not listed are ignored), the DynamoDB
+table recording each event id (a redelivered event deploys once), the SNS topic told about every
+deployment that cannot be planned or fails (endpoint, package, reason), and the environment's name
+(messages and the metric dimension).
 
 Per endpoint: read the package and the endpoint's state, plan (``domain.deployment.plan_deployment``),
 apply. Retryable failures (the endpoint is Creating/Updating, throttling) are reported and then
@@ -37,51 +33,55 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mlops_runtime.adapters.sagemaker_endpoints import (
-    Boto3SageMakerEndpoints,
-    SageMakerEndpoints,
-    error_code,
-    error_message,
-)
+
+from mlops_runtime.adapters.aws_errors import error_code, error_text, is_retryable
+from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints, SageMakerEndpoints
+from mlops_runtime.adapters.sqs_batches import process_batch, sqs_batch_processor
+from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.domain.deployment import (
     ApprovalEvent,
     CannotPlan,
     DeploymentPlan,
     EndpointSpec,
     EndpointState,
-    InvalidEndpointSpec,
     InvalidEvent,
     failure_notification,
-    parse_endpoint_specs,
     plan_deployment,
     plan_promotion,
     specs_for_group,
 )
 from mlops_runtime.domain.promotion import InvalidPromotion, Promotion, is_promotion_event
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import DeployerSettings
 
-ENDPOINTS_ENV_VAR = "ENDPOINTS"
-TABLE_ENV_VAR = "IDEMPOTENCY_TABLE"
-TOPIC_ENV_VAR = "NOTIFICATION_TOPIC_ARN"
-ENVIRONMENT_ENV_VAR = "ENVIRONMENT_NAME"
-
-# Left after botocore's own retries (standard mode): worth another invocation later.
-RETRYABLE_ERROR_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "ServiceUnavailable", "InternalFailure", "InternalServerError"}
-)
-
+SETTINGS_MODEL = DeployerSettings  # what the stack passes in MLOPS_SETTINGS
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
 
 # Built on first use and kept for the life of the execution environment.
-_tracer: Tracer | None = None
-_traced: Any | None = None
-_specs: tuple[EndpointSpec, ...] | None = None
-_endpoints: SageMakerEndpoints | None = None
-_sns: Any | None = None
-_deploy_once: Any | None = None
+settings = Lazy(SETTINGS_MODEL.from_env)
+sagemaker_endpoints: Lazy[SageMakerEndpoints] = Lazy(Boto3SageMakerEndpoints)
+sns = Lazy(lambda: _client("sns"))
+processor = Lazy(sqs_batch_processor)
+
+
+def _client(service: str) -> Any:
+    import boto3
+
+    return boto3.client(service)
+
+
+def _deploy_once() -> Any:
+    """:func:`deploy_event` wrapped to run once per event id (the settings' idempotency table)."""
+    from mlops_runtime.adapters.idempotency import once_per_event
+
+    return once_per_event(deploy_event, table_name=settings().idempotency_table)
+
+
+deploy_once = Lazy(_deploy_once)
 
 
 class RetryLater(Exception):
@@ -89,27 +89,7 @@ class RetryLater(Exception):
 
 
 def endpoint_specs() -> tuple[EndpointSpec, ...]:
-    """The specs from ``ENDPOINTS``, parsed once; a missing or invalid value is a deployment error."""
-    global _specs
-    if _specs is None:
-        raw = os.environ.get(ENDPOINTS_ENV_VAR)
-        if not raw:
-            raise RuntimeError(f"environment variable {ENDPOINTS_ENV_VAR} is not set")
-        try:
-            _specs = parse_endpoint_specs(json.loads(raw))
-        except (json.JSONDecodeError, InvalidEndpointSpec) as error:
-            raise RuntimeError(
-                f"{ENDPOINTS_ENV_VAR} is not a valid list of endpoint specs: {error}"
-            ) from error
-    return _specs
-
-
-def sagemaker_endpoints() -> SageMakerEndpoints:
-    """The SageMaker adapter; its boto3 client is created on the first call."""
-    global _endpoints
-    if _endpoints is None:
-        _endpoints = Boto3SageMakerEndpoints()
-    return _endpoints
+    return settings().endpoints
 
 
 def suspend_endpoint_scaling(endpoint_name: str) -> None:
@@ -119,60 +99,28 @@ def suspend_endpoint_scaling(endpoint_name: str) -> None:
     suspend_scaling(endpoint_name)
 
 
-def environment_name() -> str:
-    return os.environ.get(ENVIRONMENT_ENV_VAR, "unknown")
-
-
-def deploy_once() -> Any:
-    """:func:`deploy_event` wrapped to run once per event id (DynamoDB table ``IDEMPOTENCY_TABLE``)."""
-    global _deploy_once
-    if _deploy_once is None:
-        table = os.environ.get(TABLE_ENV_VAR)
-        if not table:
-            raise RuntimeError(f"environment variable {TABLE_ENV_VAR} is not set")
-        from mlops_runtime.adapters.idempotency import once_per_event
-
-        _deploy_once = once_per_event(deploy_event, table_name=table)
-    return _deploy_once
-
-
 def _ignored(reason: str, **fields: Any) -> dict[str, Any]:
     logger.info("Ignored event", extra={"reason": reason, **fields})
     metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
     return {"status": "ignored", "reason": reason}
 
 
-def tracer() -> Tracer:
-    """The X-Ray tracer, created on the first invocation rather than at import.
-
-    Creating a Tracer imports the X-Ray SDK and patches botocore (about 250 ms here, as much as
-    ``import boto3``), whether or not tracing is enabled; the deployer's first invocation pays it
-    instead of the module import (benchmarks/bench_deployer.py measures both). Only botocore is
-    patched: ``patch_all()`` would import and patch every library installed next to the function
-    (in a dev virtualenv that includes sqlalchemy, +0.6 s). Boto3 clients are created after this,
-    so their calls are traced.
-    """
-    global _tracer
-    if _tracer is None:
-        _tracer = Tracer(patch_modules=("botocore",))
-    return _tracer
-
-
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _traced
-    if _traced is None:
-        _traced = tracer().capture_lambda_handler(_handler, capture_response=False)
     return _traced(event, context)
 
 
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    metrics.add_dimension(name="environment", value=environment_name())
+    metrics.add_dimension(name="environment", value=settings().environment)
     specs = endpoint_specs()
     if isinstance(event, dict) and isinstance(event.get("Records"), list):
-        return _handle_sqs_batch(event["Records"], context, specs)
+        return _handle_sqs_batch(event, context, specs)
     return _handle_event(event, context, specs)
+
+
+# X-Ray set up on the first invocation (its SDK import costs as much as ``import boto3``).
+_traced = LazilyTraced(_handler)
 
 
 def _handle_event(event: Any, context: Any, specs: tuple[EndpointSpec, ...]) -> dict[str, Any]:
@@ -202,27 +150,27 @@ def _handle_event(event: Any, context: Any, specs: tuple[EndpointSpec, ...]) -> 
     return deploy_once()(event, context)
 
 
-def _handle_sqs_batch(records: list[Any], context: Any, specs: tuple[EndpointSpec, ...]) -> dict[str, Any]:
+def _handle_sqs_batch(event: dict[str, Any], context: Any, specs: tuple[EndpointSpec, ...]) -> dict[str, Any]:
     """EventBridge events delivered through SQS (ReportBatchItemFailures): failed ones stay on the queue.
 
     With the rule targeting a queue, a busy endpoint is retried every visibility timeout for as
     long as ``maxReceiveCount`` allows (hours), instead of Lambda's two asynchronous retries within
     about three minutes, shorter than an endpoint update.
     """
-    failures = []
-    for record in records:
-        message_id = record.get("messageId") if isinstance(record, dict) else None
+
+    def record_handler(record: Any) -> None:  # raising leaves the record on the queue
         try:
-            event = json.loads(record["body"])
-        except (KeyError, TypeError, ValueError):
-            logger.error("Dropped an unreadable SQS record", extra={"message_id": message_id})
-            continue  # retrying cannot make it readable
+            body = json.loads(record.body)
+        except (TypeError, ValueError):
+            logger.error("Dropped an unreadable SQS record", extra={"message_id": record.message_id})
+            return  # retrying cannot make it readable
         try:
-            _handle_event(event, context, specs)
+            _handle_event(body, context, specs)
         except Exception:
-            logger.exception("Event left on the queue for a retry", extra={"message_id": message_id})
-            failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}
+            logger.exception("Event left on the queue for a retry", extra={"message_id": record.message_id})
+            raise
+
+    return process_batch(event, record_handler, processor(), context)
 
 
 def deploy_event(event: dict[str, Any]) -> dict[str, Any]:
@@ -245,9 +193,9 @@ def deploy_event(event: dict[str, Any]) -> dict[str, Any]:
             _failed(None, approval.event_id, approval.model_package_arn,
                     f"DescribeModelPackage failed: {error!r}", retryable=False)
             raise
-        reason = f"DescribeModelPackage failed: {_describe_error(error)}"
-        result = _failed(None, approval.event_id, approval.model_package_arn, reason, retryable=_retryable(error))
-        if _retryable(error):
+        reason = f"DescribeModelPackage failed: {error_text(error)}"
+        result = _failed(None, approval.event_id, approval.model_package_arn, reason, retryable=is_retryable(error))
+        if is_retryable(error):
             raise RetryLater(reason) from error
         return _done(approval, [result])
     if package.approval_status != "Approved":
@@ -283,9 +231,9 @@ def promote_event(event: dict[str, Any]) -> dict[str, Any]:
     except Exception as error:
         if error_code(error) is None:  # a bug, not an AWS answer
             raise
-        reason = f"DescribeModelPackage failed: {_describe_error(error)}"
-        result = _failed(spec.name, event_id, kept, reason, retryable=_retryable(error))
-        if _retryable(error):
+        reason = f"DescribeModelPackage failed: {error_text(error)}"
+        result = _failed(spec.name, event_id, kept, reason, retryable=is_retryable(error))
+        if is_retryable(error):
             raise RetryLater(reason) from error
         return {**done, "results": [result]}
     result = _plan_and_apply(
@@ -322,7 +270,7 @@ def _plan_and_apply(
         if error_code(error) is None:  # a bug, not an AWS answer: report and fail loudly
             _failed(spec.name, event_id, package_arn, f"unexpected error: {error!r}", retryable=False)
             raise
-        return _failed(spec.name, event_id, package_arn, _describe_error(error), retryable=_retryable(error))
+        return _failed(spec.name, event_id, package_arn, error_text(error), retryable=is_retryable(error))
     metrics.add_metric(name="DeploymentsApplied", unit=MetricUnit.Count, value=1)
     logger.info(
         "Deployment started",
@@ -354,7 +302,7 @@ def _failed(endpoint: str | None, event_id: str, model_package_arn: str, reason:
         name="DeploymentRetries" if retryable else "DeploymentFailures", unit=MetricUnit.Count, value=1
     )
     subject, message = failure_notification(
-        environment=environment_name(),
+        environment=settings().environment,
         endpoint_name=endpoint,
         model_package_arn=model_package_arn,
         reason=reason,
@@ -366,18 +314,13 @@ def _failed(endpoint: str | None, event_id: str, model_package_arn: str, reason:
 
 
 def _notify(subject: str, message: str) -> None:
-    """Publish to ``NOTIFICATION_TOPIC_ARN``; a failed publish is logged, never raised over the real error."""
-    global _sns
-    topic = os.environ.get(TOPIC_ENV_VAR)
+    """Publish to the settings' topic; a failed publish is logged, never raised over the real error."""
+    topic = settings().notification_topic_arn
     if not topic:
         logger.warning("No notification topic configured", extra={"subject": subject})
         return
     try:
-        if _sns is None:
-            import boto3
-
-            _sns = boto3.client("sns")
-        _sns.publish(TopicArn=topic, Subject=subject, Message=message)
+        sns().publish(TopicArn=topic, Subject=subject, Message=message)
     except Exception:
         logger.exception("Could not publish the notification", extra={"subject": subject})
 
@@ -394,15 +337,6 @@ def _loggable(value: Any) -> Any:
     if isinstance(value, list):
         return [_loggable(item) for item in value]
     return value
-
-
-def _retryable(error: BaseException) -> bool:
-    return error_code(error) in RETRYABLE_ERROR_CODES
-
-
-def _describe_error(error: BaseException) -> str:
-    code = error_code(error)
-    return f"{code}: {error_message(error)}" if code else repr(error)
 
 
 def _done(approval: ApprovalEvent, results: list[dict[str, Any]]) -> dict[str, Any]:

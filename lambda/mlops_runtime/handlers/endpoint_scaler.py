@@ -2,16 +2,16 @@
 
 Event: "SageMaker Endpoint State Change" from EventBridge (rule: source ``aws.sagemaker``,
 detail-type ``SageMaker Endpoint State Change``, ``detail.EndpointStatus`` ``IN_SERVICE``, optionally
-``detail.EndpointName`` in the endpoints of ``SCALING``), invoked directly (asynchronously) or through
-an SQS queue (``Records`` whose bodies are the events; answered with ``batchItemFailures``). Other
-statuses, malformed events and endpoints not in ``SCALING`` are ignored with a log line.
+``detail.EndpointName`` in the endpoints of its settings), invoked directly (asynchronously) or
+through an SQS queue (``Records`` whose bodies are the events; answered with ``batchItemFailures``,
+Powertools ``BatchProcessor``). Other statuses, malformed events and endpoints not in its settings
+are ignored with a log line.
 
-Environment:
-
-- ``SCALING``: JSON object keyed by full endpoint name, ``{"kind": "realtime"|"async",
-  "min_instances", "max_instances", "target_invocations_per_instance"`` (realtime) |
-  ``"target_backlog_per_instance"`` (async), ``"scale_in_cooldown_s", "scale_out_cooldown_s"}``
-  (``domain.autoscaling.ScalingSpec``); an invalid value is a deployment error (every invocation fails).
+Settings: ``settings.ScalerSettings`` (``MLOPS_SETTINGS``, validated at cold start): per full
+endpoint name, ``{"kind": "realtime"|"async", "min_instances", "max_instances",
+"target_invocations_per_instance"`` (realtime) | ``"target_backlog_per_instance"`` (async),
+``"scale_in_cooldown_s", "scale_out_cooldown_s"}`` (``domain.autoscaling.ScalingEntry``); an invalid
+value is a deployment error (every invocation fails), and the config loader refuses it first.
 
 Per event: describe the endpoint (DescribeEndpoint, DescribeEndpointConfig, ListTags) and its
 registered targets, plan (``domain.autoscaling.plan_scaling``: pure), apply (register targets, put
@@ -31,98 +31,61 @@ Returns ``{"status": "ignored"|"skipped"|"applied", "endpoint", "reason", ...}``
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
 from mlops_runtime.adapters.autoscaling import Boto3EndpointScaling, EndpointScaling
-from mlops_runtime.adapters.sagemaker_endpoints import error_code, error_message
+from mlops_runtime.adapters.aws_errors import error_text
+from mlops_runtime.adapters.sqs_batches import process_batch, sqs_batch_processor
+from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.domain.autoscaling import (
     APPLY,
     IGNORE,
     EndpointStateChange,
     InvalidEvent,
-    InvalidScalingSpec,
     ScalingSpec,
-    parse_scaling_specs,
     plan_scaling,
-    spec_for,
 )
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import ScalerSettings
 
-SCALING_ENV_VAR = "SCALING"
-
+SETTINGS_MODEL = ScalerSettings  # what the stack passes in MLOPS_SETTINGS
 logger = Logger()
 
 # Built on first use and kept for the life of the execution environment.
-_tracer: Tracer | None = None
-_traced: Any | None = None
-_specs: dict[str, ScalingSpec] | None = None
-_scaling: EndpointScaling | None = None
-
-
-def scaling_specs() -> dict[str, ScalingSpec]:
-    """The specs from ``SCALING``, parsed once; a missing or invalid value is a deployment error."""
-    global _specs
-    if _specs is None:
-        raw = os.environ.get(SCALING_ENV_VAR)
-        if raw is None:
-            raise RuntimeError(f"environment variable {SCALING_ENV_VAR} is not set")
-        try:
-            _specs = parse_scaling_specs(json.loads(raw))
-        except (json.JSONDecodeError, InvalidScalingSpec) as error:
-            raise RuntimeError(f"{SCALING_ENV_VAR} is not a valid scaling configuration: {error}") from error
-    return _specs
-
-
-def endpoint_scaling() -> EndpointScaling:
-    """The adapter; its boto3 clients are created on first use."""
-    global _scaling
-    if _scaling is None:
-        _scaling = Boto3EndpointScaling()
-    return _scaling
-
-
-def tracer() -> Tracer:
-    """The X-Ray tracer, created on the first invocation (see ``handlers.deployer.tracer``)."""
-    global _tracer
-    if _tracer is None:
-        _tracer = Tracer(patch_modules=("botocore",))
-    return _tracer
+settings = Lazy(SETTINGS_MODEL.from_env)
+endpoint_scaling: Lazy[EndpointScaling] = Lazy(Boto3EndpointScaling)
+processor = Lazy(sqs_batch_processor)
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    global _traced
-    if _traced is None:
-        _traced = tracer().capture_lambda_handler(_handler, capture_response=False)
     return _traced(event, context)
 
 
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    specs = scaling_specs()
+    specs = settings()  # validated before any record: invalid settings fail the invocation, not each record
     if isinstance(event, dict) and isinstance(event.get("Records"), list):
-        return _handle_sqs_batch(event["Records"], specs)
+        return process_batch(event, _record_handler, processor(), context)
     return handle_event(event, specs, endpoint_scaling())
 
 
-def _handle_sqs_batch(records: list[Any], specs: dict[str, ScalingSpec]) -> dict[str, Any]:
-    failures = []
-    for record in records:
-        message_id = record.get("messageId") if isinstance(record, dict) else None
-        try:
-            event = json.loads(record["body"])
-        except (KeyError, TypeError, ValueError):
-            logger.error("Dropped an unreadable SQS record", extra={"message_id": message_id})
-            continue  # retrying cannot make it readable
-        try:
-            handle_event(event, specs, endpoint_scaling())
-        except Exception:
-            failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}
+# X-Ray set up on the first invocation (its SDK import costs as much as ``import boto3``).
+_traced = LazilyTraced(_handler)
 
 
-def handle_event(event: Any, specs: dict[str, ScalingSpec], scaling: EndpointScaling) -> dict[str, Any]:
+def _record_handler(record: Any) -> None:
+    """One SQS record (Powertools ``SQSRecord``); raising leaves it on the queue."""
+    try:
+        event = json.loads(record.body)
+    except (TypeError, ValueError):
+        logger.error("Dropped an unreadable SQS record", extra={"message_id": record.message_id})
+        return  # retrying cannot make it readable
+    handle_event(event, settings(), endpoint_scaling())
+
+
+def handle_event(event: Any, specs: ScalerSettings, scaling: EndpointScaling) -> dict[str, Any]:
     """One EventBridge event: ignore it, or scale the endpoint it names."""
     try:
         change = EndpointStateChange.from_eventbridge(event)
@@ -134,9 +97,9 @@ def handle_event(event: Any, specs: dict[str, ScalingSpec], scaling: EndpointSca
         reason = f"endpoint is {change.status}, not InService"
         logger.info("Ignored event", extra={**fields, "reason": reason})
         return {"status": "ignored", "endpoint": change.endpoint_name, "reason": reason}
-    spec = spec_for(specs, change.endpoint_name)
+    spec = specs.spec_for(change.endpoint_name)
     if spec is None:
-        reason = "the endpoint is not in SCALING: not scaled"
+        reason = "the endpoint is not in the scaler's settings: not scaled"
         logger.info("Ignored event", extra={**fields, "reason": reason})
         return {"status": "ignored", "endpoint": change.endpoint_name, "reason": reason}
     return scale_endpoint(spec, scaling)
@@ -156,11 +119,8 @@ def scale_endpoint(spec: ScalingSpec, scaling: EndpointScaling) -> dict[str, Any
         plan = plan_scaling(description, spec, scaling.registered_targets(name), endpoint_name=name)
         applied = scaling.apply(plan)
     except Exception as error:
-        code = error_code(error)
-        logger.exception(
-            "Scaling failed (the invocation is retried)",
-            extra={"endpoint": name, "error": f"{code}: {error_message(error)}" if code else repr(error)},
-        )
+        logger.exception("Scaling failed (the invocation is retried)", extra={"endpoint": name,
+                                                                          "error": error_text(error)})
         raise
     logger.info(
         "Scaling applied",

@@ -35,14 +35,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from mlops_runtime.adapters.autoscaling import EndpointScaling, default_scaling, is_not_found
-from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints, error_code, error_message
+from mlops_runtime.adapters.autoscaling import EndpointScaling, default_scaling
+from mlops_runtime.adapters.aws_errors import error_code, error_message, error_text, is_access_denied, is_not_found
+from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
 from mlops_runtime.domain.deployment import MANAGED_BY_TAG
+from mlops_runtime.lazy import Lazy
 
 DEFAULT_ENVIRONMENT_TAG = "mlops:environment"
-ACCESS_DENIED_CODES = frozenset(
-    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess", "NotAuthorized"}
-)
 KNOWN_PROPERTIES = frozenset(
     {"ServiceToken", "ManagedByTag", "Environment", "DeleteOnDestroy", "EnvironmentTagKey"}
 )
@@ -51,7 +50,7 @@ LIST_ATTEMPTS = 3
 
 logger = Logger()
 
-_endpoints: Boto3SageMakerEndpoints | None = None
+sagemaker_endpoints = Lazy(Boto3SageMakerEndpoints)
 
 
 class InvalidProperties(ValueError):
@@ -60,13 +59,6 @@ class InvalidProperties(ValueError):
 
 class TeardownFailed(RuntimeError):
     """Endpoints could not be deleted; the message (shown by CloudFormation) says which and why."""
-
-
-def sagemaker_endpoints() -> Boto3SageMakerEndpoints:
-    global _endpoints
-    if _endpoints is None:
-        _endpoints = Boto3SageMakerEndpoints()
-    return _endpoints
 
 
 class Settings:
@@ -157,14 +149,14 @@ def teardown(required_tags: Mapping[str, str], endpoints: Any, scaling: Endpoint
             code = error_code(error)
             if code is None:
                 raise  # a bug, not an AWS answer
-            if code in ACCESS_DENIED_CODES:
+            if is_access_denied(error):
                 raise TeardownFailed(_access_denied(name, error, names, done)) from error
             if is_not_found(error):
                 logger.info("Endpoint already gone", extra={"endpoint": name})
                 done.append(name)
                 continue
-            logger.error("Could not delete the endpoint", extra={"endpoint": name, "error": _describe(error)})
-            failures.append(f"{name} ({_describe(error)})")
+            logger.error("Could not delete the endpoint", extra={"endpoint": name, "error": error_text(error)})
+            failures.append(f"{name} ({error_text(error)})")
             continue
         logger.info(
             "Deleted endpoint resources",
@@ -203,12 +195,12 @@ def _managed_endpoints(endpoints: Any, required_tags: Mapping[str, str]) -> list
         try:
             return list(endpoints.managed_endpoints(dict(required_tags)))
         except Exception as error:
-            if error_code(error) in ACCESS_DENIED_CODES:
+            if is_access_denied(error):
                 raise TeardownFailed(_access_denied(None, error, [], [])) from error
             if not is_not_found(error) or attempt == LIST_ATTEMPTS:
                 raise
             logger.info(
-                "An endpoint vanished while listing; listing again", extra={"error": _describe(error)}
+                "An endpoint vanished while listing; listing again", extra={"error": error_text(error)}
             )
     return []  # unreachable
 
@@ -223,8 +215,3 @@ def _access_denied(endpoint: str | None, error: BaseException, names: list[str],
         f"teardown. Endpoints not deleted: {', '.join(left) or 'unknown'}. Fix the role (or delete the "
         "endpoints by hand), then delete the stack again."
     )
-
-
-def _describe(error: BaseException) -> str:
-    code = error_code(error)
-    return f"{code}: {error_message(error)}" if code else repr(error)

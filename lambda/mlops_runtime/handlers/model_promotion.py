@@ -2,7 +2,7 @@
 
 Input: a "SageMaker Model Package State Change" event of a source group (the source account's
 rule forwards it to this account's default bus; with one account for all environments the event is
-already there). Only ``Approved`` counts; another status, a group not in ``PROMOTION`` or an
+already there). Only ``Approved`` counts; another status, a group not in its settings or an
 event from another account than the source's is ``ignored``.
 
 ``DescribeModelPackage`` of the source package, then ``CreateModelPackage`` in the target group
@@ -10,17 +10,16 @@ event from another account than the source's is ``ignored``.
 ``promoted-from`` metadata, a ``ClientToken`` from the source ARN. The prod approval of that package
 starts prod's deployer as for any package.
 
-Environment: ``PROMOTION`` (``{"source_account", "groups": {source group: target group}}``),
-``POWERTOOLS_*``. A bad event or
-``PROMOTION`` is logged and returned as ``{"status": "error", "reason"}``; AWS errors are raised (the
-rule retries, then the dead-letter queue).
+Settings: ``settings.PromotionSettings`` (``MLOPS_SETTINGS``: ``{"source_account", "groups":
+{source group: target group}}``). A bad event or bad settings are logged and returned as
+``{"status": "error", "reason"}``; AWS errors are raised (the rule retries, then the dead-letter
+queue).
 
 Returns ``{"status": "promoted", "source", "target"}``, ``ignored`` or ``error``.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -29,23 +28,20 @@ from mlops_runtime.adapters.model_registry import ModelRegistry
 from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.domain import registry_promotion as promotion
 from mlops_runtime.domain.deployment import ApprovalEvent, InvalidEvent
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import PromotionSettings, SettingsError
 
+SETTINGS_MODEL = PromotionSettings  # what the stack passes in MLOPS_SETTINGS
 logger = Logger()
 
-_registry: ModelRegistry | None = None
+settings = Lazy(SETTINGS_MODEL.from_env)
+registry = Lazy(ModelRegistry)
 
 
-def configure(registry: ModelRegistry | None = None) -> None:
-    """Inject the adapter (tests); no argument: rebuilt from the environment."""
-    global _registry
-    _registry = registry
-
-
-def registry() -> ModelRegistry:
-    global _registry
-    if _registry is None:
-        _registry = ModelRegistry()
-    return _registry
+def configure(adapter: ModelRegistry | None = None) -> None:
+    """Inject the adapter (tests); no argument: rebuilt on next use, and the settings read again."""
+    registry.set(adapter)
+    settings.set(None)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -56,8 +52,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         approval = ApprovalEvent.from_eventbridge(event)
-        config = promotion.parse_promotion(os.environ.get("PROMOTION"))
-    except (InvalidEvent, promotion.PromotionConfigError) as error:
+        config = settings()
+    except (InvalidEvent, SettingsError) as error:
         logger.error("Cannot promote", extra={"reason": str(error)})
         return {"status": "error", "reason": str(error)}
     logger.append_keys(source=approval.model_package_arn)

@@ -1,4 +1,4 @@
-"""The pure side of endpoint autoscaling: SCALING specs, endpoint descriptions, the planner."""
+"""The pure side of endpoint autoscaling: the scaler's settings, endpoint descriptions, the planner."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ from mlops_runtime.domain.autoscaling import (
     SCALE_OUT_FROM_ZERO_POLICY,
     SKIP,
     EndpointDescription,
-    InvalidScalingSpec,
     LiveVariant,
     ScalingSpec,
     backlog_alarm_name,
     parse_resource_id,
-    parse_scaling_specs,
     plan_scaling,
     plan_suspension,
     resource_id,
-    spec_for,
 )
+from mlops_runtime.domain.validation import first_problem
+from mlops_runtime.settings import ScalerSettings
+from pydantic import ValidationError
 
 ENDPOINT = "mlops-dev-churn"
 CHAMPION_ID = f"endpoint/{ENDPOINT}/variant/champion"
@@ -46,8 +46,21 @@ ASYNC = {
 }
 
 
+def scaler_settings(endpoints: dict) -> ScalerSettings:
+    """The scaler's settings as its handler reads them (JSON)."""
+    return ScalerSettings.model_validate_json(json.dumps({"endpoints": endpoints}))
+
+
 def spec(data=None, name: str = ENDPOINT, **overrides) -> ScalingSpec:
-    return ScalingSpec.from_dict(name, {**(data or REALTIME), **overrides})
+    return scaler_settings({name: {**(data or REALTIME), **overrides}}).spec_for(name)
+
+
+def problem(endpoints: object) -> tuple[str, str]:
+    """(field path, reason) of the settings error, as the config loader reports it."""
+    data = {"endpoints": endpoints}
+    with pytest.raises(ValidationError) as raised:
+        ScalerSettings.model_validate_json(json.dumps(data))
+    return first_problem(raised.value, ScalerSettings, data)
 
 
 def endpoint(*variants: tuple[str, int], kind: str = "realtime", status: str = "InService", managed=True,
@@ -62,15 +75,16 @@ def endpoint(*variants: tuple[str, int], kind: str = "realtime", status: str = "
     )
 
 
-# --- SCALING ------------------------------------------------------------------------------------
+# --- the scaler's settings -----------------------------------------------------------------------
 
 
-def test_parse_scaling_round_trips():
-    specs = parse_scaling_specs(json.loads(json.dumps({ENDPOINT: REALTIME, "mlops-dev-batch": ASYNC})))
-    assert specs[ENDPOINT].to_dict() == REALTIME
-    assert specs["mlops-dev-batch"].to_dict() == ASYNC
-    assert specs["mlops-dev-batch"].scales_from_zero and not specs[ENDPOINT].scales_from_zero
-    assert parse_scaling_specs({}) == {}
+def test_settings_round_trip():
+    settings = scaler_settings({ENDPOINT: REALTIME, "mlops-dev-batch": ASYNC})
+    assert settings.spec_for(ENDPOINT).to_dict() == REALTIME
+    assert settings.spec_for("mlops-dev-batch").to_dict() == ASYNC
+    assert settings.spec_for("mlops-dev-batch").scales_from_zero and not settings.spec_for(ENDPOINT).scales_from_zero
+    assert ScalerSettings.from_env(settings.to_env()) == settings
+    assert scaler_settings({}).spec_for(ENDPOINT) is None
 
 
 @pytest.mark.parametrize(
@@ -81,41 +95,41 @@ def test_parse_scaling_round_trips():
         ({**REALTIME, "max_instances": True}, "max_instances", "expected an integer, got a boolean"),
         ({**REALTIME, "max_instances": 2.5}, "max_instances", "expected an integer"),
         ({**REALTIME, "target_invocations_per_instance": 0}, "target_invocations_per_instance", "from 1"),
+        ({**REALTIME, "target_invocations_per_instance": 1_000_001}, "target_invocations_per_instance",
+         "from 1 to 1000000"),
         ({**REALTIME, "scale_in_cooldown_s": -1}, "scale_in_cooldown_s", "from 0 to 3600"),
         ({**REALTIME, "scale_out_cooldown_s": None}, "scale_out_cooldown_s", "is required"),
-        ({**REALTIME, "target_backlog_per_instance": 5}, "target_backlog_per_instance", "for async"),
-        ({**ASYNC, "target_invocations_per_instance": 5}, "target_invocations_per_instance", "for realtime"),
+        ({**REALTIME, "target_backlog_per_instance": 5}, "target_backlog_per_instance", "unknown field"),
+        ({**ASYNC, "target_invocations_per_instance": 5}, "target_invocations_per_instance", "unknown field"),
         ({**REALTIME, "surprise": 1}, "surprise", "unknown field"),
-        ({**REALTIME, "kind": "serverless"}, "kind", "serverless endpoints are not listed"),
+        ({**REALTIME, "kind": "serverless"}, "kind", "must be one of realtime, async"),
         ({k: v for k, v in ASYNC.items() if k != "target_backlog_per_instance"},
          "target_backlog_per_instance", "is required"),
     ],
 )
 def test_invalid_entries_name_the_field(entry, field, reason):
-    with pytest.raises(InvalidScalingSpec) as raised:
-        parse_scaling_specs({ENDPOINT: entry})
-    assert raised.value.field == f"SCALING.{ENDPOINT}.{field}"
-    assert reason in raised.value.reason
+    path, why = problem({ENDPOINT: entry})
+    assert path == f"endpoints.{ENDPOINT}.{field}"
+    assert reason in why
 
 
 @pytest.mark.parametrize(
-    ("data", "reason"),
+    ("endpoints", "reason"),
     [
-        ([REALTIME], "expected an object keyed by endpoint name"),
-        ({"not a name!": REALTIME}, "the key must be an endpoint name"),
+        ([REALTIME], "expected an object"),
+        ({"not a name!": REALTIME}, "must be an endpoint name"),
         ({ENDPOINT: REALTIME, ENDPOINT.upper(): REALTIME}, "names ignore case"),
         ({ENDPOINT: "realtime"}, "expected an object"),
     ],
 )
-def test_invalid_scaling_documents(data, reason):
-    with pytest.raises(InvalidScalingSpec, match=reason):
-        parse_scaling_specs(data)
+def test_invalid_scaling_settings(endpoints, reason):
+    assert reason in problem(endpoints)[1]
 
 
 def test_spec_lookup_ignores_case_when_the_name_comes_from_an_arn():
-    specs = parse_scaling_specs({"Mlops-Dev-Churn": REALTIME})
-    assert spec_for(specs, "mlops-dev-churn").endpoint_name == "Mlops-Dev-Churn"
-    assert spec_for(specs, "mlops-dev-other") is None
+    settings = scaler_settings({"Mlops-Dev-Churn": REALTIME})
+    assert settings.spec_for("mlops-dev-churn").endpoint_name == "Mlops-Dev-Churn"
+    assert settings.spec_for("mlops-dev-other") is None
 
 
 def test_resource_ids():
@@ -290,7 +304,7 @@ def test_other_endpoints_targets_and_foreign_policies_are_left_alone():
 def test_endpoint_not_in_scaling_is_ignored():
     plan = plan_scaling(endpoint(("champion", 2)), None, {CHAMPION_ID: ()})
     assert plan.action == IGNORE and plan.is_noop
-    assert "not in SCALING" in plan.reason
+    assert "not in the scaler's settings" in plan.reason
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from mlops_runtime.adapters.autoscaling import Boto3EndpointScaling
 from mlops_runtime.handlers import endpoint_scaler
+from mlops_runtime.settings import SETTINGS_ENV, SettingsError
+from settings_support import set_settings
 from test_autoscaling_event import EVENT
 # aws, scaling: pytest fixtures shared through the helper module (no conftest in this directory)
 from test_autoscaling_moto import (  # noqa: F401, F811
@@ -67,15 +69,14 @@ def state_change(name: str = ENDPOINT, status: str = "IN_SERVICE") -> dict:
 
 @pytest.fixture
 def invoke(aws, monkeypatch):
-    """A cold start of the scaler: SCALING set, caches empty, the adapter bound to moto's clients."""
-    monkeypatch.setenv("SCALING", json.dumps(SCALING))
-    monkeypatch.setattr(endpoint_scaler, "_specs", None)
-    monkeypatch.setattr(
-        endpoint_scaler,
-        "_scaling",
-        Boto3EndpointScaling(aws("application-autoscaling"), aws("sagemaker"), aws("cloudwatch")),
-    )
-    return lambda event: endpoint_scaler.handler(event, LambdaContext())
+    """A cold start of the scaler: its settings set, caches empty, the adapter bound to moto's clients."""
+    set_settings(monkeypatch, endpoints=SCALING)
+    endpoint_scaler.settings.set(None)
+    endpoint_scaler.endpoint_scaling.set(
+        Boto3EndpointScaling(aws("application-autoscaling"), aws("sagemaker"), aws("cloudwatch")))
+    yield lambda event: endpoint_scaler.handler(event, LambdaContext())
+    endpoint_scaler.settings.set(None)
+    endpoint_scaler.endpoint_scaling.set(None)
 
 
 def test_in_service_event_applies_scaling(invoke):
@@ -104,7 +105,7 @@ def test_async_endpoint_from_an_event_without_endpoint_name(invoke):
     ("event", "reason"),
     [
         (state_change(status="UPDATING"), "endpoint is UPDATING, not InService"),
-        (state_change("mlops-dev-serverless"), "not in SCALING"),
+        (state_change("mlops-dev-serverless"), "not in the scaler's settings"),
         ({"source": "aws.sagemaker", "detail": {}}, "malformed event"),
     ],
 )
@@ -152,12 +153,14 @@ def test_sqs_batch_reports_failures_only(invoke, aws):
 
 
 def test_invalid_scaling_is_a_deployment_error(invoke, monkeypatch):
-    monkeypatch.setenv("SCALING", json.dumps({ENDPOINT: {**SCALING[ENDPOINT], "min_instances": 0}}))
-    with pytest.raises(RuntimeError, match=r"SCALING is not a valid scaling configuration: .*min_instances"):
+    set_settings(monkeypatch, endpoints={ENDPOINT: {**SCALING[ENDPOINT], "min_instances": 0}})
+    with pytest.raises(SettingsError, match=r"(?s)not valid ScalerSettings: .*min_instances"):
         invoke(state_change())
-    monkeypatch.delenv("SCALING")
-    monkeypatch.setattr(endpoint_scaler, "_specs", None)
-    with pytest.raises(RuntimeError, match="SCALING is not set"):
+    # through SQS too: bad settings fail the invocation, rather than every record being retried
+    with pytest.raises(SettingsError):
+        invoke({"Records": [{"messageId": "m", "body": json.dumps(state_change())}]})
+    monkeypatch.delenv(SETTINGS_ENV)
+    with pytest.raises(SettingsError, match="MLOPS_SETTINGS is not set"):
         invoke(state_change())
 
 
@@ -165,7 +168,8 @@ def test_importing_the_handlers_creates_no_client_and_no_tracer():
     code = (
         "import sys\n"
         "import mlops_runtime.handlers.endpoint_scaler as s, mlops_runtime.handlers.endpoint_teardown as t\n"
-        "assert s._tracer is None and s._scaling is None and t._endpoints is None\n"
+        "assert s._traced._call is None and s.endpoint_scaling.current is None\n"
+        "assert t.sagemaker_endpoints.current is None\n"
         "import mlops_runtime.adapters.autoscaling as a\n"
         "assert a._default is None\n"
         "print('boto3' in sys.modules, 'aws_xray_sdk' in sys.modules)\n"

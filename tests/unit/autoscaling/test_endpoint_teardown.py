@@ -112,7 +112,7 @@ def test_delete_removes_this_environments_endpoints_only(landscape, endpoints, s
 
 
 def test_handler_entry_point(one_endpoint, endpoints, scaling, monkeypatch):
-    monkeypatch.setattr(endpoint_teardown, "_endpoints", endpoints)
+    monkeypatch.setattr(endpoint_teardown, "sagemaker_endpoints", lambda: endpoints)
     monkeypatch.setattr(autoscaling_adapter, "_default", scaling)
     result = endpoint_teardown.handler(request("Delete"), LambdaContext())
     assert result["Data"]["DeletedEndpoints"] == ENDPOINT

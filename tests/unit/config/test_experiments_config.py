@@ -27,8 +27,8 @@ ENDPOINTS = [
     endpoint("rt", REALTIME, challenger_initial_weight=0.2, allow_variant_override=True),
     endpoint("sl-a", SERVERLESS),
     endpoint("sl-b", SERVERLESS),
-    endpoint("batchy", ASYNC),
-    endpoint("shadowed", REALTIME, shadow=True, challenger_initial_weight=0),
+    endpoint("batchy", ASYNC, challenger_initial_weight=0),
+    endpoint("shadowed", REALTIME, shadow=True, challenger_initial_weight=0.2),
 ]
 
 

@@ -49,9 +49,11 @@ REALTIME = {"kind": "realtime", "instance_type": "ml.m5.large"}
          "min_instances (3) exceeds max_instances (2)"),
         ({"variant": {**REALTIME, "autoscaling": {"min_instances": 0, "max_instances": 2}}},
          "realtime variants keep at least one instance"),
-        ({"variant": {"kind": "async", "instance_type": "ml.m5.xlarge"}}, ""),
+        ({"variant": {"kind": "async", "instance_type": "ml.m5.xlarge"}, "challenger_initial_weight": 0}, ""),
+        ({"variant": {"kind": "async", "instance_type": "ml.m5.xlarge"}}, "must be 0 for an async endpoint"),
         ({"variant": REALTIME, "challenger_initial_weight": -0.1}, "greater than or equal to 0"),
-        ({"variant": REALTIME, "shadow": True}, "shadow challenger takes no live traffic"),
+        ({"variant": REALTIME, "shadow": True}, ""),  # a copy of 10 % of the requests
+        ({"variant": REALTIME, "shadow": True, "challenger_initial_weight": 0}, "must be above 0 with shadow"),
         ({"variant": REALTIME, "model_package_group": "fraud"}, "'fraud' is not a group of this environment's registry"),
         ({"variant": {"kind": "batch"}}, "does not match any of the expected tags"),
         ({"variant": REALTIME, "container": {}}, "exactly one of image_uri or dockerfile_dir"),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from deployment_fixtures import TABLE, REGION, Deployer, UpdateEndpointStub, make_spec, spec_dict
+from settings_support import set_settings
+
 from mlops_runtime.adapters.idempotency import once_per_event
 from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
 from mlops_runtime.domain.deployment import EndpointSpec
@@ -83,19 +83,20 @@ def lambda_env(aws, monkeypatch, update_endpoint):
     ]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
 
-    monkeypatch.setenv(deployer.ENDPOINTS_ENV_VAR, json.dumps([spec_dict()]))
-    monkeypatch.setenv(deployer.TABLE_ENV_VAR, TABLE)
-    monkeypatch.setenv(deployer.TOPIC_ENV_VAR, topic)
-    monkeypatch.setenv(deployer.ENVIRONMENT_ENV_VAR, "dev")
-    monkeypatch.setattr(deployer, "_specs", None)
-    monkeypatch.setattr(deployer, "_endpoints", Boto3SageMakerEndpoints(aws("sagemaker")))
-    monkeypatch.setattr(deployer, "_sns", sns)
-    monkeypatch.setattr(
-        deployer,
-        "_deploy_once",
-        once_per_event(deployer.deploy_event, table_name=TABLE, boto3_client=dynamodb),
-    )
-    return Deployer(aws, queue_url)
+    configure_deployer(monkeypatch, notification_topic_arn=topic)
+    deployer.sagemaker_endpoints.set(Boto3SageMakerEndpoints(aws("sagemaker")))
+    deployer.sns.set(sns)
+    deployer.deploy_once.set(once_per_event(deployer.deploy_event, table_name=TABLE, boto3_client=dynamodb))
+    yield Deployer(aws, queue_url)
+    for lazy in (deployer.settings, deployer.sagemaker_endpoints, deployer.sns, deployer.deploy_once):
+        lazy.set(None)
+
+
+def configure_deployer(monkeypatch, *, endpoints=None, notification_topic_arn=None) -> None:
+    """A cold start's settings (``settings.DeployerSettings`` in ``MLOPS_SETTINGS``), read on next use."""
+    set_settings(monkeypatch, endpoints=endpoints or [spec_dict()], idempotency_table=TABLE,
+                 notification_topic_arn=notification_topic_arn, environment="dev")
+    deployer.settings.set(None)
 
 
 @pytest.fixture

@@ -19,8 +19,11 @@ from deployment_fixtures import (
     register_package,
     spec_dict,
 )
+from conftest import configure_deployer
+from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.domain.deployment import CHALLENGER, CHAMPION
 from mlops_runtime.handlers import deployer
+from mlops_runtime.settings import SETTINGS_ENV, SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -201,7 +204,7 @@ def test_one_group_feeding_two_endpoints(lambda_env, monkeypatch, stub):
         challenger_initial_weight=0,
         guardrails={"mode": "ALL_AT_ONCE", "wait_interval_s": 0},
     )
-    monkeypatch.setenv(deployer.ENDPOINTS_ENV_VAR, json.dumps([spec_dict(), second]))
+    configure_deployer(monkeypatch, endpoints=[spec_dict(), second])
     arn = register_package(lambda_env.sagemaker)
     results = lambda_env.invoke(approval(arn, "event-1"))["results"]
     assert [(r["endpoint"], r["status"]) for r in results] == [
@@ -245,42 +248,40 @@ def test_a_bug_is_reported_and_raised(lambda_env, monkeypatch):
     assert "unexpected error: ZeroDivisionError" in notification["Message"]
 
 
-def test_specs_are_parsed_once_per_cold_start(lambda_env, monkeypatch):
-    first = deployer.endpoint_specs()
-    monkeypatch.setenv(deployer.ENDPOINTS_ENV_VAR, "not json any more")
-    assert deployer.endpoint_specs() is first and first[0].name == ENDPOINT
+def test_settings_are_read_once_per_cold_start(lambda_env, monkeypatch):
+    first = deployer.settings()
+    monkeypatch.setenv(SETTINGS_ENV, "not json any more")
+    assert deployer.settings() is first and deployer.endpoint_specs()[0].name == ENDPOINT
 
 
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (None, "ENDPOINTS is not set"),
-        ("{not json", "ENDPOINTS is not a valid list of endpoint specs"),
-        (json.dumps([spec_dict(name="bad_name")]), r"ENDPOINTS\[0\].name: must be 1-63"),
+        (None, "MLOPS_SETTINGS is not set"),
+        ("{not json", "MLOPS_SETTINGS is not valid DeployerSettings"),
+        (json.dumps({"endpoints": [spec_dict(name="bad_name")], "idempotency_table": "t", "environment": "dev"}),
+         r"endpoints.0.name\n.*must be 1-63"),
     ],
     ids=["missing", "not-json", "invalid-spec"],
 )
-def test_bad_endpoints_config_is_a_deployment_error(lambda_env, monkeypatch, value, message):
+def test_bad_settings_are_a_deployment_error(lambda_env, monkeypatch, value, message):
     if value is None:
-        monkeypatch.delenv(deployer.ENDPOINTS_ENV_VAR)
+        monkeypatch.delenv(SETTINGS_ENV)
     else:
-        monkeypatch.setenv(deployer.ENDPOINTS_ENV_VAR, value)
-    with pytest.raises(RuntimeError, match=message):
+        monkeypatch.setenv(SETTINGS_ENV, value)
+    deployer.settings.set(None)
+    with pytest.raises(SettingsError, match=message):
         lambda_env.invoke(approval(register_package(lambda_env.sagemaker), "event-1"))
 
 
-def test_the_idempotent_wrapper_is_built_lazily_from_the_environment(lambda_env, monkeypatch):
-    monkeypatch.setattr(deployer, "_deploy_once", None)
+def test_the_idempotent_wrapper_is_built_lazily_from_the_settings(lambda_env):
+    deployer.deploy_once.set(None)
     built = deployer.deploy_once()
     assert callable(built) and deployer.deploy_once() is built
-    monkeypatch.setattr(deployer, "_deploy_once", None)
-    monkeypatch.delenv(deployer.TABLE_ENV_VAR)
-    with pytest.raises(RuntimeError, match="IDEMPOTENCY_TABLE is not set"):
-        deployer.deploy_once()
 
 
 def test_no_topic_configured_only_logs(lambda_env, monkeypatch):
-    monkeypatch.delenv(deployer.TOPIC_ENV_VAR)
+    configure_deployer(monkeypatch, notification_topic_arn=None)
     arn = register_package(lambda_env.sagemaker, image=GPU_IMAGE)
     assert lambda_env.invoke(approval(arn, "event-1"))["results"][0]["status"] == "failed"
     assert lambda_env.notifications() == []
@@ -296,7 +297,7 @@ def test_logged_plans_mask_container_environment_values():
 def test_importing_the_handler_imports_neither_boto3_nor_the_xray_sdk():
     code = (
         "import sys, mlops_runtime.handlers.deployer as d; "
-        "print('boto3' in sys.modules, 'aws_xray_sdk' in sys.modules, d._tracer is None)"
+        "print('boto3' in sys.modules, 'aws_xray_sdk' in sys.modules, d._traced._call is None)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "lambda"), "LAMBDA_TASK_ROOT": "/var/task"}
     env.pop("POWERTOOLS_TRACE_DISABLED", None)
@@ -307,10 +308,10 @@ def test_importing_the_handler_imports_neither_boto3_nor_the_xray_sdk():
 
 
 def test_the_tracer_is_created_on_the_first_invocation(lambda_env, monkeypatch):
-    monkeypatch.setattr(deployer, "_tracer", None)
-    monkeypatch.setattr(deployer, "_traced", None)
+    traced = LazilyTraced(deployer._handler, enabled=lambda: True)
+    monkeypatch.setattr(deployer, "_traced", traced)
     lambda_env.invoke({"source": "aws.s3"})
-    first = deployer._tracer
-    assert first is not None and deployer.tracer() is first
+    first = traced._call
+    assert first is not None and first is not deployer._handler  # wrapped by Tracer.capture_lambda_handler
     lambda_env.invoke({"source": "aws.s3"})
-    assert deployer._tracer is first
+    assert traced._call is first

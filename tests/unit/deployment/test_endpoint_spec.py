@@ -19,7 +19,6 @@ from mlops_runtime.domain.deployment import (
     RealtimeVariantSpec,
     ServerlessVariantSpec,
     VariantLayout,
-    parse_endpoint_specs,
     specs_for_group,
 )
 
@@ -256,9 +255,9 @@ def without_key(path: str):
             "1 to 16",
         ),
         (
-            with_key("vpc", {"subnet_ids": ["subnet-0a1b2c3d"], "security_group_ids": ["default"]}),
+            with_key("vpc", {"subnet_ids": ["subnet-0a1b2c3d"], "security_group_ids": [""]}),
             "vpc.security_group_ids[0]",
-            "a security group id",
+            "must not be empty",
         ),
         (with_key("guardrails.mode", "BLUE_GREEN"), "guardrails.mode", "ALL_AT_ONCE, CANARY, LINEAR"),
         (
@@ -442,28 +441,29 @@ def test_a_non_object_spec():
         EndpointSpec.from_dict([])
 
 
-def test_parse_endpoint_specs_prefixes_the_index_and_rejects_duplicates():
+def test_the_deployers_settings_hold_the_specs_and_refuse_duplicates():
+    from mlops_runtime.settings import DeployerSettings, SettingsError
+
     second = spec_dict(
         name="mlops-dev-churn-async", variants=ASYNC, challenger_initial_weight=0, guardrails=ALL_AT_ONCE
     )
-    specs = parse_endpoint_specs([spec_dict(), second])
+
+    def settings_json(*endpoints):
+        return json.dumps({"endpoints": list(endpoints), "idempotency_table": "t", "environment": "dev"})
+
+    settings = DeployerSettings.model_validate_json(settings_json(spec_dict(), second))
+    specs = settings.endpoints
     assert [spec.name for spec in specs] == ["mlops-dev-churn", "mlops-dev-churn-async"]
     assert specs_for_group(specs, "MLOPS-DEV-CHURN") == specs
     assert specs_for_group(specs, "other") == ()
+    assert DeployerSettings.from_env(settings.to_env()) == settings
 
     bad = copy.deepcopy(second)
     bad["variants"]["champion"]["instance_type"] = "ml.nope"
-    with pytest.raises(InvalidEndpointSpec) as raised:
-        parse_endpoint_specs([spec_dict(), bad])
-    assert raised.value.field == "ENDPOINTS[1].variants.champion.instance_type"
-    with pytest.raises(
-        InvalidEndpointSpec, match=r"ENDPOINTS\[1\].name: endpoint 'mlops-dev-churn' is listed twice"
-    ):
-        parse_endpoint_specs([spec_dict(), spec_dict()])
-    with pytest.raises(InvalidEndpointSpec, match="ENDPOINTS: expected a list"):
-        parse_endpoint_specs({"name": "x"})
-    with pytest.raises(InvalidEndpointSpec, match=r"^ENDPOINTS\[0\]: expected an object"):
-        parse_endpoint_specs(["x"])
+    with pytest.raises(SettingsError, match=r"endpoints\.1\.variants\.champion\.async\.instance_type"):
+        DeployerSettings.from_env({"MLOPS_SETTINGS": settings_json(spec_dict(), bad)})
+    with pytest.raises(SettingsError, match="endpoint 'MLOPS-DEV-CHURN' is listed twice"):
+        DeployerSettings.from_env({"MLOPS_SETTINGS": settings_json(spec_dict(), spec_dict(name="MLOPS-DEV-CHURN"))})
 
 
 def test_guardrail_deployment_config():
@@ -576,6 +576,6 @@ def wrongly_typed(draw):
 def test_a_wrong_type_is_reported_at_its_path(case):
     path, value = case
     with pytest.raises(InvalidEndpointSpec) as raised:
-        parse_endpoint_specs([with_key(path, value)])
-    assert raised.value.field == f"ENDPOINTS[0].{path}"
+        EndpointSpec.from_dict(with_key(path, value))
+    assert raised.value.field == path
     assert raised.value.reason.startswith("expected "), raised.value

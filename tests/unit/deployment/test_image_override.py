@@ -10,7 +10,6 @@ from deployment_fixtures import NOW, make_package, make_spec
 from mlops_runtime.domain.deployment import (
     CannotPlan,
     EndpointSpec,
-    InvalidEndpointSpec,
     PackageContainer,
     plan_deployment,
 )
@@ -49,10 +48,16 @@ def test_multi_container_packages_cannot_be_overridden():
         plan_deployment(None, package, make_spec(image_uri=GNN_IMAGE), NOW)
 
 
-@pytest.mark.parametrize("uri", ["gnn-serving:1.4", "docker.io/library/python:3", "111.dkr.ecr.x.amazonaws.com/a"])
-def test_image_must_be_an_ecr_uri(uri):
-    with pytest.raises(InvalidEndpointSpec, match="image_uri"):
-        make_spec(image_uri=uri)
+@pytest.mark.parametrize("uri", ["gnn-serving:1.4", "docker.io/library/python:3", "111.dkr.ecr.x.amazonaws.com/a",
+                                 "111111111111.dkr.ecr.eu-west-1.amazonaws.com/GNN:1"])
+def test_the_config_takes_only_an_ecr_uri_the_deployer_can_serve(uri):
+    """The spec's image is a token for an image asset at synthesis: the config checks the URIs it is given."""
+    from mlops_platform.config.models import ContainerConfig
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="must be an ECR image URI"):
+        ContainerConfig(image_uri=uri)
+    assert ContainerConfig(image_uri=GNN_IMAGE).image_uri == GNN_IMAGE
 
 
 def test_round_trip():

@@ -14,6 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
+from settings_support import set_settings
 
 from mlops_runtime.domain import registry_promotion as promotion
 
@@ -45,7 +46,7 @@ def approval_event(arn: str, status: str = "Approved", account: str = STAGING_AC
 
 @pytest.fixture
 def registries(monkeypatch):
-    monkeypatch.setenv("PROMOTION", json.dumps(PROMOTION))
+    set_settings(monkeypatch, **PROMOTION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
@@ -126,11 +127,13 @@ def test_a_redelivered_approval_sends_the_same_client_token():
                                  json.dumps({"source_account": STAGING_ACCOUNT, "groups": {"a": "b c"}})])
 def test_bad_promotion_setting_is_an_error_result(monkeypatch, raw):
     from mlops_runtime.handlers import model_promotion
+    from mlops_runtime.settings import SETTINGS_ENV
 
     if raw is None:
-        monkeypatch.delenv("PROMOTION", raising=False)
+        monkeypatch.delenv(SETTINGS_ENV, raising=False)
     else:
-        monkeypatch.setenv("PROMOTION", raw)
+        monkeypatch.setenv(SETTINGS_ENV, raw)
+    model_promotion.configure()  # a cold start: the settings are read on the next invocation
     result = model_promotion.handler(approval_event("arn:aws:sagemaker:eu-west-1:222222222222:model-package/g/1"),
                                      Context())
-    assert result["status"] == "error" and "PROMOTION" in result["reason"]
+    assert result["status"] == "error" and SETTINGS_ENV in result["reason"]
