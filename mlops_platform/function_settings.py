@@ -328,11 +328,12 @@ def builders(config: PlatformConfig) -> dict[str, Callable[[], Any]]:
         "feedback-api": lambda: feedback(config),
         "feedback-replay": lambda: feedback(config, replay=True),
         "experiment-controller": lambda: controller(config, rules=rules),
-        "monitoring-launcher": lambda: monitoring_launcher(config),
-        "retraining-trigger": lambda: retraining_trigger(config),
+        # the deployer first: it owns the endpoints, so its rule is the one reported for their names
         "endpoint-deployer": lambda: deployer(config),
         "endpoint-scaler": lambda: scaler(config),
         "model-promotion": lambda: promotion(config),
+        "monitoring-launcher": lambda: monitoring_launcher(config),
+        "retraining-trigger": lambda: retraining_trigger(config),
         **{f"{FEATURE_INGEST}{group.name}": (lambda group=group: feature_ingest(config, group))
            for group in config.feature_store.feature_groups},
         **({"search": lambda: search(config)} if config.search.indexes else {}),
@@ -502,6 +503,9 @@ MONITOR_FIELDS = {
 
 def monitoring_field(config: PlatformConfig, loc: tuple[Any, ...]) -> str | None:
     """The config field behind an error of the monitoring functions' settings, if it is one."""
+    if loc[:1] == ("monitors",) and len(loc) > 1 and loc[-1] in ("[key]", "endpoint"):  # its full name
+        names = [endpoint_name(config, endpoint.name) for endpoint in config.serving.endpoints]
+        return f"serving.endpoints[{names.index(loc[1])}].name" if loc[1] in names else None
     if len(loc) < 3 or loc[0] not in ("monitors", "retraining") or str(loc[-1]) not in MONITOR_FIELDS:
         return None
     key = str(loc[1])
