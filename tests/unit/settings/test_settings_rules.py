@@ -29,7 +29,7 @@ def with_api(environment: str, **api) -> dict:
 @pytest.mark.parametrize("config", load_environments(), ids=lambda c: c.environment)
 def test_every_shipped_config_builds_every_functions_settings(config):
     built = {name: build() for name, build in function_settings.builders(config).items()}
-    assert set(built) == {"inference-api", "feedback-api", "feedback-replay", "experiment-controller",
+    assert set(built) >= {"inference-api", "feedback-api", "feedback-replay", "experiment-controller",
                           "monitoring-launcher", "retraining-trigger", "endpoint-deployer", "endpoint-scaler",
                           "model-promotion"}
     for settings in filter(None, built.values()):  # and survives the trip through the environment variable
