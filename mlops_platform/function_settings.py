@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config.models import ControllerConfig, EndpointConfig, PlatformConfig, Route
+from .config.models import ControllerConfig, EndpointConfig, PlatformConfig, RemovalPolicy, Route
 from .constructs.naming import EnvironmentNames, environment_bucket_name
-from .runtime_tables import runtime_settings, search_domain
+from .runtime_tables import deployment_domain, runtime_settings, search_domain
 
 settings = runtime_settings()
 BOOKKEEPING = ControllerConfig(strategy="fixed", stop=False, min_share=0, interval_minutes=15)
@@ -220,6 +220,14 @@ def scaler(config: PlatformConfig) -> Any:
                       endpoints={name: entry for name, entry in entries.items() if entry is not None})
 
 
+def teardown(config: PlatformConfig) -> Any:
+    """The endpoint teardown custom resource's properties: delete this environment's endpoints when
+    the stack is deleted, where the removal policy is ``destroy`` (dev)."""
+    return settings.TeardownSettings(
+        managed_by_tag=deployment_domain().MANAGED_BY_VALUE, environment=config.environment,
+        delete_on_destroy=config.removal_policy is RemovalPolicy.DESTROY)
+
+
 def model_package_groups(config: PlatformConfig) -> list[str]:
     """The environment's model package groups (without the name prefix)."""
     training = config.training
@@ -332,6 +340,7 @@ def builders(config: PlatformConfig) -> dict[str, Callable[[], Any]]:
         "endpoint-deployer": lambda: deployer(config),
         "endpoint-scaler": lambda: scaler(config),
         "model-promotion": lambda: promotion(config),
+        "endpoint-teardown": lambda: teardown(config),
         "monitoring-launcher": lambda: monitoring_launcher(config),
         "retraining-trigger": lambda: retraining_trigger(config),
         **{f"{FEATURE_INGEST}{group.name}": (lambda group=group: feature_ingest(config, group))

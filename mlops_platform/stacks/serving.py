@@ -31,7 +31,7 @@ from ..constructs.platform_function import PlatformFunction
 from .. import function_settings
 from ..function_settings import ASYNC_OUTPUT_PREFIX, CAPTURE_PREFIX, GUARDRAIL_VARIANTS, ServingResources
 from ..runtime_tables import promotion_domain
-from .foundation import FoundationStack, bucket_name, removal_policy_of
+from .foundation import FoundationStack, bucket_name
 from ..paths import REPO_ROOT
 
 DEPLOYER_TIMEOUT = Duration.minutes(2)
@@ -395,6 +395,7 @@ class ServingStack(Stack):
         removal policy is ``destroy`` (dev): no endpoint keeps running, and billing, after
         ``cdk destroy``. With ``retain`` it does nothing."""
         config = self.config
+        settings = function_settings.teardown(config)
         function = PlatformFunction(
             self, "EndpointTeardown",
             self.foundation.function_props(
@@ -416,8 +417,8 @@ class ServingStack(Stack):
         role.add_to_principal_policy(iam.PolicyStatement(
             sid="DeleteOnlyWhatTheDeployerMadeHere", resources=owned,
             actions=["sagemaker:DeleteEndpoint", "sagemaker:DeleteEndpointConfig", "sagemaker:DeleteModel"],
-            conditions={"StringEquals": {"aws:ResourceTag/mlops:managed-by": "endpoint-deployer",
-                                         "aws:ResourceTag/mlops:environment": config.environment}},
+            conditions={"StringEquals": {f"aws:ResourceTag/{key}": value
+                                         for key, value in settings.required_tags.items()}},
         ))
         for statement in self._scaling_statements(manage=False):
             role.add_to_principal_policy(statement)
@@ -433,11 +434,7 @@ class ServingStack(Stack):
             self, "EndpointTeardownOnDestroy",
             service_token=provider.service_token,
             resource_type="Custom::EndpointTeardown",
-            properties={
-                "ManagedByTag": "endpoint-deployer",
-                "Environment": config.environment,
-                "DeleteOnDestroy": "true" if removal_policy_of(config) is RemovalPolicy.DESTROY else "false",
-            },
+            properties=settings.to_properties(),
         )
 
     def _acknowledge_provider(self, provider: custom_resources.Provider, handler: PlatformFunction) -> None:

@@ -233,6 +233,10 @@ def test_teardown_deletes_endpoints_only_where_data_is_disposable(synthesis, env
                                    if v["Type"] == "Custom::EndpointTeardown")
     assert teardown["Properties"]["DeleteOnDestroy"] == delete
     assert teardown["Properties"]["Environment"] == environment
+    from mlops_runtime.settings import TeardownSettings  # what the handler reads the properties as
+
+    settings, unknown = TeardownSettings.from_properties(teardown["Properties"])
+    assert unknown == [] and settings.delete_on_destroy is (delete == "true")
     (rule,) = [v for v in template["Resources"].values() if v["Type"] == "AWS::Events::Rule"
                and "Model Package State Change" in json.dumps(v["Properties"]["EventPattern"])]
     assert teardown_id in rule["DependsOn"]  # on destroy: deployments stop before endpoints go

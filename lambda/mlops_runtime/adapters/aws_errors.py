@@ -7,7 +7,8 @@ from collections.abc import Mapping
 
 
 def error_code(error: BaseException) -> str | None:
-    """The AWS error code of a botocore ``ClientError``; ``None`` for anything else (a bug, not an AWS answer)."""
+    """The AWS error code of a botocore ``ClientError``; ``None`` for anything else (a bug, not an
+    AWS answer)."""
     response = getattr(error, "response", None)
     if isinstance(response, Mapping):
         return response.get("Error", {}).get("Code")
@@ -37,10 +38,11 @@ def error_text(error: BaseException) -> str:
 NOT_FOUND_CODES = frozenset({"ResourceNotFound", "ResourceNotFoundException", "ObjectNotFoundException",
                              "NoSuchKey", "NoSuchBucket"})
 # What SageMaker and Application Auto Scaling say in a ValidationException about a missing resource.
-_NOT_FOUND_MESSAGES = ("could not find", "not found", "does not exist", "no scalable target", "no scaling policy")
+_NOT_FOUND_MESSAGES = ("could not find", "not found", "does not exist", "no scalable target",
+                       "no scaling policy")
 # Left after botocore's own retries (standard mode): worth another invocation later.
-RETRYABLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "ServiceUnavailable",
-                             "InternalFailure", "InternalServerError"})
+RETRYABLE_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException",
+                             "ServiceUnavailable", "InternalFailure", "InternalServerError"})
 ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
                                  "UnauthorizedAccess", "NotAuthorized"})
 
@@ -61,7 +63,8 @@ def is_not_found(error: BaseException) -> bool:
 
 def is_already_exists(error: BaseException) -> bool:
     """A create refused because the resource exists (e.g. made by a duplicate delivery)."""
-    return error_code(error) == "ResourceInUse" or _validation_says(error, ("already existing", "already exists"))
+    return error_code(error) == "ResourceInUse" or _validation_says(
+        error, ("already existing", "already exists"))
 
 
 def is_retryable(error: BaseException) -> bool:

@@ -1,8 +1,8 @@
 """Autoscaling of the deployer's endpoints: scaling specs, endpoint state-change events, the pure planner.
 
 No boto3, no I/O (the scaler's settings, ``settings.ScalerSettings``, hold a :data:`ScalingEntry`
-per endpoint). CloudFormation cannot own the scalable targets: the deployer creates the endpoints at approval time, after the stack deployed, and a scalable target
-needs its variant to exist. So the ``endpoint_scaler`` Lambda applies scaling each time an endpoint
+per endpoint). CloudFormation cannot own the scalable targets: the deployer creates the endpoints
+at approval time, after the stack deployed, and a scalable target needs its variant to exist. So the ``endpoint_scaler`` Lambda applies scaling each time an endpoint
 reaches ``InService`` ("SageMaker Endpoint State Change" event): it describes the endpoint, calls
 :func:`plan_scaling` and hands the :class:`ScalingPlan` (Application Auto Scaling and CloudWatch
 requests with their exact parameters) to ``adapters.autoscaling`` to apply.
@@ -598,7 +598,8 @@ def plan_scaling(
     """
     name = endpoint.name if endpoint is not None else (spec.endpoint_name if spec else endpoint_name or "")
     if spec is None:
-        return ScalingPlan(name, IGNORE, "the endpoint is not in the scaler's settings (e.g. serverless): not scaled")
+        return ScalingPlan(name, IGNORE,
+                           "the endpoint is not in the scaler's settings (e.g. serverless): not scaled")
     if endpoint is None:
         return ScalingPlan(name, SKIP, "the endpoint does not exist (deleted since the event?)")
     if not endpoint.managed:

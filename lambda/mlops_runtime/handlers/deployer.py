@@ -194,7 +194,8 @@ def deploy_event(event: dict[str, Any]) -> dict[str, Any]:
                     f"DescribeModelPackage failed: {error!r}", retryable=False)
             raise
         reason = f"DescribeModelPackage failed: {error_text(error)}"
-        result = _failed(None, approval.event_id, approval.model_package_arn, reason, retryable=is_retryable(error))
+        result = _failed(None, approval.event_id, approval.model_package_arn, reason,
+                         retryable=is_retryable(error))
         if is_retryable(error):
             raise RetryLater(reason) from error
         return _done(approval, [result])

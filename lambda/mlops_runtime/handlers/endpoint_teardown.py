@@ -5,7 +5,8 @@ CloudFormation, so ``cdk destroy`` would leave them running (and billing). This 
 handler of an ``aws_cdk.custom_resources.Provider`` (no ``isComplete``: deleting is quick, SageMaker
 finishes the endpoint deletion by itself).
 
-Resource properties (strings, as CloudFormation passes them):
+Settings: the resource properties, ``settings.TeardownSettings`` (strings, as CloudFormation passes
+them; the Serving stack builds them with ``function_settings.teardown``):
 
 - ``ManagedByTag``: the value of the deployer's ``mlops:managed-by`` tag (``endpoint-deployer``);
 - ``Environment``: the value of the ``mlops:environment`` tag the deployer puts on the endpoints
@@ -36,15 +37,16 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from mlops_runtime.adapters.autoscaling import EndpointScaling, default_scaling
-from mlops_runtime.adapters.aws_errors import error_code, error_message, error_text, is_access_denied, is_not_found
-from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
-from mlops_runtime.domain.deployment import MANAGED_BY_TAG
-from mlops_runtime.lazy import Lazy
-
-DEFAULT_ENVIRONMENT_TAG = "mlops:environment"
-KNOWN_PROPERTIES = frozenset(
-    {"ServiceToken", "ManagedByTag", "Environment", "DeleteOnDestroy", "EnvironmentTagKey"}
+from mlops_runtime.adapters.aws_errors import (
+    error_code,
+    error_message,
+    error_text,
+    is_access_denied,
+    is_not_found,
 )
+from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
+from mlops_runtime.lazy import Lazy
+from mlops_runtime.settings import SettingsError, TeardownSettings
 # Listing races with deletions made elsewhere (an endpoint gone between ListEndpoints and ListTags).
 LIST_ATTEMPTS = 3
 
@@ -61,40 +63,14 @@ class TeardownFailed(RuntimeError):
     """Endpoints could not be deleted; the message (shown by CloudFormation) says which and why."""
 
 
-class Settings:
-    """The validated resource properties."""
-
-    def __init__(self, properties: Mapping[str, Any]) -> None:
-        if not isinstance(properties, Mapping):
-            raise InvalidProperties("ResourceProperties must be an object")
-        self.managed_by = _required_string(properties, "ManagedByTag")
-        self.environment = _required_string(properties, "Environment")
-        self.environment_tag = str(properties.get("EnvironmentTagKey") or DEFAULT_ENVIRONMENT_TAG).strip()
-        self.delete_on_destroy = _boolean(properties.get("DeleteOnDestroy"), "DeleteOnDestroy")
-        self.unknown = sorted(str(key) for key in properties if key not in KNOWN_PROPERTIES)
-
-    @property
-    def required_tags(self) -> dict[str, str]:
-        return {MANAGED_BY_TAG: self.managed_by, self.environment_tag: self.environment}
-
-    @property
-    def physical_id(self) -> str:
-        return f"endpoint-teardown:{self.managed_by}:{self.environment}"
-
-
-def _required_string(properties: Mapping[str, Any], key: str) -> str:
-    value = properties.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidProperties(f"{key} must be a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _boolean(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
-    raise InvalidProperties(f'{key} must be "true" or "false", got {value!r}')
+def read_settings(properties: Mapping[str, Any]) -> TeardownSettings:
+    try:
+        settings, unknown = TeardownSettings.from_properties(properties)
+    except SettingsError as error:
+        raise InvalidProperties(str(error)) from None
+    if unknown:
+        logger.warning("Unknown properties ignored", extra={"properties": unknown})
+    return settings
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -108,9 +84,7 @@ def on_event(event: Mapping[str, Any], endpoints: Any, scaling: EndpointScaling)
     properties = event.get("ResourceProperties") or {}
     logger.append_keys(request_type=request_type, stack_id=event.get("StackId"))
     if request_type in {"Create", "Update"}:
-        settings = Settings(properties)  # invalid properties fail the deployment, not a later delete
-        if settings.unknown:
-            logger.warning("Unknown properties ignored", extra={"properties": settings.unknown})
+        settings = read_settings(properties)  # invalid properties fail the deployment, not a later delete
         physical_id = event.get("PhysicalResourceId") if request_type == "Update" else None
         logger.info("Nothing to do", extra={"delete_on_destroy": settings.delete_on_destroy})
         return {"PhysicalResourceId": physical_id or settings.physical_id}
@@ -119,7 +93,7 @@ def on_event(event: Mapping[str, Any], endpoints: Any, scaling: EndpointScaling)
 
     physical_id = event.get("PhysicalResourceId")
     try:
-        settings = Settings(properties)
+        settings = read_settings(properties)
     except InvalidProperties as error:
         logger.error("Invalid properties: nothing deleted", extra={"reason": str(error)})
         return {"PhysicalResourceId": physical_id or "endpoint-teardown:invalid"}

@@ -137,7 +137,8 @@ def test_create_and_update_do_nothing_with_a_stable_physical_id(one_endpoint, en
 @pytest.mark.parametrize(
     ("properties", "reason"),
     [
-        ({"Environment": None}, "Environment must be a non-empty string"),
+        ({"Environment": None}, "Environment is required"),
+        ({"Environment": ""}, "Environment must be a non-empty string"),
         ({"ManagedByTag": " "}, "ManagedByTag must be a non-empty string"),
         ({"DeleteOnDestroy": "yes"}, 'DeleteOnDestroy must be "true" or "false"'),
     ],

@@ -148,6 +148,17 @@ def test_settings_survive_the_environment_variable_and_match_the_domain():
     assert promotion.groups == {"mlops-staging-example-classifier": "mlops-prod-example-classifier"}
 
 
+@pytest.mark.parametrize(("source", "deletes"), [("config/dev.yaml", True), (PROD, False)])
+def test_the_teardown_properties_survive_cloudformation(source, deletes):
+    """CloudFormation hands the properties back as strings; the handler reads the same settings."""
+    settings = function_settings.teardown(parse_config(raw(source), source))
+    properties = settings.to_properties()
+    assert all(isinstance(value, str) for value in properties.values())
+    assert properties["DeleteOnDestroy"] == str(deletes).lower()
+    assert runtime.TeardownSettings.from_properties({**properties, "ServiceToken": "arn"}) == (settings, [])
+    assert runtime.TeardownSettings.from_properties({**properties, "Surprise": "1"})[1] == ["Surprise"]
+
+
 @pytest.mark.parametrize(("settings_json", "problem"), [
     ('{"source_account": "12345", "groups": {}}', "a 12-digit account id"),
     ('{"source_account": "123456789012", "groups": {"a b": "c"}}', "a model package group name"),
