@@ -33,16 +33,14 @@ Returns ``{"status": finished|skipped|waiting|moved|decided|conflict|apply_faile
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.tracing import entry_point, powertools
 from mlops_runtime.adapters.aws_errors import is_not_found
 from mlops_runtime.adapters.experiments_store import (
     DynamoDBExperimentsStore,
@@ -59,8 +57,7 @@ from mlops_runtime.domain.sequential_test import ExperimentDecision, SequentialT
 from mlops_runtime.lazy import Lazy
 from mlops_runtime.settings import ControllerRule, ControllerSettings, ExperimentSettings
 
-logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+logger, metrics = powertools()
 
 SETTINGS_MODEL = ControllerSettings  # what the stack passes in MLOPS_SETTINGS
 settings = Lazy(SETTINGS_MODEL.from_env)
@@ -486,12 +483,6 @@ def _impossible(config: ExperimentSettings, error: Exception) -> dict[str, Any]:
     return {"status": "error", "reason": str(error)}
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _traced(event, context)
-
-
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     name = event.get("experiment") if isinstance(event, dict) else None
     if not isinstance(name, str) or not name:
@@ -500,4 +491,4 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return run(name)
 
 
-_traced = LazilyTraced(_handler)
+handler = entry_point(_handler, logger, metrics)

@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from mlops_runtime.adapters.tracing import NEVER, entry_point
 from mlops_runtime.features.ingest import IngestWriteError, ingest
 from mlops_runtime.features.schema import FeatureGroupSchema, InvalidBatch
 from mlops_runtime.features.store import Boto3FeatureStoreWriter, FeatureStoreWriter, check_target_stores
@@ -40,8 +41,7 @@ def _invalid_request(message: str) -> dict[str, Any]:
     return {"error": "invalid_request", "message": message}
 
 
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     schema = feature_group_schema()
     if not isinstance(event, dict) or not isinstance(event.get("records"), list):
         return _invalid_request("the event must be an object with a 'records' list")
@@ -71,3 +71,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         raise
     logger.info("Ingested records", extra={**context_fields, "written": result.written})
     return {"written": result.written}
+
+
+handler = entry_point(_handler, logger, tracing=NEVER)

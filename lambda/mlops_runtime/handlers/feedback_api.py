@@ -30,19 +30,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
+from mlops_runtime.adapters.tracing import NEVER, entry_point, powertools
 from mlops_runtime.lazy import Lazy
 from mlops_runtime.settings import FeedbackApiSettings, SettingsError
 from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore
@@ -73,8 +72,7 @@ RETRY_AFTER_SECONDS = "5"
 DEAD_LETTER_RESERVE_SECONDS = 6.0
 
 SETTINGS_MODEL = FeedbackApiSettings  # what the stack passes in MLOPS_SETTINGS
-logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+logger, metrics = powertools()
 # debug=False: POWERTOOLS_EVENT_HANDLER_DEBUG would otherwise print whole events (caller IP included).
 app = APIGatewayRestResolver(enable_validation=True, debug=False)
 
@@ -274,11 +272,11 @@ def _unexpected(error: Exception) -> Response:
     )
 
 
-# log_event=False: POWERTOOLS_LOGGER_LOG_EVENT must not make the logger print events (caller IP).
-@logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False, clear_state=True
-)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _count("FeedbackRequests", 1)
     return app.resolve(event, context)
+
+
+# log_event=False: POWERTOOLS_LOGGER_LOG_EVENT must not make the logger print events (caller IP).
+handler = entry_point(_handler, logger, metrics, tracing=NEVER,
+                      correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)

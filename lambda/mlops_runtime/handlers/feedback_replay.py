@@ -29,16 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
+from mlops_runtime.adapters.tracing import NEVER, entry_point, powertools
 from mlops_runtime.lazy import Lazy
 from mlops_runtime.settings import FeedbackApiSettings, SettingsError
 from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore
@@ -55,8 +54,7 @@ from mlops_runtime.domain.feedback import (
 )
 
 SETTINGS_MODEL = FeedbackApiSettings  # what the stack passes in MLOPS_SETTINGS
-logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+logger, metrics = powertools()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
@@ -116,13 +114,14 @@ def record_handler(record: Any) -> None:
         metrics.add_metric(name="FeedbackReplayDuplicate", unit=MetricUnit.Count, value=1)
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(name="FeedbackReplayBatches", unit=MetricUnit.Count, value=1)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+
+
+handler = entry_point(_handler, logger, metrics, tracing=NEVER, log_event=False)
 
 
 # --- command line -------------------------------------------------------------------------------

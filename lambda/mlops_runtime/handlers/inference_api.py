@@ -28,8 +28,8 @@ the weights the deployer gave the variants and the packages behind them (looked 
 deployment), exactly as the controller's next run will record it, so no prediction of the new
 models is counted in the old round.
 
-No Tracer is created at import (see ``handlers.deployer.tracer``); ``POWERTOOLS_TRACE_DISABLED`` unset
-and ``INFERENCE_API_TRACING=true`` creates it on the first request.
+No Tracer is created at import; tracing is opt-in (``adapters.tracing.OPT_IN``):
+``POWERTOOLS_TRACE_DISABLED=false`` creates it on the first request.
 """
 
 from __future__ import annotations
@@ -39,14 +39,12 @@ import binascii
 import csv
 import io
 import json
-import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -70,7 +68,7 @@ from mlops_runtime.adapters.model_runtime import (
     deployed_packages,
 )
 from mlops_runtime.adapters.secrets import subject_hash_key
-from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.tracing import OPT_IN, entry_point, powertools
 from mlops_runtime.adapters.online_features import Boto3OnlineFeatures, FeatureLookupError, OnlineFeatures
 from mlops_runtime.domain import routing
 from mlops_runtime.domain.rounds import ArmCounts, redeployed, round_salt, statistics_key
@@ -81,8 +79,7 @@ MAX_BODY_BYTES = 6_291_456  # InvokeEndpoint's payload limit
 RETRY_AFTER_SECONDS = "1"
 TEXT_TYPES = ("application/json", "text/", "application/jsonlines", "application/x-ndjson", "application/xml")
 
-logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+logger, metrics = powertools()
 app = APIGatewayRestResolver()
 
 
@@ -537,13 +534,4 @@ def _unexpected(error: Exception) -> Response:
     return _json(500, {"error": "internal_error", "message": "internal error"})
 
 
-_traced = LazilyTraced(
-    lambda event, context: app.resolve(event, context),
-    enabled=lambda: os.environ.get("INFERENCE_API_TRACING", "").lower() == "true",
-)
-
-
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _traced(event, context)
+handler = entry_point(lambda event, context: app.resolve(event, context), logger, metrics, tracing=OPT_IN)

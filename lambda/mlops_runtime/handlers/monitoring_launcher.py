@@ -41,7 +41,6 @@ Returns ``{"status": started|empty_window|skipped|error, ...}``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +48,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.tracing import entry_point, metrics_namespace
 from mlops_runtime.adapters.monitoring_inputs import CloudWatchMetrics, S3Objects, SageMakerModels, SageMakerPipelines
 from mlops_runtime.domain import monitoring_window as mw
 from mlops_runtime.lazy import Lazy
@@ -89,8 +88,7 @@ def now() -> datetime:
 
 def _count(name: str, endpoint: str) -> None:
     """One EMF count in the function's namespace, with an ``Endpoint`` dimension."""
-    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform")
-    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=namespace) as metric:
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=metrics_namespace()) as metric:
         metric.add_dimension(name="Endpoint", value=endpoint)
 
 
@@ -261,11 +259,6 @@ def _error(reason: str, **extra: Any) -> dict[str, Any]:
     return {"status": "error", "reason": reason}
 
 
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _traced(event, context)
-
-
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     endpoint = event.get("endpoint") if isinstance(event, dict) else None
     if not isinstance(endpoint, str) or not endpoint:
@@ -280,5 +273,5 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return run(config)
 
 
-_traced = LazilyTraced(_handler)
+handler = entry_point(_handler, logger)
 _LAZIES = (s3, models, pipelines, cloudwatch, clock, settings)

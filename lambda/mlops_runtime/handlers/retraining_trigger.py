@@ -34,15 +34,13 @@ Returns ``{"status": "done", "decisions": [{"pipeline", "action": started|cooldo
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.tracing import entry_point, powertools
 from mlops_runtime.adapters.aws_errors import error_text
 from mlops_runtime.adapters.monitoring_inputs import S3Objects, SageMakerModels, SageMakerPipelines
 from mlops_runtime.domain import monitoring_window as mw
@@ -52,8 +50,7 @@ from mlops_runtime.domain.monitoring_window import as_utc
 from mlops_runtime.lazy import Lazy
 from mlops_runtime.settings import ProductionSource, RetrainingSettings, RetrainingTriggerSettings, SettingsError
 
-logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+logger, metrics = powertools()
 
 RECENT_EXECUTIONS = 10
 
@@ -211,12 +208,6 @@ def run(config: RetrainingSettings, transition: domain.AlarmTransition) -> dict[
     return {"status": "done", "decisions": decisions}
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _traced(event, context)
-
-
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         transition = domain.parse_alarm_event(event)
@@ -245,5 +236,5 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return run(config, transition)
 
 
-_traced = LazilyTraced(_handler)
+handler = entry_point(_handler, logger, metrics)
 _LAZIES = (pipelines, sns, clock, models, s3, settings)

@@ -16,8 +16,9 @@ Errors, always ``{"error", "message", "field"}`` (``field`` may be empty):
 
 AWS calls per request: one embedding call (InvokeModel or InvokeEndpoint) and one query (QueryVectors,
 or one k-NN ``_search``). The query text is never logged. Settings: ``domain.search.SearchSettings``
-(parsed by hand: this handler loads no pydantic), read on the first request; ``SEARCH_API_TRACING=true`` (and
-``POWERTOOLS_TRACE_DISABLED`` unset) creates an X-Ray Tracer on the first request.
+(parsed by hand: this handler loads no pydantic), read on the first request. Tracing is opt-in
+(``adapters.tracing.OPT_IN``): ``POWERTOOLS_TRACE_DISABLED=false`` creates an X-Ray Tracer on the
+first request.
 """
 
 from __future__ import annotations
@@ -25,20 +26,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 
 from mlops_runtime.adapters.embedders import Embedder, EmbedderError, EmbedderThrottled, embedder_for
-from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.tracing import OPT_IN, entry_point, powertools
 from mlops_runtime.adapters.vector_store import VectorStore, VectorStoreError, VectorStoreThrottled, store_for
 from mlops_runtime.domain.search import (
     MAX_REQUEST_BYTES,
@@ -60,8 +59,7 @@ UNAVAILABLE_RETRY_AFTER = "5"
 EMBEDDER_OPTIONS = {"max_attempts": 3, "base_delay": 0.05, "max_delay": 0.5, "read_timeout": 10.0}
 STORE_OPTIONS = {"max_attempts": 3, "base_delay": 0.05, "max_delay": 0.5}
 
-logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+logger, metrics = powertools()
 # debug=False: POWERTOOLS_EVENT_HANDLER_DEBUG would otherwise print whole events (query included).
 app = APIGatewayRestResolver(debug=False)
 
@@ -210,17 +208,11 @@ def _unexpected(error: Exception) -> Response:
     return _json(500, {"error": "internal_error", "message": "internal error", "field": ""})
 
 
-_traced = LazilyTraced(
-    lambda event, context: app.resolve(event, context),
-    enabled=lambda: os.environ.get("SEARCH_API_TRACING", "").lower() == "true"
-    and os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() != "true",
-)
+def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    _count("SearchRequests")
+    return app.resolve(event, context)
 
 
 # log_event=False: POWERTOOLS_LOGGER_LOG_EVENT must not make the logger print events (queries, caller IP).
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False,
-                              clear_state=True)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    _count("SearchRequests")
-    return _traced(event, context)
+handler = entry_point(_handler, logger, metrics, tracing=OPT_IN,
+                      correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)

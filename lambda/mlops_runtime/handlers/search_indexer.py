@@ -23,15 +23,14 @@ Settings: ``domain.search.SearchSettings`` (the indexes, ``report_bucket`` (requ
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from mlops_runtime.adapters.tracing import NEVER, entry_point, powertools
 from mlops_runtime.adapters.embedders import Embedder, embedder_for
 from mlops_runtime.adapters.vector_store import VectorStore, store_for
 from mlops_runtime.domain.search import DEFAULT_REPORT_PREFIX, ConfigurationError, IndexSettings, SearchSettings
@@ -42,8 +41,7 @@ from mlops_runtime.search.indexing import IndexReport, index_lines, iter_lines
 DOCUMENTS_PREFIX = "search/"
 DOCUMENT_SUFFIX = ".jsonl"
 
-logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+logger, metrics = powertools()
 
 
 def _s3_client() -> Any:
@@ -194,9 +192,7 @@ def process_object(rt: Runtime, bucket: str, sent_key: str) -> dict[str, Any]:
     return summary
 
 
-@logger.inject_lambda_context(log_event=False, clear_state=True)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         objects, several = objects_of(event)
     except ValueError as error:
@@ -213,3 +209,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                              extra={"bucket": bucket, "key": key})
             raise
     return {"results": results} if several else results[0]
+
+
+handler = entry_point(_handler, logger, metrics, tracing=NEVER, log_event=False)
