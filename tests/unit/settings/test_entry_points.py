@@ -36,15 +36,13 @@ def test_an_entry_point_logs_with_the_context_and_flushes_its_metrics(monkeypatc
     logger, metrics = tracing.powertools()
 
     def work(event, context):
-        logger.info("working")
         metrics.add_metric(name="Worked", unit="Count", value=1)
-        return {"echo": event}
+        return {"echo": event, "keys": logger.get_current_keys()}
 
     handler = tracing.entry_point(work, logger, metrics, tracing=tracing.NEVER)
-    assert handler({"a": 1}, Context()) == {"echo": {"a": 1}}
+    answer = handler({"a": 1}, Context())
+    assert answer["echo"] == {"a": 1} and answer["keys"]["function_request_id"] == "req-1"
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    (log,) = [line for line in lines if line.get("message") == "working"]
-    assert log["function_request_id"] == "req-1"
     (emf,) = [line for line in lines if "_aws" in line]
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Tests/EntryPoint" and emf["Worked"] == [1.0]
 
