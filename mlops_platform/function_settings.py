@@ -175,6 +175,9 @@ def endpoint_spec(config: PlatformConfig, endpoint: EndpointConfig,
     }
     if endpoint.container is not None:
         spec["image_uri"] = resources.images.get(endpoint.name) or endpoint.container.image_uri or "image-asset"
+    gpus = getattr(variant, "gpus", None)  # instance-based variants only
+    if gpus is not None:
+        spec["gpu_layout"] = {"layout": gpus.layout, "model_memory_gib": gpus.model_memory_gib}
     capture = endpoint.data_capture
     if capture is not None and capture.enabled:
         spec["data_capture"] = {
@@ -252,7 +255,8 @@ def _endpoint_field(config: PlatformConfig, index: int, path: str) -> str:
     path = path.replace("capture_content_types.json", "json_content_types")
     path = path.replace("capture_content_types.csv", "csv_content_types")
     path = re.sub(r"(\.\d+|\[\d+\])$", "", path)  # an item of a list: the list's field
-    path = {"image_uri": "container.image_uri", "guardrails.alarm_names": "name"}.get(path, path)
+    path = {"image_uri": "container.image_uri", "guardrails.alarm_names": "name",
+            "gpu_layout": "variant.gpus"}.get(path, path)
     return f"{where}.{path}" if path else where
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from monitoring.metrics import QUALITY_METRICS as MONITORING_QUALITY_METRICS
 from monitoring.metrics import THRESHOLDS as MONITORING_THRESHOLD_TABLE
 from ..pipelines.images import DEFAULT_SKLEARN, DEFAULT_XGBOOST, image_python
+from ..runtime_tables import instance_types as _instance_types
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # CloudWatch Logs accepts only these retention periods (days).
@@ -486,6 +487,37 @@ def _check_hosting_instance_type(value: str) -> str:
 HostingInstanceType = Annotated[str, AfterValidator(_check_hosting_instance_type)]
 
 
+GPU_LAYOUTS = _instance_types().GPU_LAYOUTS  # the deployer's names
+
+
+class GpuServingConfig(StrictModel):
+    """How the model uses the GPUs of its instance (checked against the instance type table's GPU count
+    and memory; the deployer passes it to the container as environment variables, docs/scaling.md)."""
+
+    layout: Literal[GPU_LAYOUTS] = Field(
+        description="worker_per_gpu: one model-server worker per GPU, each pinned to its device, each with a "
+                    "whole copy; split_model: one worker, the model's layers spread over every GPU (a model "
+                    "too big for one).",
+    )
+    model_memory_gib: float = Field(
+        gt=0, le=4096,
+        description="GPU memory one copy of the model needs at its largest batch (weights + activations); "
+                    "90% of a GPU's memory is usable (the CUDA context takes the rest).",
+    )
+
+
+def _check_gpu_layout(instance_type: str, gpus: GpuServingConfig | None) -> None:
+    if gpus is None:
+        return
+    # the deployer's table and rule
+    problem = _instance_types().gpu_layout_problem(instance_type, gpus.layout, gpus.model_memory_gib)
+    if problem:
+        raise ValueError(f"gpus: {problem}")
+
+
+GPUS_DESCRIPTION = "Multi-GPU serving: how the model uses the instance's GPUs (GPU instance types only)."
+
+
 class AutoscalingConfig(StrictModel):
     """Target tracking on invocations per instance, applied by the deployer after each rollout."""
 
@@ -516,11 +548,13 @@ class RealtimeVariantConfig(StrictModel):
     model_data_download_timeout_s: int | None = Field(default=None, ge=60, le=3600)
     container_startup_health_check_timeout_s: int | None = Field(default=None, ge=60, le=3600)
     autoscaling: AutoscalingConfig | None = None
+    gpus: GpuServingConfig | None = Field(default=None, description=GPUS_DESCRIPTION)
 
     @model_validator(mode="after")
     def _fits_instance(self) -> RealtimeVariantConfig:
         from ..runtime_tables import instance_types
 
+        _check_gpu_layout(self.instance_type, self.gpus)
         if self.volume_size_gb is not None and not instance_types().instance_type(self.instance_type).supports_volume_size:
             raise ValueError(f"{self.instance_type} has local NVMe storage: volume_size_gb cannot be set")
         if self.autoscaling and self.autoscaling.min_instances < 1:
@@ -562,6 +596,12 @@ class AsyncVariantConfig(StrictModel):
         default_factory=lambda: AutoscalingConfig(min_instances=0, max_instances=2, target_invocations_per_instance=5),
         description="Backlog-based scaling; min 0 means no instance (and no cost) while the queue is empty.",
     )
+    gpus: GpuServingConfig | None = Field(default=None, description=GPUS_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _fits_instance(self) -> AsyncVariantConfig:
+        _check_gpu_layout(self.instance_type, self.gpus)
+        return self
 
 
 VariantConfig = Annotated[

@@ -124,9 +124,10 @@ class DeliveryStack(Stack):
                     ]
                 if owner.node.id == "SelfMutation":
                     findings += ["Resource::*", f"Resource::arn:*:iam::{self.account}:role/*"]
-                if default_policy.node.scope.node.id == "FileRole":
-                    # One role for every asset-publishing project, so CDK Pipelines scopes it to all of
-                    # this account's CodeBuild log groups and report groups, and starts its builds on *.
+                if default_policy.node.scope.node.id in ("FileRole", "DockerRole"):
+                    # One role for every file (or image) asset-publishing project, so CDK Pipelines scopes
+                    # it to all of this account's CodeBuild log groups and report groups, and starts its
+                    # builds on *. Its ECR pushes go through the target account's bootstrap role.
                     findings += [
                         "Resource::*",
                         f"Resource::arn:<AWS::Partition>:logs:{where}:log-group:/aws/codebuild/*",

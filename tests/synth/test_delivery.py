@@ -12,6 +12,7 @@ import json
 import tomllib
 
 from mlops_platform.config import load_environments
+from mlops_platform.constructs.naming import pascal
 from mlops_platform.paths import REPO_ROOT
 from mlops_platform.tools.synth_summary import summarize, warnings
 
@@ -135,3 +136,37 @@ def test_the_summary_names_the_environments_inside_the_pipeline(delivery_synthes
 def test_api_stack_creates_the_smoke_role_for_the_delivery_account(synthesis):
     # The real stages get no smoke role without a delivery pipeline (config/delivery: enabled: false).
     assert "SmokeTestRole" not in json.dumps(synthesis.template("staging", "Api"))
+
+
+def test_custom_serving_images_are_built_and_pushed_by_codebuild_before_their_stage(delivery_synthesis):
+    """An endpoint with `container.dockerfile_dir` (prod's GNN example) is an image asset of its
+    stage: the pipeline's Assets stage builds it in a privileged CodeBuild project and pushes it to
+    the target account's asset repository before the environment deploys; no developer machine
+    builds it. Environments without such an endpoint have no image to build."""
+    (codepipeline,) = of_type(delivery_synthesis.template, "AWS::CodePipeline::Pipeline")
+    stage_names = [s["Name"] for s in codepipeline["Stages"]]
+    (assets,) = [s for s in codepipeline["Stages"] if s["Name"] == "Assets"]
+    projects = {logical_id: resource["Properties"] for logical_id, resource in delivery_synthesis.template["Resources"].items()
+                if resource["Type"] == "AWS::CodeBuild::Project"}
+    docker_projects = [projects[a["Configuration"]["ProjectName"]["Ref"]] for a in assets["Actions"]
+                       if a["Name"].startswith("DockerAsset")]
+    published = " ".join(command for p in docker_projects
+                         for command in json.loads((delivery_synthesis.outdir / p["Source"]["BuildSpec"]).read_text())
+                         ["phases"]["build"]["commands"])
+    assert all(p["Environment"]["PrivilegedMode"] for p in docker_projects)  # docker build needs it
+    built_anywhere = False
+    for config in load_environments():
+        expected = {f"{pascal(e.name)}Image" for e in config.serving.endpoints
+                    if e.container is not None and e.container.dockerfile_dir is not None}
+        (serving,) = (delivery_synthesis.outdir / f"assembly-Delivery-{config.environment}").glob("*Serving*.assets.json")
+        images = json.loads(serving.read_text()).get("dockerImages", {})
+        assert {image["displayName"] for image in images.values()} == expected, config.environment
+        for asset_hash, image in images.items():
+            built_anywhere = True
+            (destination,) = image["destinations"].values()
+            assert f"container-assets-{config.account}-{config.region}" in destination["repositoryName"]
+            assert f'publish "{asset_hash}:' in published  # this image, by this project
+            context = delivery_synthesis.outdir / serving.parent.name / image["source"]["directory"]
+            assert (context / "Dockerfile").is_file() and (context / "serve.py").is_file()
+            assert stage_names.index("Assets") < stage_names.index(config.environment)
+    assert built_anywhere, "the example config should build the GNN image in prod"

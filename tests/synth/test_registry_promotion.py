@@ -33,11 +33,11 @@ def test_prod_registers_what_staging_approves(synthesis):
 
     setting = deployed_settings(promotion_function(synthesis))
     assert setting.source_account == STAGING
-    assert setting.groups == {f"mlops-staging-{GROUP}": f"mlops-prod-{GROUP}"}
+    assert setting.groups == {f"mlops-staging-{group}": f"mlops-prod-{group}" for group in (GROUP, "example-gnn")}
     [rule] = [r["Properties"] for r in resources(synthesis, "prod", "Training", "AWS::Events::Rule").values()
               if "OnSourceApproval" in json.dumps(r["Properties"]["Targets"]) or
               r["Properties"].get("Description", "").startswith("A package approved in mlops-staging")]
-    assert rule["EventPattern"]["detail"] == {"ModelPackageGroupName": [f"mlops-staging-{GROUP}"],
+    assert rule["EventPattern"]["detail"] == {"ModelPackageGroupName": sorted(setting.groups),
                                               "ModelApprovalStatus": ["Approved"]}
     [bus_policy] = resources(synthesis, "prod", "Training", "AWS::Events::EventBusPolicy").values()
     statement = bus_policy["Properties"]["Statement"]

@@ -31,6 +31,11 @@ def endpoint_specs(synthesis, environment) -> list[dict]:
     return [spec.to_dict() for spec in deployed_settings(deployer(synthesis, environment)).endpoints]
 
 
+def classifier_spec(synthesis, environment) -> dict:
+    (spec,) = [s for s in endpoint_specs(synthesis, environment) if s["name"] == f"mlops-{environment}-example-classifier"]
+    return spec
+
+
 def test_dev_endpoints_are_serverless_without_capture(synthesis):
     specs = endpoint_specs(synthesis, "dev")
     assert [spec["name"] for spec in specs] == ["mlops-dev-example-classifier", "mlops-dev-example-classifier-candidate"]
@@ -44,7 +49,7 @@ def test_dev_endpoints_are_serverless_without_capture(synthesis):
 
 @pytest.mark.parametrize("environment", ["staging", "prod"])
 def test_realtime_endpoints_capture_data_with_the_key(synthesis, environment):
-    (spec,) = endpoint_specs(synthesis, environment)
+    spec = classifier_spec(synthesis, environment)
     account = synthesis.configs[environment].account
     capture = spec["data_capture"]
     assert capture["enabled"] is True
@@ -57,10 +62,10 @@ def test_realtime_endpoints_capture_data_with_the_key(synthesis, environment):
 
 
 def test_guardrails_follow_config(synthesis):
-    (staging,) = endpoint_specs(synthesis, "staging")
+    staging = classifier_spec(synthesis, "staging")
     assert staging["guardrails"]["mode"] == "CANARY" and staging["guardrails"]["canary_size_percent"] == 50
     assert staging["challenger_initial_weight"] == 0.2
-    (prod,) = endpoint_specs(synthesis, "prod")
+    prod = classifier_spec(synthesis, "prod")
     assert prod["guardrails"]["mode"] == "LINEAR" and prod["guardrails"]["linear_step_percent"] == 50
     assert sorted(prod["guardrails"]["alarm_names"]) == sorted(
         f"mlops-prod-example-classifier-{variant}-{kind}"
@@ -87,7 +92,8 @@ def test_rollback_alarms_per_variant(cdk_template, synthesis):
         "Threshold": 0.5, "ComparisonOperator": "GreaterThanThreshold",
         "Metrics": Match.array_with([Match.object_like({"Expression": "IF(invocations > 0, 100 * errors / invocations, 0)"})]),
     })
-    assert len(resources(synthesis, "prod", "AWS::CloudWatch::Alarm")) == 4
+    endpoints = len(synthesis.configs["prod"].serving.endpoints)
+    assert len(resources(synthesis, "prod", "AWS::CloudWatch::Alarm")) == 4 * endpoints
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -174,26 +180,13 @@ def test_endpoints_may_write_capture_and_async_results(synthesis):
     assert any(r.endswith("/capture/*") for r in statement["Resource"])
 
 
-def test_custom_container_from_a_dockerfile(tmp_path):
-    """An endpoint with `container.dockerfile_dir` gets an image asset, the image in its spec,
-    ECR pull rights for the execution role, and stays nag-clean (full synthesis of one stage)."""
-    from pathlib import Path
-
-    import yaml
-
-    from mlops_platform.app_builder import build_app
-    from mlops_platform.config import parse_config
-
-    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "dev.yaml").read_text())
-    data["serving"]["endpoints"][0]["container"] = {"dockerfile_dir": "serving/example_gnn"}
-    build_app([parse_config(data, "dev.yaml")], outdir=str(tmp_path)).synth()  # raises on nag findings
-
-    stage = tmp_path / "assembly-dev"
-    (template_file,) = stage.glob("devServing*.template.json")
-    (assets_file,) = stage.glob("devServing*.assets.json")
-    template = json.loads(template_file.read_text())
+def test_custom_container_from_a_dockerfile(synthesis):
+    """Prod's GNN endpoint (`container.dockerfile_dir`) gets an image asset, the image in its spec and
+    ECR pull rights for the execution role (the session synthesis is nag-checked: test_compliance)."""
+    template = synthesis.template("prod", "Serving")
+    (assets_file,) = (synthesis.outdir / "assembly-prod").glob("prodServing*.assets.json")
     (image,) = json.loads(assets_file.read_text())["dockerImages"].values()
-    assert "asset." in image["source"]["directory"]
+    assert image["displayName"] == "ExampleGnnImage" and "asset." in image["source"]["directory"]
     statements = [s for r in template["Resources"].values() if r["Type"] == "AWS::IAM::ManagedPolicy"
                   for s in r["Properties"]["PolicyDocument"]["Statement"]]
     pull = next(s for s in statements if s.get("Sid") == "PullCustomServingImages")
@@ -202,6 +195,29 @@ def test_custom_container_from_a_dockerfile(tmp_path):
                         if r["Type"] == "AWS::Lambda::Function"
                         and r["Properties"]["Handler"] == "mlops_runtime.handlers.deployer.handler")
     assert "image_uri" in json.dumps(deployer_env["MLOPS_SETTINGS"])
+
+
+def test_the_gnn_endpoint_states_its_gpu_layout_and_the_deployer_passes_it_on(synthesis):
+    """prod serves the GNN on ml.g5.12xlarge, one worker per GPU: the spec carries the layout, and the
+    model the deployer would create tells the container to run four workers on devices 0-3."""
+    from datetime import UTC, datetime
+
+    from mlops_runtime.domain.deployment import ApprovedPackage, EndpointSpec, PackageContainer, plan_deployment
+
+    (gnn,) = [s for s in endpoint_specs(synthesis, "prod") if s["name"] == "mlops-prod-example-gnn"]
+    assert gnn["variants"]["champion"]["instance_type"] == "ml.g5.12xlarge"
+    assert gnn["gpu_layout"] == {"layout": "worker_per_gpu", "model_memory_gib": 2.0}
+    group = gnn["model_package_group"]
+    package = ApprovedPackage(
+        arn=f"arn:aws:sagemaker:eu-west-1:333333333333:model-package/{group}/1", group=group, version=1,
+        containers=(PackageContainer(image="763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.5-cpu",
+                                     model_data_url="s3://artifacts/gnn/1/model.tar.gz"),),
+        approval_status="Approved")
+    plan = plan_deployment(None, package, EndpointSpec.from_dict(gnn), datetime(2026, 12, 5, tzinfo=UTC))
+    environment = plan.call("CreateModel").params["PrimaryContainer"]["Environment"]
+    assert {k: environment[k] for k in ("SAGEMAKER_MODEL_SERVER_WORKERS", "MLOPS_GPU_LAYOUT", "MLOPS_GPU_DEVICES")} \
+        == {"SAGEMAKER_MODEL_SERVER_WORKERS": "4", "MLOPS_GPU_LAYOUT": "worker_per_gpu", "MLOPS_GPU_DEVICES": "0,1,2,3"}
+    assert "classifier" not in json.dumps(gnn) and classifier_spec(synthesis, "prod").get("gpu_layout") is None
 
 
 def test_autoscaling_registered_when_endpoints_are_in_service(synthesis, cdk_template):

@@ -120,9 +120,12 @@ def test_approval_decisions_notify_the_topic(synthesis, cdk_template, environmen
 
 
 def test_registry_shared_with_prod_only_where_configured(synthesis):
-    (staging_group,) = resources(synthesis, "staging", "AWS::SageMaker::ModelPackageGroup").values()
-    policy = staging_group["Properties"]["ModelPackageGroupPolicy"]
-    assert "arn:" in json.dumps(policy) and ":iam::333333333333:root" in json.dumps(policy)
+    staging_groups = resources(synthesis, "staging", "AWS::SageMaker::ModelPackageGroup").values()
+    assert sorted(g["Properties"]["ModelPackageGroupName"] for g in staging_groups) == [
+        "mlops-staging-example-classifier", "mlops-staging-example-gnn"]
+    for staging_group in staging_groups:
+        policy = staging_group["Properties"]["ModelPackageGroupPolicy"]
+        assert "arn:" in json.dumps(policy) and ":iam::333333333333:root" in json.dumps(policy)
     dev_groups = resources(synthesis, "dev", "AWS::SageMaker::ModelPackageGroup").values()
     assert sorted(g["Properties"]["ModelPackageGroupName"] for g in dev_groups) == [
         "mlops-dev-example-classifier", "mlops-dev-example-classifier-candidates"]  # a group without a pipeline

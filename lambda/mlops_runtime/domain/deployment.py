@@ -56,7 +56,12 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from mlops_runtime.domain.instance_types import INSTANCE_TYPES
+from mlops_runtime.domain.instance_types import (
+    GPU_LAYOUTS,
+    INSTANCE_TYPES,
+    gpu_layout_problem,
+    gpu_model_server_workers,
+)
 from mlops_runtime.domain.validation import (
     AWS,
     OURS,
@@ -341,6 +346,31 @@ class GuardrailSpec:
         return config
 
 
+# The serving container's view of its GPU layout, set on the model (CreateModel ``Environment``).
+# SAGEMAKER_MODEL_SERVER_WORKERS is also what SageMaker's own inference toolkits (the PyTorch/MMS and
+# TorchServe images) read for their worker count; the GNN example's serve.py reads all three.
+ENV_MODEL_SERVER_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+ENV_GPU_LAYOUT = "MLOPS_GPU_LAYOUT"
+ENV_GPU_DEVICES = "MLOPS_GPU_DEVICES"
+
+
+@_spec
+class GpuLayoutSpec:
+    """How the model uses its instance's GPUs (``instance_types.GPU_LAYOUTS``)."""
+
+    layout: Literal[GPU_LAYOUTS]
+    model_memory_gib: Annotated[float, Field(gt=0, le=4096)]
+
+    def environment(self, instance_type: str) -> dict[str, str]:
+        """The container variables that carry the layout: workers, layout and the devices to use."""
+        gpus = INSTANCE_TYPES[instance_type].gpus
+        return {
+            ENV_MODEL_SERVER_WORKERS: str(gpu_model_server_workers(instance_type, self.layout)),
+            ENV_GPU_LAYOUT: self.layout,
+            ENV_GPU_DEVICES: ",".join(str(device) for device in range(gpus)),
+        }
+
+
 @_spec
 class EndpointSpec:
     """One endpoint the deployer owns, fed by one model package group (``settings.DeployerSettings``
@@ -361,6 +391,8 @@ class EndpointSpec:
     # networks); the package still provides the model artifacts and environment. An ECR URI
     # (ECR_IMAGE_RE, checked by the config) or an image asset's (a token at synthesis).
     image_uri: ResourceId | None = None
+    # Multi-GPU serving: the layout's variables go into the model's container environment.
+    gpu_layout: GpuLayoutSpec | None = None
 
     def __post_init__(self) -> None:
         weight = self.challenger_initial_weight
@@ -371,6 +403,33 @@ class EndpointSpec:
         self._check_layout()
         self._check_guardrails()
         self._check_tags()
+        self._check_gpu_layout()
+
+    @property
+    def gpu_instance_type(self) -> str:
+        """The champion's instance type, whose GPUs the layout's variables describe."""
+        return self.variants.champion.instance_type
+
+    def _check_gpu_layout(self) -> None:
+        gpu = self.gpu_layout
+        if gpu is None:
+            return
+        if self.variants.kind == "serverless":
+            raise InvalidEndpointSpec("gpu_layout", "serverless endpoints have no GPUs")
+        sizings = [("champion", self.variants.champion), ("challenger", self.variants.challenger_sizing)]
+        for role, sizing in sizings:
+            problem = gpu_layout_problem(sizing.instance_type, gpu.layout, gpu.model_memory_gib)
+            if problem:
+                raise InvalidEndpointSpec("gpu_layout", f"the {role}: {problem}")
+        # A model's environment is fixed when it is created, and a challenger's model can become the
+        # champion's (promotion): both sizings must offer the same devices.
+        counts = {INSTANCE_TYPES[sizing.instance_type].gpus for _, sizing in sizings}
+        if len(counts) > 1:
+            raise InvalidEndpointSpec(
+                "gpu_layout",
+                f"the champion ({self.variants.champion.instance_type}) and challenger "
+                f"({self.variants.challenger_sizing.instance_type}) must have the same number of GPUs",
+            )
 
     @classmethod
     def from_dict(cls, data: object) -> EndpointSpec:
@@ -1164,14 +1223,21 @@ class _PlanBuilder:
         spec, package = self.spec, self.package
         request: dict[str, Any] = {"ExecutionRoleArn": spec.execution_role_arn}
         containers = [container.request() for container in package.containers]
-        if spec.image_uri is not None:
+
+        def only_container(what: str) -> dict[str, Any]:
             if len(containers) != 1:
-                raise CannotPlan(
-                    spec.name,
-                    f"{package.arn} has {len(containers)} containers; an image override (image_uri) "
-                    "replaces the image of single-container packages only",
-                )
-            containers[0]["Image"] = spec.image_uri
+                raise CannotPlan(spec.name, f"{package.arn} has {len(containers)} containers; {what} "
+                                            "single-container packages only")
+            return containers[0]
+
+        if spec.image_uri is not None:
+            only_container("an image override (image_uri) replaces the image of")["Image"] = spec.image_uri
+        if spec.gpu_layout is not None:
+            container = only_container("a GPU layout describes the devices of")
+            # The package's own variables stay; the layout's override any of the same name.
+            environment = {**container.get("Environment", {}),
+                           **spec.gpu_layout.environment(spec.gpu_instance_type)}
+            container["Environment"] = dict(sorted(environment.items()))
         if len(containers) == 1:
             request["PrimaryContainer"] = containers[0]
         else:

@@ -2,8 +2,8 @@
 
 Used by the deployer's endpoint-spec validation and by the CDK config validation, so it must stay
 dependency-free. Figures are the EC2 specifications of the underlying instance: vCPUs, memory in GiB,
-NVIDIA GPU count, Neuron (Inferentia) chip count, and whether the instance's storage is local NVMe
-(instance store) rather than an EBS volume. NVMe matters twice on SageMaker endpoints:
+NVIDIA GPU count and memory per GPU, Neuron (Inferentia) chip count, and whether the instance's
+storage is local NVMe (instance store) rather than an EBS volume. NVMe matters twice on SageMaker endpoints:
 
 - ``VolumeSizeInGB`` is rejected for such instances (no EBS volume is attached);
 - ``KmsKeyId`` on the endpoint config is rejected for them (the instance store is encrypted by a
@@ -27,6 +27,7 @@ class InstanceType:
     vcpus: int
     memory_gib: float
     gpus: int = 0
+    gpu_memory_gib: float = 0.0  # per GPU
     neuron_chips: int = 0
     local_nvme: bool = False
     accelerator: str | None = None
@@ -39,6 +40,10 @@ class InstanceType:
     @property
     def has_gpu(self) -> bool:
         return self.gpus > 0
+
+    @property
+    def total_gpu_memory_gib(self) -> float:
+        return self.gpus * self.gpu_memory_gib
 
     @property
     def has_neuron(self) -> bool:
@@ -111,10 +116,11 @@ _CPU_SIZES = {
     ],
 }
 
-# family: (accelerator, local NVMe, [(size, vcpus, memory GiB, GPUs)])
+# family: (accelerator, GiB per GPU, local NVMe, [(size, vcpus, memory GiB, GPUs)])
 _GPU_SIZES = {
     "g4dn": (
         "NVIDIA T4",
+        16,
         True,
         [
             ("xlarge", 4, 16, 1),
@@ -127,6 +133,7 @@ _GPU_SIZES = {
     ),
     "g5": (
         "NVIDIA A10G",
+        24,
         True,
         [
             ("xlarge", 4, 16, 1),
@@ -141,6 +148,7 @@ _GPU_SIZES = {
     ),
     "g6": (
         "NVIDIA L4",
+        24,
         True,
         [
             ("xlarge", 4, 16, 1),
@@ -153,9 +161,9 @@ _GPU_SIZES = {
             ("48xlarge", 192, 768, 8),
         ],
     ),
-    "p3": ("NVIDIA V100", False, [("2xlarge", 8, 61, 1), ("8xlarge", 32, 244, 4), ("16xlarge", 64, 488, 8)]),
-    "p4d": ("NVIDIA A100", True, [("24xlarge", 96, 1152, 8)]),
-    "p5": ("NVIDIA H100", True, [("4xlarge", 16, 256, 1), ("48xlarge", 192, 2048, 8)]),
+    "p3": ("NVIDIA V100", 16, False, [("2xlarge", 8, 61, 1), ("8xlarge", 32, 244, 4), ("16xlarge", 64, 488, 8)]),
+    "p4d": ("NVIDIA A100", 40, True, [("24xlarge", 96, 1152, 8)]),
+    "p5": ("NVIDIA H100", 80, True, [("4xlarge", 16, 256, 1), ("48xlarge", 192, 2048, 8)]),
 }
 
 # family: (accelerator, [(size, vcpus, memory GiB, Neuron chips)])
@@ -178,11 +186,12 @@ def _build() -> Mapping[str, InstanceType]:
         for size, vcpus, memory in sizes:
             name = f"ml.{family}.{size}"
             table[name] = InstanceType(name, vcpus, float(memory))
-    for family, (accelerator, nvme, gpu_sizes) in _GPU_SIZES.items():
+    for family, (accelerator, gpu_memory, nvme, gpu_sizes) in _GPU_SIZES.items():
         for size, vcpus, memory, gpus in gpu_sizes:
             name = f"ml.{family}.{size}"
             table[name] = InstanceType(
-                name, vcpus, float(memory), gpus=gpus, local_nvme=nvme, accelerator=accelerator
+                name, vcpus, float(memory), gpus=gpus, gpu_memory_gib=float(gpu_memory), local_nvme=nvme,
+                accelerator=accelerator,
             )
     for family, (accelerator, neuron_sizes) in _NEURON_SIZES.items():
         for size, vcpus, memory, chips in neuron_sizes:
@@ -214,3 +223,54 @@ def instance_type(name: str) -> InstanceType:
 def known_families() -> tuple[str, ...]:
     """Families in table order without duplicates, e.g. ``("c5", "c6i", "g4dn", ...)``."""
     return tuple(dict.fromkeys(entry.family for entry in INSTANCE_TYPES.values()))
+
+
+# --- how a model uses an instance's GPUs (endpoint config ``gpus``, the deployer's ``gpu_layout``) ---
+
+WORKER_PER_GPU = "worker_per_gpu"
+"""One model-server worker per GPU, each pinned to its device, each holding a whole copy of the model."""
+SPLIT_MODEL = "split_model"
+"""One worker; the model's layers placed across every GPU (for a model too big for one)."""
+GPU_LAYOUTS = (WORKER_PER_GPU, SPLIT_MODEL)
+
+USABLE_GPU_MEMORY = 0.9
+"""Share of a GPU's memory a model may plan on: the CUDA context and the allocator's cache take the rest."""
+
+
+def gpu_layout_problem(name: str, layout: str, model_memory_gib: float) -> str | None:
+    """Why a model needing ``model_memory_gib`` (weights and activations at the largest batch) cannot
+    be served on instance type ``name`` with ``layout``, or ``None`` when it can."""
+    entry = instance_type(name)
+    if layout not in GPU_LAYOUTS:
+        return f"unknown GPU layout {layout!r}; allowed: {', '.join(GPU_LAYOUTS)}"
+    if not entry.has_gpu:
+        gpu_families = ", ".join(dict.fromkeys(e.family for e in INSTANCE_TYPES.values() if e.has_gpu))
+        return f"{name} has no GPU: a GPU layout needs a GPU instance type ({gpu_families})"
+    per_gpu = entry.gpu_memory_gib * USABLE_GPU_MEMORY
+    fits_one = model_memory_gib <= per_gpu
+    if layout == WORKER_PER_GPU and not fits_one:
+        return (
+            f"{model_memory_gib:g} GiB does not fit one {entry.accelerator} of {name} ({per_gpu:g} of "
+            f"{entry.gpu_memory_gib:g} GiB usable): use {SPLIT_MODEL} or a type with larger GPUs"
+        )
+    if layout == SPLIT_MODEL:
+        if entry.gpus < 2:
+            return f"{SPLIT_MODEL} needs at least 2 GPUs; {name} has 1"
+        if fits_one:
+            return (
+                f"{model_memory_gib:g} GiB fits one {entry.accelerator} ({per_gpu:g} GiB usable): use "
+                f"{WORKER_PER_GPU}, which serves {entry.gpus} copies in parallel instead of passing "
+                f"activations between GPUs"
+            )
+        total = per_gpu * entry.gpus
+        if model_memory_gib > total:
+            return (
+                f"{model_memory_gib:g} GiB does not fit the {entry.gpus} GPUs of {name} together "
+                f"({total:g} GiB usable)"
+            )
+    return None
+
+
+def gpu_model_server_workers(name: str, layout: str) -> int:
+    """Model-server workers for ``layout`` on ``name``: one per GPU, or one for a split model."""
+    return instance_type(name).gpus if layout == WORKER_PER_GPU else 1

@@ -28,6 +28,7 @@ def with_endpoint(tmp_path: Path, **endpoint) -> str:
 
 SERVERLESS = {"kind": "serverless", "memory_mb": 2048, "max_concurrency": 5}
 REALTIME = {"kind": "realtime", "instance_type": "ml.m5.large"}
+G5_12XL = {"kind": "realtime", "instance_type": "ml.g5.12xlarge"}
 
 
 @pytest.mark.parametrize(
@@ -58,6 +59,24 @@ REALTIME = {"kind": "realtime", "instance_type": "ml.m5.large"}
         ({"variant": {"kind": "batch"}}, "does not match any of the expected tags"),
         ({"variant": REALTIME, "container": {}}, "exactly one of image_uri or dockerfile_dir"),
         ({"variant": REALTIME, "guardrails": {"mode": "SLOW"}}, "'ALL_AT_ONCE', 'CANARY' or 'LINEAR'"),
+        # multi-GPU serving, against the instance table's GPU count and memory
+        ({"variant": {**G5_12XL, "gpus": {"layout": "worker_per_gpu", "model_memory_gib": 4}}}, ""),
+        ({"variant": {**G5_12XL, "gpus": {"layout": "split_model", "model_memory_gib": 60}}}, ""),
+        ({"variant": {"kind": "async", "instance_type": "ml.g5.12xlarge",
+                      "gpus": {"layout": "worker_per_gpu", "model_memory_gib": 4}}}, ""),
+        ({"variant": {**G5_12XL, "gpus": {"layout": "worker_per_gpu", "model_memory_gib": 30}}},
+         "gpus: 30 GiB does not fit one NVIDIA A10G of ml.g5.12xlarge (21.6 of 24 GiB usable): use split_model"),
+        ({"variant": {**G5_12XL, "gpus": {"layout": "split_model", "model_memory_gib": 120}}},
+         "gpus: 120 GiB does not fit the 4 GPUs of ml.g5.12xlarge together (86.4 GiB usable)"),
+        ({"variant": {**G5_12XL, "instance_type": "ml.g5.2xlarge",
+                      "gpus": {"layout": "split_model", "model_memory_gib": 30}}},
+         "gpus: split_model needs at least 2 GPUs; ml.g5.2xlarge has 1"),
+        ({"variant": {**REALTIME, "gpus": {"layout": "worker_per_gpu", "model_memory_gib": 1}}},
+         "gpus: ml.m5.large has no GPU"),
+        ({"variant": {**G5_12XL, "gpus": {"layout": "pipeline", "model_memory_gib": 1}}},
+         "'worker_per_gpu' or 'split_model'"),
+        ({"variant": {**SERVERLESS, "gpus": {"layout": "worker_per_gpu", "model_memory_gib": 1}},
+          "challenger_initial_weight": 0, "data_capture": None}, "variant.serverless.gpus' = "),
     ],
 )
 def test_endpoint_limits(tmp_path, endpoint, expected):
