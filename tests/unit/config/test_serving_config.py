@@ -63,7 +63,7 @@ G5_12XL = {"kind": "realtime", "instance_type": "ml.g5.12xlarge"}
         ({"variant": {**G5_12XL, "gpus": {"layout": "worker_per_gpu", "model_memory_gib": 4}}}, ""),
         ({"variant": {**G5_12XL, "gpus": {"layout": "split_model", "model_memory_gib": 60}}}, ""),
         ({"variant": {"kind": "async", "instance_type": "ml.g5.12xlarge",
-                      "gpus": {"layout": "worker_per_gpu", "model_memory_gib": 4}}}, ""),
+                      "gpus": {"layout": "worker_per_gpu", "model_memory_gib": 4}}, "challenger_initial_weight": 0}, ""),
         ({"variant": {**G5_12XL, "gpus": {"layout": "worker_per_gpu", "model_memory_gib": 30}}},
          "gpus: 30 GiB does not fit one NVIDIA A10G of ml.g5.12xlarge (21.6 of 24 GiB usable): use split_model"),
         ({"variant": {**G5_12XL, "gpus": {"layout": "split_model", "model_memory_gib": 120}}},

@@ -145,7 +145,7 @@ def test_settings_survive_the_environment_variable_and_match_the_domain():
     spec = scaler.spec_for("MLOPS-PROD-EXAMPLE-CLASSIFIER")  # names from ARNs are lower-case: any case matches
     assert (spec.kind, spec.min_instances, spec.max_instances, spec.target) == ("realtime", 2, 8, 300)
     promotion = function_settings.promotion(config)
-    assert promotion.groups == {"mlops-staging-example-classifier": "mlops-prod-example-classifier"}
+    assert promotion.groups == {f"mlops-staging-{group}": f"mlops-prod-{group}" for group in ("example-classifier", "example-gnn")}
 
 
 @pytest.mark.parametrize(("source", "deletes"), [("config/dev.yaml", True), (PROD, False)])
