@@ -56,14 +56,16 @@ def tracing_enabled(tracing: Tracing = ALWAYS) -> bool:
 
 class LazilyTraced:
     """``handler(event, context)`` wrapped by ``Tracer.capture_lambda_handler`` on its first call
-    when ``tracing`` says so, else called as is."""
+    when ``tracing`` says so (or ``enabled()``, when given: tests), else called as is."""
 
-    def __init__(self, handler: Handler, tracing: Tracing = ALWAYS) -> None:
-        self._handler, self._tracing, self._call = handler, tracing, None
+    def __init__(self, handler: Handler, tracing: Tracing = ALWAYS, *,
+                 enabled: Callable[[], bool] | None = None) -> None:
+        self._handler, self._call = handler, None
+        self._enabled = enabled or (lambda: tracing_enabled(tracing))
 
     def __call__(self, event: Any, context: Any) -> Any:
         if self._call is None:
-            if tracing_enabled(self._tracing):
+            if self._enabled():
                 from aws_lambda_powertools import Tracer
 
                 tracer = Tracer(patch_modules=("botocore",))
