@@ -61,7 +61,8 @@ CASES = {
     "boto3": "import boto3",
     "handler": f"import {HANDLER}",
     "first_invocation": (
-        f"import {HANDLER}\n{HANDLER}.tracer()\nimport boto3\nimport mlops_runtime.adapters.idempotency\n"
+        f"import {HANDLER}\nfrom aws_lambda_powertools import Tracer\nTracer(patch_modules=('botocore',))\n"
+        "import boto3\nimport mlops_runtime.adapters.idempotency\n"
         "from aws_lambda_powertools.utilities.idempotency import (\n"
         "    DynamoDBPersistenceLayer, idempotent_function)"
     ),

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from deployment_fixtures import TABLE, REGION, Deployer, UpdateEndpointStub, make_spec, spec_dict
-from settings_support import set_settings
+from deployment_fixtures import TABLE, REGION, Deployer, UpdateEndpointStub, configure_deployer, make_spec
 
 from mlops_runtime.adapters.idempotency import once_per_event
 from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
@@ -91,12 +90,6 @@ def lambda_env(aws, monkeypatch, update_endpoint):
     for lazy in (deployer.settings, deployer.sagemaker_endpoints, deployer.sns, deployer.deploy_once):
         lazy.set(None)
 
-
-def configure_deployer(monkeypatch, *, endpoints=None, notification_topic_arn=None) -> None:
-    """A cold start's settings (``settings.DeployerSettings`` in ``MLOPS_SETTINGS``), read on next use."""
-    set_settings(monkeypatch, endpoints=endpoints or [spec_dict()], idempotency_table=TABLE,
-                 notification_topic_arn=notification_topic_arn, environment="dev")
-    deployer.settings.set(None)
 
 
 @pytest.fixture

@@ -307,3 +307,13 @@ def approval(arn: str, event_id: str, status: str = "Approved", group: str = GRO
             "ModelApprovalStatus": status,
         },
     }
+
+
+def configure_deployer(monkeypatch, *, endpoints=None, notification_topic_arn=None) -> None:
+    """A cold start's settings (``settings.DeployerSettings`` in ``MLOPS_SETTINGS``), read on next use."""
+    from mlops_runtime.handlers import deployer
+    from settings_support import set_settings
+
+    set_settings(monkeypatch, endpoints=endpoints or [spec_dict()], idempotency_table=TABLE,
+                 notification_topic_arn=notification_topic_arn, environment="dev")
+    deployer.settings.set(None)

@@ -15,11 +15,11 @@ from deployment_fixtures import (
     GROUP,
     REGION,
     approval,
+    configure_deployer,
     moto_sagemaker_backend,
     register_package,
     spec_dict,
 )
-from conftest import configure_deployer
 from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.domain.deployment import CHALLENGER, CHAMPION
 from mlops_runtime.handlers import deployer

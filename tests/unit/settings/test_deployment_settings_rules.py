@@ -177,9 +177,10 @@ def test_the_deployment_models_are_built_on_first_use_only():
     from mlops_platform.paths import RUNTIME_ROOT
 
     code = ("import sys, mlops_runtime.settings as s\n"
-            "print('mlops_runtime.domain.deployment' in sys.modules)\n"
+            "names = ('DeployerSettings', 'ScalerSettings', 'PromotionSettings', 'TeardownSettings')\n"
+            "print('mlops_runtime.domain.deployment' in sys.modules, any(n in vars(s) for n in names))\n"
             "s.DeployerSettings\n"
-            "print('mlops_runtime.domain.deployment' in sys.modules)\n")
+            "print('mlops_runtime.domain.deployment' in sys.modules, 'mlops_runtime.domain.autoscaling' in sys.modules)\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=RUNTIME_ROOT, capture_output=True, text=True,
                          timeout=60, check=True)
-    assert run.stdout.split() == ["False", "True"]
+    assert run.stdout.split() == ["False", "False", "True", "False"]  # the deployer's model only
