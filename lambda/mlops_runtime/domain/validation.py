@@ -1,8 +1,8 @@
 """pydantic at the runtime's edges: the specs the stacks write, parsed strictly, and one-line errors.
 
-The stacks write the functions' specs (endpoint specs, scaling, monitors, retraining) as JSON, and
-the serving stack calls the same parser at synthesis, so a bad config fails there with one line
-naming the field. :func:`parse` validates such a value as strict JSON (:data:`OURS`: a JSON
+The functions' settings (``mlops_runtime.settings``) hold the domain's specs (endpoint specs,
+scaling entries, monitors, ...), built from the config when it loads, so a bad config fails there
+with one line naming the field. :func:`parse` validates such a value as strict JSON (:data:`OURS`: a JSON
 ``true`` is not a count, an integer is a number, unknown keys are errors) and turns pydantic's
 error into ``(field, reason)``: the field as a dotted path (``variants.champion.instance_type``,
 ``alarm_names[0]``) and a short reason, which each domain module raises as its own error type.
