@@ -78,6 +78,10 @@ def _settings_or(model: str, settings: dict, fallback: str) -> str:
             f"except ImportError:\n    {fallback}")
 
 
+# The search functions' settings are parsed by hand (domain.search.SearchSettings), else SEARCH_INDEXES.
+_SEARCH_PARSE = (f"try:\n    mlops_runtime.domain.search.SearchSettings.parse({json.dumps({'indexes': _SEARCH})!r})\n"
+                 f"except AttributeError:\n    mlops_runtime.domain.search.parse_settings({json.dumps(_SEARCH)!r})")
+
 # What each handler parses from its environment before its first event (settings or domain parsers).
 FIRST_PARSE = {
     # Their settings model where the revision has one (issue 14), else the domain parser it replaced.
@@ -87,16 +91,18 @@ FIRST_PARSE = {
     "endpoint_scaler": _settings_or(
         "ScalerSettings", {"endpoints": _SCALING},
         f"mlops_runtime.domain.autoscaling.parse_scaling_specs({_SCALING!r})"),
-    "search_api": f"mlops_runtime.domain.search.SearchSettings.parse({json.dumps({'indexes': _SEARCH})!r})",
-    "search_indexer": f"mlops_runtime.domain.search.SearchSettings.parse({json.dumps({'indexes': _SEARCH})!r})",
-    "monitoring_launcher": "mlops_runtime.settings.MonitoringLauncherSettings.model_validate_json("
-                           f"{json.dumps({'monitors': _MONITORS})!r})",
-    "retraining_trigger": "mlops_runtime.settings.RetrainingTriggerSettings.model_validate_json("
-                          f"{json.dumps({'retraining': _RETRAINING})!r})",
+    "search_api": _SEARCH_PARSE,
+    "search_indexer": _SEARCH_PARSE,
+    "monitoring_launcher": _settings_or(
+        "MonitoringLauncherSettings", {"monitors": _MONITORS},
+        f"mlops_runtime.domain.monitoring_window.parse_monitors({json.dumps(_MONITORS)!r})"),
+    "retraining_trigger": _settings_or(
+        "RetrainingTriggerSettings", {"retraining": _RETRAINING},
+        f"mlops_runtime.domain.retraining.parse_retraining({json.dumps(_RETRAINING)!r})"),
 }
 _DOMAIN_OF = {
     "deployer": "deployment", "endpoint_scaler": "autoscaling", "search_api": "search",
-    "search_indexer": "search", "monitoring_launcher": None, "retraining_trigger": None,
+    "search_indexer": "search", "monitoring_launcher": "monitoring_window", "retraining_trigger": "retraining",
 }
 
 
@@ -153,7 +159,8 @@ def main() -> int:
         envs = {"now": _lambda_env(current), "baseline": _lambda_env(baseline)}
         cases: dict[str, tuple[str, str]] = {"boto3": ("import boto3", "now")}
         for handler in args.handlers:
-            for label in ("baseline", "now"):
+            at_baseline = (baseline / "mlops_runtime" / "handlers" / f"{handler}.py").exists()
+            for label in ("baseline", "now") if at_baseline else ("now",):  # a newer handler: now only
                 cases[f"{handler}@{label}"] = (_imports(handler, False), label)
                 if handler in FIRST_PARSE:
                     cases[f"{handler}+first_parse@{label}"] = (_imports(handler, True), label)
@@ -166,8 +173,8 @@ def main() -> int:
                 samples[case].append(result["seconds"])
                 cpu[case].append(result["cpu_seconds"])
         loads_pydantic = {
-            f"{handler}@{label}": _loads_pydantic(handler, envs[label])
-            for handler in args.handlers for label in ("baseline", "now")
+            case: _loads_pydantic(case.split("@")[0], envs[label])
+            for case, (_, label) in cases.items() if "+" not in case and case != "boto3"
         }
 
     medians = {case: statistics.median(values) for case, values in samples.items()}

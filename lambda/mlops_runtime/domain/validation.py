@@ -33,9 +33,9 @@ from pydantic import AfterValidator, ConfigDict, TypeAdapter, ValidationError
 T = TypeVar("T")
 
 # Specs the stacks write: strict JSON types, unknown keys are errors.
-OURS = ConfigDict(strict=True, extra="forbid")
+OURS = ConfigDict(strict=True, extra="forbid", defer_build=True)  # built when first used: cold start
 # AWS's event shapes: keys AWS adds are ignored, values converted where pydantic's lax mode can.
-AWS = ConfigDict(extra="ignore")
+AWS = ConfigDict(extra="ignore", defer_build=True)
 
 
 def matching(pattern: re.Pattern[str], what: str, max_length: int | None = None) -> Any:
