@@ -10,6 +10,7 @@ names while the config is loaded, so a value the function would refuse at run ti
 from __future__ import annotations
 
 import json
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -350,6 +351,7 @@ def builders(config: PlatformConfig) -> dict[str, Callable[[], Any]]:
         **{f"{FEATURE_INGEST}{group.name}": (lambda group=group: feature_ingest(config, group))
            for group in config.feature_store.feature_groups},
         **({"search": lambda: search(config)} if config.search.indexes else {}),
+        **{f"{MONITORING_JOB}{e.name}": (lambda e=e: monitoring_job(e)) for e in monitored(config)},
     }
 
 
@@ -360,6 +362,9 @@ def check(config: PlatformConfig, source: str) -> list[str]:
     for function, build in builders(config).items():
         try:
             build()
+        except _job_errors() as error:  # the monitoring job's own argument parser
+            _, rule = _monitoring_job_problem(config, function, error)
+            lines.setdefault(rule, f"{source}: {rule} (the {function} would refuse it)")
         except search_domain().ConfigurationError as error:  # the search functions' hand-written parser
             field = search_field(config, error.field)
             value = _config_value(config, field) if field else None
@@ -623,3 +628,35 @@ def search_field(config: PlatformConfig, field: str) -> str | None:
         return None
     rest = SEARCH_FIELDS.get(parts[2], parts[2]) if parts[2] != "embedder" else ".".join(parts[2:4])
     return f"search.indexes[{names.index(parts[1])}].{rest}"
+
+
+# --- the monitoring job (a processing step; plain arguments, its --thresholds parsed by the job) ----
+
+MONITORING_JOB = "monitoring-job:"  # + the endpoint's name: the builder's key
+
+
+def monitoring_job(endpoint: Any) -> None:
+    """Reads the endpoint's ``--thresholds`` as the monitoring job does (``monitoring/report.py``), so
+    that a value the job would refuse (a non-finite number) fails when the config loads. Nothing to
+    build: the job takes plain arguments (``pipelines/monitoring_definition.py``), not a settings model."""
+    from monitoring import report
+
+    report.parse_thresholds(json.dumps(dict(endpoint.monitoring.thresholds)))
+
+
+def _monitoring_job_problem(config: PlatformConfig, function: str, error: Exception) -> tuple[str, str] | None:
+    from monitoring import report
+
+    if not function.startswith(MONITORING_JOB) or not isinstance(error, report.ThresholdError):
+        return None
+    name = function.removeprefix(MONITORING_JOB)
+    index = next(i for i, e in enumerate(config.serving.endpoints) if e.name == name)
+    field = f"serving.endpoints[{index}].monitoring.thresholds"
+    reason = str(error).split(": ", 1)[-1]
+    return field, f"field '{field}' = {dict(config.serving.endpoints[index].monitoring.thresholds)!r}: {reason}"
+
+
+def _job_errors() -> type[Exception]:
+    from monitoring import report
+
+    return report.ThresholdError

@@ -268,3 +268,13 @@ def test_a_search_index_the_search_functions_refuse_fails_at_load_with_one_line(
     line = one_line(with_search_index(environment, **changes), source)
     assert line.startswith(f"{source}: field '{field}' = ")
     assert f": {rule}" in line and line.endswith("(the search functions would refuse it)")
+
+
+def test_a_threshold_the_monitoring_job_refuses_fails_at_load_with_one_line():
+    """The monitoring job reads its --thresholds itself (monitoring/report.py): a non-finite target,
+    which the config model lets through, would fail every scheduled run."""
+    data = with_monitoring("staging", thresholds={"auc_min": float("inf")})
+    line = one_line(data, "config/staging.yaml")
+    assert line.startswith("config/staging.yaml: field 'serving.endpoints[0].monitoring.thresholds' = "
+                           "{'auc_min': inf}: threshold 'auc_min' must be a number, got inf")
+    assert line.endswith("(the monitoring-job:example-classifier would refuse it)")
