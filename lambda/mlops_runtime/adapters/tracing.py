@@ -85,6 +85,8 @@ def entry_point(function: Handler, logger: Logger, metrics: Metrics | None = Non
     def handler(event: Any, context: Any) -> Any:
         return traced(event, context)
 
+    # named as Lambda finds it, <handler module>.handler (the wrappers below copy these)
+    handler.__module__, handler.__qualname__ = function.__module__, "handler"
     if metrics is not None:
         handler = metrics.log_metrics(handler)
     entry = logger.inject_lambda_context(clear_state=True, **context_options)(handler)

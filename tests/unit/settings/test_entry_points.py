@@ -63,3 +63,5 @@ def handler_modules() -> list[str]:
 def test_every_handler_is_an_entry_point(module):
     handler = importlib.import_module(f"mlops_runtime.handlers.{module}").handler
     assert getattr(handler, "tracing", None) in (tracing.ALWAYS, tracing.OPT_IN, tracing.NEVER)
+    # named as the function's Handler setting names it (the API route test and Lambda find it so)
+    assert f"{handler.__module__}.{handler.__name__}" == f"mlops_runtime.handlers.{module}.handler"
