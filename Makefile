@@ -20,7 +20,7 @@ SYNTH_STAMP := $(VENV)/.synth-installed
 TEST_STAMP := $(VENV)/.test-installed
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: help install synth test bench cost docs permissions local demo deploy deploy-pipeline diff destroy clean
+.PHONY: help install synth test bench cost docs permissions local demo demo-lifecycle deploy deploy-pipeline diff destroy clean
 
 help:
 	@echo "make synth            set up the toolchain and synthesize every environment into cdk.out"
@@ -31,6 +31,7 @@ help:
 	@echo "make permissions      re-record the AWS calls the code makes; regenerate docs/permissions.md"
 	@echo "make local            the API on http://127.0.0.1:$${PORT:-8080}: real handlers, AWS in moto (Ctrl-C stops)"
 	@echo "make demo             an A/B experiment against make local until a winner, then an A/A one (no meaningful difference)"
+	@echo "make demo-lifecycle   six simulated weeks of a model's life (the real handlers), printed week by week"
 	@echo "make deploy ENV=dev   deploy one environment (needs AWS credentials and a bootstrapped account)"
 	@echo "make diff ENV=dev     show what a deploy would change"
 	@echo "make deploy-pipeline  deploy the delivery pipeline (config/delivery/pipeline.yaml enabled)"
@@ -68,6 +69,9 @@ local: $(TEST_STAMP)
 demo: $(TEST_STAMP)
 	PORT=$${PORT:-8080} $(BIN)/python -m mlops_platform.local.demo
 	$(BIN)/python -m mlops_platform.local.demo --aa
+
+demo-lifecycle: $(TEST_STAMP)
+	PYTHONPATH=lambda $(BIN)/python -m mlops_platform.local.lifecycle
 
 docs: $(SYNTH_STAMP)
 	$(BIN)/python -m mlops_platform.tools.config_reference

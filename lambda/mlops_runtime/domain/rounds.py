@@ -17,6 +17,7 @@ feedback arrives, however late. So evidence of an earlier round can never count 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ def served_hour(epoch_seconds: float) -> str:
     return datetime.fromtimestamp(math.floor(epoch_seconds), UTC).strftime("%Y-%m-%dT%H")
 
 
+@functools.lru_cache(maxsize=4096)  # each controller run sums every hour row of its round
 def hour_end(hour: str) -> float:
     """Epoch seconds at which ``hour`` (``yyyy-mm-ddThh``) ends."""
     try:
