@@ -146,6 +146,24 @@ def guarded(current: np.ndarray, proposed: np.ndarray, counts: np.ndarray, floor
     return np.where(ready[:, None], moved, current)
 
 
+def record_and_move(index: np.ndarray, looked: tuple[np.ndarray, ...], sums: np.ndarray, counts: np.ndarray,
+                    at: int, state: tuple[np.ndarray, ...], rng: np.random.Generator, contender_share: float) -> None:
+    """After a look at the runs ``index`` (``looked``: ``decide``'s outcome, leader and arms shown
+    worse; ``sums``/``counts``: those runs' rows): record the decided runs' outcome, kept arm and
+    ``at`` in ``state`` (outcome, kept, decided_at, weights), and move the others' weights."""
+    result, leader, shown_worse = looked
+    outcome, kept, decided_at, weights = state
+    done = result != KEEP_RUNNING
+    outcome[index[done]] = result[done]
+    kept[index[done]] = np.where(result[done] == WINNER, leader[done], 0)
+    decided_at[index[done]] = at
+    going = index[~done]
+    if going.size:
+        proposal = thompson_weights(sums[~done], counts[~done], rng)
+        floors = np.where(shown_worse[~done], MIN_SHARE, max(MIN_SHARE, contender_share))
+        weights[going] = guarded(weights[going], proposal, counts[~done], floors)
+
+
 def simulate(case: Case, runs: int, seed: int, contender_share: float = CONTENDER_SHARE,
              batch_size: int = BATCH) -> dict[str, np.ndarray]:
     """``runs`` experiments of ``case``: outcome, kept arm, requests at the decision, regret, and the
@@ -186,16 +204,8 @@ def _simulate(case: Case, runs: int, seed: int, contender_share: float, batch_si
         if live[0]:
             trail.append((batch * batch_size, n[0].copy(), s[0].copy(), lower[0].copy(), upper[0].copy(),
                           statistic[0]))
-        index = np.flatnonzero(live)
-        done = result != KEEP_RUNNING
-        outcome[index[done]] = result[done]
-        kept[index[done]] = np.where(result[done] == WINNER, leader[done], 0)
-        decided_at[index[done]] = batch * batch_size
-        going = index[~done]
-        if going.size:
-            proposal = thompson_weights(s[~done], n[~done], rng)
-            floors = np.where(shown_worse[~done], MIN_SHARE, max(MIN_SHARE, contender_share))
-            weights[going] = guarded(weights[going], proposal, n[~done], floors)
+        record_and_move(np.flatnonzero(live), (result, leader, shown_worse), s, n, batch * batch_size,
+                        (outcome, kept, decided_at, weights), rng, contender_share)
     limit = outcome == KEEP_RUNNING
     outcome[limit], kept[limit], decided_at[limit] = LIMIT, 0, case.requests
     return {"outcome": outcome, "kept": kept, "decided_at": decided_at, "regret": regret, "trail": trail}
