@@ -219,6 +219,17 @@ class FirehoseToS3:
             self.lines = []
 
 
+class SeededRandom:
+    """Stands in for the ``random`` module in the controller: each ``Random()`` is seeded from one
+    seeded stream, so the simulation tells the same story every run."""
+
+    def __init__(self, seed: float) -> None:
+        self._seeds = random.Random(seed)
+
+    def Random(self) -> random.Random:  # noqa: N802 (the random module's name)
+        return random.Random(self._seeds.random())
+
+
 class UnchangedEndpoints:
     """The real ``Boto3EndpointControl`` on moto, with each endpoint's description kept until
     something changes it: the simulation runs every writer (the deployer, and the controller's
@@ -447,6 +458,8 @@ class World:
                                         statistics_table="statistics", state_table="state"))
         stack.callback(experiment_controller.configure)
         stack.enter_context(mock.patch.object(experiment_controller, "time", self.clock))
+        # The controller draws its Thompson samples from a fresh random.Random() per run: seeded here.
+        stack.enter_context(mock.patch.object(experiment_controller, "random", SeededRandom(self.rng.random())))
 
         self.pipelines = SimulatedPipelines(self, SageMakerPipelines(self.sm))
         self.monitoring = monitoring_launcher
