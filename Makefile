@@ -18,13 +18,15 @@ export SAGEMAKER_VALIDATE_ROLE := false
 # Two install steps: what synthesis needs (the first command), then the test and benchmark tools.
 SYNTH_STAMP := $(VENV)/.synth-installed
 TEST_STAMP := $(VENV)/.test-installed
+GNN_STAMP := $(VENV)/.gnn-installed
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: help install synth test bench cost docs permissions local demo demo-lifecycle deploy deploy-pipeline diff destroy clean
+.PHONY: help install synth test test-gnn bench cost docs permissions local demo demo-lifecycle deploy deploy-pipeline diff destroy clean
 
 help:
 	@echo "make synth            set up the toolchain and synthesize every environment into cdk.out"
 	@echo "make test             run the whole test suite (offline)"
+	@echo "make test-gnn         install torch + PyG (requirements-gnn.txt) and run the GNN example's tests"
 	@echo "make bench            run the benchmarks; figures go to benchmarks/results/"
 	@echo "make cost             what each environment costs while idle (cost/prices.yaml)"
 	@echo "make docs             regenerate docs/configuration.md and docs/architecture.svg"
@@ -62,6 +64,15 @@ synth: $(SYNTH_STAMP)
 # cdk.json's app command does the same, so a repeated `cdk synth` does not recompile the platform.
 test: $(TEST_STAMP)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# The GNN example's training (DDP, 2 CPU processes with gloo) and serving tests: torch is large
+# (~750 MB installed), so `make test` neither installs it nor runs them (pytest marker `gnn`).
+$(GNN_STAMP): $(TEST_STAMP) requirements-gnn.txt
+	$(BIN)/python -m pip install --quiet -r requirements-gnn.txt -c constraints.txt
+	@touch $@
+
+test-gnn: $(GNN_STAMP)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 0 -m gnn tests/unit/serving tests/unit/training
 
 local: $(TEST_STAMP)
 	PORT=$${PORT:-8080} $(BIN)/python -m mlops_platform.local.server
