@@ -135,7 +135,7 @@ def test_realtime_with_autoscaling_runs_min_instances_and_a_challenger_adds_as_m
 
 def test_a_shadow_challenger_keeps_the_initial_count():
     endpoint = realtime(initial=3, autoscaling={"min_instances": 1, "max_instances": 4},
-                        challenger_initial_weight=0, shadow=True)
+                        challenger_initial_weight=0.1, shadow=True)
     cost = idle_costs(config(endpoint), prices())
     assert item(cost, "SageMaker real-time endpoint").quantity == 1
     shadow = [i for i in cost.challenger_items if "shadow challenger" in i.resource]
@@ -157,12 +157,15 @@ def test_serverless_provisioned_concurrency_is_reported_as_not_priced():
 
 
 def test_async_endpoints_scaled_to_zero_have_no_instance_cost():
-    endpoint = {"name": "batchy", "variant": {"kind": "async", "instance_type": "ml.m5.large"}}
+    # async endpoints keep one variant: a new package replaces the champion (weight 0)
+    endpoint = {"name": "batchy", "variant": {"kind": "async", "instance_type": "ml.m5.large"},
+                "challenger_initial_weight": 0}
     cost = idle_costs(config(endpoint), prices())
     assert not has_item(cost, "SageMaker asynchronous endpoint")
     assert any("asynchronous endpoint 'batchy'" in line for line in cost.usage_priced)
     pinned = {"name": "busy", "variant": {"kind": "async", "instance_type": "ml.m5.large",
-                                          "initial_instance_count": 2, "autoscaling": None}}
+                                          "initial_instance_count": 2, "autoscaling": None},
+              "challenger_initial_weight": 0}
     assert item(idle_costs(config(pinned), prices()), "SageMaker asynchronous endpoint").quantity == 2
 
 
@@ -352,7 +355,7 @@ def test_cli_usage_error_exits_2(capsys):
 
 def test_inventory_matches_the_stack_code():
     from mlops_platform.constructs.network import INTERFACE_ENDPOINTS
-    from mlops_platform.stacks.serving import VARIANTS
+    from mlops_platform.function_settings import GUARDRAIL_VARIANTS as VARIANTS
 
     assert PLATFORM.interface_endpoints == len(INTERFACE_ENDPOINTS)
     assert PLATFORM.mlflow_interface_endpoints == 1  # network.MLFLOW_ENDPOINT
