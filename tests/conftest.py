@@ -165,13 +165,23 @@ def delivery_synthesis(tmp_path_factory) -> DeliverySynthesis:
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under xdist (`make test` runs two workers), every test that reads the synthesized app runs
-    on the same worker, so the app is synthesized once, while the other worker runs unit tests."""
+    on the same worker, so the app is synthesized once, while the other worker runs unit tests;
+    likewise the tests of a module sharing a module-scoped fixture."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "delivery_synthesis" in fixtures:
             item.add_marker(pytest.mark.xdist_group("delivery"))
         elif "synthesis" in fixtures or "cdk_template" in fixtures:
             item.add_marker(pytest.mark.xdist_group("synthesis"))
+        elif item.get_closest_marker("xdist_group") is None and _uses_a_module_fixture(item):
+            # Built once per module, not once per worker (the lifecycle story ran twice: ~12 s).
+            item.add_marker(pytest.mark.xdist_group(f"module:{item.nodeid.split('::', 1)[0]}"))
+
+
+def _uses_a_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info else ()
+    return any(d.scope in ("module", "package") for defs in definitions for d in defs)
 
 
 # --- AWS calls against the permission contract's ledger (tests/aws_contract/ledger.py) ----------
