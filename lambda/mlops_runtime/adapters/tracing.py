@@ -91,4 +91,5 @@ def entry_point(function: Handler, logger: Logger, metrics: Metrics | None = Non
         handler = metrics.log_metrics(handler)
     entry = logger.inject_lambda_context(clear_state=True, **context_options)(handler)
     entry.tracing = tracing  # how it is traced (tests check that every handler is built here)
+    entry.traced = traced  # its LazilyTraced: the tracer, once the first invocation created it
     return entry

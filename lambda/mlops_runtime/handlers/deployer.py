@@ -28,19 +28,16 @@ Returns ``{"status": "ignored", "reason"}`` or ``{"status": "done", "event_id", 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-
 
 from mlops_runtime.adapters.aws_errors import error_code, error_text, is_retryable
 from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints, SageMakerEndpoints
 from mlops_runtime.adapters.sqs_batches import process_batch, sqs_batch_processor
-from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.tracing import entry_point, powertools
 from mlops_runtime.domain.deployment import (
     ApprovalEvent,
     CannotPlan,
@@ -58,8 +55,7 @@ from mlops_runtime.lazy import Lazy
 from mlops_runtime.settings import DeployerSettings
 
 SETTINGS_MODEL = DeployerSettings  # what the stack passes in MLOPS_SETTINGS
-logger = Logger()
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlopsPlatform"))
+logger, metrics = powertools()
 
 # Built on first use and kept for the life of the execution environment.
 settings = Lazy(SETTINGS_MODEL.from_env)
@@ -105,12 +101,6 @@ def _ignored(reason: str, **fields: Any) -> dict[str, Any]:
     return {"status": "ignored", "reason": reason}
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _traced(event, context)
-
-
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_dimension(name="environment", value=settings().environment)
     specs = endpoint_specs()
@@ -119,8 +109,7 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _handle_event(event, context, specs)
 
 
-# X-Ray set up on the first invocation (its SDK import costs as much as ``import boto3``).
-_traced = LazilyTraced(_handler)
+handler = entry_point(_handler, logger, metrics)
 
 
 def _handle_event(event: Any, context: Any, specs: tuple[EndpointSpec, ...]) -> dict[str, Any]:

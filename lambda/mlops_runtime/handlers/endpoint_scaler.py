@@ -38,7 +38,7 @@ from aws_lambda_powertools import Logger
 from mlops_runtime.adapters.autoscaling import Boto3EndpointScaling, EndpointScaling
 from mlops_runtime.adapters.aws_errors import error_text
 from mlops_runtime.adapters.sqs_batches import process_batch, sqs_batch_processor
-from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.tracing import entry_point
 from mlops_runtime.domain.autoscaling import (
     APPLY,
     IGNORE,
@@ -59,11 +59,6 @@ endpoint_scaling: Lazy[EndpointScaling] = Lazy(Boto3EndpointScaling)
 processor = Lazy(sqs_batch_processor)
 
 
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _traced(event, context)
-
-
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     specs = settings()  # validated before any record: invalid settings fail the invocation, not each record
     if isinstance(event, dict) and isinstance(event.get("Records"), list):
@@ -71,8 +66,7 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handle_event(event, specs, endpoint_scaling())
 
 
-# X-Ray set up on the first invocation (its SDK import costs as much as ``import boto3``).
-_traced = LazilyTraced(_handler)
+handler = entry_point(_handler, logger)
 
 
 def _record_handler(record: Any) -> None:

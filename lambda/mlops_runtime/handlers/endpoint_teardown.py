@@ -45,6 +45,7 @@ from mlops_runtime.adapters.aws_errors import (
     is_not_found,
 )
 from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
+from mlops_runtime.adapters.tracing import NEVER, entry_point
 from mlops_runtime.lazy import Lazy
 from mlops_runtime.settings import SettingsError, TeardownSettings
 # Listing races with deletions made elsewhere (an endpoint gone between ListEndpoints and ListTags).
@@ -73,9 +74,12 @@ def read_settings(properties: Mapping[str, Any]) -> TeardownSettings:
     return settings
 
 
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return on_event(event, sagemaker_endpoints(), default_scaling())
+
+
+# Not traced: a custom resource runs twice per stack (deploy, destroy); its cold start stays without X-Ray.
+handler = entry_point(_handler, logger, tracing=NEVER)
 
 
 def on_event(event: Mapping[str, Any], endpoints: Any, scaling: EndpointScaling) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from mlops_runtime.adapters.model_registry import ModelRegistry
-from mlops_runtime.adapters.tracing import LazilyTraced
+from mlops_runtime.adapters.tracing import entry_point
 from mlops_runtime.domain import registry_promotion as promotion
 from mlops_runtime.domain.deployment import ApprovalEvent, InvalidEvent
 from mlops_runtime.lazy import Lazy
@@ -42,11 +42,6 @@ def configure(adapter: ModelRegistry | None = None) -> None:
     """Inject the adapter (tests); no argument: rebuilt on next use, and the settings read again."""
     registry.set(adapter)
     settings.set(None)
-
-
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _traced(event, context)
 
 
 def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -72,4 +67,4 @@ def _handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {"status": "promoted", "source": approval.model_package_arn, "target": target}
 
 
-_traced = LazilyTraced(_handler)
+handler = entry_point(_handler, logger)

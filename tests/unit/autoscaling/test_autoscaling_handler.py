@@ -168,7 +168,7 @@ def test_importing_the_handlers_creates_no_client_and_no_tracer():
     code = (
         "import sys\n"
         "import mlops_runtime.handlers.endpoint_scaler as s, mlops_runtime.handlers.endpoint_teardown as t\n"
-        "assert s._traced._call is None and s.endpoint_scaling.current is None\n"
+        "assert s.handler.traced._call is None and s.endpoint_scaling.current is None\n"
         "assert t.sagemaker_endpoints.current is None\n"
         "import mlops_runtime.adapters.autoscaling as a\n"
         "assert a._default is None\n"

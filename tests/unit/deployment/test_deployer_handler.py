@@ -20,7 +20,6 @@ from deployment_fixtures import (
     register_package,
     spec_dict,
 )
-from mlops_runtime.adapters.tracing import LazilyTraced
 from mlops_runtime.domain.deployment import CHALLENGER, CHAMPION
 from mlops_runtime.handlers import deployer
 from mlops_runtime.settings import SETTINGS_ENV, SettingsError
@@ -297,7 +296,7 @@ def test_logged_plans_mask_container_environment_values():
 def test_importing_the_handler_imports_neither_boto3_nor_the_xray_sdk():
     code = (
         "import sys, mlops_runtime.handlers.deployer as d; "
-        "print('boto3' in sys.modules, 'aws_xray_sdk' in sys.modules, d._traced._call is None)"
+        "print('boto3' in sys.modules, 'aws_xray_sdk' in sys.modules, d.handler.traced._call is None)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "lambda"), "LAMBDA_TASK_ROOT": "/var/task"}
     env.pop("POWERTOOLS_TRACE_DISABLED", None)
@@ -305,13 +304,3 @@ def test_importing_the_handler_imports_neither_boto3_nor_the_xray_sdk():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, check=True
     )
     assert run.stdout.strip() == "False False True"
-
-
-def test_the_tracer_is_created_on_the_first_invocation(lambda_env, monkeypatch):
-    traced = LazilyTraced(deployer._handler, enabled=lambda: True)
-    monkeypatch.setattr(deployer, "_traced", traced)
-    lambda_env.invoke({"source": "aws.s3"})
-    first = traced._call
-    assert first is not None and first is not deployer._handler  # wrapped by Tracer.capture_lambda_handler
-    lambda_env.invoke({"source": "aws.s3"})
-    assert traced._call is first

@@ -47,16 +47,26 @@ def test_an_entry_point_logs_with_the_context_and_flushes_its_metrics(monkeypatc
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Tests/EntryPoint" and emf["Worked"] == [1.0]
 
 
-# The deployer family sets Powertools up its own way until the change converting it lands; remove
-# each name once its handler is built with entry_point.
-PENDING_ENTRY_POINTS = {"deployer", "endpoint_scaler", "endpoint_teardown", "model_promotion"}
+def test_an_entry_point_creates_its_tracer_on_the_first_invocation_only(monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "false")
+    logger, _ = tracing.powertools()
+
+    def work(event, context):
+        return event
+
+    handler = tracing.entry_point(work, logger, tracing=tracing.ALWAYS)
+    assert handler.traced._call is None  # nothing at import
+    assert handler({"a": 1}, Context()) == {"a": 1}
+    first = handler.traced._call
+    assert first is not None and first is not work  # wrapped by Tracer.capture_lambda_handler
+    handler({"a": 2}, Context())
+    assert handler.traced._call is first
 
 
 def handler_modules() -> list[str]:
     import mlops_runtime.handlers as package
 
-    return [module.name for module in pkgutil.iter_modules(package.__path__)
-            if module.name not in PENDING_ENTRY_POINTS]
+    return [module.name for module in pkgutil.iter_modules(package.__path__)]
 
 
 @pytest.mark.parametrize("module", handler_modules())

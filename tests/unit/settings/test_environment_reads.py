@@ -20,14 +20,6 @@ ALLOWED: dict[str, tuple[set[str], str]] = {
     "search/bulk.py": ({"LOG_LEVEL"}, "the processing job's log level (the variable Lambda and Powertools use)"),
 }
 
-# The deployer family's handlers are converted by their own change: the deployer still reads the
-# metric namespace itself instead of through adapters.tracing.powertools(). Remove each entry when
-# its file no longer reads it (not checked here, so that a conversion can land before this list is
-# trimmed).
-PENDING_SETTINGS_MODELS: dict[str, set[str]] = {
-    "handlers/deployer.py": {"POWERTOOLS_METRICS_NAMESPACE"},
-}
-
 
 def _constants(tree: ast.Module) -> dict[str, str]:
     found = {}
@@ -75,7 +67,7 @@ def environment_reads(path: Path) -> list[tuple[int, str]]:
 
 
 def _allowed(relative: str, variable: str) -> bool:
-    names = ALLOWED.get(relative, (set(), ""))[0] | PENDING_SETTINGS_MODELS.get(relative, set())
+    names = ALLOWED.get(relative, (set(), ""))[0]
     return "*" in names or variable in names
 
 
