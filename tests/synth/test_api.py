@@ -8,6 +8,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
+from mlops_platform.api_routes import ROUTES
 from mlops_platform.config.loader import environment_names
 from settings_support import deployed_settings
 
@@ -36,18 +37,20 @@ def policy_statements(synthesis, environment, function_props) -> list[dict]:
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_every_route_is_iam_authorized_validated_lambda_proxy(synthesis, cdk_template, environment):
     methods = resources(synthesis, environment, "AWS::ApiGateway::Method")
-    expected = ["GET", "POST", "POST"] + (["POST"] if synthesis.configs[environment].search.indexes else [])
-    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == expected
+    # the route table (api_routes.ROUTES); search routes where the config has indexes
+    routes = [r for r in ROUTES if r.function != "search" or synthesis.configs[environment].search.indexes]
+    assert sorted(m["Properties"]["HttpMethod"] for m in methods.values()) == sorted(r.method for r in routes)
     for method in methods.values():
         props = method["Properties"]
         assert props["AuthorizationType"] == "AWS_IAM"
         assert props["RequestValidatorId"] and props["Integration"]["Type"] == "AWS_PROXY"
     with_path_parameter = [m["Properties"] for m in methods.values()
                            if "method.request.path.endpoint" in m["Properties"].get("RequestParameters", {})]
-    assert len(with_path_parameter) == 2
+    assert len(with_path_parameter) == sum(r.parameters == ("endpoint",) for r in routes)
     assert all(p["RequestParameters"] == {"method.request.path.endpoint": True} for p in with_path_parameter)
-    (feedback,) = [m["Properties"] for m in methods.values() if "RequestModels" in m["Properties"]]
-    assert feedback["HttpMethod"] == "POST" and "application/json" in feedback["RequestModels"]
+    with_body_model = [m["Properties"] for m in methods.values() if "RequestModels" in m["Properties"]]
+    assert len(with_body_model) == sum(r.object_body for r in routes)
+    assert all("application/json" in m["RequestModels"] for m in with_body_model)
     template = cdk_template(environment, "Api")
     template.has_resource_properties("AWS::ApiGateway::RequestValidator", {
         "ValidateRequestBody": True, "ValidateRequestParameters": True})
