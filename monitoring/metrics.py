@@ -1,6 +1,7 @@
 """The one table of the monitoring job's CloudWatch metrics, its alarms and its thresholds.
 
-``report.py`` publishes only metrics named here; ``mlops_platform/config/models.py`` validates
+``report.py`` publishes only metrics named here (the per-feature ones and the per-scope maxima as
+:data:`FEATURE_METRICS` and :data:`SCOPE_MAXIMA` say); ``mlops_platform/config/models.py`` validates
 the ``thresholds`` keys against :data:`THRESHOLDS`; ``mlops_platform/stacks/monitoring.py`` builds
 its alarms from :data:`ALARMS` and its dashboard from :data:`QUALITY_METRICS`. A test checks that
 every alarmed metric is produced by a job run. Pure Python: the stack imports it at synthesis.
@@ -44,6 +45,21 @@ METRICS = {
     "PSI": ("None", "feature", "numeric feature PSI"),
     "KSStatistic": ("None", "feature", "numeric feature binned KS lower bound"),
     "JSDistance": ("None", "feature", "categorical feature JS distance"),
+}
+
+# Per feature ("feature" dimensions, all variants): the decision's DriftEffect and, by the feature's
+# type, these (metric, field of the feature's drift result in report.json).
+FEATURE_METRICS = {
+    "numeric": (("PSI", "psi"), ("KSStatistic", "ks_statistic")),
+    "categorical": (("JSDistance", "js_distance"),),
+    "text": (("TextJSDistance", "js_distance"), ("OOVRate", "oov_rate"), ("LengthPSI", "length_psi")),
+}
+
+# Per scope ("scope" dimensions): metric -> (feature type, field), the largest over the scope's features.
+SCOPE_MAXIMA = {
+    "MaxPSI": ("numeric", "psi"),
+    "MaxKS": ("numeric", "ks_statistic"),
+    "MaxJSDistance": ("categorical", "js_distance"),
 }
 
 # What a late-label recheck of a window publishes (it must not re-raise the window's drift alarm).

@@ -36,9 +36,10 @@ the report time):
   ``PredictionPSI``, ``PositiveRate`` (binary), ``OOVRate``, ``TextJSDistance``, ``LengthPSI``
   (text), ``LabelCount``, and when quality is ``ok``: ``AUC``, ``Accuracy``, ``Precision``,
   ``Recall``, ``F1`` or ``RMSE``, ``MAE``; for ``_all`` also ``MalformedLines``;
-- dimensions ``Endpoint``, ``Variant`` = ``_all``, ``Feature``: ``PSI`` and ``KSStatistic``
-  (numeric) or ``JSDistance`` (categorical), one per feature (per-variant feature metrics are
-  left out to bound the number of custom metrics).
+- dimensions ``Endpoint``, ``Variant`` = ``_all``, ``Feature``: ``DriftEffect`` and, by the
+  feature's type, ``metrics.FEATURE_METRICS`` (``PSI`` and ``KSStatistic`` for numeric,
+  ``JSDistance`` for categorical, the text measures for text features), one per feature
+  (per-variant feature metrics are left out to bound the number of custom metrics).
 
 A metric without a value (no data, undefined) is left out rather than sent as 0.
 """
@@ -53,10 +54,10 @@ from pathlib import Path
 
 try:
     from . import decision
-    from .metrics import ALL, METRICS, NAMESPACE, THRESHOLDS
+    from .metrics import ALL, FEATURE_METRICS, METRICS, NAMESPACE, SCOPE_MAXIMA, THRESHOLDS
 except ImportError:  # run as a script from a flat code directory (the processing job)
     import decision  # type: ignore[no-redef]
-    from metrics import ALL, METRICS, NAMESPACE, THRESHOLDS  # type: ignore[no-redef]
+    from metrics import ALL, FEATURE_METRICS, METRICS, NAMESPACE, SCOPE_MAXIMA, THRESHOLDS  # type: ignore[no-redef]
 
 REPORT_VERSION = 2
 PUT_METRIC_CHUNK = 500
@@ -456,9 +457,7 @@ def cloudwatch_metric_data(report: dict) -> list:
             ("Violations", violations_by_scope.get(scope, 0), "Count"),
             ("DriftedFeatures", drifted_by_scope.get(scope, 0), "Count"),
             ("MaxDriftEffect", effects_by_scope.get(scope), "None"),
-            ("MaxPSI", _max_of(features, "numeric", "psi")[0], "None"),
-            ("MaxKS", _max_of(features, "numeric", "ks_statistic")[0], "None"),
-            ("MaxJSDistance", _max_of(features, "categorical", "js_distance")[0], "None"),
+            *((name, _max_of(features, kind, field)[0], "None") for name, (kind, field) in SCOPE_MAXIMA.items()),
             ("PredictionPSI", drift["prediction"].get("psi"), "None"),
             ("PositiveRate", (drift["prediction"].get("classes") or {}).get("positive_rate"), "None"),
         ]
@@ -496,13 +495,8 @@ def cloudwatch_metric_data(report: dict) -> list:
     for name, feature in report["drift"]["all"]["features"].items():
         dims = [("Endpoint", endpoint), ("Variant", ALL), ("Feature", name)]
         effect = (feature.get("decision") or {}).get("effect")
-        if feature["type"] == "numeric":
-            pairs = [("DriftEffect", effect), ("PSI", feature.get("psi")), ("KSStatistic", feature.get("ks_statistic"))]
-        elif feature["type"] == "text":
-            pairs = [("DriftEffect", effect), ("TextJSDistance", feature.get("js_distance")),
-                     ("OOVRate", feature.get("oov_rate")), ("LengthPSI", feature.get("length_psi"))]
-        else:
-            pairs = [("DriftEffect", effect), ("JSDistance", feature.get("js_distance"))]
+        pairs = [("DriftEffect", effect)] + [(metric_name, feature.get(field))
+                                             for metric_name, field in FEATURE_METRICS[feature["type"]]]
         for metric_name, value in pairs:
             entry = _metric(metric_name, value, dims, timestamp)
             if entry:
