@@ -284,7 +284,7 @@ def _batch_run(run: int) -> dict[str, Any]:
     import boto3
     from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore, to_attribute
     from mlops_runtime.adapters.ground_truth import FirehoseGroundTruthWriter, SqsDeadLetterQueue
-    from mlops_runtime.settings import FeedbackApiSettings
+    from mlops_runtime.settings.feedback import FeedbackApiSettings
     from mlops_runtime.handlers import feedback_api
     from moto import mock_aws
 

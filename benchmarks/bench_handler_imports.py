@@ -32,8 +32,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from benchmarks.bench_deployer import _TIMED_IMPORT, _lambda_env
+from benchmarks.bench_deployer import _TIMED_IMPORT, _lambda_env, _zipped_bytes
 from benchmarks.measure import machine, write_result
+from mlops_platform.lambda_bundles import bundle_files
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lambda" / "mlops_runtime"
@@ -72,10 +73,12 @@ _RETRAINING = {"mlops-dev-churn-drift": {"pipelines": ["mlops-dev-churn-training
 
 
 
-def _settings_or(model: str, settings: dict, fallback: str) -> str:
-    return (f"try:\n    from mlops_runtime.settings import {model}\n"
-            f"    {model}.model_validate_json({json.dumps(settings)!r})\n"
-            f"except ImportError:\n    {fallback}")
+def _settings_or(handler: str, settings: dict, fallback: str) -> str:
+    """Validate ``settings`` with the handler's ``SETTINGS_MODEL`` where the revision has one
+    (issue 14), wherever that model lives, else run ``fallback`` (the domain parser it replaced)."""
+    return (f"model = getattr(mlops_runtime.handlers.{handler}, 'SETTINGS_MODEL', None)\n"
+            f"if model is not None:\n    model.model_validate_json({json.dumps(settings)!r})\n"
+            f"else:\n    {fallback}")
 
 
 # The search functions' settings are parsed by hand (domain.search.SearchSettings), else SEARCH_INDEXES.
@@ -86,18 +89,18 @@ _SEARCH_PARSE = (f"try:\n    mlops_runtime.domain.search.SearchSettings.parse({j
 FIRST_PARSE = {
     # Their settings model where the revision has one (issue 14), else the domain parser it replaced.
     "deployer": _settings_or(
-        "DeployerSettings", {"endpoints": [_ENDPOINT], "idempotency_table": "t", "environment": "dev"},
+        "deployer", {"endpoints": [_ENDPOINT], "idempotency_table": "t", "environment": "dev"},
         f"mlops_runtime.domain.deployment.parse_endpoint_specs({[_ENDPOINT]!r})"),
     "endpoint_scaler": _settings_or(
-        "ScalerSettings", {"endpoints": _SCALING},
+        "endpoint_scaler", {"endpoints": _SCALING},
         f"mlops_runtime.domain.autoscaling.parse_scaling_specs({_SCALING!r})"),
     "search_api": _SEARCH_PARSE,
     "search_indexer": _SEARCH_PARSE,
     "monitoring_launcher": _settings_or(
-        "MonitoringLauncherSettings", {"monitors": _MONITORS},
+        "monitoring_launcher", {"monitors": _MONITORS},
         f"mlops_runtime.domain.monitoring_window.parse_monitors({json.dumps(_MONITORS)!r})"),
     "retraining_trigger": _settings_or(
-        "RetrainingTriggerSettings", {"retraining": _RETRAINING},
+        "retraining_trigger", {"retraining": _RETRAINING},
         f"mlops_runtime.domain.retraining.parse_retraining({json.dumps(_RETRAINING)!r})"),
 }
 _DOMAIN_OF = {
@@ -185,6 +188,8 @@ def main() -> int:
     # Wall time is what a cold start costs, but on a loaded machine it is noisy; CPU time is steadier.
     over = sorted(case for case, ratio in ratios.items() if case.endswith("@now") and "+" not in case
                   and ratio > TARGET_RATIO)
+    # What each function's asset ships now: the closure of its handler's imports (lambda_bundles.py).
+    assets = {handler: bundle_files(f"mlops_runtime.handlers.{handler}") for handler in args.handlers}
     payload = {
         "description": (
             "Cold-start import of each Lambda handler (fresh interpreter, Lambda-like environment, tracing "
@@ -199,6 +204,9 @@ def main() -> int:
         "cpu_ms": {case: round(value * 1000, 1) for case, value in cpu_medians.items()},
         "cpu_ratio_to_boto3": cpu_ratios,
         "handler_imports_pydantic": loads_pydantic,
+        "asset_now": {handler: {"modules": len(files), "raw_kb": round(sum(f.stat().st_size for f in files) / 1024, 1),
+                                "zipped_kb": round(_zipped_bytes(files, PACKAGE.parent) / 1024, 1)}
+                      for handler, files in assets.items()},
         "target_ratio": TARGET_RATIO,
         "handlers_over_target_now": over,
         "meets_target": not over,

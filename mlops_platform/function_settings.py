@@ -10,7 +10,6 @@ names while the config is loaded, so a value the function would refuse at run ti
 from __future__ import annotations
 
 import json
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,15 @@ from .config.models import ControllerConfig, EndpointConfig, PlatformConfig, Rem
 from .constructs.naming import EnvironmentNames, environment_bucket_name
 from .runtime_tables import deployment_domain, runtime_settings, search_domain
 
-settings = runtime_settings()
+# Each function's settings module (mlops_runtime/settings/): the classes its handler validates.
+deployer_settings = runtime_settings("deployer")
+scaler_settings = runtime_settings("endpoint_scaler")
+promotion_settings = runtime_settings("model_promotion")
+teardown_settings = runtime_settings("endpoint_teardown")
+experiment_settings = runtime_settings("experiments")
+feedback_settings = runtime_settings("feedback")
+monitoring_settings = runtime_settings("monitoring")
+feature_settings = runtime_settings("features")
 BOOKKEEPING = ControllerConfig(strategy="fixed", stop=False, min_share=0, interval_minutes=15)
 
 
@@ -51,15 +58,15 @@ def experiments(config: PlatformConfig) -> dict[str, Any]:
     result = {}
     for route in config.serving.routes():
         lookup = route.config.features
-        result[route.name] = settings.ExperimentSettings(
+        result[route.name] = experiment_settings.ExperimentSettings(
             name=route.name,
             experiment=route.name,
-            arms={arm.arm: settings.ArmTarget(arm=arm.arm, endpoint=endpoint_name(config, arm.endpoint),
+            arms={arm.arm: experiment_settings.ArmTarget(arm=arm.arm, endpoint=endpoint_name(config, arm.endpoint),
                                               variant=arm.variant) for arm in route.arms},
             initial_weights={arm: float(weight) for arm, weight in route.initial_weights.items()},
             allow_variant_override=route.allow_variant_override,
             content_types=tuple(route.config.content_types),
-            feature_group=None if lookup is None else settings.FeatureLookup(
+            feature_group=None if lookup is None else experiment_settings.FeatureLookup(
                 name=f"{config.name_prefix}-{lookup.feature_group}",
                 features=tuple(lookup.features),
                 record_identifier=groups[lookup.feature_group].record_identifier,
@@ -71,7 +78,7 @@ def experiments(config: PlatformConfig) -> dict[str, Any]:
 
 def inference(config: PlatformConfig, resources: ApiResources = ApiResources()) -> Any:
     api = config.serving.api
-    return settings.InferenceSettings(
+    return experiment_settings.InferenceSettings(
         experiments=experiments(config),
         predictions_table=resources.predictions_table,
         statistics_table=resources.statistics_table,
@@ -86,7 +93,7 @@ def inference(config: PlatformConfig, resources: ApiResources = ApiResources()) 
 def feedback(config: PlatformConfig, resources: ApiResources = ApiResources(), *, replay: bool = False) -> Any:
     """The feedback API's settings; ``replay``: its dead-letter replay's (no subject-hash key)."""
     api = config.serving.api
-    return settings.FeedbackApiSettings(
+    return feedback_settings.FeedbackApiSettings(
         predictions_table=resources.predictions_table,
         feedback_table=resources.feedback_table,
         statistics_table=resources.statistics_table,
@@ -198,7 +205,7 @@ def endpoint_spec(config: PlatformConfig, endpoint: EndpointConfig,
 def deployer(config: PlatformConfig, resources: ServingResources = ServingResources()) -> Any:
     names = EnvironmentNames(config.account, config.region, config.name_prefix)
     return _validated(
-        settings.DeployerSettings,
+        deployer_settings.DeployerSettings,
         endpoints=[endpoint_spec(config, endpoint, resources) for endpoint in config.serving.endpoints],
         idempotency_table=resources.idempotency_table,
         notification_topic_arn=names.notifications_topic_arn,
@@ -220,14 +227,14 @@ def scaling_entry(endpoint: EndpointConfig) -> dict[str, Any] | None:
 
 def scaler(config: PlatformConfig) -> Any:
     entries = {endpoint_name(config, e.name): scaling_entry(e) for e in config.serving.endpoints}
-    return _validated(settings.ScalerSettings,
+    return _validated(scaler_settings.ScalerSettings,
                       endpoints={name: entry for name, entry in entries.items() if entry is not None})
 
 
 def teardown(config: PlatformConfig) -> Any:
     """The endpoint teardown custom resource's properties: delete this environment's endpoints when
     the stack is deleted, where the removal policy is ``destroy`` (dev)."""
-    return settings.TeardownSettings(
+    return teardown_settings.TeardownSettings(
         managed_by_tag=deployment_domain().MANAGED_BY_VALUE, environment=config.environment,
         delete_on_destroy=config.removal_policy is RemovalPolicy.DESTROY)
 
@@ -243,7 +250,7 @@ def promotion(config: PlatformConfig) -> Any | None:
     source = config.training.registry.promote_from
     if source is None:
         return None
-    return _validated(settings.PromotionSettings, source_account=source.account, groups={
+    return _validated(promotion_settings.PromotionSettings, source_account=source.account, groups={
         f"{source.name_prefix}-{group}": f"{config.name_prefix}-{group}" for group in model_package_groups(config)})
 
 
@@ -285,9 +292,9 @@ def _deployment_field(config: PlatformConfig, function: str, loc: tuple[Any, ...
 def controller(config: PlatformConfig, resources: ApiResources = ApiResources(),
                rules: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
     """``rules``: each experiment's ``ControllerConfig.settings()`` (the stack's, defaults included)."""
-    return settings.ControllerSettings(
+    return experiment_settings.ControllerSettings(
         experiments=experiments(config),
-        controllers={name: settings.ControllerRule(**rule) for name, rule in (rules or {}).items()},
+        controllers={name: experiment_settings.ControllerRule(**rule) for name, rule in (rules or {}).items()},
         statistics_table=resources.statistics_table,
         state_table=resources.state_table,
         notification_topic_arn=resources.notification_topic_arn,
@@ -481,7 +488,7 @@ def monitoring_launcher(config: PlatformConfig, resources: MonitoringResources =
             manifest_bucket=resources.artifacts_bucket,
             manifest_prefix=f"{resources.monitoring_root}/{name}/",
         )
-    return settings.MonitoringLauncherSettings(monitors=monitors)
+    return monitoring_settings.MonitoringLauncherSettings(monitors=monitors)
 
 
 def retraining_trigger(config: PlatformConfig, resources: MonitoringResources = MonitoringResources()) -> Any:
@@ -504,7 +511,7 @@ def retraining_trigger(config: PlatformConfig, resources: MonitoringResources = 
             retraining[alarm] = dict(
                 alarm=alarm, pipelines=tuple(pipelines), alarm_period_hours=endpoint.monitoring.window_hours,
                 cooldown_hours=policy.cooldown_hours, production=production)
-    return settings.RetrainingTriggerSettings(retraining=retraining,
+    return monitoring_settings.RetrainingTriggerSettings(retraining=retraining,
                                               notification_topic_arn=resources.notification_topic_arn)
 
 
@@ -543,7 +550,7 @@ def feature_group_name(config: PlatformConfig, group: Any) -> str:
 
 def feature_ingest(config: PlatformConfig, group: Any) -> Any:
     """The ingest function of ``group`` (one of ``feature_store.feature_groups``)."""
-    return settings.FeatureIngestSettings(
+    return feature_settings.FeatureIngestSettings(
         name=feature_group_name(config, group),
         record_identifier=group.record_identifier,
         event_time_feature=group.event_time_feature,

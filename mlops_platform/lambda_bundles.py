@@ -1,8 +1,9 @@
 """Which files of ``lambda/mlops_runtime`` a handler ships: the closure of its imports.
 
 Each function's asset holds its handler module and every ``mlops_runtime`` module it imports,
-directly or lazily inside functions (found with ``ast``, so nothing is executed), plus the
-packages' ``__init__.py`` files. No CDK import here: the benchmarks measure the same bundle.
+directly or lazily inside functions (found with ``ast``, so nothing is executed; imports under
+``if TYPE_CHECKING:`` are for annotations only and do not count), plus the packages'
+``__init__.py`` files. No CDK import here: the benchmarks measure the same bundle.
 """
 
 from __future__ import annotations
@@ -33,10 +34,28 @@ def _syntax_tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
+def _type_checking_only(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports for annotations, never run."""
+    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _run_time_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` blocks (their ``else`` runs)."""
+    nodes, pending = [], [tree]
+    while pending:
+        node = pending.pop()
+        nodes.append(node)
+        children = node.orelse if _type_checking_only(node) else ast.iter_child_nodes(node)
+        pending.extend(children)
+    return nodes
+
+
 @lru_cache(maxsize=None)
 def _imported_modules(path: Path) -> frozenset[str]:
     found: set[str] = set()
-    for node in ast.walk(_syntax_tree(path)):
+    for node in _run_time_nodes(_syntax_tree(path)):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)  # submodule imports

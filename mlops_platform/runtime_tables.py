@@ -45,9 +45,14 @@ def promotion_domain() -> ModuleType:
     return _domain("promotion")
 
 
-def runtime_settings() -> ModuleType:
-    """``mlops_runtime.settings``: every function's settings model, built by the stacks."""
-    return _runtime("settings")
+def runtime_settings(module: str) -> ModuleType:
+    """``mlops_runtime.settings.<module>``: the settings models of a function or family, built by the stacks."""
+    return _runtime(f"settings.{module}")
+
+
+def settings_env() -> ModuleType:
+    """``mlops_runtime.settings_env``: the one environment variable of a function's settings."""
+    return _runtime("settings_env")
 
 
 def search_domain() -> ModuleType:

@@ -11,7 +11,7 @@ SUBJECT_HASH_SECRET = "subject-hash-key"
 
 def set_settings(monkeypatch: Any, **fields: Any) -> None:
     """``MLOPS_SETTINGS`` = the JSON of ``fields`` (validated by the handler's model at first use)."""
-    from mlops_runtime.settings import SETTINGS_ENV
+    from mlops_runtime.settings.base import SETTINGS_ENV
 
     monkeypatch.setenv(SETTINGS_ENV, json.dumps(fields))
 
@@ -52,7 +52,7 @@ def deployed_settings(function_props: dict[str, Any]) -> Any:
     """The function's settings as its handler reads them at cold start (its own ``SETTINGS_MODEL``)."""
     import importlib
 
-    from mlops_runtime.settings import SETTINGS_ENV
+    from mlops_runtime.settings.base import SETTINGS_ENV
 
     module = importlib.import_module(function_props["Handler"].rsplit(".", 1)[0])
     raw = rendered(function_props["Environment"]["Variables"][SETTINGS_ENV])

@@ -32,8 +32,9 @@ from ..compliance import (
     GRANT_READ_ACTIONS, KMS_GRANT_ACTIONS, acknowledge_wildcards, objects_under,
 )
 from ..config.models import SearchIndexConfig
-from ..function_settings import SearchResources, settings as runtime_settings
+from ..function_settings import SearchResources
 from ..lambda_bundles import stage_bundle
+from ..runtime_tables import settings_env
 from ..wheel_sets import BULK_JOB_SDK_TARGET, sdk_requirements
 from ..wheels import with_packages
 from ..pipelines.images import DEFAULT_SKLEARN
@@ -51,7 +52,7 @@ BULK_MODULE = "mlops_runtime.search.bulk"
 BULK_IMAGE_VERSION = DEFAULT_SKLEARN  # Python 3.12: the runtime package's syntax
 BULK_ROOT = "/opt/ml/processing"
 SEARCH_NAMESPACE = "MlopsPlatform/Search"
-SETTINGS_ENV = runtime_settings.SETTINGS_ENV
+SETTINGS_ENV = settings_env().SETTINGS_ENV
 
 
 @dataclass(frozen=True)

@@ -395,8 +395,7 @@ class World:
         from mlops_runtime.handlers import (
             deployer, experiment_controller, feedback_api, inference_api, model_promotion, monitoring_launcher,
             retraining_trigger)
-        from mlops_runtime import settings as settings_models
-        from mlops_runtime.settings import ControllerSettings, ExperimentSettings
+        from mlops_runtime.settings.experiments import ControllerSettings, ExperimentSettings
 
         stub = UpdateEndpointStub(self.sm)
         stack.callback(stub.remove)
@@ -406,21 +405,21 @@ class World:
                       "capture_prefix": f"{CAPTURE_PREFIX}{DEV_ENDPOINT}/", "ground_truth_bucket": FEEDBACK_BUCKET,
                       "ground_truth_prefix": GROUND_TRUTH_PREFIX, "dataset_bucket": ARTIFACTS_BUCKET,
                       "dataset_prefix": "retraining/churn/", "max_lookback_hours": RETRAINING_LOOKBACK_HOURS}
-        # Each function's settings model, as the stack passes it in MLOPS_SETTINGS.
+        # Each function's settings model (its handler's SETTINGS_MODEL), as the stack passes it in MLOPS_SETTINGS.
         settings = {
-            deployer: settings_models.DeployerSettings.model_validate_json(json.dumps({
+            deployer: deployer.SETTINGS_MODEL.model_validate_json(json.dumps({
                 "endpoints": [endpoint_spec(DEV_ENDPOINT, DEV_GROUP), endpoint_spec(PROD_ENDPOINT, PROD_GROUP)],
                 "idempotency_table": "deployer-idempotency", "notification_topic_arn": self.topic,
                 "environment": "dev"})),
-            monitoring_launcher: settings_models.MonitoringLauncherSettings.model_validate_json(json.dumps({"monitors": {DEV_ENDPOINT: {
+            monitoring_launcher: monitoring_launcher.SETTINGS_MODEL.model_validate_json(json.dumps({"monitors": {DEV_ENDPOINT: {
                 "pipeline_name": MONITORING_PIPELINE, "window_hours": MONITOR_EVERY // HOUR,
                 "ground_truth_lookback_hours": 72, "capture_bucket": CAPTURE_BUCKET,
                 "capture_prefix": f"{CAPTURE_PREFIX}{DEV_ENDPOINT}/", "ground_truth_bucket": FEEDBACK_BUCKET,
                 "ground_truth_prefix": GROUND_TRUTH_PREFIX, "manifest_bucket": ARTIFACTS_BUCKET,
                 "manifest_prefix": "monitoring/manifests/"}}})),
-            retraining_trigger: settings_models.RetrainingTriggerSettings.model_validate_json(json.dumps({"retraining": {QUALITY_ALARM: {
+            retraining_trigger: retraining_trigger.SETTINGS_MODEL.model_validate_json(json.dumps({"retraining": {QUALITY_ALARM: {
                 "pipelines": [TRAINING_PIPELINE], "cooldown_hours": 7 * 24, "production": production}}})),
-            model_promotion: settings_models.PromotionSettings.model_validate_json(json.dumps(
+            model_promotion: model_promotion.SETTINGS_MODEL.model_validate_json(json.dumps(
                 {"source_account": ACCOUNT, "groups": {DEV_GROUP: PROD_GROUP}})),
         }
         for lazy, value in ((deployer.sagemaker_endpoints, Boto3SageMakerEndpoints(self.sm)), (deployer.sns, self.sns),

@@ -225,18 +225,13 @@ def document_lines() -> list[str]:
 # --- configuration: what the stack gives the functions ---------------------------------------------
 
 
-def _runtime_settings() -> Any:
-    from mlops_runtime import settings
-
-    return settings
-
-
 def experiments() -> dict[str, Any]:
     """The rehearsal's one public endpoint, as ``function_settings.experiments`` builds them."""
-    settings = _runtime_settings()
-    return {ENDPOINT: settings.ExperimentSettings(
+    from mlops_runtime.settings.experiments import ArmTarget, ExperimentSettings
+
+    return {ENDPOINT: ExperimentSettings(
         name=ENDPOINT,
-        arms={variant: settings.ArmTarget(arm=variant, endpoint=ENDPOINT, variant=variant) for variant in VARIANTS},
+        arms={variant: ArmTarget(arm=variant, endpoint=ENDPOINT, variant=variant) for variant in VARIANTS},
         initial_weights=dict(INITIAL_WEIGHTS),
         allow_variant_override=True,  # lets you try one arm with X-Target-Arm
     )}
@@ -253,20 +248,22 @@ class FunctionSettings:
 
 def function_settings(names: Names, queue_url: str, topic_arn: str, secret_arn: str,
                       controller: Mapping[str, Any]) -> FunctionSettings:
-    settings = _runtime_settings()
+    from mlops_runtime.settings.experiments import ControllerRule, ControllerSettings, InferenceSettings
+    from mlops_runtime.settings.feedback import FeedbackApiSettings
+
     shared = {"statistics_table": names.statistics_table}
     return FunctionSettings(
-        inference=settings.InferenceSettings(
+        inference=InferenceSettings(
             experiments=experiments(), predictions_table=names.predictions_table, state_table=names.state_table,
             subject_hash_secret=secret_arn, smoke_test_role=f"{PREFIX}-api-smoke-test", **shared,
         ),
-        feedback=settings.FeedbackApiSettings(
+        feedback=FeedbackApiSettings(
             predictions_table=names.predictions_table, feedback_table=names.feedback_table,
             ground_truth_stream=names.ground_truth_stream, dead_letter_queue_url=queue_url,
             subject_hash_secret=secret_arn, **shared,
         ),
-        controller=settings.ControllerSettings(
-            experiments=experiments(), controllers={ENDPOINT: settings.ControllerRule(**controller)},
+        controller=ControllerSettings(
+            experiments=experiments(), controllers={ENDPOINT: ControllerRule(**controller)},
             state_table=names.state_table, notification_topic_arn=topic_arn, **shared,
         ),
     )

@@ -8,7 +8,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from mlops_platform.config.loader import environment_names
-from mlops_runtime.settings import SETTINGS_ENV
+from mlops_runtime.settings.base import SETTINGS_ENV
 
 pytestmark = pytest.mark.synth
 

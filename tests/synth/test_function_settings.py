@@ -33,7 +33,7 @@ def handlers_with_settings() -> set[str]:
 
 
 def test_every_functions_settings_validate_with_its_handlers_model(synthesis):
-    from mlops_runtime.settings import SETTINGS_ENV
+    from mlops_runtime.settings.base import SETTINGS_ENV
 
     expected = handlers_with_settings()
     assert expected, "no handler reads its settings from MLOPS_SETTINGS"

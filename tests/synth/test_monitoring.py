@@ -9,7 +9,7 @@ from monitoring.metrics import ALARMS as MONITORING_ALARMS
 from aws_cdk.assertions import Match
 
 from mlops_platform.config.loader import environment_names
-from mlops_runtime.settings import SETTINGS_ENV
+from mlops_runtime.settings.base import SETTINGS_ENV
 
 pytestmark = pytest.mark.synth
 

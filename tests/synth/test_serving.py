@@ -249,7 +249,7 @@ def test_teardown_deletes_endpoints_only_where_data_is_disposable(synthesis, env
                                    if v["Type"] == "Custom::EndpointTeardown")
     assert teardown["Properties"]["DeleteOnDestroy"] == delete
     assert teardown["Properties"]["Environment"] == environment
-    from mlops_runtime.settings import TeardownSettings  # what the handler reads the properties as
+    from mlops_runtime.settings.endpoint_teardown import TeardownSettings  # what the handler reads the properties as
 
     settings, unknown = TeardownSettings.from_properties(teardown["Properties"])
     assert unknown == [] and settings.delete_on_destroy is (delete == "true")

@@ -32,7 +32,7 @@ from mlops_runtime.domain.rounds import STATISTICS_SORT_KEY as STATISTICS_KEY
 from mlops_runtime.domain.rounds import ArmCounts, parse_statistics_key, round_prefix, sum_rows
 
 if TYPE_CHECKING:  # the settings model (pydantic) is the handlers' import, not this adapter's
-    from mlops_runtime.settings import ExperimentSettings
+    from mlops_runtime.settings.experiments import ExperimentSettings
 
 
 # Attempts of the per-request transaction when it conflicts with a concurrent feedback credit.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from mlops_runtime.settings import ExperimentSettings
+    from mlops_runtime.settings.experiments import ExperimentSettings
 
 MODEL_PACKAGE_TAG = "mlops:model-package-arn"
 THROTTLING_CODES = frozenset(

@@ -1,6 +1,6 @@
 """Autoscaling of the deployer's endpoints: scaling specs, endpoint state-change events, the pure planner.
 
-No boto3, no I/O (the scaler's settings, ``settings.ScalerSettings``, hold a :data:`ScalingEntry`
+No boto3, no I/O (the scaler's settings, ``settings.endpoint_scaler.ScalerSettings``, hold a :data:`ScalingEntry`
 per endpoint). CloudFormation cannot own the scalable targets: the deployer creates the endpoints
 at approval time, after the stack deployed, and a scalable target needs its variant to exist. So the ``endpoint_scaler`` Lambda applies scaling each time an endpoint
 reaches ``InService`` ("SageMaker Endpoint State Change" event): it describes the endpoint, calls
@@ -159,7 +159,7 @@ class _AsyncEntry(_Entry):
         return self.target_backlog_per_instance
 
 
-# One endpoint's entry of the scaler's settings (``settings.ScalerSettings``), tagged by ``kind``.
+# One endpoint's entry of the scaler's settings (``settings.endpoint_scaler.ScalerSettings``), tagged by ``kind``.
 ScalingEntry = Annotated[_RealtimeEntry | _AsyncEntry, Field(discriminator="kind")]
 
 

@@ -373,7 +373,7 @@ class GpuLayoutSpec:
 
 @_spec
 class EndpointSpec:
-    """One endpoint the deployer owns, fed by one model package group (``settings.DeployerSettings``
+    """One endpoint the deployer owns, fed by one model package group (``settings.deployer.DeployerSettings``
     holds the list)."""
 
     name: Name

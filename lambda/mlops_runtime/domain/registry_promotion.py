@@ -3,7 +3,7 @@
 Standard library and the shared validation only (no boto3, no I/O); ``handlers.model_promotion``
 does the calls.
 
-- The function's settings (``settings.PromotionSettings``: :data:`AccountId`, :data:`GroupName`)
+- The function's settings (``settings.model_promotion.PromotionSettings``: :data:`AccountId`, :data:`GroupName`)
   name the source account and map each source model package group (``<staging prefix>-<group>``,
   in the source account) to the target group of this environment (``<prod prefix>-<group>``); an
   approval event from another account is not promoted.

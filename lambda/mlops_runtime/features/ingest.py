@@ -4,7 +4,7 @@ Use from a processing step (or any Python code)::
 
     from mlops_runtime.features.ingest import ingest
     from mlops_runtime.features.schema import InvalidBatch
-    from mlops_runtime.settings import FeatureIngestSettings
+    from mlops_runtime.settings.features import FeatureIngestSettings
     from mlops_runtime.features.store import Boto3FeatureStoreWriter
 
     schema = FeatureIngestSettings.model_validate_json(open("schema.json").read()).schema
@@ -101,7 +101,7 @@ def _load_schema(path: str) -> FeatureGroupSchema:
     """The schema file: the ingest function's settings (``settings.FeatureIngestSettings``)."""
     from pydantic import ValidationError
 
-    from mlops_runtime.settings import FeatureIngestSettings
+    from mlops_runtime.settings.features import FeatureIngestSettings
 
     try:
         return FeatureIngestSettings.model_validate_json(Path(path).read_text(encoding="utf-8")).schema

@@ -10,7 +10,7 @@ batch of ``Records`` whose bodies are the events; answered with ``batchItemFailu
   the endpoint's sole champion at 100 % and the retired variant is removed
   (``domain.deployment.plan_promotion``).
 
-Settings: ``settings.DeployerSettings`` (``MLOPS_SETTINGS``, validated at cold start): the endpoint
+Settings: ``settings.deployer.DeployerSettings`` (``MLOPS_SETTINGS``, validated at cold start): the endpoint
 specs (``domain.deployment.EndpointSpec``; packages of groups not listed are ignored), the DynamoDB
 table recording each event id (a redelivered event deploys once), the SNS topic told about every
 deployment that cannot be planned or fails (endpoint, package, reason), and the environment's name
@@ -52,7 +52,7 @@ from mlops_runtime.domain.deployment import (
 )
 from mlops_runtime.domain.promotion import InvalidPromotion, Promotion, is_promotion_event
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import DeployerSettings
+from mlops_runtime.settings.deployer import DeployerSettings
 
 SETTINGS_MODEL = DeployerSettings  # what the stack passes in MLOPS_SETTINGS
 logger, metrics = powertools()

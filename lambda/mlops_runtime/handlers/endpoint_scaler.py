@@ -7,7 +7,7 @@ through an SQS queue (``Records`` whose bodies are the events; answered with ``b
 Powertools ``BatchProcessor``). Other statuses, malformed events and endpoints not in its settings
 are ignored with a log line.
 
-Settings: ``settings.ScalerSettings`` (``MLOPS_SETTINGS``, validated at cold start): per full
+Settings: ``settings.endpoint_scaler.ScalerSettings`` (``MLOPS_SETTINGS``, validated at cold start): per full
 endpoint name, ``{"kind": "realtime"|"async", "min_instances", "max_instances",
 "target_invocations_per_instance"`` (realtime) | ``"target_backlog_per_instance"`` (async),
 ``"scale_in_cooldown_s", "scale_out_cooldown_s"}`` (``domain.autoscaling.ScalingEntry``); an invalid
@@ -48,7 +48,7 @@ from mlops_runtime.domain.autoscaling import (
     plan_scaling,
 )
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import ScalerSettings
+from mlops_runtime.settings.endpoint_scaler import ScalerSettings
 
 SETTINGS_MODEL = ScalerSettings  # what the stack passes in MLOPS_SETTINGS
 logger = Logger()

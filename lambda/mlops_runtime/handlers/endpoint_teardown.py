@@ -5,7 +5,7 @@ CloudFormation, so ``cdk destroy`` would leave them running (and billing). This 
 handler of an ``aws_cdk.custom_resources.Provider`` (no ``isComplete``: deleting is quick, SageMaker
 finishes the endpoint deletion by itself).
 
-Settings: the resource properties, ``settings.TeardownSettings`` (strings, as CloudFormation passes
+Settings: the resource properties, ``settings.endpoint_teardown.TeardownSettings`` (strings, as CloudFormation passes
 them; the Serving stack builds them with ``function_settings.teardown``):
 
 - ``ManagedByTag``: the value of the deployer's ``mlops:managed-by`` tag (``endpoint-deployer``);
@@ -47,7 +47,9 @@ from mlops_runtime.adapters.aws_errors import (
 from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
 from mlops_runtime.adapters.tracing import NEVER, entry_point
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import SettingsError, TeardownSettings
+from mlops_runtime.settings.base import SettingsError
+from mlops_runtime.settings.endpoint_teardown import TeardownSettings
+
 # Listing races with deletions made elsewhere (an endpoint gone between ListEndpoints and ListTags).
 LIST_ATTEMPTS = 3
 

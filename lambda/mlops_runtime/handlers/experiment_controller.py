@@ -55,7 +55,7 @@ from mlops_runtime.domain import promotion as handover
 from mlops_runtime.domain.rounds import ArmCounts, redeployed
 from mlops_runtime.domain.sequential_test import ExperimentDecision, SequentialTest
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import ControllerRule, ControllerSettings, ExperimentSettings
+from mlops_runtime.settings.experiments import ControllerRule, ControllerSettings, ExperimentSettings
 
 logger, metrics = powertools()
 

@@ -21,7 +21,7 @@ from mlops_runtime.features.ingest import IngestWriteError, ingest
 from mlops_runtime.features.schema import FeatureGroupSchema, InvalidBatch
 from mlops_runtime.features.store import Boto3FeatureStoreWriter, FeatureStoreWriter, check_target_stores
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import FeatureIngestSettings
+from mlops_runtime.settings.features import FeatureIngestSettings
 
 EVENT_KEYS = frozenset({"records", "target_stores"})
 

@@ -43,7 +43,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from mlops_runtime.adapters.tracing import NEVER, entry_point, powertools
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import FeedbackApiSettings, SettingsError
+from mlops_runtime.settings.base import SettingsError
+from mlops_runtime.settings.feedback import FeedbackApiSettings
 from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore
 from mlops_runtime.adapters.ground_truth import FirehoseGroundTruthWriter, SqsDeadLetterQueue
 from mlops_runtime.adapters.secrets import subject_hash_key

@@ -73,7 +73,7 @@ from mlops_runtime.adapters.online_features import Boto3OnlineFeatures, FeatureL
 from mlops_runtime.domain import routing
 from mlops_runtime.domain.rounds import ArmCounts, redeployed, round_salt, statistics_key
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import ExperimentSettings, InferenceSettings
+from mlops_runtime.settings.experiments import ExperimentSettings, InferenceSettings
 
 MAX_BODY_BYTES = 6_291_456  # InvokeEndpoint's payload limit
 RETRY_AFTER_SECONDS = "1"

@@ -10,7 +10,7 @@ event from another account than the source's is ``ignored``.
 ``promoted-from`` metadata, a ``ClientToken`` from the source ARN. The prod approval of that package
 starts prod's deployer as for any package.
 
-Settings: ``settings.PromotionSettings`` (``MLOPS_SETTINGS``: ``{"source_account", "groups":
+Settings: ``settings.model_promotion.PromotionSettings`` (``MLOPS_SETTINGS``: ``{"source_account", "groups":
 {source group: target group}}``). A bad event or bad settings are logged and returned as
 ``{"status": "error", "reason"}``; AWS errors are raised (the rule retries, then the dead-letter
 queue).
@@ -29,7 +29,8 @@ from mlops_runtime.adapters.tracing import entry_point
 from mlops_runtime.domain import registry_promotion as promotion
 from mlops_runtime.domain.deployment import ApprovalEvent, InvalidEvent
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import PromotionSettings, SettingsError
+from mlops_runtime.settings.base import SettingsError
+from mlops_runtime.settings.model_promotion import PromotionSettings
 
 SETTINGS_MODEL = PromotionSettings  # what the stack passes in MLOPS_SETTINGS
 logger = Logger()

@@ -31,7 +31,7 @@ Each run (the clock read per call):
    ``GroundTruthManifestS3Uri``, ``MetricScope=all``, ``MetricTime=""``; the ``ClientRequestToken`` is a hash of the pipeline, the endpoint
    and the window end, so a retried invocation starts one execution.
 
-Settings: ``settings.MonitoringLauncherSettings`` (the monitored endpoints, keyed by endpoint name;
+Settings: ``settings.monitoring.MonitoringLauncherSettings`` (the monitored endpoints, keyed by endpoint name;
 ``docs/monitoring-launcher.md``), read once at cold start; ``POWERTOOLS_*``. A bad event or configuration is logged and
 returned as ``{"status": "error", "reason": ...}``; AWS errors other than "not found" are raised
 (the scheduler's retry policy tries again; the token keeps that idempotent).
@@ -52,7 +52,8 @@ from mlops_runtime.adapters.tracing import entry_point, metrics_namespace
 from mlops_runtime.adapters.monitoring_inputs import CloudWatchMetrics, S3Objects, SageMakerModels, SageMakerPipelines
 from mlops_runtime.domain import monitoring_window as mw
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import MonitorSettings, MonitoringLauncherSettings, SettingsError
+from mlops_runtime.settings.base import SettingsError
+from mlops_runtime.settings.monitoring import MonitorSettings, MonitoringLauncherSettings
 
 MONITORING_NAMESPACE = "MlopsPlatform/Monitoring"
 ALL_VARIANTS = "_all"

@@ -48,7 +48,8 @@ from mlops_runtime.domain import production_data as production
 from mlops_runtime.domain import retraining as domain
 from mlops_runtime.domain.monitoring_window import as_utc
 from mlops_runtime.lazy import Lazy
-from mlops_runtime.settings import ProductionSource, RetrainingSettings, RetrainingTriggerSettings, SettingsError
+from mlops_runtime.settings.base import SettingsError
+from mlops_runtime.settings.monitoring import ProductionSource, RetrainingSettings, RetrainingTriggerSettings
 
 logger, metrics = powertools()
 

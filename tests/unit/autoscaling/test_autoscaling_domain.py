@@ -22,7 +22,7 @@ from mlops_runtime.domain.autoscaling import (
     resource_id,
 )
 from mlops_runtime.domain.validation import first_problem
-from mlops_runtime.settings import ScalerSettings
+from mlops_runtime.settings.endpoint_scaler import ScalerSettings
 from pydantic import ValidationError
 
 ENDPOINT = "mlops-dev-churn"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlops_runtime.adapters.autoscaling import Boto3EndpointScaling
 from mlops_runtime.handlers import endpoint_scaler
-from mlops_runtime.settings import SETTINGS_ENV, SettingsError
+from mlops_runtime.settings.base import SETTINGS_ENV, SettingsError
 from settings_support import set_settings
 from test_autoscaling_event import EVENT
 # aws, scaling: pytest fixtures shared through the helper module (no conftest in this directory)

@@ -22,7 +22,7 @@ from deployment_fixtures import (
 )
 from mlops_runtime.domain.deployment import CHALLENGER, CHAMPION
 from mlops_runtime.handlers import deployer
-from mlops_runtime.settings import SETTINGS_ENV, SettingsError
+from mlops_runtime.settings.base import SETTINGS_ENV, SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

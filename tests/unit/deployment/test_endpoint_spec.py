@@ -442,7 +442,8 @@ def test_a_non_object_spec():
 
 
 def test_the_deployers_settings_hold_the_specs_and_refuse_duplicates():
-    from mlops_runtime.settings import DeployerSettings, SettingsError
+    from mlops_runtime.settings.base import SettingsError
+    from mlops_runtime.settings.deployer import DeployerSettings
 
     second = spec_dict(
         name="mlops-dev-churn-async", variants=ASYNC, challenger_initial_weight=0, guardrails=ALL_AT_ONCE

@@ -38,7 +38,7 @@ class Loop:
     def __init__(self, lambda_env, monkeypatch):
         from mlops_runtime.adapters.experiments_store import DynamoDBExperimentsStore
         from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
-        from mlops_runtime.settings import ControllerSettings
+        from mlops_runtime.settings.experiments import ControllerSettings
         from mlops_runtime.handlers import experiment_controller
 
         self.deployer, aws = lambda_env, lambda_env.aws
@@ -116,7 +116,7 @@ class Api:
         from mlops_runtime.adapters.experiments_store import DynamoDBExperimentsStore
         from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
         from mlops_runtime.handlers import inference_api
-        from mlops_runtime.settings import InferenceSettings
+        from mlops_runtime.settings.experiments import InferenceSettings
         from settings_support import put_subject_hash_key
 
         loop.ddb.create_table(

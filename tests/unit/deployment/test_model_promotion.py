@@ -127,7 +127,7 @@ def test_a_redelivered_approval_sends_the_same_client_token():
                                  json.dumps({"source_account": STAGING_ACCOUNT, "groups": {"a": "b c"}})])
 def test_bad_promotion_setting_is_an_error_result(monkeypatch, raw):
     from mlops_runtime.handlers import model_promotion
-    from mlops_runtime.settings import SETTINGS_ENV
+    from mlops_runtime.settings.base import SETTINGS_ENV
 
     if raw is None:
         monkeypatch.delenv(SETTINGS_ENV, raising=False)

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 from mlops_runtime.features.schema import FeatureGroupSchema
-from mlops_runtime.settings import FeatureIngestSettings
+from mlops_runtime.settings.features import FeatureIngestSettings
 
 CUSTOMERS = {
     "name": "customers",

@@ -14,7 +14,7 @@ import pytest
 from mlops_runtime.features.schema import FeatureGroupSchema
 from mlops_runtime.features.store import Boto3FeatureStoreWriter, InMemoryFeatureStore
 from mlops_runtime.handlers import feature_ingest
-from mlops_runtime.settings import SETTINGS_ENV, SettingsError
+from mlops_runtime.settings.base import SETTINGS_ENV, SettingsError
 from settings_support import set_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mlops_runtime.settings import FeatureIngestSettings
+from mlops_runtime.settings.features import FeatureIngestSettings
 from mlops_runtime.features.schema import (
     INT64_MAX,
     INT64_MIN,

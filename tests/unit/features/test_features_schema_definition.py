@@ -7,7 +7,7 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from mlops_runtime.settings import FeatureIngestSettings
+from mlops_runtime.settings.features import FeatureIngestSettings
 from mlops_runtime.features.schema import (
     MAX_FEATURES,
     NAME_PATTERN,

@@ -157,7 +157,7 @@ def test_stored_records_are_copies(store, customers):
 
 @given(st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 1000)), min_size=1, max_size=20))
 def test_online_store_serves_the_record_with_the_latest_event_time(puts):
-    from mlops_runtime.settings import FeatureIngestSettings
+    from mlops_runtime.settings.features import FeatureIngestSettings
 
     schema = FeatureIngestSettings.model_validate(
         {

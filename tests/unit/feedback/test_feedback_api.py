@@ -27,7 +27,7 @@ from mlops_runtime.adapters.feedback_store import InMemoryFeedbackStore
 from mlops_runtime.adapters.ground_truth import InMemoryDeadLetters, InMemoryGroundTruth
 from mlops_runtime.domain import feedback as fb
 from mlops_runtime.handlers import feedback_api
-from mlops_runtime.settings import SETTINGS_ENV
+from mlops_runtime.settings.base import SETTINGS_ENV
 
 ARM = row("churn", "churn/challenger")
 

@@ -28,7 +28,7 @@ from settings_support import put_subject_hash_key
 
 from mlops_runtime.domain import feedback as fb
 from mlops_runtime.handlers import feedback_api, feedback_replay
-from mlops_runtime.settings import SETTINGS_ENV
+from mlops_runtime.settings.base import SETTINGS_ENV
 
 CHALLENGER = ("churn", "churn/challenger")
 CHAMPION = ("churn", "churn/champion")

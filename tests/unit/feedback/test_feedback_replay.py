@@ -8,7 +8,7 @@ import pytest
 from feedback_fixtures import NOW, Faulty, LambdaContext, prediction, statistics_throttled
 from mlops_runtime.domain import feedback as fb
 from mlops_runtime.handlers import feedback_replay
-from mlops_runtime.settings import SETTINGS_ENV
+from mlops_runtime.settings.base import SETTINGS_ENV
 
 
 def letter(inference_id="a", stage="store", **fields):

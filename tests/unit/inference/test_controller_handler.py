@@ -66,7 +66,7 @@ def create_endpoint(sm, name, variants, tags=None):
 
 def set_settings(monkeypatch, experiments=EXPERIMENTS, controllers=CONTROLLER, topic=None):
     """The controller's settings (``settings.ControllerSettings``), as the stack passes them."""
-    from mlops_runtime.settings import SETTINGS_ENV
+    from mlops_runtime.settings.base import SETTINGS_ENV
 
     monkeypatch.setenv(SETTINGS_ENV, json.dumps({
         "experiments": experiments, "controllers": controllers, "statistics_table": "statistics",
@@ -355,7 +355,7 @@ def use_settings(monkeypatch, **changes):
     import os
 
     from mlops_runtime.handlers import experiment_controller
-    from mlops_runtime.settings import SETTINGS_ENV
+    from mlops_runtime.settings.base import SETTINGS_ENV
 
     current = json.loads(os.environ[SETTINGS_ENV])
     set_settings(monkeypatch, current["experiments"], {**CONTROLLER, "churn": {**CONTROLLER["churn"], **changes}},

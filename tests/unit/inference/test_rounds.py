@@ -110,7 +110,8 @@ class Loop:
         from mlops_runtime.adapters.feedback_store import DynamoDBFeedbackStore
         from mlops_runtime.adapters.model_runtime import Boto3EndpointControl
         from mlops_runtime.handlers import experiment_controller, feedback_api, inference_api
-        from mlops_runtime.settings import ControllerSettings, FeedbackApiSettings, InferenceSettings
+        from mlops_runtime.settings.experiments import ControllerSettings, InferenceSettings
+        from mlops_runtime.settings.feedback import FeedbackApiSettings
 
         tables = {"predictions_table": "predictions", "statistics_table": "statistics"}
         secret = put_subject_hash_key("pepper")

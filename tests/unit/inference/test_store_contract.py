@@ -61,7 +61,7 @@ def run_script(store, feedback_store) -> dict:
     from mlops_runtime.adapters.ground_truth import InMemoryDeadLetters, InMemoryGroundTruth
     from mlops_runtime.domain.feedback import FeedbackSettings
     from mlops_runtime.handlers import feedback_api, inference_api
-    from mlops_runtime.settings import ExperimentSettings
+    from mlops_runtime.settings.experiments import ExperimentSettings
 
     at = [START]
     experiments = {name: ExperimentSettings.model_validate({"name": name, **config})

@@ -23,7 +23,7 @@ from mlops_runtime.domain import production_data as pd_domain
 from settings_support import set_settings
 
 from mlops_runtime.domain import retraining as domain
-from mlops_runtime.settings import ProductionSource, RetrainingTriggerSettings
+from mlops_runtime.settings.monitoring import ProductionSource, RetrainingTriggerSettings
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from settings_support import set_settings
 
-from mlops_runtime.settings import SETTINGS_ENV
+from mlops_runtime.settings.base import SETTINGS_ENV
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"

@@ -11,7 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mlops_runtime.domain import monitoring_window as mw
-from mlops_runtime.settings import SETTINGS_ENV, MonitoringLauncherSettings, SettingsError
+from mlops_runtime.settings.base import SETTINGS_ENV, SettingsError
+from mlops_runtime.settings.monitoring import MonitoringLauncherSettings
 
 H = timedelta(hours=1)
 DISPLAY_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,81}$")

@@ -16,7 +16,8 @@ from settings_support import set_settings
 
 from mlops_runtime.domain import retraining as domain
 from mlops_runtime.domain.retraining import Execution
-from mlops_runtime.settings import SETTINGS_ENV, RetrainingSettings, RetrainingTriggerSettings, SettingsError
+from mlops_runtime.settings.base import SETTINGS_ENV, SettingsError
+from mlops_runtime.settings.monitoring import RetrainingSettings, RetrainingTriggerSettings
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"

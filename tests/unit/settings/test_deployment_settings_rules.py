@@ -17,7 +17,10 @@ from hypothesis import strategies as st
 from mlops_platform import function_settings
 from mlops_platform.config import ConfigError, PlatformConfig, parse_config
 from mlops_platform.config.loader import CONFIG_DIR
-from mlops_runtime import settings as runtime
+from mlops_runtime.settings.base import SETTINGS_ENV, SettingsError
+from mlops_runtime.settings.endpoint_scaler import ScalerSettings
+from mlops_runtime.settings.endpoint_teardown import TeardownSettings
+from mlops_runtime.settings.model_promotion import PromotionSettings
 
 STAGING = "config/staging.yaml"  # a realtime endpoint with autoscaling, CANARY, capture
 PROD = "config/prod.yaml"  # the same with LINEAR and a VPC
@@ -129,7 +132,7 @@ def test_the_load_time_check_and_the_scaler_agree(target, low, high):
     entry = {"kind": "realtime", "min_instances": low, "max_instances": high,
              "target_invocations_per_instance": target, "scale_in_cooldown_s": 0, "scale_out_cooldown_s": 0}
     try:
-        runtime.ScalerSettings.model_validate({"endpoints": {"e": entry}}, strict=False)
+        ScalerSettings.model_validate({"endpoints": {"e": entry}}, strict=False)
         accepted = True
     except ValueError:
         accepted = False
@@ -155,8 +158,8 @@ def test_the_teardown_properties_survive_cloudformation(source, deletes):
     properties = settings.to_properties()
     assert all(isinstance(value, str) for value in properties.values())
     assert properties["DeleteOnDestroy"] == str(deletes).lower()
-    assert runtime.TeardownSettings.from_properties({**properties, "ServiceToken": "arn"}) == (settings, [])
-    assert runtime.TeardownSettings.from_properties({**properties, "Surprise": "1"})[1] == ["Surprise"]
+    assert TeardownSettings.from_properties({**properties, "ServiceToken": "arn"}) == (settings, [])
+    assert TeardownSettings.from_properties({**properties, "Surprise": "1"})[1] == ["Surprise"]
 
 
 @pytest.mark.parametrize(("settings_json", "problem"), [
@@ -165,22 +168,5 @@ def test_the_teardown_properties_survive_cloudformation(source, deletes):
     ('{"source_account": "123456789012", "groups": {}, "extra": 1}', "Extra inputs are not permitted"),
 ])
 def test_promotion_settings_rules(settings_json, problem):
-    with pytest.raises(runtime.SettingsError, match=problem):
-        runtime.PromotionSettings.from_env({runtime.SETTINGS_ENV: settings_json})
-
-
-def test_the_deployment_models_are_built_on_first_use_only():
-    """The API functions import this module: the deployer's domain must not come with it."""
-    import subprocess
-    import sys
-
-    from mlops_platform.paths import RUNTIME_ROOT
-
-    code = ("import sys, mlops_runtime.settings as s\n"
-            "names = ('DeployerSettings', 'ScalerSettings', 'PromotionSettings', 'TeardownSettings')\n"
-            "print('mlops_runtime.domain.deployment' in sys.modules, any(n in vars(s) for n in names))\n"
-            "s.DeployerSettings\n"
-            "print('mlops_runtime.domain.deployment' in sys.modules, 'mlops_runtime.domain.autoscaling' in sys.modules)\n")
-    run = subprocess.run([sys.executable, "-c", code], cwd=RUNTIME_ROOT, capture_output=True, text=True,
-                         timeout=60, check=True)
-    assert run.stdout.split() == ["False", "False", "True", "False"]  # the deployer's model only
+    with pytest.raises(SettingsError, match=problem):
+        PromotionSettings.from_env({SETTINGS_ENV: settings_json})

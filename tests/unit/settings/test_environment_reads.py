@@ -15,8 +15,8 @@ ALLOWED: dict[str, tuple[set[str], str]] = {
     "settings_env.py": ({"*"}, "the one reader of MLOPS_SETTINGS (a function's settings model, as JSON)"),
     "adapters/tracing.py": ({"POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_TRACE_DISABLED"},
                             "Powertools' own variables: the metric namespace and the tracing switch"),
-    "settings.py": ({"PYDANTIC_DISABLE_PLUGINS"}, "set (if unset) before pydantic loads: skips plugin discovery"),
-    "domain/validation.py": ({"PYDANTIC_DISABLE_PLUGINS"}, "as settings.py, for the domain specs' parsers"),
+    "settings/base.py": ({"PYDANTIC_DISABLE_PLUGINS"}, "set (if unset) before pydantic loads: skips plugin discovery"),
+    "domain/validation.py": ({"PYDANTIC_DISABLE_PLUGINS"}, "as settings/base.py, for the domain specs' parsers"),
     "search/bulk.py": ({"LOG_LEVEL"}, "the processing job's log level (the variable Lambda and Powertools use)"),
 }
 
@@ -77,7 +77,7 @@ def test_the_runtime_reads_the_environment_only_through_the_settings_and_powerto
                   for line, variable in environment_reads(path)
                   if not _allowed(path.relative_to(RUNTIME).as_posix(), variable)]
     assert not unexpected, ("environment reads outside the settings models (put the value in the function's "
-                            "settings model, mlops_runtime/settings.py):\n" + "\n".join(unexpected))
+                            "settings model, mlops_runtime/settings/):\n" + "\n".join(unexpected))
 
 
 def test_every_allowed_read_still_exists():

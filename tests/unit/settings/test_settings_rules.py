@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from mlops_platform import function_settings
 from mlops_platform.config import ConfigError, load_environments, parse_config
 from mlops_platform.config.loader import CONFIG_DIR, environment_names
-from mlops_runtime import settings as runtime
+from mlops_runtime.settings.base import SettingsError
+from mlops_runtime.settings.experiments import ControllerSettings, ExperimentSettings
+from mlops_runtime.settings.feedback import FeedbackApiSettings
+from mlops_runtime.settings.monitoring import MonitoringLauncherSettings, RetrainingSettings
 
 
 def raw_config(environment: str) -> dict:
@@ -62,7 +65,7 @@ def test_the_load_time_check_and_the_runtime_model_agree(max_age, retention, ttl
     fields = dict(predictions_table="p", feedback_table="f", statistics_table="s", ground_truth_stream="g",
                   dead_letter_queue_url="q", max_age_days=max_age, retention_days=retention, prediction_ttl_days=ttl)
     try:
-        runtime.FeedbackApiSettings(**fields)
+        FeedbackApiSettings(**fields)
         accepted = True
     except ValueError:
         accepted = False
@@ -84,11 +87,11 @@ def experiment(**changes):
 ])
 def test_experiment_rules(changes, problem):
     with pytest.raises(ValueError, match=problem):
-        runtime.ExperimentSettings.model_validate(experiment(**changes))
+        ExperimentSettings.model_validate(experiment(**changes))
 
 
 def test_experiment_defaults_follow_its_name():
-    parsed = runtime.ExperimentSettings.model_validate(experiment(content_types=["Text/CSV"]))
+    parsed = ExperimentSettings.model_validate(experiment(content_types=["Text/CSV"]))
     assert (parsed.experiment, parsed.salt, parsed.content_types) == ("e", "e", ("text/csv",))
     assert parsed.initial_weights == {"a": 1.0, "b": 1.0}
 
@@ -100,10 +103,10 @@ def test_experiment_defaults_follow_its_name():
 def test_controller_rules_that_depend_on_the_experiment(rule, problem):
     three = experiment(arms=[{"arm": x, "endpoint": "ep", "variant": x} for x in "abc"])
     with pytest.raises(ValueError, match=problem):
-        runtime.ControllerSettings(experiments={"e": three}, controllers={"e": rule}, statistics_table="s",
+        ControllerSettings(experiments={"e": three}, controllers={"e": rule}, statistics_table="s",
                                    state_table="t")
     with pytest.raises(ValueError, match="unknown experiment"):
-        runtime.ControllerSettings(experiments={"e": three}, controllers={"other": {}}, statistics_table="s",
+        ControllerSettings(experiments={"e": three}, controllers={"other": {}}, statistics_table="s",
                                    state_table="t")
 
 
@@ -111,12 +114,12 @@ def test_settings_are_closed_and_strict():
     fields = dict(predictions_table="p", feedback_table="f", statistics_table="s", ground_truth_stream="g",
                   dead_letter_queue_url="q")
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
-        runtime.FeedbackApiSettings(**fields, unknown=1)
+        FeedbackApiSettings(**fields, unknown=1)
     with pytest.raises(ValueError, match="valid integer"):
-        runtime.FeedbackApiSettings.model_validate_json(
-            runtime.FeedbackApiSettings(**fields).model_dump_json().replace('"max_batch":500', '"max_batch":"500"'))
-    with pytest.raises(runtime.SettingsError, match="is not set"):
-        runtime.FeedbackApiSettings.from_env({})
+        FeedbackApiSettings.model_validate_json(
+            FeedbackApiSettings(**fields).model_dump_json().replace('"max_batch":500', '"max_batch":"500"'))
+    with pytest.raises(SettingsError, match="is not set"):
+        FeedbackApiSettings.from_env({})
 
 
 # --- monitoring: the launcher and the retraining trigger -----------------------------------------
@@ -190,8 +193,8 @@ def test_the_load_time_check_and_the_monitoring_models_agree(window, schedule, c
                  ground_truth_bucket="feedback-bucket", ground_truth_prefix="g/", manifest_bucket="artifacts-bucket",
                  manifest_prefix="m/")
     try:
-        runtime.MonitoringLauncherSettings(monitors={"ep": entry})
-        runtime.RetrainingSettings(alarm="a", pipelines=("p",), alarm_period_hours=window, cooldown_hours=cooldown)
+        MonitoringLauncherSettings(monitors={"ep": entry})
+        RetrainingSettings(alarm="a", pipelines=("p",), alarm_period_hours=window, cooldown_hours=cooldown)
         accepted = True
     except ValueError:
         accepted = False

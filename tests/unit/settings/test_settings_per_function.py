@@ -1,0 +1,65 @@
+"""Each function ships, and imports, its own settings model only: ``mlops_runtime/settings/`` holds one
+module per function or family on a shared base, and a function's asset is the closure of its
+handler's imports (``mlops_platform/lambda_bundles.py``), so another function's model (and the
+domain it needs) would cost this one's asset size and cold start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from mlops_platform.lambda_bundles import bundle_files, stage_bundle
+from mlops_platform.paths import RUNTIME_ROOT
+
+SETTINGS = RUNTIME_ROOT / "mlops_runtime" / "settings"
+HANDLERS = sorted(path.stem for path in (RUNTIME_ROOT / "mlops_runtime" / "handlers").glob("*.py")
+                  if path.stem != "__init__")
+
+# handler -> its settings module (search parses its settings by hand: domain.search.SearchSettings)
+OWN_SETTINGS = {
+    "deployer": "deployer", "endpoint_scaler": "endpoint_scaler", "model_promotion": "model_promotion",
+    "endpoint_teardown": "endpoint_teardown", "inference_api": "experiments", "experiment_controller": "experiments",
+    "feedback_api": "feedback", "feedback_replay": "feedback", "monitoring_launcher": "monitoring",
+    "retraining_trigger": "monitoring", "feature_ingest": "features", "search_api": None, "search_indexer": None,
+}
+
+
+def test_every_handler_is_listed():
+    assert sorted(OWN_SETTINGS) == HANDLERS
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_a_handler_ships_its_own_settings_module_only(handler):
+    shipped = {path.stem for path in bundle_files(f"mlops_runtime.handlers.{handler}") if path.parent == SETTINGS}
+    own = OWN_SETTINGS[handler]
+    assert shipped == (set() if own is None else {"__init__", "base", own})
+
+
+def test_each_handler_imports_from_its_asset_alone():
+    """Staged as the stack stages it, every handler imports with nothing else of the package on the
+    path: the bundle misses no module it imports."""
+    code = ("import importlib, json, sys\n"
+            "failed = {}\n"
+            "for handler, folder in json.loads(sys.argv[1]).items():\n"
+            "    for name in [m for m in sys.modules if m.split('.')[0] == 'mlops_runtime']:\n"
+            "        del sys.modules[name]\n"
+            "    sys.path.insert(0, folder)\n"
+            "    try:\n"
+            "        importlib.import_module(f'mlops_runtime.handlers.{handler}')\n"
+            "    except Exception as error:\n"
+            "        failed[handler] = repr(error)\n"
+            "    sys.path.remove(folder)\n"
+            "print(json.dumps(failed))\n")
+    with tempfile.TemporaryDirectory() as build:
+        folders = {handler: str(stage_bundle(f"mlops_runtime.handlers.{handler}", Path(build)))
+                   for handler in HANDLERS}
+        run = subprocess.run([sys.executable, "-c", code, json.dumps(folders)], cwd=build, capture_output=True,
+                             text=True, timeout=120, env={"PATH": "", "POWERTOOLS_TRACE_DISABLED": "true",
+                                                          "AWS_DEFAULT_REGION": "eu-west-1"})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {}
