@@ -6,13 +6,13 @@ import copy
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from mlops_runtime.adapters.autoscaling import Boto3EndpointScaling
 from mlops_runtime.handlers import endpoint_scaler
 from mlops_runtime.settings.base import SETTINGS_ENV, SettingsError
+from lambda_context import LambdaContext
 from settings_support import set_settings
 from test_autoscaling_event import EVENT
 # aws, scaling: pytest fixtures shared through the helper module (no conftest in this directory)
@@ -45,18 +45,6 @@ SCALING = {
         "scale_out_cooldown_s": 60,
     },
 }
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "mlops-dev-endpoint-scaler"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:mlops-dev-endpoint-scaler"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 def state_change(name: str = ENDPOINT, status: str = "IN_SERVICE") -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import pytest
 from mlops_runtime.adapters import autoscaling as autoscaling_adapter
@@ -21,6 +20,7 @@ from test_autoscaling_moto import (  # noqa: F401, F811
     scaling,
     targets,
 )
+from lambda_context import LambdaContext
 
 PROPERTIES = {
     "ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:provider-framework-onEvent",
@@ -29,18 +29,6 @@ PROPERTIES = {
     "DeleteOnDestroy": "true",
 }
 PHYSICAL_ID = "endpoint-teardown:endpoint-deployer:dev"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "mlops-dev-endpoint-teardown"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:mlops-dev-endpoint-teardown"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 def request(request_type: str, physical_id: str | None = PHYSICAL_ID, **properties) -> dict:

@@ -21,6 +21,7 @@ from mlops_runtime.domain.deployment import (
     EndpointState,
     PackageContainer,
 )
+from lambda_context import LambdaContext
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "eu-west-1"
@@ -209,18 +210,6 @@ def register_package(
 # --- the deployer handler on moto ------------------------------------------------------------
 
 TABLE = "mlops-dev-deployer-idempotency"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "mlops-dev-deployer"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:mlops-dev-deployer"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 @dataclass

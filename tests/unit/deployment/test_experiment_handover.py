@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from deployment_fixtures import ENDPOINT, LambdaContext, approval, register_package
+from lambda_context import LambdaContext
+from deployment_fixtures import ENDPOINT, approval, register_package
 from mlops_runtime.domain import promotion
 from mlops_runtime.domain.deployment import CHALLENGER, CHAMPION
 

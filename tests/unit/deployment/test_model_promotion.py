@@ -14,6 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
+from lambda_context import LambdaContext
 from settings_support import set_settings
 
 from mlops_runtime.domain import registry_promotion as promotion
@@ -27,13 +28,6 @@ BASELINE = "s3://mlops-staging-artifacts-222222222222-eu-west-1/pipelines/exampl
 SOURCE_GROUP, TARGET_GROUP = "mlops-staging-example-classifier", "mlops-prod-example-classifier"
 SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "events" / "sagemaker-model-package-state-change.json"
 PROMOTION = {"source_account": STAGING_ACCOUNT, "groups": {SOURCE_GROUP: TARGET_GROUP}}
-
-
-class Context:
-    function_name = "model-promotion"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:model-promotion"
-    aws_request_id = "req-1"
 
 
 def approval_event(arn: str, status: str = "Approved", account: str = STAGING_ACCOUNT) -> dict:
@@ -79,7 +73,7 @@ def registries(monkeypatch):
 def promote(event: dict) -> dict:
     from mlops_runtime.handlers import model_promotion
 
-    return model_promotion.handler(event, Context())
+    return model_promotion.handler(event, LambdaContext())
 
 
 def test_approval_in_staging_registers_the_package_in_prod_pending_approval(registries):
@@ -135,5 +129,5 @@ def test_bad_promotion_setting_is_an_error_result(monkeypatch, raw):
         monkeypatch.setenv(SETTINGS_ENV, raw)
     model_promotion.configure()  # a cold start: the settings are read on the next invocation
     result = model_promotion.handler(approval_event("arn:aws:sagemaker:eu-west-1:222222222222:model-package/g/1"),
-                                     Context())
+                                     LambdaContext())
     assert result["status"] == "error" and SETTINGS_ENV in result["reason"]

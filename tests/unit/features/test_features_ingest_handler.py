@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,19 +14,11 @@ from mlops_runtime.features.schema import FeatureGroupSchema
 from mlops_runtime.features.store import Boto3FeatureStoreWriter, InMemoryFeatureStore
 from mlops_runtime.handlers import feature_ingest
 from mlops_runtime.settings.base import SETTINGS_ENV, SettingsError
+from lambda_context import LambdaContext
 from settings_support import set_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 NOW = "2024-05-01T12:00:00Z"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "feature-ingest"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:111111111111:function:feature-ingest"
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.fixture

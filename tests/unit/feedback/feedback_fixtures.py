@@ -21,6 +21,7 @@ from mlops_runtime.adapters.ground_truth import (
 )
 from mlops_runtime.domain.feedback import FeedbackSettings
 from mlops_runtime.handlers import feedback_api
+from lambda_context import LambdaContext
 
 NOW = datetime(2026, 11, 27, 12, 30, tzinfo=UTC)
 SOURCE_IP = "203.0.113.77"
@@ -46,15 +47,6 @@ def settings(**overrides: Any) -> FeedbackSettings:
     }
     values.update(overrides)
     return FeedbackSettings(**values)
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "feedback-api"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:feedback-api"
-    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
 
 
 def api_event(

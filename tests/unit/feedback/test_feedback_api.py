@@ -7,12 +7,12 @@ import threading
 from datetime import timedelta
 
 import pytest
+from lambda_context import LambdaContext
 from feedback_fixtures import (
     NOW,
     SOURCE_IP,
     SUBJECT_KEY,
     USER_AGENT,
-    LambdaContext,
     api_event,
     invoke,
     prediction,

@@ -9,13 +9,13 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from lambda_context import LambdaContext
 from feedback_fixtures import (
     FEEDBACK_TABLE,
     NOW,
     PREFIX,
     SUBJECT_KEY,
     Faulty,
-    LambdaContext,
     api_event,
     client_error,
     invoke,
@@ -329,11 +329,8 @@ def test_lookup_failure_dead_letters_with_ground_truth_pending_and_replay_writes
     assert len(aws.ground_truth_lines()) == 1
 
 
-class ShortContext(LambdaContext):
-    """A Lambda context with 3 s left: less than the dead-letter reserve, so no time for retries."""
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 3000
+# A Lambda context with 3 s left: less than the dead-letter reserve, so no time for retries.
+SHORT_CONTEXT = LambdaContext(remaining_millis=3000)
 
 
 def test_retries_stop_when_the_invocation_runs_out_of_time(aws):
@@ -343,7 +340,7 @@ def test_retries_stop_when_the_invocation_runs_out_of_time(aws):
     throttled = Faulty(aws.dynamodb, always={"transact_write_items": statistics_throttled})
     budget = fb.RetryBudget(time.monotonic)
     feedback_api.configure(aws.runtime(store=aws.store(throttled, budget=budget), budget=budget))
-    response = feedback_api.handler(api_event(json.dumps(record("a", reward=1))), ShortContext())
+    response = feedback_api.handler(api_event(json.dumps(record("a", reward=1))), SHORT_CONTEXT)
     body = json.loads(response["body"])
     assert (response["statusCode"], body["status"], body["queued"]) == (202, "accepted", True)
     assert len(throttled.calls["transact_write_items"]) == 1  # no time left for a second attempt
@@ -357,7 +354,7 @@ def test_runtime_from_env_shares_one_budget():
                                   "ground_truth_stream": "g", "dead_letter_queue_url": "https://q", "subject_hash_secret": put_subject_hash_key("k")})}
         built = feedback_api.Runtime.from_env(env)
     assert built.store.budget is built.budget and built.ground_truth.budget is built.budget
-    built.start_request(ShortContext())
+    built.start_request(SHORT_CONTEXT)
     assert not built.budget.allows()
-    built.start_request(LambdaContext())  # a context without a deadline: no limit
+    built.start_request(object())  # a context without a deadline (get_remaining_time_in_millis): no limit
     assert built.budget.allows(1e9)

@@ -15,7 +15,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from feedback_fixtures import NOW, LambdaContext, api_event, create_account, settings
+from lambda_context import LambdaContext
+from feedback_fixtures import NOW, api_event, create_account, settings
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from feedback_fixtures import NOW, Faulty, LambdaContext, prediction, statistics_throttled
+from lambda_context import LambdaContext
+from feedback_fixtures import NOW, Faulty, prediction, statistics_throttled
 from mlops_runtime.domain import feedback as fb
 from mlops_runtime.handlers import feedback_replay
 from mlops_runtime.settings.base import SETTINGS_ENV

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from controller_fixtures import Redeployed
 from moto import mock_aws
+from lambda_context import LambdaContext
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -36,13 +37,6 @@ CONTROLLER = {
               "alpha": 0.05, "min_effect": 0.01},
     "split": {"strategy": "epsilon_greedy", "epsilon": 0.2, "min_share": 0.1, "max_step": 0.25, "min_observations": 10},
 }
-
-
-class Context:
-    function_name = "experiment-controller"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:experiment-controller"
-    aws_request_id = "req-1"
 
 
 def create_tables(ddb):
@@ -114,7 +108,7 @@ def put_stats(ddb, experiment, arm, invocations, reward_sum, round_id=1, hour="2
 def run(name="churn"):
     from mlops_runtime.handlers import experiment_controller
 
-    return experiment_controller.handler({"experiment": name}, Context())
+    return experiment_controller.handler({"experiment": name}, LambdaContext())
 
 
 def state(ddb, experiment="churn-exp"):
@@ -238,7 +232,7 @@ def test_bad_event(aws):
     assert run.__module__  # keep the fixture active
     from mlops_runtime.handlers import experiment_controller
 
-    assert experiment_controller.handler({}, Context())["status"] == "error"
+    assert experiment_controller.handler({}, LambdaContext())["status"] == "error"
 
 
 def test_a_new_deployment_starts_a_new_round_that_counts_only_its_own_rows(aws):

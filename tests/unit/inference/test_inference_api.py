@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from lambda_context import LambdaContext
 from settings_support import put_subject_hash_key, set_settings
 
 REGION = "eu-west-1"
@@ -49,13 +50,6 @@ EXPERIMENTS = {
 }
 
 
-class Context:
-    function_name = "inference-api"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:inference-api"
-    aws_request_id = "req-1"
-
-
 def event(method, path, body=None, headers=None, query=None):
     return {
         "resource": path, "path": path, "httpMethod": method, "headers": headers or {},
@@ -69,7 +63,7 @@ def event(method, path, body=None, headers=None, query=None):
 def post(api, name="churn", body='{"x": 1}', content_type="application/json", **headers):
     hdrs = {"Content-Type": content_type} if content_type else {}
     hdrs.update({k.replace("_", "-"): v for k, v in headers.items()})
-    return api.handler(event("POST", f"/v1/endpoints/{name}/invocations", body, hdrs), Context())
+    return api.handler(event("POST", f"/v1/endpoints/{name}/invocations", body, hdrs), LambdaContext())
 
 
 def create_tables(ddb):
@@ -236,7 +230,7 @@ def test_unknown_endpoint_and_bad_content_type(aws):
     assert bad["statusCode"] == 400 and "text/csv" in body(bad)["message"]
     assert post(api, content_type=None)["statusCode"] == 400
     assert post(api, body="")["statusCode"] == 400
-    assert api.handler(event("GET", "/v2/other"), Context())["statusCode"] == 404
+    assert api.handler(event("GET", "/v2/other"), LambdaContext())["statusCode"] == 404
 
 
 def _raise(code, message, status, **extra):
@@ -372,7 +366,7 @@ def test_experiment_summary(aws):
             "invocations": {"N": "1000"}, "reward_sum": {"N": rewards}, "reward_sq_sum": {"N": rewards},
             "feedback_count": {"N": "1000"}})
     api = fresh_api()
-    response = api.handler(event("GET", "/v1/experiments/churn"), Context())
+    response = api.handler(event("GET", "/v1/experiments/churn"), LambdaContext())
     assert response["statusCode"] == 200
     summary = body(response)
     arms = {a["arm"]: a for a in summary["arms"]}
@@ -380,7 +374,7 @@ def test_experiment_summary(aws):
     low, high = arms["champion"]["credible_interval_95"]
     assert low < 0.1 < high and arms["champion"]["weight"] == 0.5
     assert summary["decision"] is None and summary["error"] is None
-    assert api.handler(event("GET", "/v1/experiments/nope"), Context())["statusCode"] == 404
+    assert api.handler(event("GET", "/v1/experiments/nope"), LambdaContext())["statusCode"] == 404
 
 
 def test_the_decision_report_as_json_html_and_markdown(aws):
@@ -402,17 +396,17 @@ def test_the_decision_report_as_json_html_and_markdown(aws):
                           "decided_at": 1_796_000_002}}
     aws.put_item(TableName="experiment-state", Item=to_item({"experiment": "churn-exp", "version": 3, **state}))
     api = fresh_api()
-    summary = body(api.handler(event("GET", "/v1/experiments/churn"), Context()))
+    summary = body(api.handler(event("GET", "/v1/experiments/churn"), LambdaContext()))
     assert summary["outcome"] == "winner" and summary["decision"]["winner_statistic"] > 0.005
     assert len(summary["looks"]) == 3 and summary["estimated_regret"] == pytest.approx(100_000 * 0.01)
-    page = api.handler(event("GET", "/v1/experiments/churn", query={"format": "html"}), Context())
+    page = api.handler(event("GET", "/v1/experiments/churn", query={"format": "html"}), LambdaContext())
     assert page["statusCode"] == 200 and page["multiValueHeaders"]["Content-Type"][0].startswith("text/html")
     assert "<strong>Winner.</strong>" in page["body"] and page["body"].count("<svg") == 2
     assert "challenger - champion" in page["body"] and "+1.00 pt" in page["body"]
-    markdown = api.handler(event("GET", "/v1/experiments/churn", query={"format": "markdown"}), Context())["body"]
+    markdown = api.handler(event("GET", "/v1/experiments/churn", query={"format": "markdown"}), LambdaContext())["body"]
     assert markdown.startswith("# Experiment churn-exp") and "| challenger | 100 % |" in markdown
     assert "| looks taken | 3 |" in markdown
-    bad = api.handler(event("GET", "/v1/experiments/churn", query={"format": "pdf"}), Context())
+    bad = api.handler(event("GET", "/v1/experiments/churn", query={"format": "pdf"}), LambdaContext())
     assert bad["statusCode"] == 400 and body(bad)["error"] == "invalid_format"
 
 

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from controller_fixtures import Redeployed
 from moto import mock_aws
+from lambda_context import LambdaContext
 from settings_support import put_subject_hash_key
 
 from mlops_runtime.domain import rounds
@@ -78,17 +79,6 @@ def test_each_round_has_its_own_salt_round_one_keeps_the_configured_one():
 
 
 # --- the loop on moto ---------------------------------------------------------------------------
-
-
-class Context:
-    function_name = "handler"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:handler"
-    aws_request_id = "req-1"
-
-    @staticmethod
-    def get_remaining_time_in_millis():
-        return 28_000
 
 
 class Accepting:
@@ -169,7 +159,7 @@ class Loop:
                             {"endpoint": "churn"}, headers, "", b"0.5,0.5")
         if caller:
             event["requestContext"]["identity"]["userArn"] = caller
-        response = self.inference.handler(event, Context())
+        response = self.inference.handler(event, LambdaContext())
         assert response["statusCode"] == 200, response
         return {k: (v[0] if isinstance(v, list) else v)
                 for k, v in (response.get("multiValueHeaders") or response["headers"]).items()}
@@ -182,11 +172,11 @@ class Loop:
             body = json.dumps({"records": records[start:start + 100]}).encode()
             event = proxy_event("POST", "/v1/feedback", "/v1/feedback", None,
                                 [("Content-Type", "application/json")], "", body)
-            response = self.feedback.handler(event, Context())
+            response = self.feedback.handler(event, LambdaContext())
             assert response["statusCode"] == 202, response
 
     def run_controller(self):
-        return self.controller.handler({"experiment": "churn"}, Context())
+        return self.controller.handler({"experiment": "churn"}, LambdaContext())
 
     def redeploy(self, config_name):
         """The endpoint now serves ``config_name``, as both the controller and the inference API see it."""

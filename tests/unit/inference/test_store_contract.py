@@ -20,15 +20,9 @@ from moto import mock_aws
 from mlops_runtime.adapters.experiments_store import DuplicateInferenceId, StateConflict
 
 from test_rounds import ENDPOINT, EXPERIMENTS, REGION  # the same experiment as the rounds tests
+from lambda_context import LambdaContext
 
 START = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
-
-
-class Context:
-    function_name = "handler"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:handler"
-    aws_request_id = "req-1"
 
 
 def dynamodb_stores():
@@ -82,7 +76,7 @@ def run_script(store, feedback_store) -> dict:
         pairs = [("Content-Type", "text/csv"), *((k.replace("_", "-"), v) for k, v in headers.items())]
         event = proxy_event("POST", "/v1/endpoints/churn/invocations", "/v1/endpoints/{endpoint}/invocations",
                             {"endpoint": "churn"}, pairs, "", f"{n},0.5".encode())
-        response = inference_api.handler(event, Context())
+        response = inference_api.handler(event, LambdaContext())
         flat = {k: (v[0] if isinstance(v, list) else v)
                 for k, v in (response.get("multiValueHeaders") or response["headers"]).items()}
         seen["served"].append((response["statusCode"], flat.get("X-Variant"), flat.get("X-Prediction-Recorded")))
@@ -90,7 +84,7 @@ def run_script(store, feedback_store) -> dict:
     def feedback(records):
         event = proxy_event("POST", "/v1/feedback", "/v1/feedback", None, [("Content-Type", "application/json")],
                             "", json.dumps({"records": records}).encode())
-        response = feedback_api.handler(event, Context())
+        response = feedback_api.handler(event, LambdaContext())
         seen["feedback"].append((response["statusCode"], json.loads(response["body"])))
 
     try:

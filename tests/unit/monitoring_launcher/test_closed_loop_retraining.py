@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from mlops_runtime.domain import production_data as pd_domain
+from lambda_context import LambdaContext
 from settings_support import set_settings
 
 from mlops_runtime.domain import retraining as domain
@@ -126,13 +127,6 @@ def test_production_entry_is_validated():
 # --- the trigger against moto -------------------------------------------------------------------
 
 
-class Context:
-    function_name = "retraining-trigger"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:retraining-trigger"
-    aws_request_id = "req-1"
-
-
 NOW = datetime(2024, 5, 3, 10, 20, tzinfo=UTC)
 
 
@@ -206,7 +200,7 @@ def test_an_alarm_retrains_on_production_records_joined_with_their_ground_truth(
     expected = put_production_traffic(loop)
     from mlops_runtime.handlers import retraining_trigger
 
-    result = retraining_trigger.handler(alarm(), Context())
+    result = retraining_trigger.handler(alarm(), LambdaContext())
     [decision] = result["decisions"]
     assert decision["action"] == "started", decision
     production = decision["production"]
@@ -237,7 +231,7 @@ def test_without_a_baseline_the_run_starts_on_the_raw_data_and_says_why(loop):
                                 "SupportedResponseMIMETypes": ["text/csv"]})
     from mlops_runtime.handlers import retraining_trigger
 
-    [decision] = retraining_trigger.handler(alarm(), Context())["decisions"]
+    [decision] = retraining_trigger.handler(alarm(), LambdaContext())["decisions"]
     assert decision["action"] == "started"
     assert "no model package with a baseline" in decision["production"]["without_production_data"]
 
@@ -250,7 +244,7 @@ def test_the_example_preprocess_step_reads_the_raw_and_the_production_data(loop,
     put_production_traffic(loop)
     from mlops_runtime.handlers import retraining_trigger
 
-    [decision] = retraining_trigger.handler(alarm(), Context())["decisions"]
+    [decision] = retraining_trigger.handler(alarm(), LambdaContext())["decisions"]
     rng = np.random.default_rng(9)
     raw = pd.DataFrame(rng.normal(size=(120, 3)), columns=list(FEATURES))
     raw["churned"] = (raw["f0"] > 0).astype(int)

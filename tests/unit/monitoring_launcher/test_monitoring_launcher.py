@@ -9,6 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from lambda_context import LambdaContext
 from settings_support import set_settings
 
 from mlops_runtime.settings.base import SETTINGS_ENV
@@ -60,13 +61,6 @@ GROUND_TRUTH = {  # key below ground-truth/ -> listed?
     "2024/05/01/13/gt-2": True,  # the current hour, up to now
     "2024/05/01/14/gt-3": False,  # after now (clock skew, a later run)
 }
-
-
-class Context:
-    function_name = "monitoring-launcher"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:monitoring-launcher"
-    aws_request_id = "req-1"
 
 
 def create_endpoint(sm, name, variants):
@@ -202,7 +196,7 @@ def bare(monkeypatch, clients):
 def run(endpoint="churn-ep"):
     from mlops_runtime.handlers import monitoring_launcher
 
-    return monitoring_launcher.handler({"endpoint": endpoint}, Context())
+    return monitoring_launcher.handler({"endpoint": endpoint}, LambdaContext())
 
 
 def read_json(s3, bucket, key):
@@ -415,7 +409,7 @@ def test_bad_event_or_configuration_is_an_error_result(bare, monkeypatch, event,
         monkeypatch.delenv(SETTINGS_ENV)
     else:
         monkeypatch.setenv(SETTINGS_ENV, monitors if isinstance(monitors, str) else json.dumps({"monitors": monitors}))
-    result = monitoring_launcher.handler(event, Context())
+    result = monitoring_launcher.handler(event, LambdaContext())
     assert result["status"] == "error" and reason in result["reason"]
     assert bare["tokens"].requests == []
 

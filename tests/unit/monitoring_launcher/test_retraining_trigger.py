@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from lambda_context import LambdaContext
 from settings_support import set_settings
 
 from mlops_runtime.domain import retraining as domain
@@ -211,13 +212,6 @@ def test_trigger_settings_errors(entries, message):
 # --- handler against moto -----------------------------------------------------------------------
 
 
-class Context:
-    function_name = "retraining-trigger"
-    memory_limit_in_mb = 256
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:retraining-trigger"
-    aws_request_id = "req-1"
-
-
 class HonourTokens:
     """moto ignores ``ClientRequestToken``: a repeated token returns the first execution, as SageMaker does."""
 
@@ -277,7 +271,7 @@ def aws(monkeypatch, clients):
 def trigger(event):
     from mlops_runtime.handlers import retraining_trigger
 
-    return retraining_trigger.handler(event, Context())
+    return retraining_trigger.handler(event, LambdaContext())
 
 
 def messages(aws):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-from dataclasses import dataclass
 from typing import Any
 
 from mlops_runtime.domain.search import IndexSettings, parse_index
@@ -77,18 +76,6 @@ def corpus(size: int, seed: int = 7, words: int = 30) -> list[dict[str, Any]]:
             "metadata": {"category": topic, "language": rnd.choice(["en", "fr"])},
         })
     return documents
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "search"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:search"
-    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 25_000
 
 
 def api_event(body: str | bytes | None, *, index: str = "docs", method: str = "POST",

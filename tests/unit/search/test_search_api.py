@@ -31,7 +31,8 @@ from mlops_runtime.adapters.vector_store import (
 from mlops_runtime.domain.search import parse_index
 from mlops_runtime.handlers import search_api
 from mlops_runtime.search.indexing import index_lines
-from search_fixtures import DIMENSION, REGION, LambdaContext, api_event, corpus, index_settings
+from lambda_context import LambdaContext
+from search_fixtures import DIMENSION, REGION, api_event, corpus, index_settings
 
 QUERY_CANARY = "zebra-canary-7731"
 

@@ -12,7 +12,8 @@ from mlops_runtime.domain.search import ConfigurationError, SearchSettings
 from mlops_runtime.settings_env import SETTINGS_ENV
 from mlops_runtime.handlers import search_indexer
 from moto import mock_aws
-from search_fixtures import DIMENSION, REGION, LambdaContext, deletion, document, words_text
+from lambda_context import LambdaContext
+from search_fixtures import DIMENSION, REGION, deletion, document, words_text
 
 SETTINGS = {"docs": {"dimension": DIMENSION, "store": {"kind": "memory"}, "embedder": {"kind": "deterministic"},
                      "chunk_size": 20, "chunk_overlap": 4}}

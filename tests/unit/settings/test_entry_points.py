@@ -9,6 +9,7 @@ import pkgutil
 import pytest
 
 from mlops_runtime.adapters import tracing
+from lambda_context import LambdaContext
 
 
 @pytest.mark.parametrize(("mode", "switch", "traced"), [
@@ -24,13 +25,6 @@ def test_tracing_follows_powertools_switch(monkeypatch, mode, switch, traced):
     assert tracing.tracing_enabled(mode) is traced
 
 
-class Context:
-    function_name = "f"
-    memory_limit_in_mb = 128
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:f"
-    aws_request_id = "req-1"
-
-
 def test_an_entry_point_logs_with_the_context_and_flushes_its_metrics(monkeypatch, capsys):
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Tests/EntryPoint")
     logger, metrics = tracing.powertools()
@@ -40,7 +34,7 @@ def test_an_entry_point_logs_with_the_context_and_flushes_its_metrics(monkeypatc
         return {"echo": event, "keys": logger.get_current_keys()}
 
     handler = tracing.entry_point(work, logger, metrics, tracing=tracing.NEVER)
-    answer = handler({"a": 1}, Context())
+    answer = handler({"a": 1}, LambdaContext())
     assert answer["echo"] == {"a": 1} and answer["keys"]["function_request_id"] == "req-1"
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     (emf,) = [line for line in lines if "_aws" in line]
@@ -56,10 +50,10 @@ def test_an_entry_point_creates_its_tracer_on_the_first_invocation_only(monkeypa
 
     handler = tracing.entry_point(work, logger, tracing=tracing.ALWAYS)
     assert handler.traced._call is None  # nothing at import
-    assert handler({"a": 1}, Context()) == {"a": 1}
+    assert handler({"a": 1}, LambdaContext()) == {"a": 1}
     first = handler.traced._call
     assert first is not None and first is not work  # wrapped by Tracer.capture_lambda_handler
-    handler({"a": 2}, Context())
+    handler({"a": 2}, LambdaContext())
     assert handler.traced._call is first
 
 
