@@ -42,10 +42,11 @@ def test_feature_group_from_config(cdk_template, synthesis, environment):
 def test_ingest_function_may_only_put_records_into_its_group(synthesis, environment):
     template = synthesis.template(environment, "FeatureStore")
     functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
-    (function,) = functions
-    props = function["Properties"]
-    assert props["Handler"] == "mlops_runtime.handlers.feature_ingest.handler"
-    schema = json.loads(props["Environment"]["Variables"][SETTINGS_ENV])
+    assert len(functions) == len(synthesis.configs[environment].feature_store.feature_groups)  # one per group
+    assert all(f["Properties"]["Handler"] == "mlops_runtime.handlers.feature_ingest.handler" for f in functions)
+    ((props, schema),) = [(f["Properties"], settings) for f in functions
+                       for settings in [json.loads(f["Properties"]["Environment"]["Variables"][SETTINGS_ENV])]
+                       if settings["name"] == f"mlops-{environment}-customers"]
     assert schema["name"] == f"mlops-{environment}-customers" and schema["record_identifier"] == "customer_id"
     assert props["ReservedConcurrentExecutions"] > 0 and props["TracingConfig"] == {"Mode": "Active"}
     assert "017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64" in json.dumps(props["Layers"])
@@ -53,7 +54,8 @@ def test_ingest_function_may_only_put_records_into_its_group(synthesis, environm
     statements = [s for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"
                   for s in r["Properties"]["PolicyDocument"]["Statement"]]
     put = [s for s in statements if s["Action"] == "sagemaker:PutRecord"]
-    assert len(put) == 1 and f"feature-group/mlops-{environment}-customers" in json.dumps(put[0]["Resource"])
+    assert len(put) == len(functions) and all(len(json.dumps(s["Resource"]).split("feature-group/")) == 2 for s in put)
+    assert any(f"feature-group/mlops-{environment}-customers" in json.dumps(s["Resource"]) for s in put)
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

@@ -17,6 +17,12 @@ ENVIRONMENTS = environment_names()
 MONITORED = ("staging", "prod")
 
 
+def example(items: list[dict], name: str = "example-classifier") -> dict:
+    """The shipped example's entry of a config list (a config may list other models before it)."""
+    (item,) = [item for item in items if item["name"] == name]
+    return item
+
+
 def resources(synthesis, environment, type_):
     template = synthesis.template(environment, "Monitoring")
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
@@ -41,15 +47,17 @@ def test_dev_has_no_monitoring_job_but_still_a_dashboard_and_training_failure_al
     assert function(synthesis, "dev", "monitoring_launcher") is None
     assert len(resources(synthesis, "dev", "AWS::CloudWatch::Dashboard")) == 1
     alarms = [a["Properties"]["AlarmName"] for a in resources(synthesis, "dev", "AWS::CloudWatch::Alarm").values()]
-    assert sorted(alarms) == ["mlops-dev-example-classifier-failed", "mlops-dev-search-bulk-index-failed"]
+    pipelines = [p.name for p in synthesis.configs["dev"].training.pipelines]
+    assert sorted(alarms) == sorted([f"mlops-dev-{name}-failed" for name in pipelines] + ["mlops-dev-search-bulk-index-failed"])
+    assert "mlops-dev-example-classifier-failed" in alarms
 
 
 @pytest.mark.parametrize("environment", MONITORED)
 def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, environment):
     config = synthesis.configs[environment]
-    (pipeline,) = resources(synthesis, environment, "AWS::SageMaker::Pipeline").values()
     endpoint = f"{config.name_prefix}-example-classifier"
-    assert pipeline["Properties"]["PipelineName"] == f"{endpoint}-monitoring"
+    (pipeline,) = [p for p in resources(synthesis, environment, "AWS::SageMaker::Pipeline").values()
+                   if p["Properties"]["PipelineName"] == f"{endpoint}-monitoring"]
     body = definition(pipeline)
     assert [p["Name"] for p in body["Parameters"]] == [
         "WindowStart", "WindowEnd", "BaselineS3Uri", "CaptureManifestS3Uri", "GroundTruthManifestS3Uri",
@@ -66,7 +74,7 @@ def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, env
     assert flags["--window-start"] == {"Get": "Parameters.WindowStart"}
     assert flags["--metric-scope"] == {"Get": "Parameters.MetricScope"}  # late-label rechecks: quality only
     assert flags["--metric-time"] == {"Get": "Parameters.MetricTime"}
-    monitoring = config.serving.endpoints[0].monitoring
+    (monitoring,) = [e.monitoring for e in config.serving.endpoints if e.name == "example-classifier"]
     assert json.loads(flags["--thresholds"]) == monitoring.thresholds
     policy = json.loads(flags["--drift-policy"])  # the calibrated decision's settings from config
     assert policy["min_effect"] == monitoring.drift.min_effect and policy["min_rows"] == monitoring.drift.min_rows
@@ -194,8 +202,8 @@ def test_a_monitored_text_feature_is_described_by_training_and_tested_by_the_dep
     from mlops_platform.config import parse_config
 
     data = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "staging.yaml").read_text())
-    data["training"]["pipelines"][0]["feature_group"] = "customers"  # its String inputs are known at synth
-    data["serving"]["endpoints"][0]["monitoring"]["text_features"] = ["plan"]
+    example(data["training"]["pipelines"])["feature_group"] = "customers"  # its String inputs are known at synth
+    example(data["serving"]["endpoints"])["monitoring"]["text_features"] = ["plan"]
     stage = build_app([parse_config(data, "staging.yaml")]).node.find_child("staging")
 
     def steps(stack, pipeline_id: str) -> list:

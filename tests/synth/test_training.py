@@ -24,8 +24,10 @@ def resources(synthesis, environment, type_):
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
 
 
-def pipeline_definition(synthesis, environment) -> tuple[dict, dict]:
-    (pipeline,) = resources(synthesis, environment, "AWS::SageMaker::Pipeline").values()
+def pipeline_definition(synthesis, environment, name: str = "example-classifier") -> tuple[dict, dict]:
+    """The pipeline ``<prefix>-<name>`` (the shipped example's; a config may add others)."""
+    (pipeline,) = [p for p in resources(synthesis, environment, "AWS::SageMaker::Pipeline").values()
+                   if p["Properties"]["PipelineName"] == f"mlops-{environment}-{name}"]
     body = pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]
     # Tokens (role, key, bucket names) make the body an Fn::Join; the literal parts hold the JSON.
     text = body if isinstance(body, str) else "".join(
@@ -104,8 +106,8 @@ def test_pipeline_role_is_scoped(synthesis, environment):
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_approval_decisions_notify_the_topic(synthesis, cdk_template, environment):
-    registry = synthesis.configs[environment].training.registry
-    groups = sorted({"example-classifier", *registry.additional_groups})
+    training = synthesis.configs[environment].training
+    groups = sorted({*(p.model_package_group for p in training.pipelines), *training.registry.additional_groups})
     cdk_template(environment, "Training").has_resource_properties("AWS::Events::Rule", {
         "EventPattern": {
             "source": ["aws.sagemaker"],
@@ -119,16 +121,25 @@ def test_approval_decisions_notify_the_topic(synthesis, cdk_template, environmen
     })
 
 
+def configured_groups(synthesis, environment) -> list[str]:
+    """Every pipeline's group and the registry's additional groups, prefixed."""
+    training = synthesis.configs[environment].training
+    groups = {p.model_package_group for p in training.pipelines} | set(training.registry.additional_groups)
+    return sorted(f"mlops-{environment}-{group}" for group in groups)
+
+
 def test_registry_shared_with_prod_only_where_configured(synthesis):
     staging_groups = resources(synthesis, "staging", "AWS::SageMaker::ModelPackageGroup").values()
-    assert sorted(g["Properties"]["ModelPackageGroupName"] for g in staging_groups) == [
-        "mlops-staging-example-classifier", "mlops-staging-example-gnn"]
+    staging_names = sorted(g["Properties"]["ModelPackageGroupName"] for g in staging_groups)
+    assert staging_names == configured_groups(synthesis, "staging")
+    assert {"mlops-staging-example-classifier", "mlops-staging-example-gnn"} <= set(staging_names)
     for staging_group in staging_groups:
         policy = staging_group["Properties"]["ModelPackageGroupPolicy"]
         assert "arn:" in json.dumps(policy) and ":iam::333333333333:root" in json.dumps(policy)
     dev_groups = resources(synthesis, "dev", "AWS::SageMaker::ModelPackageGroup").values()
-    assert sorted(g["Properties"]["ModelPackageGroupName"] for g in dev_groups) == [
-        "mlops-dev-example-classifier", "mlops-dev-example-classifier-candidates"]  # a group without a pipeline
+    dev_names = sorted(g["Properties"]["ModelPackageGroupName"] for g in dev_groups)
+    assert dev_names == configured_groups(synthesis, "dev")
+    assert "mlops-dev-example-classifier-candidates" in dev_names  # a group without a pipeline
     assert all("ModelPackageGroupPolicy" not in g["Properties"] for g in dev_groups)
     # prod's account can read the staging artifacts bucket's pipeline outputs and decrypt them
     foundation = json.dumps(synthesis.template("staging", "Foundation"))

@@ -26,6 +26,12 @@ def write(tmp_path: Path, data: dict, name: str = "dev") -> Path:
     return path
 
 
+def example(items: list[dict], name: str = "example-classifier") -> dict:
+    """The shipped example's entry of a config list (a config may list other models before it)."""
+    (item,) = [item for item in items if item["name"] == name]
+    return item
+
+
 def error_of(tmp_path: Path, data: dict, name: str = "dev") -> str:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, data, name))
@@ -226,19 +232,19 @@ def test_bad_budget(tmp_path, budget, expected):
 def test_monitored_text_features_must_be_inputs_of_the_model(tmp_path, feature_group, text_features, expected):
     data = valid("staging")
     if feature_group:
-        data["training"]["pipelines"][0]["feature_group"] = feature_group
-    data["serving"]["endpoints"][0]["monitoring"]["text_features"] = text_features
+        example(data["training"]["pipelines"])["feature_group"] = feature_group
+    example(data["serving"]["endpoints"])["monitoring"]["text_features"] = text_features
     message = error_of(tmp_path, data, "staging")
     assert len(message.splitlines()) == 1 and "serving" in message and expected in message
 
 
 def test_monitored_text_features_reach_the_training_pipelines_of_the_group(tmp_path):
     data = valid("staging")
-    data["training"]["pipelines"][0]["feature_group"] = "customers"
-    data["serving"]["endpoints"][0]["monitoring"]["text_features"] = ["plan"]
+    example(data["training"]["pipelines"])["feature_group"] = "customers"
+    example(data["serving"]["endpoints"])["monitoring"]["text_features"] = ["plan"]
     config = load_config(write(tmp_path, data, "staging"))
     assert config.text_features_of_group("example-classifier") == ("plan",)
     assert config.text_features_of_group("other-group") == ()
-    data["training"]["pipelines"][0]["feature_group"] = None  # CSV input: columns unknown until it runs
-    data["serving"]["endpoints"][0]["monitoring"]["text_features"] = ["review"]
+    example(data["training"]["pipelines"])["feature_group"] = None  # CSV input: columns unknown until it runs
+    example(data["serving"]["endpoints"])["monitoring"]["text_features"] = ["review"]
     assert load_config(write(tmp_path, data, "staging")).text_features_of_group("example-classifier") == ("review",)
