@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from monitoring.metrics import QUALITY_METRICS as MONITORING_QUALITY_METRICS
 from monitoring.metrics import THRESHOLDS as MONITORING_THRESHOLD_TABLE
+from ..paths import REPO_ROOT
 from ..pipelines.images import DEFAULT_SKLEARN, DEFAULT_XGBOOST, image_python
 from ..runtime_tables import instance_types as _instance_types
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -278,6 +279,28 @@ class PipelineCode(StrictModel):
         description="Directory packed as sourcedir.tar.gz for the XGBoost container's script mode.",
     )
     train_entry_point: str = Field(default="train.py", description="Script inside `train_source_dir`.")
+
+    # Packaged as assets at synthesis: a path that is not there stops the config load, naming the field.
+    @field_validator("preprocess_script", "evaluate_script")
+    @classmethod
+    def _script_in_repository(cls, value: str) -> str:
+        if not (REPO_ROOT / value).is_file():
+            raise ValueError("must be a file of the repository (a path relative to its root)")
+        return value
+
+    @field_validator("train_source_dir")
+    @classmethod
+    def _directory_in_repository(cls, value: str) -> str:
+        if not (REPO_ROOT / value).is_dir():
+            raise ValueError("must be a directory of the repository (a path relative to its root)")
+        return value
+
+    @model_validator(mode="after")
+    def _entry_point_in_source_dir(self) -> PipelineCode:
+        if not (REPO_ROOT / self.train_source_dir / self.train_entry_point).is_file():
+            raise ValueError(f"train_entry_point '{self.train_entry_point}' is not a file of train_source_dir "
+                             f"'{self.train_source_dir}'")
+        return self
 
 
 class TrainingPipelineConfig(StrictModel):

@@ -183,6 +183,13 @@ def test_pipeline_feature_group_must_be_declared(tmp_path):
         ({"framework_version": "1.7-1"}, "runs Python 3.8; the job code needs Python >= 3.10: use 3.0-5"),
         ({"sklearn_version": "1.2-1"}, "runs Python 3.8"),
         ({"framework_version": "9.9-9"}, "allowed: 3.0-5"),
+        # the step code is packaged at synthesis: a path that is not in the repository is named here
+        ({"code": {"preprocess_script": "training/fraud/preprocess.py"}},
+         "code.preprocess_script' = 'training/fraud/preprocess.py': must be a file of the repository"),
+        ({"code": {"evaluate_script": "training/example_classifier"}}, "code.evaluate_script' = "),
+        ({"code": {"train_source_dir": "training/fraud"}}, "code.train_source_dir' = 'training/fraud': must be a directory"),
+        ({"code": {"train_entry_point": "fit.py"}},
+         "code' = {'train_entry_point': 'fit.py'}: train_entry_point 'fit.py' is not a file of train_source_dir"),
     ],
 )
 def test_bad_pipeline_settings(tmp_path, overrides, expected):
