@@ -14,6 +14,9 @@ when a module defines the models, so most of that cost is already in the import)
 
 Target: every handler <= 1.4 x ``import boto3``.
 
+Also reported: each function's asset now (``asset_now``: the modules ``mlops_platform/lambda_bundles.py``
+ships for its handler, raw and zipped).
+
 Writes ``benchmarks/results/handler_imports.json``. Usage:
 ``.venv/bin/python -m benchmarks.bench_handler_imports [--baseline REV] [--runs N] [--handlers NAME ...]``
 (a subset writes ``handler_imports_partial.json``).
