@@ -63,3 +63,48 @@ def test_each_handler_imports_from_its_asset_alone():
                                                           "AWS_DEFAULT_REGION": "eu-west-1"})
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == {}
+
+
+# function_settings.builders' names -> the handler module that reads those settings
+BUILT_FOR = {
+    "inference-api": "inference_api", "feedback-api": "feedback_api", "feedback-replay": "feedback_replay",
+    "experiment-controller": "experiment_controller", "endpoint-deployer": "deployer",
+    "endpoint-scaler": "endpoint_scaler", "model-promotion": "model_promotion",
+    "endpoint-teardown": "endpoint_teardown", "monitoring-launcher": "monitoring_launcher",
+    "retraining-trigger": "retraining_trigger",
+}
+
+
+def test_the_stack_builds_the_very_class_each_handler_validates():
+    """One source of truth: ``function_settings`` builds each model from the class the handler reads
+    (``SETTINGS_MODEL``), not from an equal copy."""
+    import importlib
+
+    from mlops_platform import function_settings
+    from mlops_platform.config.loader import load_environments
+
+    built = set()
+    for config in load_environments():
+        for name, build in function_settings.builders(config).items():
+            handler = BUILT_FOR.get(name) or ("feature_ingest" if name.startswith(function_settings.FEATURE_INGEST)
+                                              else None)
+            model = build()
+            if handler is None or model is None:
+                continue
+            module = importlib.import_module(f"mlops_runtime.handlers.{handler}")
+            # the teardown's settings are its custom resource's properties, not MLOPS_SETTINGS
+            expected = module.TeardownSettings if handler == "endpoint_teardown" else module.SETTINGS_MODEL
+            assert type(model) is expected, name
+            built.add(handler)
+    assert built == {*BUILT_FOR.values(), "feature_ingest"}
+
+
+def test_imports_for_annotations_only_are_not_shipped(tmp_path):
+    from mlops_platform.lambda_bundles import _imported_modules
+
+    source = tmp_path / "module.py"
+    source.write_text("import typing\nfrom typing import TYPE_CHECKING\n"
+                      "if TYPE_CHECKING:\n    from mlops_runtime.a import A\nelse:\n    from mlops_runtime.b import B\n"
+                      "if typing.TYPE_CHECKING:\n    import mlops_runtime.d\n"
+                      "def f():\n    from mlops_runtime.c import C\n")
+    assert _imported_modules(source) == {"mlops_runtime.b", "mlops_runtime.b.B", "mlops_runtime.c", "mlops_runtime.c.C"}
