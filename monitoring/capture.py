@@ -65,8 +65,11 @@ import json.scanner
 import re
 import zlib
 from datetime import datetime, timedelta, timezone
+from itertools import compress
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+import numpy as np
 
 MAX_EXAMPLES = 100
 """How many (file, line, reason) examples :class:`Issues` keeps; the counts are always complete."""
@@ -631,6 +634,95 @@ FILE_COUNTERS = (
 )
 
 
+def _fold(counters: dict, tally: dict) -> None:
+    for name in FILE_COUNTERS:
+        counters[name] = counters.get(name, 0) + tally[name]
+
+
+def _split_lines(text: bytes) -> list:
+    """Lines as the file reader yields them: split after each newline, which is kept."""
+    parts = text.split(b"\n")
+    lines = [part + b"\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+# --- bulk reading ----------------------------------------------------------------------------
+
+BULK_CHUNK_BYTES = 1 << 22
+"""How much of a capture file one pass of :meth:`CaptureScanner.read_file_bulk` reads (whole lines)."""
+
+_CSV_LINE = (  # SageMaker's own compact layout, CSV in, CSV out, with or without an inference id
+    r'(?m)^\{"captureData":\{"endpointInput":\{"observedContentType":"S*","mode":"INPUT","data":"(S*)",'
+    r'"encoding":"CSV"\},"endpointOutput":\{"observedContentType":"S*","mode":"OUTPUT","data":"(S*)",'
+    r'"encoding":"CSV"\}\},"eventMetadata":\{"eventId":"(S+)"(?:,"inferenceId":"(S*)")?,'
+    r'"inferenceTime":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]00:?00)?)"\},"eventVersion":"0"\}\n'
+)
+
+
+def _csv_line_pattern(string: str) -> "re.Pattern":
+    """``_CSV_LINE`` with JSON strings matched by ``string``; possessive repeats (Python >= 3.11)
+    only save the engine's backtracking bookkeeping: the same lines match without them."""
+    for possessive in ("+", ""):
+        text = _CSV_LINE.replace("S*", string + "*" + possessive).replace("S+", string + "+" + possessive)
+        try:
+            return re.compile(text.encode("ascii"))
+        except re.error:
+            continue
+    raise AssertionError("unreachable")
+
+
+# Any text between quotes: exact only in a chunk without backslashes, control characters other
+# than newlines and non-ASCII bytes (checked first); the engine's fastest repeat.
+_CSV_LINE_FAST = _csv_line_pattern(r'[^"]')
+# Printable ASCII without quotes and backslashes: a matched line is valid JSON with exactly
+# these strings, whatever the rest of the chunk holds.
+_CSV_LINE_STRICT = _csv_line_pattern(r'[^"\\\x00-\x1f\x7f-\xff]')
+
+
+class CaptureBlock(NamedTuple):
+    """Consecutive records in the window of one capture file, in SageMaker's own layout with one
+    CSV row in and one number out, as columns: the bytes of each input row, the scores, the
+    event and inference ids (bytes; the inference id ``None`` when absent), the inference
+    times (bytes), the line numbers, and the file. :meth:`records` gives the
+    :class:`CaptureRecord` that :func:`parse_capture_line` makes of each line."""
+
+    data: "tuple | list"
+    scores: list
+    event_ids: "tuple | list"
+    inference_ids: "tuple | list"
+    times: "tuple | list"
+    lines: "range | list"
+    file: CaptureFile
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def slice(self, start: int, stop: int) -> "CaptureBlock":
+        return CaptureBlock(*(column[start:stop] for column in self[:6]), self.file)
+
+    def keys(self) -> list:
+        """Each record's inference id (the event id when there is none), as the join uses it."""
+        return [(inference or event).decode("ascii") for inference, event in zip(self.inference_ids, self.event_ids)]
+
+    def records(self) -> list:
+        file = self.file
+        records = []
+        for data, score, event, inference, when, line in zip(*self[:6]):
+            fields = data.decode("ascii").split(",")
+            try:
+                inputs = [list(map(float, fields))]
+            except ValueError:
+                inputs = [CsvRow(fields)]
+            event_id = event.decode("ascii")
+            records.append(CaptureRecord(
+                (inference or event).decode("ascii"), event_id, when.decode("ascii"), file.endpoint, file.variant,
+                inputs, [Prediction(score, None)], file.label, line,
+            ))
+        return records
+
+
 class CaptureScanner:
     """The capture records of one window, file by file, counting what is read and skipped.
 
@@ -708,42 +800,194 @@ class CaptureScanner:
         return not (self._end_key and key >= self._end_key)
 
     def read_file(self, file: CaptureFile, counters: dict, issues: Issues) -> Iterator[CaptureRecord]:
-        """Yield one file's records in the window; counts go to ``counters`` (FILE_COUNTERS)."""
-        lines = records = outside = without_time = malformed = unsupported = 0
+        """Yield one file's records in the window, line by line; counts go to ``counters``
+        (FILE_COUNTERS). :meth:`read_file_bulk` reads the same records faster."""
+        tally = dict.fromkeys(FILE_COUNTERS, 0)
+        try:
+            yield from self._line_records(_lines(file.path, issues, file.label), file, tally, issues)
+        finally:
+            _fold(counters, tally)
+
+    def _line_records(self, lines: Iterable, file: CaptureFile, tally: dict, issues: Issues) -> Iterator[CaptureRecord]:
+        """The records in the window of ``(line number, raw line)`` pairs, each parsed on its own."""
         filtering = self.filtering
         label, endpoint, variant = file.label, file.endpoint, file.variant
-        try:
-            for number, raw in _lines(file.path, issues, label):
-                if raw.isspace() or not raw:
-                    continue
-                lines += 1
-                try:
-                    record = parse_capture_line(raw, endpoint, variant, label, number)
-                    when = record.time
-                    if when is None:
-                        if filtering and not file.hour_inside:
-                            outside += 1
-                            continue
-                        without_time += 1
-                    elif filtering and not self._in_window(when):
-                        outside += 1
+        for number, raw in lines:
+            if raw.isspace() or not raw:
+                continue
+            tally["lines"] += 1
+            try:
+                record = parse_capture_line(raw, endpoint, variant, label, number)
+                when = record.time
+                if when is None:
+                    if filtering and not file.hour_inside:
+                        tally["records_outside_window"] += 1
                         continue
-                except UnsupportedContent as exc:
-                    unsupported += 1
-                    issues.add("unsupported_content", label, number, str(exc))
+                    tally["records_without_time"] += 1
+                elif filtering and not self._in_window(when):
+                    tally["records_outside_window"] += 1
                     continue
-                except Exception as exc:  # noqa: BLE001 - a bad line never stops the job
-                    malformed += 1
-                    reason = str(exc) if isinstance(exc, CaptureError) else f"{type(exc).__name__}: {exc}"
-                    if not raw.endswith(b"\n") and "JSON" in reason:
-                        reason = f"truncated last line: {reason}"
-                    issues.add("malformed_line", label, number, reason)
+            except UnsupportedContent as exc:
+                tally["unsupported_records"] += 1
+                issues.add("unsupported_content", label, number, str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bad line never stops the job
+                tally["malformed_lines"] += 1
+                reason = str(exc) if isinstance(exc, CaptureError) else f"{type(exc).__name__}: {exc}"
+                if not raw.endswith(b"\n") and "JSON" in reason:
+                    reason = f"truncated last line: {reason}"
+                issues.add("malformed_line", label, number, reason)
+                continue
+            tally["records"] += 1
+            yield record
+
+    def read_file_bulk(self, file: CaptureFile, counters: dict, issues: Issues) -> Iterator:
+        """One file's records in the window, as :meth:`read_file` reads them, but runs of lines in
+        SageMaker's own layout with CSV input and a numeric CSV output come as
+        :class:`CaptureBlock` columns, parsed by one regular-expression pass over a few MiB of
+        the file instead of a JSON parse per line. Every other line (JSON or BASE64 payloads,
+        other key orders, escapes, malformed lines, a truncated last line) is parsed on its own
+        exactly as :meth:`read_file` does, in file order, so that the counts, the issues and
+        the records are the same. Gzip-compressed files are read line by line."""
+        try:
+            handle = open(file.path, "rb")
+        except OSError:
+            yield from self.read_file(file, counters, issues)  # reports the file
+            return
+        with handle:
+            try:
+                compressed = handle.peek(2)[:2] == _GZIP_MAGIC
+            except OSError:
+                compressed = True  # the line reader reports it
+            if compressed:
+                handle.close()
+                yield from self.read_file(file, counters, issues)
+                return
+            tally = dict.fromkeys(FILE_COUNTERS, 0)
+            try:
+                yield from self._bulk_items(handle, file, tally, issues)
+            finally:
+                _fold(counters, tally)
+
+    def _bulk_items(self, handle, file: CaptureFile, tally: dict, issues: Issues) -> Iterator:
+        done = 0  # lines before the current chunk
+        rest = b""  # the start of a line that continues in the next read
+        while True:
+            try:
+                more = handle.read(BULK_CHUNK_BYTES)
+            except OSError as exc:  # what the line reader reports; the incomplete line is lost
+                issues.add("malformed_file", file.label, done + 1, f"read failed ({exc.strerror or exc})")
+                return
+            if not more:
+                if rest:  # a last line without a newline
+                    yield from self._line_records([(done + 1, rest)], file, tally, issues)
+                return
+            start = 0
+            if rest:
+                start = more.find(b"\n") + 1
+                if not start:
+                    rest += more
                     continue
-                records += 1
-                yield record
-        finally:
-            for name, value in zip(FILE_COUNTERS, (lines, records, outside, without_time, malformed, unsupported)):
-                counters[name] = counters.get(name, 0) + value
+                line = rest + more[:start]
+                done = yield from self._chunk_items(line, 0, len(line), done, file, tally, issues)
+            end = more.rfind(b"\n") + 1
+            if end > start:
+                done = yield from self._chunk_items(more, start, end, done, file, tally, issues)
+            rest = more[max(end, start):]
+
+    def _chunk_items(self, buffer: bytes, start: int, end: int, done: int, file: CaptureFile, tally: dict,
+                     issues: Issues):
+        """Blocks and records of ``buffer[start:end]`` (whole lines, the first numbered
+        ``done + 1``); returns the number of lines read so far."""
+        matches = None
+        # Without a backslash, a control character other than the line ends or a non-ASCII byte,
+        # a JSON string is the text between two quotes: the fast expression then matches exactly
+        # the lines that the strict one would, and when it matches as many lines as there are
+        # control characters (the newlines) every line matched on its own.
+        if buffer.find(b"\\", start, end) < 0 and buffer.isascii():
+            matches = _CSV_LINE_FAST.findall(buffer, start, end)
+            controls = int(np.count_nonzero(np.frombuffer(buffer, np.uint8, end - start, start) < 32))
+            if len(matches) != controls:
+                matches = None
+        if matches is not None:
+            block = self._block(matches, done + 1, file, tally)
+            if block is not None:
+                if len(block):
+                    yield block
+                return done + len(matches)
+        # some lines need the JSON parser: the strict expression picks the others out, in order
+        number = done
+        position = start
+        run: list = []
+        first = 0
+        for match in _CSV_LINE_STRICT.finditer(buffer, start, end):
+            canonical = True
+            if match.start() > position:
+                if run:
+                    yield from self._run_items(run, first, file, tally)
+                    run = []
+                between = _split_lines(buffer[position:match.start()])
+                yield from self._line_records(enumerate(between, number + 1), file, tally, issues)
+                number += len(between)
+            number += 1
+            groups = match.groups()
+            try:
+                float(groups[1])
+            except ValueError:  # an output the JSON path reads otherwise (labels, vectors)
+                canonical = False
+            if canonical:
+                if not run:
+                    first = number
+                run.append(groups)
+            else:
+                if run:
+                    yield from self._run_items(run, first, file, tally)
+                    run = []
+                yield from self._line_records([(number, match.group(0))], file, tally, issues)
+            position = match.end()
+        if run:
+            yield from self._run_items(run, first, file, tally)
+        if position < end:
+            between = _split_lines(buffer[position:end])
+            yield from self._line_records(enumerate(between, number + 1), file, tally, issues)
+            number += len(between)
+        return number
+
+    def _run_items(self, run: list, first: int, file: CaptureFile, tally: dict) -> Iterator:
+        block = self._block(run, first, file, tally)
+        if block is not None and len(block):
+            yield block
+
+    def _block(self, matches: list, first: int, file: CaptureFile, tally: dict) -> "CaptureBlock | None":
+        """The records in the window of consecutive matched lines (the first numbered ``first``)
+        as columns; ``None`` (nothing counted) when an output is not one number."""
+        count = len(matches)
+        data, outputs, event_ids, inference_ids, times = zip(*matches)
+        try:
+            scores = list(map(float, outputs))
+        except ValueError:
+            return None
+        lines: "range | list" = range(first, first + count)
+        if self.filtering:
+            if self._width == 19:
+                keys = np.array(times, dtype="S19")  # "YYYY-MM-DDTHH:MM:SS", as _in_window compares
+                inside = np.ones(count, dtype=bool)
+                if self._start_key:
+                    inside &= keys >= self._start_key.encode()
+                if self._end_key:
+                    inside &= keys < self._end_key.encode()
+            else:
+                inside = np.array([self._in_window(when.decode()) for when in times], dtype=bool)
+            kept = int(np.count_nonzero(inside))
+            if kept < count:
+                tally["records_outside_window"] += count - kept
+                mask = inside.tolist()
+                data, scores, event_ids, inference_ids, times, lines = (
+                    list(compress(column, mask)) for column in (data, scores, event_ids, inference_ids, times, lines)
+                )
+        tally["lines"] += count
+        tally["records"] += len(data)
+        return CaptureBlock(data, scores, event_ids, inference_ids, times, lines, file)
 
     def add_file_counters(self, file: CaptureFile, counters: dict) -> None:
         """Fold one file's counters (from :meth:`read_file`) into ``stats``."""

@@ -64,9 +64,11 @@ All JS distances are ``sqrt(JS divergence)`` with base-2 logarithms, i.e. in [0,
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
+import warnings
 from collections import Counter
 from itertools import chain
 from pathlib import Path
@@ -93,6 +95,8 @@ SEPARATED_TOKENS = re.compile(r"\w+|\x00")
 _ASCII_TOKENS = bytes(c if chr(c) == SEPARATOR or re.fullmatch(r"\w", chr(c)) else 32 for c in range(128)) + b" " * 128
 SCORE_BIN_EDGES = tuple(i / 10 for i in range(11))
 DECILES = np.linspace(0.0, 1.0, 11)
+# numpy's text reader in C (1.23+): floats parsed by Python's own float parser, rows checked
+BULK_CSV = np.lib.NumpyVersion(np.__version__) >= "1.23.0"
 TOP_TOKEN_CHANGES = 10
 TEXT_TEST_TOKENS = 50
 """The text tests' cells: this many most frequent vocabulary tokens, the rest, out of vocabulary."""
@@ -239,6 +243,14 @@ def bulk_numbers(values: Iterable[object]) -> np.ndarray:
     return numbers
 
 
+def _is_float(value: bytes) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
 def category_key(value: object) -> "str | None":
     """A categorical value as a string (``1``, ``1.0`` and ``"1"`` are the same category)."""
     if value is None:
@@ -305,7 +317,14 @@ class NumericDrift:
             values = values[finite]
         if not values.size:
             return
-        self.cells += np.bincount(np.searchsorted(self.edges, values, side="right"), minlength=self.cells.size)
+        if self.edges.size <= 16:
+            # cell k holds the values with exactly k edges <= them (searchsorted's side="right"):
+            # with ascending edges, at least k edges are <= v exactly when edges[k - 1] <= v, so
+            # one comparison per edge counts them (several times faster than the binary searches)
+            at_least = [values.size, *(int(np.count_nonzero(values >= edge)) for edge in self.edges.tolist()), 0]
+            self.cells -= np.diff(np.array(at_least, dtype=np.int64))
+        else:
+            self.cells += np.bincount(np.searchsorted(self.edges, values, side="right"), minlength=self.cells.size)
         self.above_max += int(np.count_nonzero(values > self.edges[-1]))
         self.moments.update(values)
 
@@ -405,7 +424,11 @@ class CategoricalDrift:
         if pd.api.types.infer_dtype(values, skipna=True) != "string" and any(type(v) is bool for v in values):
             # hashing takes True for 1: booleans become their category key before factorising
             values = [("true" if v else "false") if type(v) is bool else v for v in values]
-        codes, distinct = pd.factorize(pd.Series(values, dtype=object))
+        self.update_codes(*pd.factorize(pd.Series(values, dtype=object)))
+
+    def update_codes(self, codes: np.ndarray, distinct: list) -> None:
+        """Add a factorised batch: ``codes`` (-1 = missing) into ``distinct`` values, as
+        ``pandas.factorize`` gives them in :meth:`update`."""
         counts = np.bincount(codes[codes >= 0], minlength=len(distinct))
         self.missing += int(np.count_nonzero(codes < 0))
         keyed: Counter = Counter()
@@ -511,10 +534,18 @@ class PredictionDrift:
         """Add :class:`capture.Prediction` ``(score, label)`` tuples."""
         if not predictions:
             return
-        self.count += len(predictions)
         scores = np.fromiter(
             (p[0] if p[0] is not None else math.nan for p in predictions), dtype=np.float64, count=len(predictions)
         )
+        self._add(scores, predictions)
+
+    def update_scores(self, scores: np.ndarray) -> None:
+        """Add predictions that are all scores (no label), as :meth:`update` would."""
+        if scores.size:
+            self._add(scores, ())
+
+    def _add(self, scores: np.ndarray, predictions: "list | tuple") -> None:
+        self.count += scores.size
         finite = np.isfinite(scores)
         values = scores[finite]
         self.moments.update(values)
@@ -946,6 +977,8 @@ class DriftAccumulator:
             spec = baseline["features"][name]
             self.features.append(FEATURE_KINDS[spec.get("type", "numeric")](name, spec))
         self.all_numeric = all(feature.kind == "numeric" for feature in self.features)
+        self.numeric_columns = [i for i, feature in enumerate(self.features) if feature.kind == "numeric"]
+        self.other_columns = [i for i, feature in enumerate(self.features) if feature.kind != "numeric"]
         self.predictions = PredictionDrift(problem_type, baseline, score_threshold)
         self.text = TextDrift(text_baseline) if text_baseline else None
         # a whole-document request (a JSON string, a text body) is the input of a model whose one
@@ -1038,6 +1071,101 @@ class DriftAccumulator:
                 feature.update(values)
             else:
                 feature.update(values.tolist())
+
+    def update_csv(self, data: list, scores: np.ndarray) -> bool:
+        """Add records of one CSV row each (``data``: each row's ASCII text as bytes) and one
+        score each, in bulk: numpy's C reader parses the numeric columns (with Python's float
+        parser), the other columns are factorised once per batch. The state is then exactly
+        what :meth:`update` gives for the same records as :func:`capture.parse_capture_line`
+        reads them. Returns False, having changed nothing, when a row needs the per-record
+        path (another number of values, a value the C reader does not take, rows of which
+        only some have every value numeric, no feature to map them to)."""
+        count, width = len(data), len(self.names)
+        if not BULK_CSV or not count or not width or len(scores) != count:
+            return False
+        text = b"\n".join(data)
+        # the C reader takes a row with more values than the columns it is asked for
+        if not self.all_numeric and np.count_nonzero(np.frombuffer(text, np.uint8) == 44) != count * (width - 1):
+            return False
+        columns = self._csv_columns(text, count, width)
+        if columns is None:
+            return False
+        self.records += count
+        self.rows += count
+        for feature, values in zip(self.features, columns):
+            if type(values) is tuple:
+                feature.update_codes(*values)
+            else:
+                feature.update(values)
+        self.predictions.update_scores(scores)
+        return True
+
+    def _csv_columns(self, text: bytes, count: int, width: int) -> "list | None":
+        """Each feature's values of the rows in ``text``: what :meth:`_update_positional` passes
+        to the feature (a float column, a list of values, or ``(codes, distinct)`` of a
+        categorical column), or ``None``."""
+        def read(columns: "list | None", dtype: object) -> np.ndarray:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data": the shape check says so
+                values = np.loadtxt(io.BytesIO(text), dtype=dtype, delimiter=",", comments=None, ndmin=2,
+                                    usecols=columns, encoding="latin-1")
+            if values.shape != (count, width if columns is None else len(columns)):
+                raise ValueError("rows")
+            return values
+
+        try:
+            if self.all_numeric:
+                # every row numeric, of ``width`` values (the reader checks that all rows have as
+                # many): the matrix np.array(rows) makes, columns as its views
+                matrix = read(None, np.float64)
+                return [matrix[:, column] for column in range(width)]
+            numeric = self.numeric_columns
+            # >= width values in every row (the last column is read) and count * width in all
+            numbers = read(numeric, np.float64) if numeric else None
+            others = None
+            if not any(self.features[column].kind == "text" for column in self.other_columns):
+                # short values (categories) in 16 bytes: a quarter of the time of an unsized read;
+                # a value that fills them may have been cut, and is read again unsized
+                others = read(self.other_columns, "S16")
+                if others.view(np.uint8).reshape(-1, 16)[:, 15].any():
+                    others = None
+            if others is None:
+                others = read(self.other_columns, "S")
+        except ValueError:
+            return None
+        columns: list = [None] * width
+        factorised = []
+        all_numbers = np.ones(count, dtype=bool)
+        short = others.dtype.itemsize == 16 and not others.view(np.uint8).reshape(-1, 16)[:, 8:].any()
+        for position, column in enumerate(self.other_columns):
+            if short:  # values of at most 8 bytes: hashed as integers (first appearances in the same order)
+                codes, distinct = pd.factorize(others[:, position].astype("S8").view(np.uint64))
+                distinct = np.asarray(distinct, dtype=np.uint64).view("S8").tolist()
+            else:
+                codes, distinct = pd.factorize(others[:, position])
+            factorised.append((codes, distinct))
+            all_numbers &= np.array([_is_float(value) for value in distinct], dtype=bool)[codes]
+        if all_numbers.any():
+            if not all_numbers.all():
+                return None
+            # every value of every row is a number: the rows were floats, and so are these values
+            try:
+                numbers_too = read(self.other_columns, np.float64)
+            except ValueError:
+                return None
+            for position, column in enumerate(self.other_columns):
+                columns[column] = numbers_too[:, position].tolist()
+        else:
+            # each row has a value that is not a number: its values stayed text
+            for position, column in enumerate(self.other_columns):
+                codes, distinct = factorised[position]
+                if self.features[column].kind == "categorical":
+                    columns[column] = (codes, [value.decode("latin-1") for value in distinct])
+                else:
+                    columns[column] = [value.decode("latin-1") for value in others[:, position].tolist()]
+        for position, column in enumerate(numeric):
+            columns[column] = np.ascontiguousarray(numbers[:, position])  # what astype(np.float64) gives
+        return columns
 
     def _update_named(self, rows: list) -> None:
         self.rows += len(rows)

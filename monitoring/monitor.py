@@ -50,6 +50,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 try:
     from . import capture, decision, drift, metrics, quality, report
 except ImportError:  # run as a script from a flat code directory (the processing job)
@@ -62,6 +64,7 @@ except ImportError:  # run as a script from a flat code directory (the processin
 
 LOG = logging.getLogger("monitor")
 BATCH_SIZE = 10000
+BULK_READER = True  # capture files through CaptureScanner.read_file_bulk (False: read_file, line by line)
 PROBLEM_TYPES = ("binary", "regression")
 METRIC_SCOPES = ("all", "quality")
 # What a late-label recheck publishes: the window's drift was published by its first analysis.
@@ -291,18 +294,56 @@ class _FileJob:
         accumulator = self.accumulator(issues)
         labels = self.labels
         matches = []
-        batch = []
-        for record in self.scanner.read_file(file, counters, issues):
-            if labels is not None and record.inference_id in labels:
-                matches.append((record.inference_id, record.variant, record.outputs))
-            batch.append(record)
-            if len(batch) >= BATCH_SIZE:
-                accumulator.update(batch)
-                batch = []
+        batch: list = []  # records and blocks, BATCH_SIZE records in all: the same batches either way
+        size = 0
+        read = self.scanner.read_file_bulk if BULK_READER else self.scanner.read_file
+        for item in read(file, counters, issues):
+            if type(item) is capture.CaptureBlock:
+                if labels is not None:
+                    for index, key in enumerate(item.keys()):
+                        if key in labels:
+                            matches.append((key, file.variant, [capture.Prediction(item.scores[index], None)]))
+                start = 0
+                while start < len(item):
+                    take = min(len(item) - start, BATCH_SIZE - size)
+                    batch.append(item.slice(start, start + take) if take < len(item) else item)
+                    size += take
+                    start += take
+                    if size >= BATCH_SIZE:
+                        _update(accumulator, batch)
+                        batch, size = [], 0
+                continue
+            if labels is not None and item.inference_id in labels:
+                matches.append((item.inference_id, item.variant, item.outputs))
+            batch.append(item)
+            size += 1
+            if size >= BATCH_SIZE:
+                _update(accumulator, batch)
+                batch, size = [], 0
         if batch:
-            accumulator.update(batch)
+            _update(accumulator, batch)
         accumulator.issues = None
         return {"file": file, "counters": counters, "issues": issues, "drift": accumulator, "matches": matches}
+
+
+def _update(accumulator: drift.DriftAccumulator, batch: list) -> None:
+    """One batch into the accumulator: blocks only, in bulk; otherwise (or when the bulk path
+    declines) as records, in file order."""
+    if all(type(item) is capture.CaptureBlock for item in batch):
+        if len(batch) == 1:
+            data, scores = batch[0].data, batch[0].scores
+        else:
+            data = [row for item in batch for row in item.data]
+            scores = [score for item in batch for score in item.scores]
+        if accumulator.update_csv(data, np.array(scores, dtype=np.float64)):
+            return
+    records: list = []
+    for item in batch:
+        if type(item) is capture.CaptureBlock:
+            records.extend(item.records())
+        else:
+            records.append(item)
+    accumulator.update(records)
 
 
 _JOB: _FileJob | None = None
