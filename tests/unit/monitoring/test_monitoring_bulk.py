@@ -236,3 +236,39 @@ def test_records_of_a_block_are_the_parsers(tmp_path, build) -> None:
     assert items[0].records() == parsed
     assert items[0].keys() == ["i1", "e2", "e3"]
     assert path.exists()
+
+
+def test_update_csv_on_a_full_batch(build) -> None:
+    """A job-sized batch (10,000 rows, large values): the moments, sums of floats, are the same
+    to the last bit (the columns reach the features laid out as the record path lays them out)."""
+    rng = np.random.default_rng(5)
+    train = rng.normal(size=(300, 3))
+    baseline = build.make_baseline(train, NUMERIC, (train[:, 0] > 0).astype(int))
+    baseline["feature_names"] = NUMERIC + ["colour"]
+    baseline["features"]["colour"] = {"type": "categorical", "counts": {"red": 3, "blue": 4}}
+    for names in (NUMERIC, NUMERIC + ["colour"]):
+        baseline_now = dict(baseline, feature_names=names)
+        values = rng.normal(size=(10_000, 3)) * 1e3 + 1e6
+        rows = [",".join(repr(v) for v in row) + (",red" if len(names) == 4 else "") for row in values.tolist()]
+        data = [row.encode() for row in rows]
+        scores = rng.random(len(rows))
+        file = capture.CaptureFile(Path("f.jsonl"), "f.jsonl", "ep", "v", None, True)
+        block = capture.CaptureBlock(data, scores.tolist(), [b"e"] * len(rows), [None] * len(rows),
+                                     [b"t"] * len(rows), range(1, len(rows) + 1), file)
+        bulk, reference = drift.DriftAccumulator(baseline_now), drift.DriftAccumulator(baseline_now)
+        reference.update(block.records())
+        assert bulk.update_csv(data, scores)
+        for mine, theirs in zip(bulk.features[:3], reference.features[:3]):
+            assert (mine.moments.mean, mine.moments.m2) == (theirs.moments.mean, theirs.moments.m2)
+        assert json.dumps(bulk.result(), sort_keys=True) == json.dumps(reference.result(), sort_keys=True)
+
+
+@pytest.mark.parametrize("edges", [[-1.0, 0.0, 0.5, 2.0], [0.0, 0.0], [-0.0, 1.0, 1.0 + 2 ** -52], list(range(20))])
+def test_numeric_cells_count_as_searchsorted_does(edges) -> None:
+    spec = {"histogram": {"bin_edges": edges, "counts": [1] * (len(edges) - 1)}}
+    values = np.array(edges + [-0.0, 0.0, -5.0, 5.0, 0.25, 1.0, 30.0] + list(np.nextafter(edges, np.inf)), dtype=np.float64)
+    feature = drift.NumericDrift("x", spec)
+    feature.update(values)
+    expected = np.bincount(np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right"),
+                           minlength=len(edges) + 1)
+    assert feature.cells.tolist() == expected.tolist()
