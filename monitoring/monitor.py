@@ -112,7 +112,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--namespace", default=report.NAMESPACE)
     parser.add_argument("--region", help="CloudWatch region (default: the job's)")
     parser.add_argument(
-        "--workers", type=int, default=0, help="processes reading capture files (0: one per CPU, at most 8)"
+        "--workers", type=int, default=0,
+        help="processes reading capture files (0: one per GiB of capture, at most one per CPU and 8)"
     )
     sharding = parser.add_mutually_exclusive_group()
     sharding.add_argument(
@@ -359,12 +360,25 @@ def _process_in_worker(file: capture.CaptureFile) -> dict:
     return _JOB.process(file)
 
 
-def default_workers() -> int:
+WORKER_BYTES = 1 << 30
+"""Capture bytes per worker process when ``--workers`` is 0. One process reads about 150 MB of
+capture a second in bulk, so a smaller window takes a few seconds in-process, where another
+process would only add its start and a copy of the interpreter's memory."""
+
+
+def default_workers(files: "list | tuple" = ()) -> int:
+    """One process per ``WORKER_BYTES`` of the files to read, at most one per CPU and 8."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
+    size = 0
+    for file in files:
+        try:
+            size += file.path.stat().st_size
+        except OSError:  # the reader reports it
+            continue
+    return max(1, min(cpus, 8, 1 + size // WORKER_BYTES))
 
 
 def _process_files(job: _FileJob, files: list, workers: int) -> Iterator[dict]:
@@ -401,7 +415,7 @@ def read_shard(args: argparse.Namespace, window_start, window_end, job: "_FileJo
     scanner = capture.CaptureScanner(args.capture_dir, window_start, window_end)
     job.scanner = scanner
     files = scanner.files()
-    workers = args.workers or default_workers()
+    workers = args.workers or default_workers(files)
     LOG.info("reading %s capture file(s) with %s worker(s)", len(files), min(workers, max(len(files), 1)))
     listing = {name: scanner.stats[name] for name in ("state", "files_found", "files_skipped_outside_window")}
     return {"format": PARTIAL_FORMAT, "listing": listing, "files": list(_process_files(job, files, workers))}

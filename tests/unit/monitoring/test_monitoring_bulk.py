@@ -272,3 +272,19 @@ def test_numeric_cells_count_as_searchsorted_does(edges) -> None:
     expected = np.bincount(np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right"),
                            minlength=len(edges) + 1)
     assert feature.cells.tolist() == expected.tolist()
+
+
+def test_default_workers_follow_the_capture_size(tmp_path, monkeypatch) -> None:
+    files = []
+    for index, size in enumerate((600, 500, 300)):
+        path = tmp_path / f"{index}.jsonl"
+        path.write_bytes(b"x" * size)
+        files.append(capture.CaptureFile(path, path.name, None, "v", None, True))
+    files.append(capture.CaptureFile(tmp_path / "gone.jsonl", "gone.jsonl", None, "v", None, True))
+    monkeypatch.setattr(monitor.os, "sched_getaffinity", lambda _: set(range(4)))
+    monkeypatch.setattr(monitor, "WORKER_BYTES", 1000)
+    assert monitor.default_workers(files[:1]) == 1
+    assert monitor.default_workers(files) == 2  # 1,400 bytes
+    monkeypatch.setattr(monitor, "WORKER_BYTES", 100)
+    assert monitor.default_workers(files) == 4  # at most one per CPU
+    assert monitor.default_workers() == 1
