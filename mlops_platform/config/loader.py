@@ -48,7 +48,23 @@ def _describe(error: dict[str, Any], allowed_fields: dict[tuple[Any, ...], list[
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
-    return f"= {error['input']!r}: {message}"
+    return f"= {_shown(error['input'])}: {message}"
+
+
+LONGEST_VALUE = 200  # characters of a value shown in an error line; a longer section is abridged
+
+
+def _shown(value: Any) -> str:
+    """The value as the error line shows it: a whole section (a rule across its fields, such as
+    ``serving``'s) by its keys only, so that the line stays readable."""
+    text = repr(value)
+    if len(text) <= LONGEST_VALUE:
+        return text
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key!r}: ..." for key in value) + "}"
+    if isinstance(value, list):
+        return f"[... {len(value)} items]"
+    return text[:LONGEST_VALUE] + "..."
 
 
 def _known_fields(model: type, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], list[str]]:

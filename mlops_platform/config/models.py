@@ -1320,11 +1320,11 @@ class PlatformConfig(StrictModel):
     @field_validator("serving")
     @classmethod
     def _endpoints_serve_registered_models(cls, value: ServingConfig, info: ValidationInfo) -> ServingConfig:
-        training = info.data.get("training")
+        training = info.data.get("training")  # None when training is invalid: its own error is reported
         groups = sorted({p.model_package_group for p in training.pipelines}
                         | set(training.registry.additional_groups)) if training else []
         for index, endpoint in enumerate(value.endpoints):
-            if endpoint.model_package_group not in groups:
+            if training is not None and endpoint.model_package_group not in groups:
                 raise ValueError(f"endpoints[{index}].model_package_group '{endpoint.model_package_group}' is not "
                                  f"a group of this environment's registry (groups: {groups or 'none'}; add it "
                                  "to training.registry.additional_groups if no pipeline registers into it)")

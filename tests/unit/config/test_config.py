@@ -147,6 +147,23 @@ def _with_pipeline(base: str = "dev", **pipeline_overrides) -> dict:
     return data
 
 
+def test_a_rule_across_a_section_shows_the_section_by_its_keys(tmp_path):
+    data = valid()
+    data["serving"]["endpoints"].append(dict(example(data["serving"]["endpoints"]), name="fraud",
+                                             model_package_group="fraud"))
+    message = error_of(tmp_path, data)
+    assert "\n" not in message and len(message) < 400, message
+    assert "field 'serving' = {'api': ..., 'endpoints': ..., 'experiments': ...}: endpoints[2].model_package_group 'fraud'" \
+        in message
+
+
+def test_an_invalid_training_section_is_one_line_not_also_every_endpoint_without_its_group(tmp_path):
+    data = valid()
+    data["training"]["pipelines"].append(dict(example(data["training"]["pipelines"])))  # a duplicate name
+    message = error_of(tmp_path, data)
+    assert "\n" not in message and "pipeline names must be unique" in message, message
+
+
 def test_prod_cannot_auto_approve_models(tmp_path):
     message = error_of(tmp_path, _with_pipeline("prod", approval_status="Approved"), name="prod")
     assert "field 'training'" in message and "not allowed in prod" in message
