@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config.models import ControllerConfig, EndpointConfig, PlatformConfig, RemovalPolicy, Route
+from .config.loader import shown_value
+from .config.models import ApiConfig, ControllerConfig, EndpointConfig, PlatformConfig, RemovalPolicy, Route
 from .constructs.naming import EnvironmentNames, environment_bucket_name
 from .runtime_tables import deployment_domain, runtime_settings, search_domain
 
@@ -301,11 +302,11 @@ def controller(config: PlatformConfig, resources: ApiResources = ApiResources(),
     )
 
 
-# Where each settings field comes from in the config (for error lines); fields not listed come from
-# the experiments (serving.experiments and serving.endpoints).
+# Where each settings field of the API's functions comes from in the config (for error lines), where its
+# name differs from the field of serving.api it is built from (a field named as one of serving.api is
+# that one); other fields come from the experiments (serving.experiments and serving.endpoints).
+API_FUNCTIONS = ("inference-api", "feedback-api", "feedback-replay", "experiment-controller")
 CONFIG_FIELDS: dict[str, str] = {
-    "prediction_ttl_days": "serving.api.prediction_ttl_days",
-    "allocation_cache_seconds": "serving.api.allocation_cache_seconds",
     "max_batch": "serving.api.feedback_max_batch",
     "max_age_days": "serving.api.feedback_max_age_days",
     "retention_days": "serving.api.feedback_retention_days",
@@ -314,6 +315,14 @@ CONFIG_FIELDS: dict[str, str] = {
 
 # The config section of a function's settings whose error names no single config field.
 DEFAULT_FIELDS = {"monitoring-launcher": "serving.endpoints", "retraining-trigger": "serving.endpoints"}
+
+
+def _api_field(function: str, loc: tuple[Any, ...]) -> str:
+    """The serving.api field behind an error of an API function's settings field ('' if none)."""
+    name = str(loc[0]) if loc else ""
+    if function not in API_FUNCTIONS or not name:
+        return ""
+    return CONFIG_FIELDS.get(name) or (f"serving.api.{name}" if name in ApiConfig.model_fields else "")
 
 
 def _config_value(config: PlatformConfig, path: str) -> Any:
@@ -380,14 +389,19 @@ def check(config: PlatformConfig, source: str) -> list[str]:
         except ValidationError as error:
             for item in error.errors(include_url=False):
                 loc = tuple(item["loc"])
+                if item["type"] == "missing":  # the builder's omission, not the config's
+                    path = ".".join(str(part) for part in loc)
+                    lines.setdefault(path, f"{source}: the {function} function's settings need '{path}', which "
+                                           "its builder in mlops_platform/function_settings.py does not set")
+                    continue
                 cause = (item.get("ctx") or {}).get("error")
                 field, value = feature_field(config, function, loc) or (None, None)
                 if field is None:
                     field = _deployment_field(config, function, loc, cause) or monitoring_field(config, loc) \
-                        or CONFIG_FIELDS.get(str(loc[0]) if loc else "", "")
+                        or _api_field(function, loc)
                     value = _config_value(config, field) if field else item["input"]
                 message = cause.reason if hasattr(cause, "reason") else item["msg"].removeprefix("Value error, ")
-                rule = f"field '{field or DEFAULT_FIELDS.get(function, 'serving.experiments')}' = {value!r}: {message}"
+                rule = f"field '{field or DEFAULT_FIELDS.get(function, 'serving.experiments')}' = {shown_value(value)}: {message}"
                 lines.setdefault(field or rule, f"{source}: {rule} (the {function} function would refuse it)")
     return list(lines.values())
 

@@ -48,13 +48,13 @@ def _describe(error: dict[str, Any], allowed_fields: dict[tuple[Any, ...], list[
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
-    return f"= {_shown(error['input'])}: {message}"
+    return f"= {shown_value(error['input'])}: {message}"
 
 
 LONGEST_VALUE = 200  # characters of a value shown in an error line; a longer section is abridged
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """The value as the error line shows it: a whole section (a rule across its fields, such as
     ``serving``'s) by its keys only, so that the line stays readable."""
     text = repr(value)

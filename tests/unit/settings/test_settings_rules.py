@@ -281,3 +281,32 @@ def test_a_threshold_the_monitoring_job_refuses_fails_at_load_with_one_line():
     assert line.startswith("config/staging.yaml: field 'serving.endpoints[0].monitoring.thresholds' = "
                            "{'auc_min': inf}: threshold 'auc_min' must be a number, got inf")
     assert line.endswith("(the monitoring-job:example-classifier would refuse it)")
+
+
+def _inference_settings_with(monkeypatch, **fields) -> None:
+    """The inference API's settings model with ``fields`` (annotation, default) added, as a new field would be."""
+    from pydantic import create_model
+
+    from mlops_runtime.settings.experiments import InferenceSettings
+
+    model = create_model("InferenceSettings", __base__=InferenceSettings, **fields)
+    monkeypatch.setattr(function_settings.experiment_settings, "InferenceSettings", model)
+
+
+def test_a_settings_rule_on_a_field_named_as_in_serving_api_names_that_config_field(monkeypatch):
+    from pydantic import Field
+
+    # a new field, as serving.api.rate_limit (dev: 20), with a rule of its own; no entry in CONFIG_FIELDS
+    _inference_settings_with(monkeypatch, rate_limit=(int, Field(default=20, le=10, validate_default=True)))
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw_config("dev"), "config/dev.yaml")
+    (line,) = caught.value.lines
+    assert line.startswith("config/dev.yaml: field 'serving.api.rate_limit' = 20.0: "), line
+
+
+def test_a_settings_field_the_builder_does_not_set_is_named_as_the_builders_omission(monkeypatch):
+    _inference_settings_with(monkeypatch, summary_history=(int, ...))
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw_config("dev"), "config/dev.yaml")
+    assert caught.value.lines == ["config/dev.yaml: the inference-api function's settings need 'summary_history', "
+                                  "which its builder in mlops_platform/function_settings.py does not set"]
