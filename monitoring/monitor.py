@@ -43,7 +43,6 @@ import json
 import logging
 import multiprocessing
 import os
-import pickle
 import sys
 import time
 from datetime import datetime
@@ -53,12 +52,13 @@ from typing import Iterator
 import numpy as np
 
 try:
-    from . import capture, decision, drift, metrics, quality, report
+    from . import capture, decision, drift, metrics, partials, quality, report
 except ImportError:  # run as a script from a flat code directory (the processing job)
     import capture  # type: ignore[no-redef]
     import decision  # type: ignore[no-redef]
     import drift  # type: ignore[no-redef]
     import metrics  # type: ignore[no-redef]
+    import partials  # type: ignore[no-redef]
     import quality  # type: ignore[no-redef]
     import report  # type: ignore[no-redef]
 
@@ -392,10 +392,6 @@ def _process_files(job: _FileJob, files: list, workers: int) -> Iterator[dict]:
         yield job.process(file)
 
 
-PARTIAL_SUFFIX = ".partial.pkl"
-PARTIAL_FORMAT = 1
-
-
 def shard_name() -> str:
     """This instance's name (``algo-1`` ...) from SageMaker's resource config, else the host name:
     every shard writes its own partial file under one shared output prefix."""
@@ -406,10 +402,9 @@ def shard_name() -> str:
 
 
 def read_shard(args: argparse.Namespace, window_start, window_end, job: "_FileJob") -> dict:
-    """The partial statistics of the capture files below ``--capture-dir``: the scanner's listing
-    counts and every file's result (counters, issues, drift accumulator, labelled predictions).
-
-    Per-file results are kept (not folded) so that the merge step folds every file in the same
+    """The statistics of the capture files below ``--capture-dir``: the scanner's listing counts
+    and every file's result (counters, issues, drift accumulator, labelled predictions), in path
+    order. Per-file results are kept (not folded) so that a merge step folds every file in the same
     global path order as a single pass: the report is then identical, floating-point sums included.
     """
     scanner = capture.CaptureScanner(args.capture_dir, window_start, window_end)
@@ -418,17 +413,7 @@ def read_shard(args: argparse.Namespace, window_start, window_end, job: "_FileJo
     workers = args.workers or default_workers(files)
     LOG.info("reading %s capture file(s) with %s worker(s)", len(files), min(workers, max(len(files), 1)))
     listing = {name: scanner.stats[name] for name in ("state", "files_found", "files_skipped_outside_window")}
-    return {"format": PARTIAL_FORMAT, "listing": listing, "files": list(_process_files(job, files, workers))}
-
-
-def write_partial(directory: Path, partial: dict) -> Path:
-    # pickle: written and read by the same code version within one pipeline execution, in the
-    # execution's own (KMS-encrypted) output prefix; the accumulators are numpy arrays and counters.
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{shard_name()}{PARTIAL_SUFFIX}"
-    with path.open("wb") as handle:
-        pickle.dump(partial, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    return path
+    return {"listing": listing, "files": list(_process_files(job, files, workers))}
 
 
 def merge_listings(listings: list) -> dict:
@@ -443,25 +428,6 @@ def merge_listings(listings: list) -> dict:
     }
 
 
-def read_partials(directory: Path) -> dict:
-    """The shards' partial files below ``directory`` merged into one partial, files in path order."""
-    paths = capture.find_files(directory, (f"*{PARTIAL_SUFFIX}",)) if directory.is_dir() else []
-    if not paths:
-        raise InputError(f"{directory}: no shard partials (*{PARTIAL_SUFFIX})")
-    partials = []
-    for path in paths:
-        try:
-            with path.open("rb") as handle:
-                partial = pickle.load(handle)
-        except (OSError, pickle.UnpicklingError, EOFError) as exc:
-            raise InputError(f"{path}: cannot read the shard partial ({exc})") from None
-        if not isinstance(partial, dict) or partial.get("format") != PARTIAL_FORMAT:
-            raise InputError(f"{path}: not a shard partial of format {PARTIAL_FORMAT}")
-        partials.append(partial)
-    files = sorted((result for partial in partials for result in partial["files"]), key=lambda r: r["file"].label)
-    return {"format": PARTIAL_FORMAT, "listing": merge_listings([p["listing"] for p in partials]), "files": files}
-
-
 def run(args: argparse.Namespace) -> "dict | None":
     """Compute everything and write the outputs; returns the report (``None`` in shard mode)."""
     started = time.perf_counter()
@@ -474,29 +440,46 @@ def run(args: argparse.Namespace) -> "dict | None":
     if args.text_baseline:
         text_baseline = drift.load_text_baseline(args.text_baseline, args.max_vocabulary)
     issues = capture.Issues()
+    baseline_id = baseline_fingerprint(baseline, text_baseline)
 
     join = None
     labels = None
     ground_truth: dict = {"state": "not_configured"}
-    if args.ground_truth_dir is not None:
-        labels, ground_truth = capture.load_ground_truth(
-            args.ground_truth_dir, quality.label_converter(args.problem_type), issues
-        )
-        if labels:
-            join = quality.QualityJoin(labels, args.problem_type, args.min_labels, args.score_threshold)
-        else:
-            labels = None
-        LOG.info("ground truth: %s labels (%s)", ground_truth.get("labels", 0), ground_truth["state"])
-
-    job = _FileJob(baseline, text_baseline, args, labels)
-    if args.shard_output is not None:
-        path = write_partial(args.shard_output, read_shard(args, window_start, window_end, job))
-        LOG.info("wrote the shard's partial statistics to %s in %.1f s", path, time.perf_counter() - started)
-        return None
     if args.partials_dir is not None:
-        partial = read_partials(args.partials_dir)
+        # merge mode: the shards joined the labels; neither labels nor capture files are read here
+        job = _FileJob(baseline, text_baseline, args, None)
+        try:
+            partial = partials.read(args.partials_dir, job.accumulator, args.problem_type, baseline_id,
+                                    args.min_labels, args.score_threshold)
+        except partials.PartialError as exc:
+            raise InputError(str(exc)) from None
+        ground_truth = partial["ground_truth"]
+        issues.merge(partial["ground_truth_issues"])
+        partial["listing"] = merge_listings(partial["listing"])
+        join = partial["join"]
+        LOG.info("merged %s shard partial(s) in %.1f s", len(partials.find(args.partials_dir)),
+                 time.perf_counter() - started)
     else:
+        if args.ground_truth_dir is not None:
+            labels, ground_truth = capture.load_ground_truth(
+                args.ground_truth_dir, quality.label_converter(args.problem_type), issues
+            )
+            if not labels:
+                labels = None
+            LOG.info("ground truth: %s labels (%s)", ground_truth.get("labels", 0), ground_truth["state"])
+        job = _FileJob(baseline, text_baseline, args, labels)
         partial = read_shard(args, window_start, window_end, job)
+        if args.shard_output is not None:
+            # this instance's files joined to all the window's labels; the merge settles labels
+            # that several shards used (partials.py)
+            shard = partials.shard_join(partial["files"], labels, args.problem_type, args.min_labels,
+                                        args.score_threshold)
+            path = partials.write(args.shard_output / f"{shard_name()}{partials.SUFFIX}", partial, shard,
+                                  ground_truth, issues, args.problem_type, baseline_id)
+            LOG.info("wrote the shard's partial statistics to %s in %.1f s", path, time.perf_counter() - started)
+            return None
+        if labels is not None:
+            join = quality.QualityJoin(labels, args.problem_type, args.min_labels, args.score_threshold)
 
     # Fold the per-file results in path order: the same operations whether they come from this
     # process or from several shards.
@@ -512,7 +495,7 @@ def run(args: argparse.Namespace) -> "dict | None":
                 variants[file.variant].merge(result["drift"])
             else:
                 variants[file.variant] = result["drift"]
-        if join is not None:
+        if join is not None and args.partials_dir is None:
             for inference_id, variant, outputs in result["matches"]:
                 join.add(inference_id, variant, outputs)
     scanner.finish()
@@ -567,7 +550,7 @@ def run(args: argparse.Namespace) -> "dict | None":
         policy=policy,
         # a late-label recheck re-reads an analysed window: it neither reads nor advances the carry
         carry=read_carry(args.carry, args.region) if args.metric_scope == "all" else None,
-        baseline_id=baseline_fingerprint(baseline, text_baseline),
+        baseline_id=baseline_id,
     )
     next_carry = document["decision"].pop("next_carry")
     for note in missing_text_features(baseline, args.text_features):

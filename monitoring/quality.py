@@ -32,6 +32,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 DEFAULT_MIN_LABELS = 100
+# what a used label's record became (QualityJoin.journal)
+JOINED, NO_PREDICTION, COUNT_MISMATCH = 0, 1, 2
 _TRUE = {"1", "1.0", "true", "yes"}
 _FALSE = {"0", "0.0", "false", "no"}
 
@@ -197,6 +199,22 @@ class QualityAccumulator:
         self.scores.append(value)
         return True
 
+    @classmethod
+    def from_arrays(cls, problem_type: str, min_labels: int, score_threshold: float, truth: np.ndarray,
+                    predicted: np.ndarray, scores: np.ndarray, unusable_predictions: int) -> "QualityAccumulator":
+        """An accumulator holding these pairs (a merge of shards' joins, monitoring/partials.py)."""
+        accumulator = cls(problem_type, min_labels, score_threshold)
+        accumulator.truth.frombytes(np.ascontiguousarray(truth, dtype=np.int8 if problem_type == "binary" else np.float64).tobytes())
+        accumulator.predicted.frombytes(np.ascontiguousarray(predicted, dtype=np.int8).tobytes())
+        accumulator.scores.frombytes(np.ascontiguousarray(scores, dtype=np.float64).tobytes())
+        accumulator.unusable_predictions = int(unusable_predictions)
+        return accumulator
+
+    def arrays(self) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
+        """(truth, predicted, scores) as numpy arrays (copies)."""
+        return (np.frombuffer(self.truth, dtype=np.int8 if self.problem_type == "binary" else np.float64).copy(),
+                np.frombuffer(self.predicted, dtype=np.int8).copy(), np.frombuffer(self.scores, dtype=np.float64).copy())
+
     @property
     def count(self) -> int:
         return len(self.truth)
@@ -252,10 +270,15 @@ class QualityJoin:
         self.min_labels = min_labels
         self.score_threshold = score_threshold
         self.variants: dict = {}
+        self.labels_used = 0
         self.joined_records = 0
         self.records_without_label = 0
         self.records_without_prediction = 0
         self.count_mismatch = 0
+        # shard mode: one entry per label used, (inference id, variant, outcome, first entry in the
+        # variant's accumulator, entries added, unusable predictions), so that a merge can undo the
+        # use of a label another shard's earlier file used first (see merge_joins)
+        self.journal: "list | None" = None
 
     def _accumulator(self, variant: str) -> QualityAccumulator:
         accumulator = self.variants.get(variant)
@@ -274,17 +297,27 @@ class QualityJoin:
         if truth is None:
             self.records_without_label += 1
             return
+        self.labels_used += 1
+        journal = self.journal
         if not outputs:
             self.records_without_prediction += 1
+            if journal is not None:
+                journal.append((inference_id, variant, NO_PREDICTION, 0, 0, 0))
             return
         truths = truth if isinstance(truth, tuple) else (truth,)
         if len(truths) != len(outputs):
             self.count_mismatch += 1
+            if journal is not None:
+                journal.append((inference_id, variant, COUNT_MISMATCH, 0, 0, 0))
             return
         self.joined_records += 1
         accumulator = self._accumulator(variant)
+        start, unusable = accumulator.count, accumulator.unusable_predictions
         for prediction, value in zip(outputs, truths):
             accumulator.add(prediction, value)
+        if journal is not None:
+            journal.append((inference_id, variant, JOINED, start, accumulator.count - start,
+                            accumulator.unusable_predictions - unusable))
 
     def result(self) -> dict:
         overall = QualityAccumulator(self.problem_type, self.min_labels, self.score_threshold)
@@ -296,7 +329,7 @@ class QualityJoin:
             "join": {
                 "labels": self.labels_total,
                 "joined_records": self.joined_records,
-                "labels_without_prediction": len(self.labels),
+                "labels_without_prediction": self.labels_total - self.labels_used,
                 "records_without_label": self.records_without_label,
                 "labelled_records_without_prediction": self.records_without_prediction,
                 "instance_count_mismatch": self.count_mismatch,

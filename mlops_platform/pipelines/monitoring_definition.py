@@ -2,8 +2,10 @@
 
 One instance (``instance_count`` 1, the default): one step, ``Monitor``, reads the window and writes
 the report. N instances: ``MonitorShards`` runs N instances, each reading the capture files its
-share of the manifest names (``ShardedByS3Key``) and writing partial statistics, then ``Monitor``
-(one instance) folds them into the report, metrics and carry exactly as one instance would.
+share of the manifest names (``ShardedByS3Key``) and all the window's labels, and writing one
+partial file (drift statistics per capture file, its label join), then ``Monitor`` (one instance,
+reading neither capture files nor labels) folds them into the report, metrics and carry exactly as
+one instance would (``monitoring/partials.py``).
 
 Written as the pipeline-definition JSON itself (one step needs no SageMaker SDK, whose import
 costs seconds of synthesis). Values may be CDK tokens; the stack serialises the result with
@@ -126,16 +128,17 @@ def _step(name: str, spec: MonitoringPipelineSpec, instance_count: int, argument
 
 def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
     """The pipeline definition (``PipelineDefinitionBody`` once serialised)."""
-    # What reading capture files needs (the shards' arguments, and a single instance's).
-    reading: list[Any] = [
+    # What the merge step needs to build the report (the shards joined the labels), and what reading
+    # capture files needs besides: the ground truth (the shards' arguments, and a single instance's).
+    merging: list[Any] = [
         "--baseline", f"{ROOT}/input/baseline",
-        "--ground-truth-dir", f"{ROOT}/input/ground_truth",
         "--endpoint", spec.endpoint_name,
         "--window-start", _get("WindowStart"),
         "--window-end", _get("WindowEnd"),
         "--problem-type", spec.problem_type,
         *(("--text-features", ",".join(spec.text_features)) if spec.text_features else ()),
     ]
+    reading = [*merging[:2], "--ground-truth-dir", f"{ROOT}/input/ground_truth", *merging[2:]]
     reporting: list[Any] = [
         "--output-dir", f"{ROOT}/output",
         "--thresholds", json.dumps(spec.thresholds, sort_keys=True, separators=(",", ":")),
@@ -148,7 +151,8 @@ def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
     ]
     code = _input("code", spec.code_uri, CODE_DIR)
     baseline = _input("baseline", _get("BaselineS3Uri"), f"{ROOT}/input/baseline")
-    # every shard joins its records to all the window's labels: ground truth is replicated
+    # every shard joins its records to all the window's labels (a label's prediction may be in any
+    # shard's files): ground truth is replicated; the merge step does not read it
     ground_truth = _input("ground_truth", _get("GroundTruthManifestS3Uri"), f"{ROOT}/input/ground_truth",
                           "ManifestFile")
     report_output = _output("report", spec, f"{ROOT}/output")
@@ -165,8 +169,8 @@ def build_definition(spec: MonitoringPipelineSpec) -> dict[str, Any]:
                        [code, baseline, capture, ground_truth],
                        _output(PARTIALS_OUTPUT, spec, partials_dir, (PARTIALS_OUTPUT,)))
         partials_uri = {"Get": f"Steps.{STEP_SHARDS}.ProcessingOutputConfig.Outputs['{PARTIALS_OUTPUT}'].S3Output.S3Uri"}
-        merge = _step(STEP_MONITOR, spec, 1, ["--partials-dir", f"{ROOT}/input/partials", *reading, *reporting],
-                      [code, baseline, _input(PARTIALS_OUTPUT, partials_uri, f"{ROOT}/input/partials"), ground_truth],
+        merge = _step(STEP_MONITOR, spec, 1, ["--partials-dir", f"{ROOT}/input/partials", *merging, *reporting],
+                      [code, baseline, _input(PARTIALS_OUTPUT, partials_uri, f"{ROOT}/input/partials")],
                       report_output)
         steps = [shards, merge]
     return {

@@ -329,7 +329,7 @@ def test_publish_failure_exits_1(scenario: Path, capsys, monkeypatch) -> None:
     assert (scenario / "out-publish-fail" / "report.json").exists()  # the report is written first
 
 
-@pytest.mark.parametrize("script", ["monitor.py", "capture.py", "drift.py", "quality.py", "report.py", "decision.py", "metrics.py"])
+@pytest.mark.parametrize("script", ["monitor.py", "capture.py", "drift.py", "quality.py", "report.py", "decision.py", "metrics.py", "partials.py"])
 def test_modules_run_in_the_sagemaker_scikit_learn_container(script: str) -> None:
     """The image's Python (>= 3.10) syntax, the scikit-learn image's libraries only (boto3 imported
     lazily), sibling imports without the package."""
@@ -345,7 +345,7 @@ def test_modules_run_in_the_sagemaker_scikit_learn_container(script: str) -> Non
             for inner in ast.walk(node):
                 if isinstance(inner, ast.Import):
                     top_level.update(alias.name.split(".")[0] for alias in inner.names)
-    siblings = {"capture", "drift", "quality", "report", "decision", "metrics"}
+    siblings = {"capture", "drift", "quality", "report", "decision", "metrics", "partials"}
     third_party = top_level - set(sys.stdlib_module_names) - {"__future__"} - siblings
     assert third_party <= {"numpy", "scipy", "sklearn", "pandas"}, third_party
     assert "monitoring" not in top_level

@@ -55,6 +55,8 @@ def test_n_instances_shard_the_capture_manifest_then_one_instance_merges() -> No
     assert inputs(merge)[definition.PARTIALS_OUTPUT]["S3Uri"] == {
         "Get": "Steps.MonitorShards.ProcessingOutputConfig.Outputs['partials'].S3Output.S3Uri"}
     assert "capture" not in inputs(merge)
+    assert "ground_truth" not in inputs(merge)  # the shards joined the labels
+    assert "--ground-truth-dir" not in merge["Arguments"]["AppSpecification"]["ContainerArguments"]
     shard_arguments = shards["Arguments"]["AppSpecification"]["ContainerArguments"]
     assert "--shard-output" in shard_arguments and "--publish" not in shard_arguments  # only the merge publishes
     assert "--carry" not in shard_arguments  # nor reads or replaces the carry
@@ -109,6 +111,7 @@ def test_the_sharded_steps_arguments_give_the_single_steps_report(window: Path, 
 
     shards, merge = definition.build_definition(spec(2))["Steps"]
     merged = job_directory(window, tmp_path / "merge", [])
+    shutil.rmtree(merged / "input" / "ground_truth")  # not an input of the merge step
     for index in range(2):
         instance = job_directory(window, tmp_path / f"algo-{index + 1}", files[index::2])
         monkeypatch.setattr(monitor, "shard_name", lambda index=index: f"algo-{index + 1}")
