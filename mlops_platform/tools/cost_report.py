@@ -335,9 +335,12 @@ def idle_costs(config: PlatformConfig, prices: PriceTable,
         variant = endpoint.variant
         monitoring = getattr(endpoint, "monitoring", None)
         if monitoring is not None:
+            jobs = (f"a {monitoring.instance_type} processing job" if monitoring.instance_count == 1 else
+                    f"a processing job on {monitoring.instance_count} x {monitoring.instance_type} (sharded: "
+                    f"{monitoring.instance_count} instance-hours per hour it runs) then a one-instance merge job")
             result.usage_priced.append(
-                f"Monitoring job of '{endpoint.name}' ({monitoring.schedule}): a {monitoring.instance_type} "
-                "processing job per window with captured requests; no job for a window without traffic")
+                f"Monitoring job of '{endpoint.name}' ({monitoring.schedule}): {jobs} per window with captured "
+                "requests; no job for a window without traffic")
         if variant.kind == "serverless":
             if variant.provisioned_concurrency:
                 result.not_priced.append(

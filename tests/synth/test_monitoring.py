@@ -62,7 +62,11 @@ def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, env
     assert [p["Name"] for p in body["Parameters"]] == [
         "WindowStart", "WindowEnd", "BaselineS3Uri", "CaptureManifestS3Uri", "GroundTruthManifestS3Uri",
         "MetricScope", "MetricTime"]
-    (step,) = body["Steps"]
+    (monitoring,) = [e.monitoring for e in config.serving.endpoints if e.name == "example-classifier"]
+    *shards, step = body["Steps"]  # N > 1 instances: the shards' step, then the merge (below)
+    assert len(shards) == (monitoring.instance_count > 1)
+    if shards:
+        assert_sharded(body, monitoring.instance_count)
     args = step["Arguments"]
     assert args["AppSpecification"]["ImageUri"] == (
         "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3")
@@ -74,14 +78,13 @@ def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, env
     assert flags["--window-start"] == {"Get": "Parameters.WindowStart"}
     assert flags["--metric-scope"] == {"Get": "Parameters.MetricScope"}  # late-label rechecks: quality only
     assert flags["--metric-time"] == {"Get": "Parameters.MetricTime"}
-    (monitoring,) = [e.monitoring for e in config.serving.endpoints if e.name == "example-classifier"]
     assert json.loads(flags["--thresholds"]) == monitoring.thresholds
     policy = json.loads(flags["--drift-policy"])  # the calibrated decision's settings from config
     assert policy["min_effect"] == monitoring.drift.min_effect and policy["min_rows"] == monitoring.drift.min_rows
     assert policy["quality_looks"] >= 2  # the run and the late-label rechecks share the quality budget
     assert "drift-carry.json" in json.dumps(flags["--carry"])
     assert "--publish" in container_args
-    inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    inputs = {i["InputName"]: i["S3Input"] for i in body["Steps"][0]["Arguments"]["ProcessingInputs"]}
     assert inputs["capture"]["S3DataType"] == "ManifestFile"
     assert inputs["capture"]["S3Uri"] == {"Get": "Parameters.CaptureManifestS3Uri"}
     assert inputs["ground_truth"]["S3DataType"] == "ManifestFile"
@@ -92,6 +95,44 @@ def test_monitoring_pipeline_runs_monitor_py_in_the_sklearn_image(synthesis, env
     assert args["ProcessingOutputConfig"]["KmsKeyId"] == "TOKEN"
     assert args["NetworkConfig"]["EnableInterContainerTrafficEncryption"] is True
     assert args["NetworkConfig"]["VpcConfig"]["Subnets"]
+
+
+def assert_sharded(body: dict, count: int) -> None:
+    """``count`` instances read the capture manifest ShardedByS3Key (the labels replicated), then
+    one instance merges their partials, reading neither captures nor labels, and alone publishes."""
+    shards, merge = body["Steps"]
+    assert (shards["Name"], merge["Name"]) == ("MonitorShards", "Monitor")
+    assert shards["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == count
+    assert merge["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+    shard_inputs = {i["InputName"]: i["S3Input"] for i in shards["Arguments"]["ProcessingInputs"]}
+    assert shard_inputs["capture"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert shard_inputs["ground_truth"]["S3DataDistributionType"] == "FullyReplicated"
+    merge_inputs = {i["InputName"]: i["S3Input"] for i in merge["Arguments"]["ProcessingInputs"]}
+    assert merge_inputs["partials"]["S3Uri"] == {
+        "Get": "Steps.MonitorShards.ProcessingOutputConfig.Outputs['partials'].S3Output.S3Uri"}
+    assert "capture" not in merge_inputs and "ground_truth" not in merge_inputs
+    shard_args = shards["Arguments"]["AppSpecification"]["ContainerArguments"]
+    merge_args = merge["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert "--shard-output" in shard_args and "--publish" not in shard_args and "--carry" not in shard_args
+    assert "--partials-dir" in merge_args and "--publish" in merge_args and "--carry" in merge_args
+
+
+def test_a_sharded_monitoring_config_deploys_shards_then_one_merge():
+    """``monitoring.instance_count`` > 1 in an environment's config reaches the deployed pipeline
+    (prod's shipped config with 4 instances: its traffic needs one, see docs/scaling.md)."""
+    from pathlib import Path
+
+    import yaml
+
+    from mlops_platform.app_builder import build_app
+    from mlops_platform.config import parse_config
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "prod.yaml").read_text())
+    data["serving"]["endpoints"][0]["monitoring"]["instance_count"] = 4
+    stack = build_app([parse_config(data, "prod.yaml")]).node.find_child("prod").monitoring
+    pipeline = stack.node.find_child("ExampleClassifierMonitoringPipeline")
+    body = definition({"Properties": {"PipelineDefinition": stack.resolve(pipeline.pipeline_definition)}})
+    assert_sharded(body, 4)
 
 
 @pytest.mark.parametrize("environment", MONITORED)

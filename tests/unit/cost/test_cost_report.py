@@ -397,7 +397,13 @@ def test_monitored_endpoints_add_their_alarms_and_a_usage_priced_job():
     plain = idle_costs(config(realtime()), prices())
     # drift + quality + failed monitoring pipeline
     assert item(cost, "CloudWatch alarms").quantity == item(plain, "CloudWatch alarms").quantity + 3
-    assert any("Monitoring job of 'scorer'" in line for line in cost.usage_priced)
+    assert any("Monitoring job of 'scorer'" in line and "a ml.m5.large processing job per window" in line
+               for line in cost.usage_priced)
+    sharded = idle_costs(config(realtime(monitoring={"instance_count": 4})), prices())
+    assert any("4 x ml.m5.large (sharded" in line and "merge job" in line for line in sharded.usage_priced)
+    # sharding changes what a run bills while it runs, not the idle cost
+    assert [(i.resource, i.quantity) for i in sharded.items] == [(i.resource, i.quantity) for i in idle_costs(
+        config(realtime(monitoring={})), prices()).items]
     no_quality = realtime(monitoring={"thresholds": {"psi": 0.2, "auc_min": None}})
     assert item(idle_costs(config(no_quality), prices()), "CloudWatch alarms").quantity == \
         item(plain, "CloudWatch alarms").quantity + 2
