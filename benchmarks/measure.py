@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ class Run:
     seconds: float
     peak_rss_mib: float
     returncode: int
+    cpu_seconds: float = 0.0  # user + sys of the process tree (its reaped descendants included)
 
 
 def _tree(pid: int) -> list[int]:
@@ -51,6 +53,7 @@ def _rss_kib(pid: int) -> int:
 
 
 def measure(argv: list[str], env: dict | None = None, cwd: Path = ROOT) -> Run:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
@@ -58,9 +61,11 @@ def measure(argv: list[str], env: dict | None = None, cwd: Path = ROOT) -> Run:
         peak = max(peak, sum(_rss_kib(pid) for pid in _tree(process.pid)))
         time.sleep(0.02)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if process.returncode:
         sys.stderr.write(process.stderr.read().decode(errors="replace")[-2000:])
-    return Run(round(seconds, 3), round(peak / 1024, 1), process.returncode)
+    return Run(round(seconds, 3), round(peak / 1024, 1), process.returncode, round(cpu, 2))
 
 
 def python_snippet(code: str, env: dict | None = None) -> Run:
