@@ -54,8 +54,8 @@ _CONSTANT = {
     "CategoricalDrift": {"name", "baseline"},
     "PredictionDrift": {"problem_type", "score_threshold", "baseline_classes", "reference_classes"},
     "TextDrift": {"name", "tokens", "index", "oov", "baseline_counts", "cell_of", "cells", "reference_cells"},
-    "DriftAccumulator": {"problem_type", "score_threshold", "issues", "names", "all_numeric",
-                         "document_feature"},  # document_feature: features[0] itself
+    "DriftAccumulator": {"problem_type", "score_threshold", "issues", "names", "all_numeric", "numeric_columns",
+                         "other_columns", "document_feature"},  # document_feature: features[0] itself
 }
 _JOIN_COUNTERS = ("labels_used", "joined_records", "records_without_label", "records_without_prediction",
                   "count_mismatch")
@@ -105,7 +105,8 @@ def load_state(target: object, state: dict) -> None:
             setattr(target, name, np.array(value["values"], dtype=np.dtype(value["ndarray"])))
         elif isinstance(value, dict) and "counter" in value:
             setattr(target, name, Counter({key: count for key, count in value["counter"]}))
-        elif isinstance(value, list) and isinstance(current, list):
+        elif isinstance(value, list) and isinstance(current, list) and all(
+                isinstance(item, dict) and "object" in item for item in value):
             if len(value) != len(current):
                 raise PartialError(f"{type(target).__name__}.{name}: {len(value)} items, the baseline has {len(current)}")
             for item, encoded in zip(current, value):
