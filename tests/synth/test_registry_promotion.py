@@ -33,7 +33,10 @@ def test_prod_registers_what_staging_approves(synthesis):
 
     setting = deployed_settings(promotion_function(synthesis))
     assert setting.source_account == STAGING
-    assert setting.groups == {f"mlops-staging-{group}": f"mlops-prod-{group}" for group in (GROUP, "example-gnn")}
+    training = synthesis.configs["prod"].training
+    groups = {p.model_package_group for p in training.pipelines} | set(training.registry.additional_groups)
+    assert setting.groups == {f"mlops-staging-{group}": f"mlops-prod-{group}" for group in groups}
+    assert {f"mlops-staging-{GROUP}", "mlops-staging-example-gnn"} <= set(setting.groups)
     [rule] = [r["Properties"] for r in resources(synthesis, "prod", "Training", "AWS::Events::Rule").values()
               if "OnSourceApproval" in json.dumps(r["Properties"]["Targets"]) or
               r["Properties"].get("Description", "").startswith("A package approved in mlops-staging")]

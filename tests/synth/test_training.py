@@ -48,7 +48,7 @@ def test_pipeline_runs_the_five_steps(synthesis, environment):
     register = check["Arguments"]["IfSteps"][0]["Arguments"]
     assert register["ModelPackageGroupName"] == f"mlops-{environment}-example-classifier"
     parameters = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
-    config = synthesis.configs[environment].training.pipelines[0]
+    (config,) = [p for p in synthesis.configs[environment].training.pipelines if p.name == "example-classifier"]
     assert parameters["MetricThreshold"] == config.metric_threshold
     assert parameters["ModelApprovalStatus"] == config.approval_status.value
 

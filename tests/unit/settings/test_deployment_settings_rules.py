@@ -24,7 +24,8 @@ from mlops_runtime.settings.model_promotion import PromotionSettings
 
 STAGING = "config/staging.yaml"  # a realtime endpoint with autoscaling, CANARY, capture
 PROD = "config/prod.yaml"  # the same with LINEAR and a VPC
-ENDPOINT = "serving.endpoints[0]"
+EXAMPLE = "example-classifier"  # the shipped example's endpoint, wherever a config lists it
+ENDPOINT = "serving.endpoints[{example}]"  # formatted with its index: field_of(...)
 
 
 def raw(source: str) -> dict:
@@ -40,9 +41,18 @@ def deep_update(target: dict, changes: dict) -> dict:
     return target
 
 
+def example_index(source: str) -> int:
+    return next(i for i, e in enumerate(raw(source)["serving"]["endpoints"]) if e["name"] == EXAMPLE)
+
+
+def field_of(source: str, field: str) -> str:
+    """``field`` with ``{example}`` replaced by the example endpoint's index in ``source``."""
+    return field.format(example=example_index(source))
+
+
 def with_endpoint(source: str, **changes) -> dict:
     data = copy.deepcopy(raw(source))
-    deep_update(data["serving"]["endpoints"][0], changes)
+    deep_update(data["serving"]["endpoints"][example_index(source)], changes)
     return data
 
 
@@ -85,7 +95,7 @@ def test_an_endpoint_rule_of_a_deployment_function_fails_the_load_with_one_line(
     data = with_endpoint(source, **changes)
     assert config_models_alone_accept(data)
     line = refused(data, source)
-    assert line.startswith(f"{source}: field '{field}' = "), line
+    assert line.startswith(f"{source}: field '{field_of(source, field)}' = "), line
     assert rule in line and line.endswith(f"(the {function} function would refuse it)"), line
 
 
@@ -108,7 +118,7 @@ def test_an_endpoint_whose_full_name_is_too_long_fails_the_load():
     data["serving"]["experiments"] = []  # they name the endpoint
     assert config_models_alone_accept(data)
     line = refused(data, STAGING)
-    assert line.startswith(f"{STAGING}: field '{ENDPOINT}.name' = '{'e' * 60}': must be 1-63 letters"), line
+    assert line.startswith(f"{STAGING}: field '{field_of(STAGING, ENDPOINT)}.name' = '{'e' * 60}': must be 1-63 letters"), line
 
 
 def test_a_shadow_challenger_with_a_share_of_the_requests_loads():
@@ -148,7 +158,9 @@ def test_settings_survive_the_environment_variable_and_match_the_domain():
     spec = scaler.spec_for("MLOPS-PROD-EXAMPLE-CLASSIFIER")  # names from ARNs are lower-case: any case matches
     assert (spec.kind, spec.min_instances, spec.max_instances, spec.target) == ("realtime", 2, 8, 300)
     promotion = function_settings.promotion(config)
-    assert promotion.groups == {f"mlops-staging-{group}": f"mlops-prod-{group}" for group in ("example-classifier", "example-gnn")}
+    groups = {p.model_package_group for p in config.training.pipelines} | set(config.training.registry.additional_groups)
+    assert promotion.groups == {f"mlops-staging-{group}": f"mlops-prod-{group}" for group in groups}
+    assert {"mlops-staging-example-classifier", "mlops-staging-example-gnn"} <= set(promotion.groups)
 
 
 @pytest.mark.parametrize(("source", "deletes"), [("config/dev.yaml", True), (PROD, False)])

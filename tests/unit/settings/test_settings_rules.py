@@ -125,6 +125,14 @@ def test_settings_are_closed_and_strict():
 # --- monitoring: the launcher and the retraining trigger -----------------------------------------
 
 
+def monitored_field(environment: str, field: str) -> str:
+    """``serving.endpoints[i].monitoring.<field>`` of the first monitored endpoint (the one
+    :func:`with_monitoring` changes)."""
+    endpoints = raw_config(environment)["serving"]["endpoints"]
+    index = next(i for i, e in enumerate(endpoints) if e.get("monitoring") is not None)
+    return f"serving.endpoints[{index}].monitoring.{field}"
+
+
 def with_monitoring(environment: str, **monitoring) -> dict:
     """``environment``'s config with its first monitored endpoint's ``monitoring`` changed."""
     data = copy.deepcopy(raw_config(environment))
@@ -159,7 +167,7 @@ def test_a_launcher_schedule_that_does_not_run_once_per_window_fails_at_load(env
     of ``MonitorSettings``, here enforced when the config loads)."""
     source = f"config/{environment}.yaml"
     line = one_line(with_monitoring(environment, window_hours=24), source)
-    assert line.startswith(f"{source}: field 'serving.endpoints[0].monitoring.schedule' = 'cron(15 * * * ? *)': "
+    assert line.startswith(f"{source}: field '{monitored_field(environment, 'schedule')}' = 'cron(15 * * * ? *)': "
                            "runs every 1 h but window_hours is 24")
     assert line.endswith("(the monitoring-launcher function would refuse it)")
     parse_config(with_monitoring(environment, window_hours=24, schedule="cron(15 0 * * ? *)"), source)  # daily: fine
@@ -169,7 +177,7 @@ def test_a_retraining_cooldown_shorter_than_the_alarm_period_fails_at_load():
     source = "config/staging.yaml"
     data = with_monitoring("staging", window_hours=48, schedule="rate(2 days)", retraining={"cooldown_hours": 24})
     line = one_line(data, source)  # the drift and quality alarms share the rule: reported once
-    assert line.startswith(f"{source}: field 'serving.endpoints[0].monitoring.retraining.cooldown_hours' = 24.0: "
+    assert line.startswith(f"{source}: field '{monitored_field('staging', 'retraining.cooldown_hours')}' = 24.0: "
                            "must be at least the alarm's period, the monitoring window (48 h)")
     assert "(the retraining-trigger function would refuse it)" in line
     parse_config(with_monitoring("staging", window_hours=48, schedule="rate(2 days)",
@@ -278,7 +286,7 @@ def test_a_threshold_the_monitoring_job_refuses_fails_at_load_with_one_line():
     which the config model lets through, would fail every scheduled run."""
     data = with_monitoring("staging", thresholds={"auc_min": float("inf")})
     line = one_line(data, "config/staging.yaml")
-    assert line.startswith("config/staging.yaml: field 'serving.endpoints[0].monitoring.thresholds' = "
+    assert line.startswith(f"config/staging.yaml: field '{monitored_field('staging', 'thresholds')}' = "
                            "{'auc_min': inf}: threshold 'auc_min' must be a number, got inf")
     assert line.endswith("(the monitoring-job:example-classifier would refuse it)")
 
