@@ -183,7 +183,8 @@ class _Moments:
 
     def update(self, values: np.ndarray) -> None:
         if values.size:
-            self._combine(int(values.size), float(values.mean()), float(((values - values.mean()) ** 2).sum()))
+            mean = values.mean()
+            self._combine(int(values.size), float(mean), float(((values - mean) ** 2).sum()))
             self.min = min(self.min, float(values.min()))
             self.max = max(self.max, float(values.max()))
 

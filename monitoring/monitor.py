@@ -46,6 +46,7 @@ import os
 import sys
 import time
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Iterator
 
@@ -334,8 +335,8 @@ def _update(accumulator: drift.DriftAccumulator, batch: list) -> None:
         if len(batch) == 1:
             data, scores = batch[0].data, batch[0].scores
         else:
-            data = [row for item in batch for row in item.data]
-            scores = [score for item in batch for score in item.scores]
+            data = list(chain.from_iterable(item.data for item in batch))
+            scores = list(chain.from_iterable(item.scores for item in batch))
         if accumulator.update_csv(data, np.array(scores, dtype=np.float64)):
             return
     records: list = []
