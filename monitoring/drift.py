@@ -75,7 +75,6 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import pandas as pd
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency, wasserstein_distance
 
@@ -236,12 +235,23 @@ def bulk_numbers(values: Iterable[object]) -> np.ndarray:
     NaN for missing values, +inf for invalid ones (what :meth:`NumericDrift.update` counts), as
     :func:`to_float` would read them one by one. Only values the bulk parser rejects (blank,
     padded or non-numeric text: rare in clean data) are looked at individually."""
+    import pandas as pd  # imported when used: a numeric-only job never needs it
     series = pd.Series(values if isinstance(values, list) else list(values), dtype=object)
     numbers = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     for index in np.flatnonzero(np.isnan(numbers) & series.notna().to_numpy()):
         number, status = to_float(series.iat[index])
         numbers[index] = number if status == "ok" else (np.nan if status == "missing" else np.inf)
     return numbers
+
+
+def factorize_integers(values: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+    """``pandas.factorize`` of an integer array with numpy alone: each value's code and the
+    distinct values in the order they first appear."""
+    distinct, first, inverse = np.unique(values, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(order.size, dtype=np.intp)
+    rank[order] = np.arange(order.size)
+    return rank[inverse.reshape(-1)], distinct[order]
 
 
 def _is_float(value: bytes) -> bool:
@@ -421,6 +431,7 @@ class CategoricalDrift:
     def update(self, values: Iterable[object]) -> None:
         """Add a batch of raw values: one hash factorisation of the batch, then a category key
         per *distinct* value (no per-value Python)."""
+        import pandas as pd  # imported when used: a numeric-only job never needs it
         values = values if isinstance(values, list) else list(values)
         if pd.api.types.infer_dtype(values, skipna=True) != "string" and any(type(v) is bool for v in values):
             # hashing takes True for 1: booleans become their category key before factorising
@@ -641,6 +652,7 @@ def tokenize(text: str) -> list:
 def documents_of(values: Iterable[object]) -> "tuple[list, int]":
     """(documents, missing count) of a text feature's raw values: strings are documents; ``None``
     and NaN are missing; numbers are read as their text (``3.0`` as ``3``, as a CSV field)."""
+    import pandas as pd  # imported when used: a numeric-only job never needs it
     values = values if isinstance(values, list) else list(values)
     if pd.api.types.infer_dtype(values, skipna=False) == "string":
         return values, 0
@@ -661,6 +673,7 @@ def tokenize_documents(documents: list) -> "tuple[np.ndarray, np.ndarray, np.nda
     spans it, so none spans two documents; the separators are kept as tokens, which gives the
     lengths), and one hash factorisation: no Python loop per document or per token. ASCII text
     (most of it) is split by a byte translation, other text by the regex."""
+    import pandas as pd  # imported when used: a numeric-only job never needs it
     joined = f" {SEPARATOR} ".join(documents).lower()
     if joined.count(SEPARATOR) != max(len(documents) - 1, 0):  # a document holds the separator itself
         words = [tokenize(document) for document in documents]
@@ -1139,10 +1152,12 @@ class DriftAccumulator:
         all_numbers = np.ones(count, dtype=bool)
         short = others.dtype.itemsize == 16 and not others.view(np.uint8).reshape(-1, 16)[:, 8:].any()
         for position, column in enumerate(self.other_columns):
-            if short:  # values of at most 8 bytes: hashed as integers (first appearances in the same order)
-                codes, distinct = pd.factorize(others[:, position].astype("S8").view(np.uint64))
-                distinct = np.asarray(distinct, dtype=np.uint64).view("S8").tolist()
+            if short:  # values of at most 8 bytes: factorised as integers, without pandas
+                codes, distinct = factorize_integers(others[:, position].astype("S8").view(np.uint64))
+                distinct = distinct.view("S8").tolist()
             else:
+                import pandas as pd  # imported when used: a numeric-only job never needs it
+
                 codes, distinct = pd.factorize(others[:, position])
             factorised.append((codes, distinct))
             all_numbers &= np.array([_is_float(value) for value in distinct], dtype=bool)[codes]

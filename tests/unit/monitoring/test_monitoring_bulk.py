@@ -288,3 +288,13 @@ def test_default_workers_follow_the_capture_size(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(monitor, "WORKER_BYTES", 100)
     assert monitor.default_workers(files) == 4  # at most one per CPU
     assert monitor.default_workers() == 1
+
+
+@pytest.mark.parametrize("size, levels", [(0, 1), (1, 1), (10_000, 3), (10_000, 5000)])
+def test_factorize_integers_is_pandas_factorize(size, levels) -> None:
+    import pandas as pd
+
+    values = np.random.default_rng(size + levels).integers(0, levels, size).astype(np.uint64) * np.uint64(2 ** 40)
+    codes, distinct = drift.factorize_integers(values)
+    expected_codes, expected_distinct = pd.factorize(values)
+    assert codes.tolist() == expected_codes.tolist() and distinct.tolist() == list(expected_distinct)
