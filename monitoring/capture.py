@@ -876,7 +876,8 @@ class CaptureScanner:
             try:
                 more = handle.read(BULK_CHUNK_BYTES)
             except OSError as exc:  # what the line reader reports; the incomplete line is lost
-                issues.add("malformed_file", file.label, done + 1, f"read failed ({exc.strerror or exc})")
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                issues.add("malformed_file", file.label, done + 1, f"read failed ({reason})")
                 return
             if not more:
                 if rest:  # a last line without a newline
