@@ -696,7 +696,9 @@ class CaptureBlock(NamedTuple):
     lines: "range | list"
     file: CaptureFile
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """The number of records (``len`` is the tuple's)."""
         return len(self.data)
 
     def slice(self, start: int, stop: int) -> "CaptureBlock":
@@ -913,7 +915,7 @@ class CaptureScanner:
         if matches is not None:
             block = self._block(matches, done + 1, file, tally)
             if block is not None:
-                if len(block):
+                if block.size:
                     yield block
                 return done + len(matches)
         # some lines need the JSON parser: the strict expression picks the others out, in order
@@ -956,7 +958,7 @@ class CaptureScanner:
 
     def _run_items(self, run: list, first: int, file: CaptureFile, tally: dict) -> Iterator:
         block = self._block(run, first, file, tally)
-        if block is not None and len(block):
+        if block is not None and block.size:
             yield block
 
     def _block(self, matches: list, first: int, file: CaptureFile, tally: dict) -> "CaptureBlock | None":

@@ -306,9 +306,9 @@ class _FileJob:
                         if key in labels:
                             matches.append((key, file.variant, [capture.Prediction(item.scores[index], None)]))
                 start = 0
-                while start < len(item):
-                    take = min(len(item) - start, BATCH_SIZE - size)
-                    batch.append(item.slice(start, start + take) if take < len(item) else item)
+                while start < item.size:
+                    take = min(item.size - start, BATCH_SIZE - size)
+                    batch.append(item.slice(start, start + take) if take < item.size else item)
                     size += take
                     start += take
                     if size >= BATCH_SIZE:
