@@ -761,7 +761,7 @@ class MonitoringConfig(StrictModel):
     problem_type: Literal["binary", "regression"] = "binary"
     thresholds: dict[str, float | None] = Field(
         default_factory=lambda: {"auc_min": 0.8},
-        description="Quality targets (auc_min, accuracy_min, precision_min, recall_min, f1_min, rmse_max, mae_max), "
+        description=f"Quality targets ({', '.join(MONITORING_QUALITY_METRICS)}), "
                     "paged when a test shows the metric is worse; drift keys (psi, js_distance, ...) are only "
                     "reported as crossings (monitoring/metrics.py THRESHOLDS).",
     )
