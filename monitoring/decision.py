@@ -45,7 +45,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+
+
+def _stats():
+    """scipy.stats, imported on first use: it takes most of the job's start-up (~0.7 CPU s) and
+    the processes that only read capture files never need it."""
+    from scipy import stats
+
+    return stats
 
 MIN_EXPECTED = 10.0
 """Expected window count per cell (under the reference) before cells are merged."""
@@ -236,9 +243,9 @@ def fill_p_values(tests: list) -> None:
     central = noncentrality <= 0
     values = np.empty(len(ready))
     if central.any():
-        values[central] = stats.chi2.sf(statistic[central], dof[central])
+        values[central] = _stats().chi2.sf(statistic[central], dof[central])
     if (~central).any():
-        values[~central] = stats.ncx2.sf(statistic[~central], dof[~central], noncentrality[~central])
+        values[~central] = _stats().ncx2.sf(statistic[~central], dof[~central], noncentrality[~central])
     for test, value in zip(ready, np.clip(values, 0.0, 1.0)):
         test["p_value"] = float(value)
 
@@ -249,7 +256,7 @@ def effect_interval(test: dict, level: float) -> "tuple[float, float]":
     statistic, dof, n_eff = test["statistic"], test["dof"], test["n_eff"]
 
     def tail(noncentrality: float) -> float:
-        return float(stats.ncx2.sf(statistic, dof, noncentrality)) if noncentrality > 0 else float(stats.chi2.sf(statistic, dof))
+        return float(_stats().ncx2.sf(statistic, dof, noncentrality)) if noncentrality > 0 else float(_stats().chi2.sf(statistic, dof))
 
     high = statistic + 20.0 * math.sqrt(statistic + dof) + 50.0
     while tail(high) < 1.0 - level:
@@ -286,11 +293,11 @@ def _proportion_test(successes: int, trials: int, target: float) -> "tuple[float
     estimate = successes / trials
     target = min(max(target, 1e-12), 1 - 1e-12)
     z = (estimate - target) / math.sqrt(target * (1 - target) / trials)
-    return float(stats.norm.cdf(z)), (successes, trials)
+    return float(_stats().norm.cdf(z)), (successes, trials)
 
 
 def _wilson(successes: int, trials: int, level: float) -> "tuple[float, float]":
-    z = float(stats.norm.isf(level))
+    z = float(_stats().norm.isf(level))
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
@@ -310,7 +317,7 @@ def quality_test(key: str, target: float, evidence: dict) -> dict:
         if auc is None or not se:
             return result
         result.update(status="ok", estimate=auc, standard_error=se,
-                      p_value=float(stats.norm.cdf((auc - target) / se)))
+                      p_value=float(_stats().norm.cdf((auc - target) / se)))
         return result
     if metric in ("accuracy", "precision", "recall", "f1") and confusion:
         tp, fp, fn, tn = (confusion[k] for k in ("tp", "fp", "fn", "tn"))
@@ -331,7 +338,7 @@ def quality_test(key: str, target: float, evidence: dict) -> dict:
         mean, sd, count = moments["mean"], moments["std"], moments["count"]
         threshold = target * target if metric == "rmse" else target
         se = sd / math.sqrt(count)
-        p_value = float(stats.norm.sf((mean - threshold) / se)) if se > 0 else float(mean <= threshold)
+        p_value = float(_stats().norm.sf((mean - threshold) / se)) if se > 0 else float(mean <= threshold)
         estimate = math.sqrt(mean) if metric == "rmse" else mean
         result.update(status="ok", estimate=estimate, p_value=p_value, mean=mean, standard_error=se)
         return result
@@ -341,14 +348,14 @@ def quality_test(key: str, target: float, evidence: dict) -> dict:
 def quality_interval(test: dict, level: float) -> "tuple[float, float]":
     metric = test["metric"]
     if metric == "auc":
-        z = float(stats.norm.isf(level))
+        z = float(_stats().norm.isf(level))
         return max(0.0, test["estimate"] - z * test["standard_error"]), min(1.0, test["estimate"] + z * test["standard_error"])
     if metric in ("accuracy", "precision", "recall"):
         return _wilson(test["successes"], test["trials"], level)
     if metric == "f1":
         low, high = _wilson(test["successes"], test["trials"], level)
         return 2 * low / (1 + low), 2 * high / (1 + high)
-    z = float(stats.norm.isf(level))
+    z = float(_stats().norm.isf(level))
     low, high = max(0.0, test["mean"] - z * test["standard_error"]), test["mean"] + z * test["standard_error"]
     return (math.sqrt(low), math.sqrt(high)) if metric == "rmse" else (low, high)
 

@@ -75,8 +75,6 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency, wasserstein_distance
 
 EPSILON = 1e-4
 """Floor for empty-bin proportions in PSI (see the module docstring)."""
@@ -127,6 +125,8 @@ def js_distance(p_counts: Iterable[float], q_counts: Iterable[float]) -> float:
     """Jensen-Shannon distance (base 2, in [0, 1]) between two count or probability vectors."""
     p = _proportions(p_counts)
     q = _proportions(q_counts)
+    from scipy.spatial.distance import jensenshannon  # scipy on first use (see decision._stats)
+
     return float(min(max(jensenshannon(p, q, base=2), 0.0), 1.0))
 
 
@@ -139,6 +139,8 @@ def chi_square(baseline_counts: Iterable[float], current_counts: Iterable[float]
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return {"statistic": 0.0, "p_value": 1.0, "dof": max(table.shape[1] - 1, 0)}
+    from scipy.stats import chi2_contingency
+
     statistic, p_value, dof, _ = chi2_contingency(table, correction=False)
     return {"statistic": float(statistic), "p_value": float(p_value), "dof": int(dof)}
 
@@ -149,6 +151,8 @@ def wasserstein_sd(edges: np.ndarray, baseline_counts: np.ndarray, current_count
     if not std or std <= 0 or edges.size < 2 or current_counts.sum() <= 0:
         return None
     middles = (edges[:-1] + edges[1:]) / 2.0
+    from scipy.stats import wasserstein_distance
+
     return float(wasserstein_distance(middles, middles, baseline_counts, current_counts) / std)
 
 

@@ -29,7 +29,6 @@ import math
 from array import array
 
 import numpy as np
-from scipy.stats import rankdata
 
 DEFAULT_MIN_LABELS = 100
 # what a used label's record became (QualityJoin.journal)
@@ -96,6 +95,8 @@ def auc_standard_error(y_true: np.ndarray, scores: np.ndarray) -> "float | None"
     m, n = positives.size, negatives.size
     if m < 2 or n < 2:
         return None
+    from scipy.stats import rankdata  # imported when labels are joined
+
     ranks = rankdata(np.concatenate([positives, negatives]))
     placements_pos = (ranks[:m] - rankdata(positives)) / n  # share of negatives below each positive
     placements_neg = 1.0 - (ranks[m:] - rankdata(negatives)) / m  # share of positives above each negative
