@@ -684,7 +684,7 @@ _CSV_LINE_STRICT = _csv_line_pattern(r'[^"\\\x00-\x1f\x7f-\xff]')
 class CaptureBlock(NamedTuple):
     """Consecutive records in the window of one capture file, in SageMaker's own layout with one
     CSV row in and one number out, as columns: the bytes of each input row, the scores, the
-    event and inference ids (bytes; the inference id ``None`` when absent), the inference
+    event and inference ids (bytes; the inference id empty when absent), the inference
     times (bytes), the line numbers, and the file. :meth:`records` gives the
     :class:`CaptureRecord` that :func:`parse_capture_line` makes of each line."""
 
