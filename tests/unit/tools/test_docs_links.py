@@ -7,8 +7,11 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("*/README.md")),
-        *sorted(ROOT.glob("*/*/README.md"))]
+# The project's own pages: not those of installed packages (node_modules, .venv) or build output.
+NOT_OURS = {"node_modules", ".venv", "cdk.out", "build"}
+DOCS = [page for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("*/README.md")),
+                          *sorted(ROOT.glob("*/*/README.md"))]
+        if not NOT_OURS & set(page.relative_to(ROOT).parts)]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
