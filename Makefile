@@ -16,6 +16,8 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export SAGEMAKER_VALIDATE_ROLE := false
 
 # Two install steps: what synthesis needs (the first command), then the test and benchmark tools.
+# --no-compile: pip would byte-compile every module of every package (~7 s for the test tools alone);
+# Python compiles what is imported on first use instead (synthesis and tests write bytecode, below).
 SYNTH_STAMP := $(VENV)/.synth-installed
 TEST_STAMP := $(VENV)/.test-installed
 GNN_STAMP := $(VENV)/.gnn-installed
@@ -43,7 +45,7 @@ install: $(TEST_STAMP)
 $(SYNTH_STAMP): requirements.txt lambda/requirements.txt constraints.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r lambda/requirements.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-compile -r requirements.txt -r lambda/requirements.txt -c constraints.txt
 	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
 	# Wheels for code that runs elsewhere (Lambda SDK layer, SageMaker jobs), cached in build/wheels:
 	# synthesis and the tests then need no network.
@@ -51,7 +53,7 @@ $(SYNTH_STAMP): requirements.txt lambda/requirements.txt constraints.txt package
 	@touch $@
 
 $(TEST_STAMP): $(SYNTH_STAMP) requirements-dev.txt
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-compile -r requirements-dev.txt -c constraints.txt
 	@touch $@
 
 synth: $(SYNTH_STAMP)

@@ -167,15 +167,22 @@ def pytest_collection_modifyitems(config, items):
     """Under xdist (`make test` runs two workers), every test that reads the synthesized app runs
     on the same worker, so the app is synthesized once, while the other worker runs unit tests;
     likewise the tests of a module sharing a module-scoped fixture."""
+    # A module whose tests share a module-scoped fixture runs on one worker, so the fixture is built
+    # once, not once per worker (the lifecycle story ran twice: ~12 s). The whole module, because a
+    # test may ask for the fixture through request.getfixturevalue, which collection does not see.
+    shared = {_module_of(item) for item in items if _uses_a_module_fixture(item)}
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "delivery_synthesis" in fixtures:
             item.add_marker(pytest.mark.xdist_group("delivery"))
         elif "synthesis" in fixtures or "cdk_template" in fixtures:
             item.add_marker(pytest.mark.xdist_group("synthesis"))
-        elif item.get_closest_marker("xdist_group") is None and _uses_a_module_fixture(item):
-            # Built once per module, not once per worker (the lifecycle story ran twice: ~12 s).
-            item.add_marker(pytest.mark.xdist_group(f"module:{item.nodeid.split('::', 1)[0]}"))
+        elif item.get_closest_marker("xdist_group") is None and _module_of(item) in shared:
+            item.add_marker(pytest.mark.xdist_group(f"module:{_module_of(item)}"))
+
+
+def _module_of(item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 def _uses_a_module_fixture(item) -> bool:
