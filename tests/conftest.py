@@ -175,7 +175,9 @@ def pytest_collection_modifyitems(config, items):
         fixtures = getattr(item, "fixturenames", ())
         if "delivery_synthesis" in fixtures:
             item.add_marker(pytest.mark.xdist_group("delivery"))
-        elif "synthesis" in fixtures or "cdk_template" in fixtures:
+        elif "synthesis" in fixtures or "cdk_template" in fixtures or _module_of(item).startswith("tests/synth/"):
+            # with the synth tests that build their own app: one jsii runtime (node, aws-cdk-lib,
+            # CDK's CloudFormation validator) for all of them instead of one per worker
             item.add_marker(pytest.mark.xdist_group("synthesis"))
         elif item.get_closest_marker("xdist_group") is None and _module_of(item) in shared:
             item.add_marker(pytest.mark.xdist_group(f"module:{_module_of(item)}"))
