@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,18 +67,37 @@ def _environment(host: str, replicated: bool) -> dict:
 
 def _run_cluster(root: Path, model_dirs: list[Path], replicated: bool) -> list[subprocess.CompletedProcess]:
     port = str(_free_port())
-    workers = []
+    workers, leader_lines = [], []
     for rank, host in enumerate(HOSTS):
         channel = root / "train" if replicated else root / f"shard-{rank}"
         argv = [sys.executable, str(TRAIN_PY), "--train", str(channel), "--validation", str(root / "validation"),
                 "--model-dir", str(model_dirs[rank]), "--tracker_port", port, *ARGS]
         workers.append(subprocess.Popen(argv, env=_environment(host, replicated), stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True))
+        if rank == 0:
+            # A follower that finds no tracker yet retries with XGBoost's back-off (~6 s in half the
+            # runs): start it once the leader says its tracker runs, as a cluster's hosts do in practice.
+            leader_lines = _lines_until(workers[0], "worker 0 of", deadline=time.monotonic() + 60)
     results = []
-    for worker in workers:
+    for rank, worker in enumerate(workers):
         output, _ = worker.communicate(timeout=120)
+        output = "".join(leader_lines) + output if rank == 0 else output
         results.append(subprocess.CompletedProcess(worker.args, worker.returncode, output))
     return results
+
+
+def _lines_until(worker: subprocess.Popen, marker: str, deadline: float) -> list[str]:
+    """The worker's output lines up to and including the first holding ``marker`` (all of them if it
+    exits first or the deadline passes)."""
+    lines: list[str] = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(worker.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline and selector.select(timeout=deadline - time.monotonic()):
+            line = worker.stdout.readline()
+            lines.append(line)
+            if not line or marker in line:
+                break
+    return lines
 
 
 def _test_auc(model_dir: Path, test: tuple[np.ndarray, np.ndarray]) -> float:
