@@ -456,10 +456,10 @@ def run(args: argparse.Namespace) -> "dict | None":
             raise InputError(str(exc)) from None
         ground_truth = partial["ground_truth"]
         issues.merge(partial["ground_truth_issues"])
+        shards = len(partial["listing"])  # one listing per shard
         partial["listing"] = merge_listings(partial["listing"])
         join = partial["join"]
-        LOG.info("merged %s shard partial(s) in %.1f s", len(partials.find(args.partials_dir)),
-                 time.perf_counter() - started)
+        LOG.info("merged %s shard partial(s) in %.1f s", shards, time.perf_counter() - started)
     else:
         if args.ground_truth_dir is not None:
             labels, ground_truth = capture.load_ground_truth(

@@ -133,8 +133,8 @@ def _file_entry(result: dict) -> dict:
 
 
 def id_hashes(ids: list) -> np.ndarray:
-    """64-bit hashes of inference ids (BLAKE2b), to find ids used by several shards."""
-    digest = b"".join(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest() for key in ids)
+    """64-bit hashes of inference ids (UTF-8 bytes; BLAKE2b), to find ids used by several shards."""
+    digest = b"".join(hashlib.blake2b(key, digest_size=8).digest() for key in ids)
     return np.frombuffer(digest, dtype="<u8")
 
 
@@ -184,7 +184,7 @@ def write(path: Path, partial: dict, join: "quality.QualityJoin | None", ground_
         first, last = result.get("journal", (0, 0))
         file_of_row[first:last] = index
     arrays.update(
-        journal_hash=id_hashes([row[0] for row in journal]),
+        journal_hash=id_hashes(ids),
         journal_ids=np.frombuffer(b"".join(ids), dtype=np.uint8),
         journal_id_offsets=np.concatenate([[0], np.cumsum([len(key) for key in ids], dtype=np.int64)]).astype(np.int64),
         journal_variant=np.array([code.get(row[1], -1) for row in journal], dtype=np.int32),

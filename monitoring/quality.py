@@ -208,16 +208,16 @@ class QualityAccumulator:
                     predicted: np.ndarray, scores: np.ndarray, unusable_predictions: int) -> "QualityAccumulator":
         """An accumulator holding these pairs (a merge of shards' joins, monitoring/partials.py)."""
         accumulator = cls(problem_type, min_labels, score_threshold)
-        accumulator.truth.frombytes(np.ascontiguousarray(truth, dtype=np.int8 if problem_type == "binary" else np.float64).tobytes())
-        accumulator.predicted.frombytes(np.ascontiguousarray(predicted, dtype=np.int8).tobytes())
-        accumulator.scores.frombytes(np.ascontiguousarray(scores, dtype=np.float64).tobytes())
+        for target, values in ((accumulator.truth, truth), (accumulator.predicted, predicted),
+                               (accumulator.scores, scores)):
+            target.frombytes(np.ascontiguousarray(values, dtype=target.typecode).tobytes())  # 'b' / 'd' are numpy's too
         accumulator.unusable_predictions = int(unusable_predictions)
         return accumulator
 
     def arrays(self) -> "tuple[np.ndarray, np.ndarray, np.ndarray]":
         """(truth, predicted, scores) as numpy arrays (copies)."""
-        return (np.frombuffer(self.truth, dtype=np.int8 if self.problem_type == "binary" else np.float64).copy(),
-                np.frombuffer(self.predicted, dtype=np.int8).copy(), np.frombuffer(self.scores, dtype=np.float64).copy())
+        return tuple(np.frombuffer(values, dtype=values.typecode).copy()
+                     for values in (self.truth, self.predicted, self.scores))
 
     @property
     def count(self) -> int:

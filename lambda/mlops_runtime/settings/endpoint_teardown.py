@@ -23,7 +23,7 @@ class TeardownSettings(FunctionSettings):
     (a Delete carries the properties the resource was created or last updated with), in their
     PascalCase names (:meth:`to_properties`, :meth:`from_properties`)."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)  # merged into the base's (strict, closed, immutable)
 
     managed_by_tag: str = Field(alias="ManagedByTag")  # the deployer's mlops:managed-by value
     environment: str = Field(alias="Environment")  # this environment's value of environment_tag_key
