@@ -44,19 +44,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import KW_ONLY, dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops_runtime.domain.deployment import MANAGED_BY_TAG, MANAGED_BY_VALUE
 from mlops_runtime.domain.validation import AWS, OURS, int_between, json_text, matching, parse_event
+from mlops_runtime.domain.variant_kinds import BACKLOG, INVOCATIONS, KINDS as VARIANT_KINDS, ScalingDimension
+from mlops_runtime.domain.variant_kinds import kind_of_endpoint
 
-REALTIME = "realtime"
-ASYNC = "async"
-SERVERLESS = "serverless"
-KINDS = (REALTIME, ASYNC)
+# The kinds that scale, each by its ``scaling`` dimension (``domain.variant_kinds``); this module
+# holds the policies of each dimension (:data:`DIMENSIONS`).
+DIMENSIONS = (INVOCATIONS, BACKLOG)
+KINDS = tuple(tag for tag, kind in VARIANT_KINDS.items() if kind.scaling in DIMENSIONS)
 
 SERVICE_NAMESPACE = "sagemaker"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -105,7 +107,6 @@ class InvalidEvent(ValueError):
 
 # --- the scaling spec ---------------------------------------------------------------------------
 
-_TARGET_FIELD = {REALTIME: "target_invocations_per_instance", ASYNC: "target_backlog_per_instance"}
 Count = int_between(0, MAX_INSTANCES)
 Cooldown = int_between(0, MAX_COOLDOWN_S)
 Target = int_between(1, 1_000_000)
@@ -128,39 +129,45 @@ class _Entry:
             )
 
 
-@pydantic_dataclass(frozen=True, config=OURS)
-class _RealtimeEntry(_Entry):
-    _: KW_ONLY
-    target_invocations_per_instance: Target
-    kind: Literal["realtime"] = REALTIME
+def dimension_of(kind: str) -> ScalingDimension:
+    """The scaling dimension of a kind that scales (one of :data:`KINDS`)."""
+    dimension = VARIANT_KINDS[kind].scaling
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"{kind} variants do not scale (scaling kinds: {', '.join(KINDS)})")
+    return dimension
 
-    def __post_init__(self) -> None:
-        if self.min_instances < 1:
+
+def _entry_class(dimension: ScalingDimension) -> type | None:
+    """The entry of the kinds scaling by ``dimension``: ``kind`` is one of them, the target in
+    ``dimension.target_field``; ``min_instances`` at least the dimension's."""
+    kinds = tuple(tag for tag in KINDS if VARIANT_KINDS[tag].scaling is dimension)
+    if not kinds:
+        return None
+    zero = [tag for tag in KINDS if VARIANT_KINDS[tag].scaling.min_instances == 0]
+
+    def __post_init__(self: Any) -> None:
+        if self.min_instances < dimension.min_instances:
             raise InvalidScalingSpec(
                 "min_instances",
-                f"must be an integer from 1 to {MAX_INSTANCES}, got {self.min_instances} (a realtime variant "
-                "keeps at least one instance; only async scales to 0)",
+                f"must be an integer from {dimension.min_instances} to {MAX_INSTANCES}, got {self.min_instances} "
+                f"({self.kind} variants keep at least one instance; only {' and '.join(zero) or 'no kind'} "
+                "scales to 0)",
             )
-        super().__post_init__()
+        _Entry.__post_init__(self)
 
-    @property
-    def target(self) -> int:
-        return self.target_invocations_per_instance
-
-
-@pydantic_dataclass(frozen=True, config=OURS)
-class _AsyncEntry(_Entry):
-    _: KW_ONLY
-    target_backlog_per_instance: Target
-    kind: Literal["async"] = ASYNC
-
-    @property
-    def target(self) -> int:
-        return self.target_backlog_per_instance
+    namespace = {
+        "__annotations__": {dimension.target_field: Target, "kind": Literal[kinds]},
+        "__post_init__": __post_init__,
+        "__module__": __name__,
+        "__qualname__": f"_{dimension.name.title()}Entry",
+        "target": property(lambda self: getattr(self, dimension.target_field)),
+    }
+    return pydantic_dataclass(frozen=True, config=OURS)(type(f"_{dimension.name.title()}Entry", (_Entry,), namespace))
 
 
+_ENTRIES = tuple(entry for entry in map(_entry_class, DIMENSIONS) if entry is not None)
 # One endpoint's entry of the scaler's settings (``settings.endpoint_scaler.ScalerSettings``), tagged by ``kind``.
-ScalingEntry = Annotated[_RealtimeEntry | _AsyncEntry, Field(discriminator="kind")]
+ScalingEntry = Annotated[Union[_ENTRIES], Field(discriminator="kind")]  # noqa: UP007
 
 
 @dataclass(frozen=True)
@@ -181,10 +188,10 @@ class ScalingSpec:
 
     @property
     def scales_from_zero(self) -> bool:
-        return self.kind == ASYNC and self.min_instances == 0
+        return dimension_of(self.kind).min_instances == 0 and self.min_instances == 0
 
     @classmethod
-    def of(cls, endpoint_name: str, entry: _RealtimeEntry | _AsyncEntry) -> ScalingSpec:
+    def of(cls, endpoint_name: str, entry: Any) -> ScalingSpec:
         """The spec of a validated :data:`ScalingEntry`."""
         return cls(endpoint_name, entry.kind, entry.min_instances, entry.max_instances, entry.target,
                    entry.scale_in_cooldown_s, entry.scale_out_cooldown_s)
@@ -194,7 +201,7 @@ class ScalingSpec:
             "kind": self.kind,
             "min_instances": self.min_instances,
             "max_instances": self.max_instances,
-            _TARGET_FIELD[self.kind]: self.target,
+            dimension_of(self.kind).target_field: self.target,
             "scale_in_cooldown_s": self.scale_in_cooldown_s,
             "scale_out_cooldown_s": self.scale_out_cooldown_s,
         }
@@ -285,7 +292,6 @@ class LiveVariant:
     name: str
     current_instance_count: int | None = None
     desired_instance_count: int | None = None
-    serverless: bool = False
 
 
 @dataclass(frozen=True)
@@ -315,34 +321,21 @@ class EndpointDescription:
             name = variant.get("VariantName")
             if not name:
                 continue
-            from_config = configured.get(name, {})
             variants.append(
                 LiveVariant(
                     name=name,
                     current_instance_count=variant.get("CurrentInstanceCount"),
                     desired_instance_count=variant.get("DesiredInstanceCount"),
-                    serverless=bool(
-                        variant.get("CurrentServerlessConfig")
-                        or variant.get("DesiredServerlessConfig")
-                        or variant.get("ServerlessConfig")
-                        or from_config.get("ServerlessConfig")
-                    ),
                 )
             )
         shadow_variants = (
             endpoint.get("ShadowProductionVariants") or config.get("ShadowProductionVariants") or ()
         )
         shadows = [v.get("VariantName") for v in shadow_variants if v.get("VariantName")]
-        if any(variant.serverless for variant in variants):
-            kind = SERVERLESS
-        elif endpoint.get("AsyncInferenceConfig") or config.get("AsyncInferenceConfig"):
-            kind = ASYNC
-        else:
-            kind = REALTIME
         return cls(
             name=endpoint["EndpointName"],
             status=endpoint.get("EndpointStatus", ""),
-            kind=kind,
+            kind=kind_of_endpoint(endpoint, config),
             variants=tuple(variants),
             shadow_variant_names=tuple(shadows),
             managed=tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE,
@@ -540,7 +533,7 @@ class ScalingPlan:
 def policies_for(spec: ScalingSpec, endpoint_name: str) -> tuple[ScalingPolicy, ...]:
     """The policies of each of the endpoint's variants under ``spec``."""
     cooldowns = {"ScaleInCooldown": spec.scale_in_cooldown_s, "ScaleOutCooldown": spec.scale_out_cooldown_s}
-    if spec.kind == REALTIME:
+    if dimension_of(spec.kind) is INVOCATIONS:
         return (
             ScalingPolicy(
                 INVOCATIONS_POLICY,

@@ -49,12 +49,11 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, Field
-from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic import BaseModel, Field
 
 from mlops_runtime.domain.instance_types import (
     GPU_LAYOUTS,
@@ -64,7 +63,6 @@ from mlops_runtime.domain.instance_types import (
 )
 from mlops_runtime.domain.validation import (
     AWS,
-    OURS,
     count_between,
     dump,
     int_between,
@@ -72,6 +70,22 @@ from mlops_runtime.domain.validation import (
     parse,
     parse_event,
 )
+from mlops_runtime.domain.variant_kinds import (  # noqa: F401  (the kinds are part of this module's API)
+    KINDS,
+    AsyncVariantSpec,
+    InstanceTypeName,
+    InstanceVariant,
+    InvalidEndpointSpec,
+    RealtimeVariantSpec,
+    S3Uri,
+    ServerlessVariantSpec,
+    SnsTopicArn,
+    Timeout,
+    VariantKind,
+    article,
+    kind_of_endpoint,
+)
+from mlops_runtime.domain.variant_kinds import spec_dataclass as _spec
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -101,9 +115,7 @@ ACTION_NOOP = "noop"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/[a-zA-Z_0-9+=,.@\-/]+$")
 _KMS_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:kms:[a-z0-9\-]+:\d{12}:(key|alias)/[a-zA-Z0-9/_\-]+$")
-_SNS_ARN_RE = re.compile(r"^arn:aws[a-z\-]*:sns:[a-z0-9\-]+:\d{12}:[a-zA-Z0-9_.\-]{1,256}$")
 ECR_IMAGE_RE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+([:@][A-Za-z0-9._:-]+)?$")
-_S3_URI_RE = re.compile(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/\S*)?$")
 _CONTENT_TYPE_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*/[a-zA-Z0-9](-*[a-zA-Z0-9.])*$")
 _PACKAGE_ARN_RE = re.compile(
     r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:model-package/"
@@ -113,15 +125,6 @@ _TAG_PUNCTUATION = frozenset("_.:/=+-@")
 
 
 # --- errors -------------------------------------------------------------------------------------
-
-
-class InvalidEndpointSpec(ValueError):
-    """An endpoint spec breaks a rule; ``field`` is its dotted path, ``reason`` says why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-        super().__init__(f"{field}: {reason}" if field else reason)
 
 
 class CannotPlan(Exception):
@@ -149,8 +152,6 @@ class InvalidEvent(ValueError):
 
 _NAME = "1-63 letters, digits and hyphens, starting and ending with a letter or digit"
 Name = matching(_NAME_RE, _NAME)
-S3Uri = matching(_S3_URI_RE, "an s3://bucket/prefix URI", max_length=512)
-SnsTopicArn = matching(_SNS_ARN_RE, "an SNS topic ARN")
 KmsKeyArn = matching(_KMS_ARN_RE, "a KMS key or alias ARN")
 ContentType = matching(_CONTENT_TYPE_RE, "a MIME type such as application/json")
 AlarmName = Annotated[str, Field(min_length=1, max_length=255)]
@@ -158,97 +159,21 @@ AlarmName = Annotated[str, Field(min_length=1, max_length=255)]
 # while the stack builds the deployer's settings, so only "non-empty" is checked; the values that
 # come from the config are checked by it (``ContainerConfig.image_uri`` against :data:`ECR_IMAGE_RE`).
 ResourceId = Annotated[str, Field(min_length=1)]
-Timeout = int_between(60, 3600)
-
-
-def _known_instance_type(value: str) -> str:
-    if value not in INSTANCE_TYPES:
-        families = ", ".join(dict.fromkeys(entry.family for entry in INSTANCE_TYPES.values()))
-        raise ValueError(f"unknown instance type {value!r}; known ml.* families: {families}")
-    return value
-
-
-InstanceTypeName = Annotated[str, AfterValidator(_known_instance_type)]
 
 
 def _tag_text_ok(text: str) -> bool:
     return all(char.isalnum() or char.isspace() or char in _TAG_PUNCTUATION for char in text)
 
 
-def _spec(cls: type) -> Any:
-    """A frozen pydantic dataclass with the strict config of the specs the stack writes."""
-    return pydantic_dataclass(frozen=True, config=OURS)(cls)
-
-
 # --- the endpoint spec --------------------------------------------------------------------------
 
 
-@_spec
-class _InstanceVariant:
-    """The sizing shared by the instance-based kinds (real-time and async)."""
-
-    instance_type: InstanceTypeName
-    initial_instance_count: int_between(1, 1000)
-    volume_size_gb: int_between(1, 512) | None = None
-    model_data_download_timeout_s: Timeout | None = None
-    container_startup_health_check_timeout_s: Timeout | None = None
-
-    def __post_init__(self) -> None:
-        entry = INSTANCE_TYPES[self.instance_type]
-        if self.volume_size_gb is not None and not entry.supports_volume_size:
-            raise InvalidEndpointSpec(
-                "volume_size_gb",
-                f"{entry.name} has local NVMe storage and no EBS volume, so SageMaker rejects VolumeSizeInGB; "
-                "leave it unset",
-            )
+# The kinds of ``domain.variant_kinds`` registered when this module is imported, tagged by ``kind``.
+VariantSpec = Annotated[Union[tuple(KINDS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
-@_spec
-class RealtimeVariantSpec(_InstanceVariant):
-    """Instance-based real-time variant."""
-
-    kind: Literal["realtime"] = "realtime"
-
-
-@_spec
-class AsyncVariantSpec(_InstanceVariant):
-    """Instance-based asynchronous-inference variant; results go to S3 (and optionally SNS)."""
-
-    _: KW_ONLY
-    output_s3_uri: S3Uri
-    failure_s3_uri: S3Uri
-    success_topic_arn: SnsTopicArn | None = None
-    error_topic_arn: SnsTopicArn | None = None
-    max_concurrent_invocations_per_instance: int_between(1, 1000) | None = None
-    kind: Literal["async"] = "async"
-
-
-@_spec
-class ServerlessVariantSpec:
-    """Serverless variant: memory 1024-6144 MB in 1024 steps, concurrency 1-200."""
-
-    memory_mb: int_between(1024, 6144)
-    max_concurrency: int_between(1, 200)
-    provisioned_concurrency: int_between(1, 200) | None = None
-    kind: Literal["serverless"] = "serverless"
-
-    def __post_init__(self) -> None:
-        if self.memory_mb % 1024:
-            raise InvalidEndpointSpec("memory_mb", f"must be a multiple of 1024, got {self.memory_mb}")
-        if self.provisioned_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
-            raise InvalidEndpointSpec(
-                "provisioned_concurrency",
-                f"must not exceed max_concurrency ({self.provisioned_concurrency} > {self.max_concurrency})",
-            )
-
-
-VariantSpec = Annotated[
-    RealtimeVariantSpec | ServerlessVariantSpec | AsyncVariantSpec, Field(discriminator="kind")
-]
-
-
-def variant_spec_from_dict(data: object) -> RealtimeVariantSpec | ServerlessVariantSpec | AsyncVariantSpec:
-    """A variant spec; ``kind`` (realtime, serverless or async) picks the type."""
+def variant_spec_from_dict(data: object) -> VariantKind:
+    """A variant spec; ``kind`` (a tag of :data:`KINDS`) picks the type."""
     return parse(VariantSpec, data, InvalidEndpointSpec)
 
 
@@ -263,8 +188,8 @@ class VariantLayout:
         if self.challenger is not None and self.challenger.kind != self.champion.kind:
             raise InvalidEndpointSpec(
                 "challenger.kind",
-                f"must match the champion's kind {self.champion.kind!r}: an endpoint is all realtime, all "
-                "serverless or all async",
+                f"must match the champion's kind {self.champion.kind!r}: an endpoint is "
+                + " or ".join(f"all {tag}" for tag in KINDS),
             )
 
     @property
@@ -272,7 +197,7 @@ class VariantLayout:
         return self.champion.kind
 
     @property
-    def challenger_sizing(self) -> RealtimeVariantSpec | ServerlessVariantSpec | AsyncVariantSpec:
+    def challenger_sizing(self) -> VariantKind:
         """The challenger's sizing: its own, else the champion's."""
         return self.challenger if self.challenger is not None else self.champion
 
@@ -414,8 +339,8 @@ class EndpointSpec:
         gpu = self.gpu_layout
         if gpu is None:
             return
-        if self.variants.kind == "serverless":
-            raise InvalidEndpointSpec("gpu_layout", "serverless endpoints have no GPUs")
+        if not self.variants.champion.instance_based:
+            raise InvalidEndpointSpec("gpu_layout", f"{self.variants.kind} endpoints have no GPUs")
         sizings = [("champion", self.variants.champion), ("challenger", self.variants.challenger_sizing)]
         for role, sizing in sizings:
             problem = gpu_layout_problem(sizing.instance_type, gpu.layout, gpu.model_memory_gib)
@@ -440,29 +365,25 @@ class EndpointSpec:
         return dump(self)
 
     def _check_layout(self) -> None:
-        kind, weight = self.variants.kind, self.challenger_initial_weight
-        if kind in ("serverless", "async"):
-            rule = (
-                "serverless endpoints cannot hold more than one production variant nor a shadow variant"
-                if kind == "serverless"
-                else "the deployer keeps async endpoints to one variant "
-                "(shadow tests exclude async inference)"
-            )
+        kind, weight = self.variants.champion, self.challenger_initial_weight
+        tag = kind.kind
+        if not kind.live_challenger:
+            rule = kind.one_variant_rule
             if self.variants.challenger is not None:
                 raise InvalidEndpointSpec("variants.challenger", f"not allowed: {rule}")
             if weight != 0:
                 raise InvalidEndpointSpec(
                     "challenger_initial_weight",
-                    f"must be 0 for {'an' if kind == 'async' else 'a'} {kind} endpoint "
-                    f"(a new package replaces it): {rule}",
+                    f"must be 0 for {article(tag)} {tag} endpoint (a new package replaces it): {rule}",
                 )
             if self.shadow:
                 raise InvalidEndpointSpec("shadow", f"not allowed: {rule}")
-        if kind == "serverless":
-            if self.data_capture is not None and self.data_capture.enabled:
-                raise InvalidEndpointSpec("data_capture", "serverless endpoints do not support data capture")
-            if self.vpc is not None:
-                raise InvalidEndpointSpec("vpc", "serverless endpoints do not support a VPC configuration")
+        if not kind.data_capture and self.data_capture is not None and self.data_capture.enabled:
+            raise InvalidEndpointSpec(
+                "data_capture", f"{tag} variants do not support data capture: set data_capture: null (or enabled: false)"
+            )
+        if not kind.vpc and self.vpc is not None:
+            raise InvalidEndpointSpec("vpc", f"{tag} endpoints do not support a VPC configuration")
         if self.shadow:
             if weight == 0:
                 raise InvalidEndpointSpec(
@@ -486,11 +407,12 @@ class EndpointSpec:
         mode = self.guardrails.mode
         if mode == "ALL_AT_ONCE":
             return
-        if self.variants.kind == "serverless":
+        if not self.variants.champion.instance_based:
             raise InvalidEndpointSpec(
                 "guardrails.mode",
-                f"{mode} shifts traffic by share of the instance fleet, which a serverless endpoint does not "
-                "have; use ALL_AT_ONCE (the baking period and alarms still apply)",
+                f"{mode} shifts traffic by share of the instance fleet, which {article(self.variants.kind)} "
+                f"{self.variants.kind} endpoint does not have; use ALL_AT_ONCE (the baking period and alarms "
+                "still apply)",
             )
         sizings = [("champion", self.variants.champion)]
         if self.challenger_initial_weight > 0:
@@ -678,7 +600,6 @@ class DeployedVariant:
     weight: float
     instance_type: str | None = None
     instance_count: int | None = None
-    serverless: bool = False
 
 
 @dataclass(frozen=True)
@@ -690,15 +611,9 @@ class EndpointState:
     config_name: str
     variants: tuple[DeployedVariant, ...]
     shadow_variants: tuple[DeployedVariant, ...] = ()
-    is_async: bool = False
+    kind: str = "realtime"  # the tag of the kind that recognises it (variant_kinds.kind_of_endpoint)
     managed: bool = True
     failure_reason: str | None = None
-
-    @property
-    def kind(self) -> str:
-        if any(variant.serverless for variant in self.variants):
-            return "serverless"
-        return "async" if self.is_async else "realtime"
 
     def variant(self, name: str) -> DeployedVariant | None:
         """The production or shadow variant called ``name``."""
@@ -744,7 +659,6 @@ class EndpointState:
                         instance_count=current.get(
                             "CurrentInstanceCount", configured.get("InitialInstanceCount")
                         ),
-                        serverless=bool(configured.get("ServerlessConfig")),
                     )
                 )
             return tuple(result)
@@ -755,7 +669,7 @@ class EndpointState:
             config_name=endpoint.get("EndpointConfigName", config.get("EndpointConfigName", "")),
             variants=variants("ProductionVariants"),
             shadow_variants=variants("ShadowProductionVariants"),
-            is_async=bool(config.get("AsyncInferenceConfig")),
+            kind=kind_of_endpoint({}, config),
             managed=endpoint_tags.get(MANAGED_BY_TAG) == MANAGED_BY_VALUE,
             failure_reason=endpoint.get("FailureReason"),
         )
@@ -1045,7 +959,7 @@ class _PlanBuilder:
             action, reason = ACTION_CREATE, f"create {spec.name} with {package.arn} as its champion"
             self._check_compatible(spec.variants.champion, "champion")
             production = [self._variant(CHAMPION, new_model, spec.variants.champion, 1.0)]
-        elif spec.variants.kind != "realtime" or weight == 0:
+        elif not spec.variants.champion.live_challenger or weight == 0:
             action = ACTION_REPLACE_CHAMPION
             reason = f"replace the champion of {spec.name} with {package.arn}"
             self._check_compatible(spec.variants.champion, "champion")
@@ -1184,12 +1098,12 @@ class _PlanBuilder:
     def _check_compatible(self, sizing: VariantSpec, role: str) -> None:
         package, endpoint = self.package, self.spec.name
         accelerators = {image_accelerator(container.image) for container in package.containers} - {None}
-        if isinstance(sizing, ServerlessVariantSpec):
+        if not sizing.instance_based:
             if accelerators:
                 raise CannotPlan(
                     endpoint,
                     f"{package.arn} uses a {'/'.join(sorted(accelerators))} image ({package.image_uri}) but "
-                    "serverless endpoints have no accelerators",
+                    f"{sizing.kind} endpoints have no accelerators",
                 )
             return
         instance = INSTANCE_TYPES[sizing.instance_type]
@@ -1258,35 +1172,14 @@ class _PlanBuilder:
             "ModelName": model_name,
             "InitialVariantWeight": weight,
         }
-        if isinstance(sizing, ServerlessVariantSpec):
-            serverless = {"MemorySizeInMB": sizing.memory_mb, "MaxConcurrency": sizing.max_concurrency}
-            if sizing.provisioned_concurrency is not None:
-                serverless["ProvisionedConcurrency"] = sizing.provisioned_concurrency
-            variant["ServerlessConfig"] = serverless
-            return variant
-        count = sizing.initial_instance_count
         live = self.current.variant(name) if (keep_capacity and self.current is not None) else None
-        if (
-            live is not None
-            and live.instance_type == sizing.instance_type
-            and (live.instance_count or 0) > count
-        ):
-            self.notes.append(
-                f"the {name} keeps its current {live.instance_count} instances (spec: {count}) so the "
-                "update does not shrink a scaled-out fleet"
-            )
-            count = live.instance_count or count
-        variant["InstanceType"] = sizing.instance_type
-        variant["InitialInstanceCount"] = count
-        if sizing.volume_size_gb is not None:
-            variant["VolumeSizeInGB"] = sizing.volume_size_gb
-        if sizing.model_data_download_timeout_s is not None:
-            variant["ModelDataDownloadTimeoutInSeconds"] = sizing.model_data_download_timeout_s
-        if sizing.container_startup_health_check_timeout_s is not None:
-            variant["ContainerStartupHealthCheckTimeoutInSeconds"] = (
-                sizing.container_startup_health_check_timeout_s
-            )
-        return variant
+        # The fleet a scaled-out variant runs now, kept when the update does not change its instance type.
+        live_count = (
+            live.instance_count
+            if live is not None and live.instance_type == getattr(sizing, "instance_type", None)
+            else None
+        )
+        return sizing.production_variant(variant, live_count, self.notes.append)
 
     def _create_endpoint_config(self, production: list[dict], shadow: list[dict]) -> ApiCall:
         spec = self.spec
@@ -1313,31 +1206,15 @@ class _PlanBuilder:
                 data_capture["CaptureContentTypeHeader"] = header
             request["DataCaptureConfig"] = data_capture
         champion = spec.variants.champion
-        if isinstance(champion, AsyncVariantSpec):
-            output: dict[str, Any] = {
-                "S3OutputPath": champion.output_s3_uri,
-                "S3FailurePath": champion.failure_s3_uri,
-            }
-            if spec.kms_key_arn:
-                output["KmsKeyId"] = spec.kms_key_arn
-            topics = {"SuccessTopic": champion.success_topic_arn, "ErrorTopic": champion.error_topic_arn}
-            topics = {key: value for key, value in topics.items() if value}
-            if topics:
-                output["NotificationConfig"] = topics
-            async_config: dict[str, Any] = {"OutputConfig": output}
-            if champion.max_concurrent_invocations_per_instance is not None:
-                async_config["ClientConfig"] = {
-                    "MaxConcurrentInvocationsPerInstance": champion.max_concurrent_invocations_per_instance
-                }
-            request["AsyncInferenceConfig"] = async_config
+        request.update(champion.endpoint_config(spec.kms_key_arn))
         if spec.kms_key_arn:
             nvme = sorted(
                 {v["InstanceType"] for v in (*production, *shadow) if "InstanceType" in v}
                 & {name for name, entry in INSTANCE_TYPES.items() if entry.local_nvme}
             )
-            if isinstance(champion, ServerlessVariantSpec):
+            if not champion.instance_based:
                 self.notes.append(
-                    "no KmsKeyId on the endpoint config: serverless variants have no ML storage volume"
+                    f"no KmsKeyId on the endpoint config: {champion.kind} variants have no ML storage volume"
                 )
             elif nvme:
                 self.notes.append(

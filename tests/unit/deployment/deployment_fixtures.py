@@ -124,7 +124,6 @@ def variant(
         weight=weight,
         instance_type=None if serverless else instance_type,
         instance_count=None if serverless else count,
-        serverless=serverless,
     )
 
 
@@ -159,7 +158,7 @@ def make_state(
         config_name=config_name,
         variants=tuple(production),
         shadow_variants=tuple(shadows),
-        is_async=is_async,
+        kind="serverless" if serverless else "async" if is_async else "realtime",
         managed=managed,
     )
 
