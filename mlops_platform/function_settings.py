@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from .config.loader import shown_value
 from .config.models import ApiConfig, ControllerConfig, EndpointConfig, PlatformConfig, RemovalPolicy, Route
 from .constructs.naming import EnvironmentNames, environment_bucket_name
-from .runtime_tables import deployment_domain, runtime_settings, search_domain
+from .runtime_tables import deployment_domain, runtime_settings, search_domain, variant_kinds
 
 # Each function's settings module (mlops_runtime/settings/): the classes its handler validates.
 deployer_settings = runtime_settings("deployer")
@@ -145,22 +145,9 @@ def endpoint_spec(config: PlatformConfig, endpoint: EndpointConfig,
     capture_bucket = environment_bucket_name(config.name_prefix, config.account, config.region, "data-capture")
     topic, key = names.notifications_topic_arn, names.arn("kms", f"alias/{config.name_prefix}")
     variant = endpoint.variant
-    if variant.kind == "serverless":
-        champion = {"kind": "serverless", "memory_mb": variant.memory_mb, "max_concurrency": variant.max_concurrency,
-                    "provisioned_concurrency": variant.provisioned_concurrency}
-    else:
-        champion = {"kind": variant.kind, "instance_type": variant.instance_type,
-                    "initial_instance_count": variant.initial_instance_count}
-        if variant.kind == "realtime":
-            champion.update(volume_size_gb=variant.volume_size_gb,
-                            model_data_download_timeout_s=variant.model_data_download_timeout_s,
-                            container_startup_health_check_timeout_s=variant.container_startup_health_check_timeout_s)
-        else:
-            prefix = f"s3://{capture_bucket}/{ASYNC_OUTPUT_PREFIX}/{name}"
-            champion.update(output_s3_uri=f"{prefix}/output", failure_s3_uri=f"{prefix}/failures",
-                            max_concurrent_invocations_per_instance=variant.max_concurrent_invocations_per_instance,
-                            success_topic_arn=topic if variant.notify else None,
-                            error_topic_arn=topic if variant.notify else None)
+    context = variant_kinds().SpecContext(endpoint_name=name, notification_topic_arn=topic,
+                                          results_prefix=f"s3://{capture_bucket}/{ASYNC_OUTPUT_PREFIX}/{name}")
+    champion = endpoint.kind.spec_fields(variant, context)  # the kind's class maps its config to its spec
     guardrails = endpoint.guardrails
     spec: dict[str, Any] = {
         "name": name,
@@ -184,7 +171,7 @@ def endpoint_spec(config: PlatformConfig, endpoint: EndpointConfig,
     }
     if endpoint.container is not None:
         spec["image_uri"] = resources.images.get(endpoint.name) or endpoint.container.image_uri or "image-asset"
-    gpus = getattr(variant, "gpus", None)  # instance-based variants only
+    gpus = getattr(variant, "gpus", None)  # instance-based kinds only
     if gpus is not None:
         spec["gpu_layout"] = {"layout": gpus.layout, "model_memory_gib": gpus.model_memory_gib}
     capture = endpoint.data_capture
@@ -197,7 +184,7 @@ def endpoint_spec(config: PlatformConfig, endpoint: EndpointConfig,
             "capture_content_types": {"json": list(capture.json_content_types),
                                       "csv": list(capture.csv_content_types)},
         }
-    if config.vpc.enabled and variant.kind != "serverless":
+    if config.vpc.enabled and endpoint.kind.vpc:
         spec["vpc"] = {"subnet_ids": list(resources.subnet_ids),
                        "security_group_ids": list(resources.security_group_ids)}
     return spec
@@ -217,10 +204,10 @@ def deployer(config: PlatformConfig, resources: ServingResources = ServingResour
 def scaling_entry(endpoint: EndpointConfig) -> dict[str, Any] | None:
     """The endpoint's ``domain.autoscaling.ScalingEntry`` (``None``: not scaled, e.g. serverless)."""
     variant = endpoint.variant
-    scaling = getattr(variant, "autoscaling", None)
+    scaling = getattr(variant, "autoscaling", None)  # kinds with a scaling dimension only
     if scaling is None:
         return None
-    target = "target_backlog_per_instance" if variant.kind == "async" else "target_invocations_per_instance"
+    target = endpoint.kind.scaling.target_field  # one config field for every dimension's target
     return {"kind": variant.kind, "min_instances": scaling.min_instances, "max_instances": scaling.max_instances,
             target: scaling.target_invocations_per_instance, "scale_in_cooldown_s": scaling.scale_in_cooldown_s,
             "scale_out_cooldown_s": scaling.scale_out_cooldown_s}
@@ -260,7 +247,8 @@ def _endpoint_field(config: PlatformConfig, index: int, path: str) -> str:
     where = f"serving.endpoints[{index}]"
     if path.startswith("tags"):  # the environment's tags, which every endpoint carries
         return "tags.extra"
-    path = re.sub(r"^variants\.(champion|challenger)(\.(realtime|async|serverless))?", "variant", path)
+    tags = "|".join(map(re.escape, variant_kinds().KINDS))
+    path = re.sub(rf"^variants\.(champion|challenger)(\.({tags}))?", "variant", path)
     path = path.replace("capture_content_types.json", "json_content_types")
     path = path.replace("capture_content_types.csv", "csv_content_types")
     path = re.sub(r"(\.\d+|\[\d+\])$", "", path)  # an item of a list: the list's field
@@ -282,8 +270,8 @@ def _deployment_field(config: PlatformConfig, function: str, loc: tuple[Any, ...
         names = [endpoint_name(config, e.name) for e in config.serving.endpoints]
         index = names.index(loc[1]) if loc[1] in names else 0
         leaf = str(loc[-1]) if len(loc) > 2 and loc[-1] != "[key]" else "name"
-        if leaf == "target_backlog_per_instance":
-            leaf = "target_invocations_per_instance"  # one config field for both kinds
+        if leaf.startswith("target_"):
+            leaf = "target_invocations_per_instance"  # one config field for every dimension's target
         return f"serving.endpoints[{index}]." + ("name" if leaf == "name" else f"variant.autoscaling.{leaf}")
     if function == "model-promotion":
         return "training.registry.promote_from" + (".account" if loc[:1] == ("source_account",) else ".name_prefix")
@@ -336,6 +324,8 @@ def _config_value(config: PlatformConfig, path: str) -> Any:
             value = getattr(value, part, None)
     if isinstance(value, tuple) and value and all(hasattr(item, "name") for item in value):
         return [item.name for item in value]  # a list of sections: by name
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_defaults=True) or value.model_dump(mode="json")  # a section
     return value
 
 

@@ -30,6 +30,11 @@ def instance_types() -> ModuleType:
     return _domain("instance_types")
 
 
+def variant_kinds() -> ModuleType:
+    """``mlops_runtime.domain.variant_kinds``: the variant kinds (fields, rules, requests, scaling, idle cost)."""
+    return _domain("variant_kinds")
+
+
 def deployment_domain() -> ModuleType:
     """``mlops_runtime.domain.deployment``: the deployer's endpoint spec and its validation."""
     return _domain("deployment")

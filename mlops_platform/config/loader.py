@@ -51,6 +51,16 @@ def _describe(error: dict[str, Any], allowed_fields: dict[tuple[Any, ...], list[
     return f"= {shown_value(error['input'])}: {message}"
 
 
+def _at_named_field(error: dict[str, Any]) -> dict[str, Any]:
+    """A rule shared with the runtime (a variant kind's ``check_sizing``) raises an error naming the field
+    it is about (``field``, ``reason``): the line then names that field and shows its value."""
+    cause = (error.get("ctx") or {}).get("error")
+    field, reason = getattr(cause, "field", None), getattr(cause, "reason", None)
+    if error["type"] != "value_error" or not field or reason is None or not isinstance(error["input"], dict):
+        return error
+    return {**error, "loc": (*error["loc"], *field.split(".")), "input": error["input"].get(field), "msg": reason}
+
+
 LONGEST_VALUE = 200  # characters of a value shown in an error line; a longer section is abridged
 
 
@@ -87,7 +97,7 @@ def parse_config(data: Any, source: str) -> PlatformConfig:
         known = _known_fields(PlatformConfig)
         raise ConfigError(
             f"{source}: field '{_field_path(tuple(err['loc']))}' {_describe(err, known)}"
-            for err in exc.errors(include_url=False)
+            for err in map(_at_named_field, exc.errors(include_url=False))
         ) from None
     # The functions' own settings rules (cross-field ones included), applied now rather than at run time.
     from ..function_settings import check  # imports the config models: not at module level

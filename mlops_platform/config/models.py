@@ -13,14 +13,16 @@ from __future__ import annotations
 import re
 from enum import Enum
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from monitoring.metrics import QUALITY_METRICS as MONITORING_QUALITY_METRICS
 from monitoring.metrics import THRESHOLDS as MONITORING_THRESHOLD_TABLE
 from ..paths import REPO_ROOT
 from ..pipelines.images import DEFAULT_SKLEARN, DEFAULT_XGBOOST, image_python
 from ..runtime_tables import instance_types as _instance_types
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from ..runtime_tables import variant_kinds as _variant_kinds
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator,
+                      model_validator)
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (
@@ -497,19 +499,6 @@ class LambdaConfig(StrictModel):
     )
 
 
-def _check_hosting_instance_type(value: str) -> str:
-    from ..runtime_tables import instance_types  # one table, shared with the deployer
-
-    table = instance_types()
-    if not table.is_known(value):
-        families = ", ".join(table.known_families())
-        raise ValueError(f"must be a known SageMaker hosting instance type (families: {families})")
-    return value
-
-
-HostingInstanceType = Annotated[str, AfterValidator(_check_hosting_instance_type)]
-
-
 GPU_LAYOUTS = _instance_types().GPU_LAYOUTS  # the deployer's names
 
 
@@ -559,77 +548,50 @@ class AutoscalingConfig(StrictModel):
         return self
 
 
-class RealtimeVariantConfig(StrictModel):
-    """Always-on instances (CPU, single- or multi-GPU)."""
+class VariantConfigBase(StrictModel):
+    """A kind's ``serving.endpoints[].variant``, built from its class in the runtime (``spec_kind``,
+    ``mlops_runtime.domain.variant_kinds``): its fields, then ``autoscaling`` when the kind scales and
+    ``gpus`` when it runs on instances; its rules are the kind's own (``check_sizing``)."""
 
-    kind: Literal["realtime"]
-    instance_type: HostingInstanceType
-    initial_instance_count: int = Field(default=1, ge=1, le=100)
-    volume_size_gb: int | None = Field(
-        default=None, ge=1, le=512, description="EBS volume for large models (not on NVMe types like g5)."
-    )
-    model_data_download_timeout_s: int | None = Field(default=None, ge=60, le=3600)
-    container_startup_health_check_timeout_s: int | None = Field(default=None, ge=60, le=3600)
-    autoscaling: AutoscalingConfig | None = None
-    gpus: GpuServingConfig | None = Field(default=None, description=GPUS_DESCRIPTION)
+    spec_kind: ClassVar[type]
 
     @model_validator(mode="after")
-    def _fits_instance(self) -> RealtimeVariantConfig:
-        from ..runtime_tables import instance_types
-
-        _check_gpu_layout(self.instance_type, self.gpus)
-        if self.volume_size_gb is not None and not instance_types().instance_type(self.instance_type).supports_volume_size:
-            raise ValueError(f"{self.instance_type} has local NVMe storage: volume_size_gb cannot be set")
-        if self.autoscaling and self.autoscaling.min_instances < 1:
-            raise ValueError("realtime variants keep at least one instance: autoscaling.min_instances >= 1")
+    def _kind_rules(self) -> VariantConfigBase:
+        kind = self.spec_kind
+        _check_gpu_layout(getattr(self, "instance_type", ""), getattr(self, "gpus", None))
+        kind.check_sizing(self)  # raises the deployer's InvalidEndpointSpec, naming the field
+        scaling = getattr(self, "autoscaling", None)
+        if scaling is not None and scaling.min_instances < kind.scaling.min_instances:
+            floor = kind.scaling.min_instances
+            raise ValueError(f"{self.kind} variants keep at least {'one' if floor == 1 else floor} instance: "
+                             f"autoscaling.min_instances >= {floor}")
         return self
 
 
-class ServerlessVariantConfig(StrictModel):
-    """Pay per request, no idle cost (dev default). No GPUs, data capture, VPC or second variant."""
-
-    kind: Literal["serverless"]
-    memory_mb: int = Field(default=2048, description="1024-6144 in steps of 1024.")
-    max_concurrency: int = Field(default=5, ge=1, le=200)
-    provisioned_concurrency: int | None = Field(default=None, ge=1, le=200)
-
-    @field_validator("memory_mb")
-    @classmethod
-    def _memory_steps(cls, value: int) -> int:
-        if value not in (1024, 2048, 3072, 4096, 5120, 6144):
-            raise ValueError("serverless memory must be 1024-6144 MB in steps of 1024")
-        return value
-
-    @model_validator(mode="after")
-    def _provisioned_within_max(self) -> ServerlessVariantConfig:
-        if self.provisioned_concurrency and self.provisioned_concurrency > self.max_concurrency:
-            raise ValueError("provisioned_concurrency cannot exceed max_concurrency")
-        return self
+def _variant_config(kind: type) -> type[VariantConfigBase]:
+    """``<Kind>VariantConfig`` of a kind's class (``RealtimeVariantSpec`` -> ``RealtimeVariantConfig``)."""
+    tag = kind.kind_tag()
+    fields: dict[str, Any] = {"kind": (Literal[tag], ...), **kind.config_fields}
+    if kind.scaling is not None:
+        default, doc = kind.default_autoscaling, kind.autoscaling_doc
+        fields["autoscaling"] = (AutoscalingConfig | None, Field(default=None, description=doc) if default is None
+                                 else Field(default_factory=lambda: AutoscalingConfig(**default), description=doc))
+    if kind.instance_based:
+        fields["gpus"] = (GpuServingConfig | None, Field(default=None, description=GPUS_DESCRIPTION))
+    name = kind.__name__.removesuffix("Spec") + "Config"
+    model = create_model(name, __base__=VariantConfigBase, __doc__=kind.config_doc, __module__=__name__, **fields)
+    model.spec_kind = kind
+    return model
 
 
-class AsyncVariantConfig(StrictModel):
-    """Queued requests with results in S3; scales to zero instances when idle."""
-
-    kind: Literal["async"]
-    instance_type: HostingInstanceType
-    initial_instance_count: int = Field(default=1, ge=1, le=100)
-    max_concurrent_invocations_per_instance: int | None = Field(default=None, ge=1, le=1000)
-    notify: bool = Field(default=True, description="Publish success/error to the notifications topic.")
-    autoscaling: AutoscalingConfig | None = Field(
-        default_factory=lambda: AutoscalingConfig(min_instances=0, max_instances=2, target_invocations_per_instance=5),
-        description="Backlog-based scaling; min 0 means no instance (and no cost) while the queue is empty.",
-    )
-    gpus: GpuServingConfig | None = Field(default=None, description=GPUS_DESCRIPTION)
-
-    @model_validator(mode="after")
-    def _fits_instance(self) -> AsyncVariantConfig:
-        _check_gpu_layout(self.instance_type, self.gpus)
-        return self
+VARIANT_CONFIGS = {tag: _variant_config(kind) for tag, kind in _variant_kinds().KINDS.items()}
+globals().update({model.__name__: model for model in VARIANT_CONFIGS.values()})  # RealtimeVariantConfig, ...
+VariantConfig = Annotated[Union[tuple(VARIANT_CONFIGS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
-VariantConfig = Annotated[
-    RealtimeVariantConfig | ServerlessVariantConfig | AsyncVariantConfig, Field(discriminator="kind")
-]
+def variant_kind(variant: VariantConfigBase) -> Any:
+    """The runtime's class of a config's variant kind (what it may hold, how it scales, bills...)."""
+    return variant.spec_kind
 
 
 class DataCaptureConfig(StrictModel):
@@ -849,27 +811,26 @@ class EndpointConfig(StrictModel):
         default=None, description="Scheduled drift and quality monitoring (needs data capture)."
     )
 
+    # What an endpoint of each kind may hold (a challenger, shadow, data capture, a VPC, guardrail modes)
+    # is the deployer's rule (EndpointSpec._check_layout, from the kind's class): `function_settings.check`
+    # applies it when the config loads, naming the field here.
     @model_validator(mode="after")
-    def _sagemaker_limits(self) -> EndpointConfig:
-        if self.variant.kind == "serverless":
-            if self.data_capture is not None and self.data_capture.enabled:
-                raise ValueError("serverless variants do not support data capture: set data_capture: null "
-                                 "(or enabled: false)")
-            if self.shadow:
-                raise ValueError("serverless endpoints cannot run a shadow variant")
-            if self.challenger_initial_weight > 0:
-                raise ValueError("serverless endpoints hold one production variant: set challenger_initial_weight: 0 "
-                                 "and A/B test across two endpoints instead")
-        if self.guardrails.mode != "ALL_AT_ONCE":
-            if self.variant.kind == "serverless":
-                raise ValueError("serverless endpoints roll out ALL_AT_ONCE: set guardrails.mode: ALL_AT_ONCE")
-            if self.variant.initial_instance_count < 2:
-                raise ValueError(f"guardrails.mode {self.guardrails.mode} shifts traffic between instances: "
-                                 "it needs variant.initial_instance_count >= 2 (or mode ALL_AT_ONCE)")
+    def _monitoring_reads_capture(self) -> EndpointConfig:
         if self.monitoring is not None and (self.data_capture is None or not self.data_capture.enabled):
             raise ValueError("monitoring reads the endpoint's data capture: enable data_capture (serverless "
                              "endpoints cannot capture)")
         return self
+
+    @property
+    def kind(self) -> Any:
+        """The runtime's class of the variant's kind (``mlops_runtime.domain.variant_kinds``)."""
+        return self.variant.spec_kind
+
+    @property
+    def live_challenger(self) -> bool:
+        """A newly approved model runs as a live challenger next to the champion (not shadow, not a
+        kind of a single variant)."""
+        return self.kind.live_challenger and not self.shadow
 
 
 _PUBLIC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -1074,12 +1035,13 @@ class ServingConfig(StrictModel):
                 if endpoint is None:
                     raise ValueError(f"{where}.arms: endpoint '{arm.endpoint}' is not in serving.endpoints "
                                      f"(endpoints: {sorted(endpoints) or 'none'})")
-                if endpoint.variant.kind == "async":
-                    raise ValueError(f"{where}.arms: endpoint '{arm.endpoint}' is asynchronous; the inference API "
-                                     "serves real-time and serverless endpoints")
-                if arm.variant == "challenger" and (endpoint.variant.kind == "serverless" or endpoint.shadow):
+                if not endpoint.kind.routable:
+                    served = " and ".join(kind.title for kind in _variant_kinds().KINDS.values() if kind.routable)
+                    raise ValueError(f"{where}.arms: endpoint '{arm.endpoint}' is {endpoint.kind.title}; the inference "
+                                     f"API serves {served} endpoints")
+                if arm.variant == "challenger" and not endpoint.live_challenger:
                     raise ValueError(f"{where}.arms: endpoint '{arm.endpoint}' has no live challenger variant "
-                                     "(serverless or shadow)")
+                                     f"({'shadow' if endpoint.shadow else endpoint.variant.kind})")
             arms = [a.arm for a in experiment.arms] if experiment.arms else None
             if experiment.initial_weights is not None and arms is not None and set(experiment.initial_weights) != set(arms):
                 raise ValueError(f"{where}.initial_weights must name exactly the arms {arms}")
@@ -1101,7 +1063,7 @@ class ServingConfig(StrictModel):
         endpoints = {e.name: e for e in self.endpoints}
         configured = {e.name: e for e in self.experiments}
         routes = []
-        names = [e.name for e in self.endpoints if e.variant.kind != "async"]
+        names = [e.name for e in self.endpoints if e.kind.routable]
         names += [n for n in configured if n not in names]
         for name in names:
             experiment = configured.get(name) or ExperimentConfig(name=name)
@@ -1110,7 +1072,7 @@ class ServingConfig(StrictModel):
                 weights = experiment.initial_weights or {a.arm: 1.0 / len(arms) for a in arms}
             else:
                 endpoint = endpoints[name]
-                live_challenger = endpoint.variant.kind != "serverless" and not endpoint.shadow
+                live_challenger = endpoint.live_challenger
                 arms = (ArmConfig(arm="champion", endpoint=name),) + (
                     (ArmConfig(arm="challenger", endpoint=name, variant="challenger"),) if live_challenger else ())
                 share = endpoint.challenger_initial_weight if live_challenger else 0.0
@@ -1362,8 +1324,8 @@ class PlatformConfig(StrictModel):
                 if endpoint not in endpoints:
                     raise ValueError(f"indexes[{index}].embedder.endpoint '{endpoint}' is not in serving.endpoints "
                                      f"(endpoints: {sorted(endpoints) or 'none'})")
-                if endpoints[endpoint].variant.kind == "async":
-                    raise ValueError(f"indexes[{index}].embedder.endpoint '{endpoint}' is asynchronous")
+                if not endpoints[endpoint].kind.routable:
+                    raise ValueError(f"indexes[{index}].embedder.endpoint '{endpoint}' is {endpoints[endpoint].kind.title}")
         return value
 
     @field_validator("removal_policy")

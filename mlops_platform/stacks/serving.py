@@ -239,7 +239,7 @@ class ServingStack(Stack):
             ))
             statements.append(iam.PolicyStatement(
                 sid="AuthenticateToEcr", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-        if any(e.variant.kind == "async" and e.variant.notify for e in endpoints):
+        if any(getattr(e.variant, "notify", False) for e in endpoints):  # kinds that publish results (async)
             statements.append(iam.PolicyStatement(sid="NotifyAsyncResults", actions=["sns:Publish"],
                                                   resources=[self._topic_arn]))
         policy = iam.ManagedPolicy(self, "EndpointAccess", roles=[self.foundation.sagemaker_role],

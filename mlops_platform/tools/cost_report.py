@@ -192,10 +192,10 @@ def alarm_groups(config: PlatformConfig, inventory: Inventory | None = None) -> 
             groups.append(AlarmGroup(f"monitoring of '{endpoint.name}' (drift, quality, failed job)",
                                      count, count))
         variant = endpoint.variant
-        scaling = getattr(variant, "autoscaling", None)
-        if variant.kind == "serverless" or scaling is None:
+        scaling = getattr(variant, "autoscaling", None)  # kinds with a scaling dimension only
+        if scaling is None:
             continue
-        from_zero = variant.kind == "async" and scaling.min_instances == 0
+        from_zero = endpoint.kind.scaling.min_instances == 0 and scaling.min_instances == 0
         per_variant = inventory.scaling_alarms_per_variant + (
             inventory.backlog_alarms_per_variant if from_zero else 0)
         groups.append(AlarmGroup(f"autoscaling of '{endpoint.name}' (champion)",
@@ -341,15 +341,11 @@ def idle_costs(config: PlatformConfig, prices: PriceTable,
             result.usage_priced.append(
                 f"Monitoring job of '{endpoint.name}' ({monitoring.schedule}): {jobs} per window with captured "
                 "requests; no job for a window without traffic")
-        if variant.kind == "serverless":
-            if variant.provisioned_concurrency:
-                result.not_priced.append(
-                    f"serverless endpoint '{endpoint.name}': provisioned concurrency "
-                    f"{variant.provisioned_concurrency} x {variant.memory_mb} MB bills per hour while idle "
-                    "(no price in the table)")
-            result.usage_priced.append(
-                f"SageMaker serverless endpoint '{endpoint.name}' ({variant.memory_mb} MB): per GB-second of "
-                "inference and per GB processed")
+        kind = endpoint.kind
+        if not kind.instance_based:  # billed per use: the kind's class says how (and what idles unpriced)
+            usage, not_priced = kind.idle_usage(endpoint.name, variant)
+            result.usage_priced.extend(usage)
+            result.not_priced.extend(not_priced)
             continue
 
         name = f"sagemaker_hosting.{variant.instance_type}"
@@ -358,7 +354,7 @@ def idle_costs(config: PlatformConfig, prices: PriceTable,
             raise PriceTableError(
                 f"{table}: no SageMaker hosting price for instance type '{variant.instance_type}' "
                 f"(endpoint '{endpoint.name}' of {config.environment}): add it under sagemaker_hosting")
-        scaling = variant.autoscaling
+        scaling = getattr(variant, "autoscaling", None)
         champion = scaling.min_instances if scaling is not None else variant.initial_instance_count
         # The stacks give the deployer only the champion's sizing, so a challenger runs with the
         # same instance type and initial count (VariantLayout.challenger_sizing in
@@ -372,7 +368,6 @@ def idle_costs(config: PlatformConfig, prices: PriceTable,
         else:
             challenger, role = 0, ""
 
-        kind = "real-time" if variant.kind == "realtime" else "asynchronous"
         unit = f"{variant.instance_type} instance"
         count_rule = (f"autoscaling min_instances {scaling.min_instances} (max {scaling.max_instances})"
                       if scaling is not None else
@@ -382,15 +377,15 @@ def idle_costs(config: PlatformConfig, prices: PriceTable,
             rollout = "" if challenger else (
                 f" Each approval rolls out blue/green: a second fleet of {fleet} runs during the bake time.")
             result.items.append(_hourly(
-                f"SageMaker {kind} endpoint '{endpoint.name}' (champion)", champion, unit, entry,
+                f"SageMaker {kind.title} endpoint '{endpoint.name}' (champion)", champion, unit, entry,
                 entry.usd_per_hour, name, f"Instances while idle = {count_rule}.{rollout}"))
         else:
             result.usage_priced.append(
-                f"SageMaker asynchronous endpoint '{endpoint.name}' ({variant.instance_type}): 0 instances "
+                f"SageMaker {kind.title} endpoint '{endpoint.name}' ({variant.instance_type}): 0 instances "
                 "while its queue is empty, instance-hours while it works")
         if challenger:
             result.challenger_items.append(_hourly(
-                f"SageMaker {kind} endpoint '{endpoint.name}' ({role})", challenger, unit, entry,
+                f"SageMaker {kind.title} endpoint '{endpoint.name}' ({role})", challenger, unit, entry,
                 entry.usd_per_hour, name,
                 f"A newly approved model runs as the {role} next to the champion until it is promoted or "
                 "dropped, with the champion's instance type and "
