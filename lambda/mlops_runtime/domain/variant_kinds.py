@@ -95,16 +95,13 @@ class ScalingDimension:
     name: str
     target_field: str
     min_instances: int
-    description: str
 
 
-INVOCATIONS = ScalingDimension(
-    "invocations", "target_invocations_per_instance", 1,
-    "target tracking on SageMakerVariantInvocationsPerInstance (invocations per minute per instance)")
-BACKLOG = ScalingDimension(
-    "backlog", "target_backlog_per_instance", 0,
-    "target tracking on ApproximateBacklogSizePerInstance (queued requests per instance), and a "
-    "scale-out-from-zero policy when min_instances is 0")
+# Target tracking on SageMakerVariantInvocationsPerInstance (invocations per minute per instance).
+INVOCATIONS = ScalingDimension("invocations", "target_invocations_per_instance", 1)
+# Target tracking on ApproximateBacklogSizePerInstance (queued requests per instance), and a
+# scale-out-from-zero policy when min_instances is 0.
+BACKLOG = ScalingDimension("backlog", "target_backlog_per_instance", 0)
 
 
 @dataclass(frozen=True)
@@ -123,11 +120,19 @@ KINDS: dict[str, type[VariantKind]] = {}
 
 
 def variant_kind(cls: type) -> Any:
-    """Register a kind's class (its ``kind`` field's default is the tag) as a spec dataclass."""
+    """Register a kind's class (its ``kind`` field's default is the tag) as a spec dataclass.
+
+    Refused at import (so ``make synth`` stops): a tag registered twice, and a kind that does not say
+    how SageMaker sizes it (``production_variant``)."""
     built = spec_dataclass(cls)
     tag = built.__dataclass_fields__["kind"].default
     if tag in KINDS:
-        raise ValueError(f"variant kind {tag!r} is registered twice ({KINDS[tag].__name__}, {cls.__name__})")
+        raise TypeError(f"variant kind {tag!r} is registered twice ({KINDS[tag].__name__}, {cls.__name__})")
+    if built.production_variant is VariantKind.production_variant:
+        raise TypeError(f"variant kind {tag!r} ({cls.__name__}) must define production_variant (its sizing keys "
+                        "of CreateEndpointConfig's ProductionVariants)")
+    if not built.title:
+        built.title = tag
     KINDS[tag] = built
     return built
 
@@ -177,7 +182,7 @@ class VariantKind:
                            note: Callable[[str], None]) -> dict[str, Any]:
         """``variant`` (name, model, weight) completed with this kind's sizing; ``live_count``: the
         instances the variant runs now when the update keeps its capacity."""
-        raise NotImplementedError(f"{type(self).__name__} does not say how SageMaker sizes it")
+        raise NotImplementedError  # every registered kind has its own (variant_kind checks)
 
     def endpoint_config(self, kms_key_arn: str | None) -> dict[str, Any]:
         """Keys of ``CreateEndpointConfig`` this kind adds (the champion's)."""
@@ -186,7 +191,7 @@ class VariantKind:
     @classmethod
     def idle_usage(cls, endpoint: str, variant: Any) -> tuple[list[str], list[str]]:
         """(billed per use, idle cost the price table cannot price) of a kind not billed per instance-hour."""
-        return ([f"SageMaker {cls.title or cls.kind_tag()} endpoint '{endpoint}': per use"],
+        return ([f"SageMaker {cls.title} endpoint '{endpoint}': per use"],
                 [f"{cls.kind_tag()} endpoint '{endpoint}': the cost report knows no idle price for this kind"])
 
 
@@ -400,10 +405,6 @@ def kind_of_endpoint(endpoint: Mapping[str, Any], config: Mapping[str, Any] | No
         if not cls.fallback and cls.recognises(endpoint, config):
             return tag
     return next(tag for tag, cls in KINDS.items() if cls.fallback)
-
-
-def tags() -> tuple[str, ...]:
-    return tuple(KINDS)
 
 
 def article(tag: str) -> str:

@@ -179,6 +179,17 @@ assert "per-use-like endpoint 'batcher': the cost report knows no idle price for
 (spec,) = function_settings.deployer(config).endpoints
 (variant,) = plan_deployment(None, package, spec, now).call("CreateEndpointConfig").params["ProductionVariants"]
 assert variant["ServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 1}
+
+# a kind that does not say how SageMaker sizes it is refused when it registers
+try:
+    @kinds.variant_kind
+    class IncompleteVariantSpec(kinds.VariantKind):
+        kind: Literal["incomplete"] = "incomplete"
+except TypeError as error:
+    assert "must define production_variant" in str(error), error
+else:
+    raise AssertionError("registered")
+assert "incomplete" not in kinds.KINDS
 print("ok")
 '''
 
