@@ -589,11 +589,6 @@ globals().update({model.__name__: model for model in VARIANT_CONFIGS.values()}) 
 VariantConfig = Annotated[Union[tuple(VARIANT_CONFIGS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
-def variant_kind(variant: VariantConfigBase) -> Any:
-    """The runtime's class of a config's variant kind (what it may hold, how it scales, bills...)."""
-    return variant.spec_kind
-
-
 class DataCaptureConfig(StrictModel):
     """Request/response capture to the data-capture bucket (KMS), read by monitoring."""
 

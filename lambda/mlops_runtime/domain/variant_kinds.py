@@ -34,7 +34,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from mlops_runtime.domain.instance_types import INSTANCE_TYPES
+from mlops_runtime.domain.instance_types import INSTANCE_TYPES, known_families
 from mlops_runtime.domain.validation import OURS, int_between, matching
 
 
@@ -64,8 +64,7 @@ Timeout = int_between(60, 3600)
 def _hosting_instance_type(value: str) -> str:
     """The config's rule (the line shows the value): a type of the instance table."""
     if value not in INSTANCE_TYPES:
-        families = ", ".join(dict.fromkeys(entry.family for entry in INSTANCE_TYPES.values()))
-        raise ValueError(f"must be a known SageMaker hosting instance type (families: {families})")
+        raise ValueError(f"must be a known SageMaker hosting instance type (families: {', '.join(known_families())})")
     return value
 
 
