@@ -7,9 +7,10 @@ Starts, on 127.0.0.1 only (never another interface):
 1. a moto server (``moto.server.ThreadedMotoServer``) on a free loopback port, seeded with what the
    ``Api`` stack deploys: the four DynamoDB tables (predictions, statistics, experiment state,
    feedback, with the stack's keys), the feedback dead-letter and parking queues, the ground-truth
-   Firehose stream delivering to an S3 bucket, the notifications topic, and a SageMaker endpoint
-   ``local-churn`` (model package group, two models, one endpoint config) with the production
-   variants ``champion`` and ``challenger`` at 0.5 / 0.5;
+   Firehose stream delivering to an S3 bucket, the notifications topic, and the SageMaker endpoint
+   ``local-local-churn`` (the stack's ``<name_prefix>-<endpoint>`` of the public endpoint ``local-churn``;
+   model package group, two models, one endpoint config) with the production variants ``champion``
+   and ``challenger`` at 0.5 / 0.5;
 2. an HTTP server (werkzeug, as moto's) on ``PORT`` (default 8080; 0 picks a free port) whose URL map
    is the API stack's route table (``mlops_platform.api_routes``) plus the rehearsal's own routes; it
    turns each request into an API Gateway REST proxy event, runs the real handler in-process and
@@ -24,8 +25,10 @@ Starts, on 127.0.0.1 only (never another interface):
      (the deployed platform runs it on a schedule), ``GET /local/info`` describes the rehearsal,
      ``GET /local/notifications`` drains what the controller published to the topic.
 
-The handlers get the settings models the stack gives them (``mlops_runtime.settings``, built with the
-rehearsal's names; the subject-hash key in moto's Secrets Manager) and the real boto3 adapters,
+The handlers get the settings models the stack gives them (``mlops_runtime.settings``), built by the
+stack's builders (``mlops_platform.function_settings``) from ``config/dev.yaml`` as the rehearsal
+changes it (:func:`rehearsal_config`) and the rehearsal's names (the subject-hash key in moto's
+Secrets Manager), and the real boto3 adapters,
 pointed at moto; only ``InvokeEndpoint`` is replaced (:class:`FakeModelRuntime`: moto has no model
 containers), answering ``{"variant", "model", "score"}`` for the variant that served. No
 authentication (the deployed API is IAM-authorised). One request at a time per process, as in one
@@ -77,13 +80,16 @@ FAKE_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "loca
 STAGE = "local"
 PREFIX = "local"
 
-ENDPOINT = "local-churn"  # public name in the path, experiment id and SageMaker endpoint name
+ENDPOINT = "local-churn"  # public name in the path, experiment id, and the endpoint's name in the config
 VARIANTS = ("champion", "challenger")
 INITIAL_WEIGHTS = {"champion": 0.5, "challenger": 0.5}
+BASE_CONFIG = "dev"  # the environment (config/<name>.yaml) whose API the rehearsal stands in for
+MODEL_PACKAGE_GROUP = "churn"  # the endpoint's group in the config (named <name_prefix>-churn, as deployed)
 SEARCH_INDEX = "local-docs"
 SEARCH_DIMENSION = 256
 
-# The stack's ControllerConfig.settings() format, tuned for a rehearsal, not for production: the demo
+# The experiment's controller (serving.experiments[].controller, without interval_minutes: the rehearsal
+# runs it on request), tuned for a rehearsal, not for production: the demo
 # (rates of 30 % and more, batches of 100) shows the weights moving after the first batch; moves start
 # after 50 invocations per arm and every arm keeps at least 20 % while the experiment runs, so that the
 # losing arm's interval narrows too. The anytime-valid test's minimum effect is 10 points (deployed
@@ -114,8 +120,12 @@ HOP_BY_HOP = frozenset({"connection", "content-length", "transfer-encoding", "ke
 
 @dataclass(frozen=True)
 class Names:
-    """What the seeded resources are called (the stack's names with the ``local`` prefix)."""
+    """What the seeded resources are called (the stack's names with the ``local`` prefix); the
+    SageMaker names come from the rehearsal's config, as the stack derives them (:meth:`of`)."""
 
+    endpoint: str  # the SageMaker endpoint: <name_prefix>-<endpoint's name>
+    endpoint_config: str
+    model_package_group: str
     predictions_table: str = f"{PREFIX}-predictions"
     statistics_table: str = f"{PREFIX}-statistics"
     state_table: str = f"{PREFIX}-experiment-state"
@@ -127,11 +137,19 @@ class Names:
     ground_truth_prefix: str = "ground-truth/"
     topic: str = f"{PREFIX}-notifications"
     notifications_queue: str = f"{PREFIX}-notifications-inbox"
-    model_package_group: str = ENDPOINT
-    endpoint: str = ENDPOINT
-    endpoint_config: str = f"{ENDPOINT}-config-1"
     subject_hash_secret: str = f"{PREFIX}/subject-hash-key"
     subject_hash_key: str = "local-subject-hash-key-not-a-secret"
+    smoke_test_role: str = f"{PREFIX}-api-smoke-test"  # as ApiStack.smoke_test_role_name
+
+    @classmethod
+    def of(cls, config: Any) -> Names:
+        """The names of the config's one endpoint, as the stack derives them (``<name_prefix>-<name>``)."""
+        from mlops_platform.function_settings import endpoint_name
+
+        (endpoint,) = config.serving.endpoints
+        name = endpoint_name(config, endpoint.name)
+        return cls(endpoint=name, endpoint_config=f"{name}-config-1",
+                   model_package_group=f"{config.name_prefix}-{endpoint.model_package_group}")
 
 
 # --- the faked model container --------------------------------------------------------------------
@@ -225,16 +243,37 @@ def document_lines() -> list[str]:
 # --- configuration: what the stack gives the functions ---------------------------------------------
 
 
-def experiments() -> dict[str, Any]:
-    """The rehearsal's one public endpoint, as ``function_settings.experiments`` builds them."""
-    from mlops_runtime.settings.experiments import ArmTarget, ExperimentSettings
+def rehearsal_config(controller: Mapping[str, Any] = CONTROLLER_SETTINGS) -> Any:
+    """The environment the rehearsal stands in for: ``config/dev.yaml`` with moto's account, the
+    ``local`` name prefix and one real-time endpoint ``local-churn`` in place of dev's endpoints (its
+    experiment: :data:`INITIAL_WEIGHTS`, X-Target-Arm allowed, ``controller``), validated as any
+    config file (``config.loader.parse_config``: the config model, then every function's settings
+    rules). The functions' settings are built from it by the stack's builders (:func:`function_settings`);
+    dev's ``serving.api`` (TTLs, limits, caching) is the rehearsal's."""
+    import yaml
 
-    return {ENDPOINT: ExperimentSettings(
-        name=ENDPOINT,
-        arms={variant: ArmTarget(arm=variant, endpoint=ENDPOINT, variant=variant) for variant in VARIANTS},
-        initial_weights=dict(INITIAL_WEIGHTS),
-        allow_variant_override=True,  # lets you try one arm with X-Target-Arm
-    )}
+    from mlops_platform.config.loader import CONFIG_DIR, parse_config
+
+    path = CONFIG_DIR / f"{BASE_CONFIG}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    registry = data.setdefault("training", {}).setdefault("registry", {})
+    registry["additional_groups"] = [*registry.get("additional_groups", ()), MODEL_PACKAGE_GROUP]
+    data.update(account=ACCOUNT, region=REGION, name_prefix=PREFIX)
+    data["serving"] = {
+        **data.get("serving", {}),
+        "endpoints": [{
+            "name": ENDPOINT, "model_package_group": MODEL_PACKAGE_GROUP,
+            "variant": {"kind": "realtime", "instance_type": "ml.m5.large", "initial_instance_count": 1},
+            "data_capture": None,  # moto's endpoint captures nothing
+        }],
+        "experiments": [{
+            "name": ENDPOINT,
+            "initial_weights": dict(INITIAL_WEIGHTS),
+            "allow_variant_override": True,  # lets you try one arm with X-Target-Arm
+            "controller": dict(controller),
+        }],
+    }
+    return parse_config(data, f"config/{BASE_CONFIG}.yaml (as the local rehearsal changes it)")
 
 
 @dataclass(frozen=True)
@@ -246,26 +285,26 @@ class FunctionSettings:
     controller: Any
 
 
-def function_settings(names: Names, queue_url: str, topic_arn: str, secret_arn: str,
-                      controller: Mapping[str, Any]) -> FunctionSettings:
-    from mlops_runtime.settings.experiments import ControllerRule, ControllerSettings, InferenceSettings
-    from mlops_runtime.settings.feedback import FeedbackApiSettings
+def api_resources(names: Names, queue_url: str, topic_arn: str, secret_arn: str) -> Any:
+    """What the API stack passes the builders (``function_settings.ApiResources``): the seeded names."""
+    from mlops_platform.function_settings import ApiResources
 
-    shared = {"statistics_table": names.statistics_table}
+    return ApiResources(
+        predictions_table=names.predictions_table, statistics_table=names.statistics_table,
+        state_table=names.state_table, feedback_table=names.feedback_table,
+        ground_truth_stream=names.ground_truth_stream, dead_letter_queue_url=queue_url,
+        subject_hash_secret=secret_arn, notification_topic_arn=topic_arn, smoke_test_role=names.smoke_test_role,
+    )
+
+
+def function_settings(config: Any, resources: Any) -> FunctionSettings:
+    """The settings the API stack gives its functions, from the same builders (``mlops_platform.function_settings``)."""
+    from mlops_platform import function_settings as build
+
     return FunctionSettings(
-        inference=InferenceSettings(
-            experiments=experiments(), predictions_table=names.predictions_table, state_table=names.state_table,
-            subject_hash_secret=secret_arn, smoke_test_role=f"{PREFIX}-api-smoke-test", **shared,
-        ),
-        feedback=FeedbackApiSettings(
-            predictions_table=names.predictions_table, feedback_table=names.feedback_table,
-            ground_truth_stream=names.ground_truth_stream, dead_letter_queue_url=queue_url,
-            subject_hash_secret=secret_arn, **shared,
-        ),
-        controller=ControllerSettings(
-            experiments=experiments(), controllers={ENDPOINT: ControllerRule(**controller)},
-            state_table=names.state_table, notification_topic_arn=topic_arn, **shared,
-        ),
+        inference=build.inference(config, resources),
+        feedback=build.feedback(config, resources),
+        controller=build.controller(config, resources, build.controller_rules(config)),
     )
 
 
@@ -656,9 +695,10 @@ class LocalPlatform:
         self.requested_port = port
         self.controller = dict(CONTROLLER_SETTINGS if controller is None else controller)
         self.access_log = access_log
-        self.names = Names()
+        self.config = rehearsal_config(self.controller)
+        self.names = Names.of(self.config)
         self.stopping = False
-        self.model = FakeModelRuntime({ENDPOINT: {variant: f"{ENDPOINT}-{variant}" for variant in VARIANTS}})
+        self.model = FakeModelRuntime({self.names.endpoint: {variant: f"{ENDPOINT}-{variant}" for variant in VARIANTS}})
         self.vector_store: Any = None
         self.environment: dict[str, str] = {}
         self.resources: dict[str, str] = {}
@@ -667,6 +707,7 @@ class LocalPlatform:
         self._http: _HttpServer | None = None
         self._http_thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
+        self.api_resources: Any = None  # function_settings.ApiResources, once seeded
         self.settings: FunctionSettings | None = None
         self._saved_handlers: list[tuple[Any, Any]] = []  # each handler's lazy runtime and its value before
         self._lock = threading.Lock()  # one request at a time, as in one Lambda execution environment
@@ -879,9 +920,11 @@ class LocalPlatform:
                 PrimaryContainer={"Image": image},
                 Tags=[{"Key": "mlops:model-package-arn", "Value": packages[variant]}],
             )
+        (endpoint,) = self.config.serving.endpoints  # the deployer's variants: the config's instances
         sm.create_endpoint_config(EndpointConfigName=names.endpoint_config, ProductionVariants=[
-            {"VariantName": variant, "ModelName": f"{ENDPOINT}-{variant}", "InitialInstanceCount": 1,
-             "InstanceType": "ml.m5.large", "InitialVariantWeight": INITIAL_WEIGHTS[variant]}
+            {"VariantName": variant, "ModelName": f"{ENDPOINT}-{variant}",
+             "InitialInstanceCount": endpoint.variant.initial_instance_count,
+             "InstanceType": endpoint.variant.instance_type, "InitialVariantWeight": INITIAL_WEIGHTS[variant]}
             for variant in VARIANTS
         ])
         sm.create_endpoint(EndpointName=names.endpoint, EndpointConfigName=names.endpoint_config)
@@ -896,7 +939,8 @@ class LocalPlatform:
         # the subject-hash key, read by the handlers with Powertools parameters as deployed
         secret_arn = self.client("secretsmanager").create_secret(
             Name=names.subject_hash_secret, SecretString=names.subject_hash_key)["ARN"]
-        self.settings = function_settings(names, queue_url, topic_arn, secret_arn, self.controller)
+        self.api_resources = api_resources(names, queue_url, topic_arn, secret_arn)
+        self.settings = function_settings(self.config, self.api_resources)
         self.environment = function_environment(self.moto_url)
         self._env.apply(self.environment)
 
@@ -1038,6 +1082,7 @@ class LocalPlatform:
             "base_url": self.base_url,
             "moto_url": self.moto_url,
             "endpoint": ENDPOINT,
+            "sagemaker_endpoint": self.names.endpoint,
             "variants": list(VARIANTS),
             "search_index": SEARCH_INDEX,
             "documents": len(DOCUMENTS),

@@ -133,6 +133,10 @@ def run(process):
         facts.result = demo.run(base, requests=3000, seed=SEED, rates=RATES, out=out)
         facts.output = out.getvalue()
 
+        from mlops_runtime.handlers import experiment_controller
+
+        facts.config, facts.api_resources, facts.settings = platform.config, platform.api_resources, platform.settings
+        facts.controller_settings = experiment_controller.settings.current  # what the handler runs with
         facts.summary = request(base, "GET", f"/v1/experiments/{ENDPOINT}")
         facts.unknown_route = request(base, "GET", "/v1/nothing-here")
         facts.unknown_endpoint = request(base, "POST", "/v1/endpoints/nope/invocations", {"x": 1})
@@ -159,7 +163,7 @@ def run(process):
         facts.winner_package = package
         facts.package_note = platform.client("sagemaker").describe_model_package(
             ModelPackageName=package).get("CustomerMetadataProperties", {})
-        described = platform.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+        described = platform.client("sagemaker").describe_endpoint(EndpointName=platform.names.endpoint)
         facts.variant_weights = {v["VariantName"]: v.get("CurrentWeight")
                                  for v in described["ProductionVariants"]}
     finally:
@@ -279,6 +283,58 @@ def test_after_stop_ports_are_closed_and_no_thread_is_left(run):
     assert run.http_refused and run.moto_refused
     assert run.extra_threads == []
     assert run.environ_restored and run.globals_restored
+
+
+# --- the settings: the stack's builders, from a config -------------------------------------------------
+
+
+def test_the_handlers_get_what_the_stack_builds_for_the_rehearsal_config(run):
+    """The join, with both real sides: each function's settings as the stack builds them for the
+    rehearsal's config and names, passed as the deployed function gets them (``MLOPS_SETTINGS``) and
+    validated by its handler's own model, are the objects the rehearsal gave its handlers."""
+    import importlib
+
+    from mlops_platform import function_settings as build
+
+    stack = {
+        "inference_api": (build.inference(run.config, run.api_resources), run.settings.inference),
+        "feedback_api": (build.feedback(run.config, run.api_resources), run.settings.feedback),
+        "experiment_controller": (build.controller(run.config, run.api_resources, build.controller_rules(run.config)),
+                                  run.settings.controller),
+    }
+    for handler, (built, rehearsed) in stack.items():
+        model = importlib.import_module(f"mlops_runtime.handlers.{handler}").SETTINGS_MODEL
+        assert model.from_env(built.to_env()) == rehearsed, handler
+        assert type(rehearsed) is model, handler
+    assert run.controller_settings is run.settings.controller
+    (arm_endpoint,) = {arm.endpoint for arm in run.settings.inference.experiments[ENDPOINT].arms.values()}
+    assert arm_endpoint == build.endpoint_name(run.config, ENDPOINT) == "local-local-churn"
+
+
+def test_the_rehearsal_settings_follow_its_config(tmp_path, monkeypatch):
+    """A value changed in the config file the rehearsal starts from reaches the functions' settings;
+    a controller the stack would refuse is refused as a config error, naming the config field."""
+    import yaml
+
+    from mlops_platform.config import loader
+
+    data = yaml.safe_load((loader.CONFIG_DIR / f"{server.BASE_CONFIG}.yaml").read_text())
+    data["serving"]["api"].update(prediction_ttl_days=7, allocation_cache_seconds=5, feedback_max_batch=50)
+    (tmp_path / f"{server.BASE_CONFIG}.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setattr(loader, "CONFIG_DIR", tmp_path)
+
+    platform = LocalPlatform(0, controller={"strategy": "epsilon_greedy", "epsilon": 0.3})
+    names = platform.names
+    settings = server.function_settings(platform.config, server.api_resources(names, "queue", "topic", "secret"))
+    assert (settings.inference.prediction_ttl_days, settings.inference.allocation_cache_seconds) == (7, 5)
+    assert (settings.feedback.prediction_ttl_days, settings.feedback.max_batch) == (7, 50)
+    rule = settings.controller.controllers[ENDPOINT]
+    assert (rule.strategy, rule.epsilon) == ("epsilon_greedy", 0.3)
+    assert rule.min_observations == 200  # the config's default, as the stack gives it
+    assert settings.inference.experiments[ENDPOINT].initial_weights == server.INITIAL_WEIGHTS
+
+    with pytest.raises(loader.ConfigError, match=r"experiments\[0\]\.controller\.min_share"):
+        server.rehearsal_config({"min_share": 0.6})
 
 
 def test_controller_settings_are_a_valid_controller_config():
