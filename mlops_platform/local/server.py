@@ -247,42 +247,25 @@ def rehearsal_config(controller: Mapping[str, Any] = CONTROLLER_SETTINGS) -> Any
     """The environment the rehearsal stands in for: ``config/dev.yaml`` with moto's account, the
     ``local`` name prefix and one real-time endpoint ``local-churn`` in place of dev's endpoints (its
     experiment: :data:`INITIAL_WEIGHTS`, X-Target-Arm allowed, ``controller``), validated as any
-    config file (``config.loader.parse_config``: the config model, then every function's settings
-    rules). The functions' settings are built from it by the stack's builders (:func:`function_settings`);
-    dev's ``serving.api`` (TTLs, limits, caching) is the rehearsal's."""
-    import yaml
+    config file. The functions' settings are built from it by the stack's builders
+    (``configs.api_settings``); dev's ``serving.api`` (TTLs, limits, caching) is the rehearsal's."""
+    from mlops_platform.local.configs import with_one_endpoint
 
-    from mlops_platform.config.loader import CONFIG_DIR, parse_config
-
-    path = CONFIG_DIR / f"{BASE_CONFIG}.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    registry = data.setdefault("training", {}).setdefault("registry", {})
-    registry["additional_groups"] = [*registry.get("additional_groups", ()), MODEL_PACKAGE_GROUP]
-    data.update(account=ACCOUNT, region=REGION, name_prefix=PREFIX)
-    data["serving"] = {
-        **data.get("serving", {}),
-        "endpoints": [{
+    return with_one_endpoint(
+        BASE_CONFIG,
+        endpoint={
             "name": ENDPOINT, "model_package_group": MODEL_PACKAGE_GROUP,
             "variant": {"kind": "realtime", "instance_type": "ml.m5.large", "initial_instance_count": 1},
             "data_capture": None,  # moto's endpoint captures nothing
-        }],
-        "experiments": [{
+        },
+        experiment={
             "name": ENDPOINT,
             "initial_weights": dict(INITIAL_WEIGHTS),
             "allow_variant_override": True,  # lets you try one arm with X-Target-Arm
             "controller": dict(controller),
-        }],
-    }
-    return parse_config(data, f"config/{BASE_CONFIG}.yaml (as the local rehearsal changes it)")
-
-
-@dataclass(frozen=True)
-class FunctionSettings:
-    """Each function's settings model (``mlops_runtime.settings``), with the rehearsal's names."""
-
-    inference: Any
-    feedback: Any
-    controller: Any
+        },
+        account=ACCOUNT, region=REGION, name_prefix=PREFIX,
+    )
 
 
 def api_resources(names: Names, queue_url: str, topic_arn: str, secret_arn: str) -> Any:
@@ -294,17 +277,6 @@ def api_resources(names: Names, queue_url: str, topic_arn: str, secret_arn: str)
         state_table=names.state_table, feedback_table=names.feedback_table,
         ground_truth_stream=names.ground_truth_stream, dead_letter_queue_url=queue_url,
         subject_hash_secret=secret_arn, notification_topic_arn=topic_arn, smoke_test_role=names.smoke_test_role,
-    )
-
-
-def function_settings(config: Any, resources: Any) -> FunctionSettings:
-    """The settings the API stack gives its functions, from the same builders (``mlops_platform.function_settings``)."""
-    from mlops_platform import function_settings as build
-
-    return FunctionSettings(
-        inference=build.inference(config, resources),
-        feedback=build.feedback(config, resources),
-        controller=build.controller(config, resources, build.controller_rules(config)),
     )
 
 
@@ -329,7 +301,7 @@ def search_settings() -> Any:
 
 def function_environment(moto_url: str) -> dict[str, str]:
     """What points boto3 at moto (fake credentials, region, ``AWS_ENDPOINT_URL``, no shared config) and
-    Powertools' variables. The functions' settings are objects (:func:`function_settings`,
+    Powertools' variables. The functions' settings are objects (``configs.api_settings``,
     :func:`search_settings`), given to each handler: one process runs them all, so the one settings
     variable of a deployed function cannot be set here."""
     return {
@@ -708,7 +680,7 @@ class LocalPlatform:
         self._http_thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
         self.api_resources: Any = None  # function_settings.ApiResources, once seeded
-        self.settings: FunctionSettings | None = None
+        self.settings: Any = None  # configs.ApiSettings: each API function's settings model
         self._saved_handlers: list[tuple[Any, Any]] = []  # each handler's lazy runtime and its value before
         self._lock = threading.Lock()  # one request at a time, as in one Lambda execution environment
         self._started = False
@@ -939,8 +911,10 @@ class LocalPlatform:
         # the subject-hash key, read by the handlers with Powertools parameters as deployed
         secret_arn = self.client("secretsmanager").create_secret(
             Name=names.subject_hash_secret, SecretString=names.subject_hash_key)["ARN"]
+        from mlops_platform.local.configs import api_settings
+
         self.api_resources = api_resources(names, queue_url, topic_arn, secret_arn)
-        self.settings = function_settings(self.config, self.api_resources)
+        self.settings = api_settings(self.config, self.api_resources)
         self.environment = function_environment(self.moto_url)
         self._env.apply(self.environment)
 

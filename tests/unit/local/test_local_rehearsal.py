@@ -317,6 +317,7 @@ def test_the_rehearsal_settings_follow_its_config(tmp_path, monkeypatch):
     import yaml
 
     from mlops_platform.config import loader
+    from mlops_platform.local.configs import api_settings
 
     data = yaml.safe_load((loader.CONFIG_DIR / f"{server.BASE_CONFIG}.yaml").read_text())
     data["serving"]["api"].update(prediction_ttl_days=7, allocation_cache_seconds=5, feedback_max_batch=50)
@@ -325,7 +326,7 @@ def test_the_rehearsal_settings_follow_its_config(tmp_path, monkeypatch):
 
     platform = LocalPlatform(0, controller={"strategy": "epsilon_greedy", "epsilon": 0.3})
     names = platform.names
-    settings = server.function_settings(platform.config, server.api_resources(names, "queue", "topic", "secret"))
+    settings = api_settings(platform.config, server.api_resources(names, "queue", "topic", "secret"))
     assert (settings.inference.prediction_ttl_days, settings.inference.allocation_cache_seconds) == (7, 5)
     assert (settings.feedback.prediction_ttl_days, settings.feedback.max_batch) == (7, 50)
     rule = settings.controller.controllers[ENDPOINT]
