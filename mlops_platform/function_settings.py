@@ -45,7 +45,7 @@ class ApiResources:
     ground_truth_stream: str = "ground-truth"
     dead_letter_queue_url: str = "dead-letters"
     subject_hash_secret: str = "subject-hash-key"
-    notification_topic_arn: str = "notifications"
+    notification_topic_arn: str | None = "notifications"  # None: the controller notifies nobody
     smoke_test_role: str | None = None
 
 

@@ -10,7 +10,10 @@ prediction records), the feedback API (late rewards and labels), the experiment 
 its manifests name), the retraining trigger (production records joined with their labels) and
 the staging -> prod promotion function. SageMaker, S3, EventBridge and SQS are moto; the three
 experiment tables are ``adapters.in_memory.InMemoryExperimentsStore`` (weeks of traffic: a moto
-transaction copies the table; a contract test keeps the two alike).
+transaction copies the table; a contract test keeps the two alike). The inference API, the feedback
+API, the controller and the promotion function get their settings from the stack's builders
+(``mlops_platform.function_settings``) for :func:`story_config` (dev's and prod's config files with
+the story's endpoint and experiment); the other functions' settings are written in ``World._configure``.
 
 What is simulated: the clock (each handler's own seam), the model containers (a logistic score
 over three features, with SageMaker's data capture written per hour), the users (subjects whose
@@ -110,6 +113,7 @@ class Story:
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0
     rounds: dict[int, dict[str, Any]] = field(default_factory=dict)  # round -> arm -> counts, at the end
+    api_settings: Any = None  # configs.ApiSettings: what the API's functions ran with (the stack's builders')
 
     def of(self, kind: str) -> list[Event]:
         return [event for event in self.events if event.kind == kind]
@@ -320,12 +324,24 @@ def endpoint_spec(name: str, group: str) -> dict[str, Any]:
     }
 
 
-EXPERIMENTS = {EXPERIMENT: {
-    "experiment": "churn-exp", "salt": "churn", "content_types": ["text/csv"],
-    "arms": [{"arm": "champion", "endpoint": DEV_ENDPOINT, "variant": "champion"},
-             {"arm": "challenger", "endpoint": DEV_ENDPOINT, "variant": "challenger"}],
-    "initial_weights": {"champion": 0.9, "challenger": 0.1},
-}}
+def story_config(environment: str = "dev") -> Any:
+    """The environment's config (``config/<environment>.yaml``) in moto's account, with the story's
+    endpoint ``churn`` (``mlops-<environment>-churn``: two instances, a challenger at 10 %, CSV
+    captured) and its experiment ``churn`` (CSV requests, :data:`CONTROLLER_RULE`) in place of the
+    file's endpoints, validated as any config file: the API's functions (dev) and the promotion
+    function (prod, promoting from dev in the same account) get their settings from the stack's
+    builders for it."""
+    from mlops_platform.local.configs import with_one_endpoint
+
+    return with_one_endpoint(
+        environment,
+        endpoint={"name": EXPERIMENT, "model_package_group": EXPERIMENT,
+                  "variant": {"kind": "realtime", "instance_type": "ml.m5.large", "initial_instance_count": 2},
+                  "challenger_initial_weight": 0.1, "data_capture": {"csv_content_types": ["text/csv"]}},
+        experiment={"name": EXPERIMENT, "content_types": ["text/csv"], "controller": CONTROLLER_RULE},
+        promote_from={"account": ACCOUNT, "name_prefix": "mlops-dev"} if environment == "prod" else None,
+        account=ACCOUNT, region=REGION,
+    )
 
 
 class World:
@@ -382,6 +398,8 @@ class World:
         self.events.put_targets(Rule="promote-on-decision", Targets=[{"Id": "deployer", "Arn": queue_arn}])
 
     def _configure(self, stack: contextlib.ExitStack, client) -> None:
+        from mlops_platform.function_settings import ApiResources, promotion
+        from mlops_platform.local.configs import api_settings
         from mlops_platform.local.sagemaker_stubs import UpdateEndpointStub
         from mlops_runtime.adapters.idempotency import once_per_event
         from mlops_runtime.adapters.in_memory import InMemoryExperimentsStore
@@ -391,11 +409,9 @@ class World:
         from mlops_runtime.adapters.monitoring_inputs import (
             CloudWatchMetrics, SageMakerModels, SageMakerPipelines)
         from mlops_runtime.adapters.sagemaker_endpoints import Boto3SageMakerEndpoints
-        from mlops_runtime.domain.feedback import FeedbackSettings
         from mlops_runtime.handlers import (
             deployer, experiment_controller, feedback_api, inference_api, model_promotion, monitoring_launcher,
             retraining_trigger)
-        from mlops_runtime.settings.experiments import ControllerSettings, ExperimentSettings
 
         stub = UpdateEndpointStub(self.sm)
         stack.callback(stub.remove)
@@ -406,6 +422,11 @@ class World:
                       "ground_truth_prefix": GROUND_TRUTH_PREFIX, "dataset_bucket": ARTIFACTS_BUCKET,
                       "dataset_prefix": "retraining/churn/", "max_lookback_hours": RETRAINING_LOOKBACK_HOURS}
         # Each function's settings model (its handler's SETTINGS_MODEL), as the stack passes it in MLOPS_SETTINGS.
+        # Written here, not built from story_config(), where the story is not one stack's: one deployer
+        # serves dev's and prod's endpoints (each stack's deployer has its own), with the simulation's
+        # capture bucket and no KMS key or guardrail alarms; the monitoring and training pipelines are
+        # the simulation's (churn-monitoring, churn-training: no config's), and only the quality alarm
+        # retrains (the builder maps both alarms of an endpoint whose monitoring retrains).
         settings = {
             deployer: deployer.SETTINGS_MODEL.model_validate_json(json.dumps({
                 "endpoints": [endpoint_spec(DEV_ENDPOINT, DEV_GROUP), endpoint_spec(PROD_ENDPOINT, PROD_GROUP)],
@@ -419,8 +440,7 @@ class World:
                 "manifest_prefix": "monitoring/manifests/"}}})),
             retraining_trigger: retraining_trigger.SETTINGS_MODEL.model_validate_json(json.dumps({"retraining": {QUALITY_ALARM: {
                 "pipelines": [TRAINING_PIPELINE], "cooldown_hours": 7 * 24, "production": production}}})),
-            model_promotion: model_promotion.SETTINGS_MODEL.model_validate_json(json.dumps(
-                {"source_account": ACCOUNT, "groups": {DEV_GROUP: PROD_GROUP}})),
+            model_promotion: promotion(story_config("prod")),  # dev's groups -> prod's, the stack's builder
         }
         for lazy, value in ((deployer.sagemaker_endpoints, Boto3SageMakerEndpoints(self.sm)), (deployer.sns, self.sns),
                             (deployer.deploy_once, once_per_event(deployer.deploy_event, table_name="deployer-idempotency",
@@ -429,32 +449,38 @@ class World:
             stack.callback(lazy.set, None)
         self.deployer = deployer
 
+        # The API's functions: the settings the stack builds for the story's config. The experiment
+        # tables are in memory (their names: the builders' placeholders); the subject-hash key is in
+        # moto's Secrets Manager; the controller notifies nobody (the story does not follow its mail).
+        api = self.api_settings = api_settings(story_config(), ApiResources(
+            subject_hash_secret=client("secretsmanager").create_secret(
+                Name="mlops-dev/subject-hash-key", SecretString="lifecycle")["ARN"],
+            notification_topic_arn=None))
+        self.experiment_id = api.inference.experiments[EXPERIMENT].experiment
         self.store = InMemoryExperimentsStore()
         self.endpoint_control = control = UnchangedEndpoints(Boto3EndpointControl(self.sm))
         self.model_runtime = SimulatedModels(self)
-        experiments = {n: ExperimentSettings.model_validate({"name": n, **c}) for n, c in EXPERIMENTS.items()}
         self.inference = inference_api
-        inference_api.configure(inference_api.Runtime(
-            experiments=experiments, store=self.store, model=self.model_runtime, subject_hash_key=b"lifecycle",
-            clock=self.clock.time, monotonic=self.clock.time, rng=random.Random(self.rng.random()),
-            cache_seconds=3600.0, endpoints=control))  # refreshed once per simulated hour
+        inference = inference_api.runtime_from_settings(api.inference, client("secretsmanager"))
+        # The simulation's adapters, clock and randomness. The weights are cached for a simulated hour
+        # (the controller's period), not for serving.api.allocation_cache_seconds: at 8 requests an
+        # hour, 30 s would re-read them for every request (10 % more CPU for the whole story).
+        inference_api.configure(dataclasses.replace(
+            inference, store=self.store, model=self.model_runtime, clock=self.clock.time, monotonic=self.clock.time,
+            rng=random.Random(self.rng.random()), endpoints=control, cache_seconds=HOUR.total_seconds()))
         stack.callback(inference_api.configure, None)
 
         self.ground_truth = FirehoseToS3(self)
         self.feedback = feedback_api
         feedback_api.configure(feedback_api.Runtime(
-            settings=FeedbackSettings(predictions_table="predictions", feedback_table="feedback",
-                                      statistics_table="statistics", ground_truth_stream="ground-truth",
-                                      dead_letter_queue_url="https://sqs/dead-letters", subject_hash_key=b"lifecycle"),
+            settings=api.feedback.limits(inference.subject_hash_key),
             store=self.store, ground_truth=self.ground_truth, dead_letters=InMemoryDeadLetters(),
             clock=self.clock.now))
         stack.callback(feedback_api.configure, None)
 
         self.controller = experiment_controller
         experiment_controller.configure(
-            store=self.store, endpoints=control, sns=client("sns"), events=self.events,
-            settings=ControllerSettings(experiments=EXPERIMENTS, controllers={EXPERIMENT: CONTROLLER_RULE},
-                                        statistics_table="statistics", state_table="state"))
+            store=self.store, endpoints=control, sns=client("sns"), events=self.events, settings=api.controller)
         stack.callback(experiment_controller.configure)
         stack.enter_context(mock.patch.object(experiment_controller, "time", self.clock))
         # The controller draws its Thompson samples from a fresh random.Random() per run: seeded here.
@@ -611,14 +637,14 @@ class World:
         if status in ("error", "conflict", "apply_failed"):
             raise RuntimeError(f"controller: {result}")
         if status == "restarted":
-            previous = self.store.arm_counts("churn-exp", result["round"] - 1)
+            previous = self.store.arm_counts(self.experiment_id, result["round"] - 1)
             self.note("round", f"round {result['round']} starts: {self.describe_live()}", round=result["round"],
                       weights=result["weights"], previous_round_labels=sum(c.feedback_count for c in previous.values()))
         elif status == "moved":
             self.note("weights", "weights " + ", ".join(f"{a} {w:.0%}" for a, w in result["weights"].items()),
                       weights=result["weights"])
         elif status == "decided":
-            state = self.store.read_state("churn-exp") or {}
+            state = self.store.read_state(self.experiment_id) or {}
             self.note("decided", f"round {state.get('round')}: {result.get('outcome', 'winner')} "
                       f"{result.get('winner') or result.get('kept_arm')} -> {self.describe_live()}",
                       round=state.get("round"), result=result, live=self.live())
@@ -803,8 +829,9 @@ def live(seed: int = 15, traffic_per_hour: int = 8, weeks: int = WEEKS) -> Story
                 champion = kept[-1].data["live"]["champion"][0]
                 world.approve(in_prod[champion], PROD_GROUP)  # prod's manual approval of the promoted package
                 world.note("prod", f"prod serves {world.describe_live(PROD_ENDPOINT)}", live=world.live(PROD_ENDPOINT))
-        state = world.store.read_state("churn-exp") or {}
-        world.story.rounds = {n: world.store.arm_counts("churn-exp", n) for n in range(1, int(state.get("round", 1)) + 1)}
+        state = world.store.read_state(world.experiment_id) or {}
+        world.story.rounds = {n: world.store.arm_counts(world.experiment_id, n) for n in range(1, int(state.get("round", 1)) + 1)}
+        world.story.api_settings = world.api_settings
         world.story.wall_seconds, world.story.cpu_seconds = wall.perf_counter() - began, wall.process_time() - cpu
         return world.story
 

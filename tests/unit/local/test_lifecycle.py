@@ -129,3 +129,26 @@ def test_the_retrained_model_wins_is_kept_and_promoted_to_prod_where_prod_approv
     prod = deployed(story, "v3", lifecycle.PROD_ENDPOINT)
     assert prod.at >= win.at and prod.data["live"] == {"champion": ("v3", 1.0)}
     assert [e.data["live"] for e in story.of("prod")] == [{"champion": ("v3", 1.0)}]
+
+
+def test_the_api_functions_ran_with_what_the_stack_builds_for_the_story_config(story):
+    """The inference API, the feedback API and the controller got their settings from the stack's
+    builders for the story's config (``config/dev.yaml`` with the story's endpoint and experiment):
+    passed as the deployed functions get them and validated by their handlers' own models, the same."""
+    import importlib
+
+    from mlops_platform import function_settings as build
+
+    config = lifecycle.story_config()
+    ran = story.api_settings
+    resources = build.ApiResources(subject_hash_secret=ran.inference.subject_hash_secret, notification_topic_arn=None)
+    for handler, built, used in (
+            ("inference_api", build.inference(config, resources), ran.inference),
+            ("feedback_api", build.feedback(config, resources), ran.feedback),
+            ("experiment_controller", build.controller(config, resources, build.controller_rules(config)), ran.controller)):
+        assert importlib.import_module(f"mlops_runtime.handlers.{handler}").SETTINGS_MODEL.from_env(built.to_env()) == used
+    experiment = ran.inference.experiments[lifecycle.EXPERIMENT]
+    assert {arm.endpoint for arm in experiment.arms.values()} == {lifecycle.DEV_ENDPOINT}
+    assert experiment.initial_weights == {"champion": 0.9, "challenger": 0.1}
+    rule = ran.controller.controllers[lifecycle.EXPERIMENT]
+    assert {key: getattr(rule, key) for key in lifecycle.CONTROLLER_RULE} == lifecycle.CONTROLLER_RULE
