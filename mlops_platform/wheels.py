@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,38 +115,58 @@ def install(requirements: Sequence[str], target: WheelTarget, into: Path, cache:
     return _atomically(into, fill)
 
 
-def with_packages(code_dir: Path, requirements: Sequence[str], target: WheelTarget,
-                  cache: Path = WHEEL_CACHE) -> Path:
-    """A folder holding ``code_dir``'s files and ``requirements`` installed beside them, so that
-    ``python3 -m <module>`` run in it imports them without any index (a job's code asset)."""
-    packages = install(requirements, target, cache / f"{_key('install', tuple(requirements), target)}-installed")
-
-    def fill(folder: Path) -> None:
-        shutil.copytree(packages, folder, dirs_exist_ok=True)
-        shutil.copytree(code_dir, folder, dirs_exist_ok=True)
-
-    return _atomically(code_dir.with_name(f"{code_dir.name}-{_key(tuple(requirements), target)}"), fill)
-
-
-def installed_zip(requirements: Sequence[str], target: WheelTarget, prefix: str,
-                  cache: Path = WHEEL_CACHE) -> Path:
-    """``requirements`` installed under ``prefix/`` (``python`` for a Lambda layer) in a zip file
-    that is byte-identical for identical requirements (sorted entries, fixed times), so its asset
-    hash changes only when they do, and CDK stages one file instead of a folder of thousands."""
-    key = _key("zip", tuple(requirements), target, prefix)
-    path = cache / f"{key}.zip"
-    if path.exists():
-        return path
-    folder = install(requirements, target, cache / f"{_key('install', tuple(requirements), target)}-installed")
+def _write_zip(path: Path, entries: Iterable[tuple[str, Path]], base: Path | None = None) -> Path:
+    """Write ``entries`` (archive name, file) in their order, with fixed times and modes, so identical
+    inputs give a byte-identical zip; with ``base`` (a zip written this way), its entries come first and
+    are copied as they are. Per-process temporary file, renamed into place."""
     staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with zipfile.ZipFile(staging, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            info = zipfile.ZipInfo(f"{prefix}/{file.relative_to(folder).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
+    if base is not None:
+        shutil.copyfile(base, staging)
+    with zipfile.ZipFile(staging, "a" if base is not None else "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, file in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, file.read_bytes())
     staging.replace(path)
     return path
+
+
+def _files(folder: Path, prefix: str = "") -> list[tuple[str, Path]]:
+    """``folder``'s files (no bytecode) in path order, each with its name in the archive."""
+    return [(f"{prefix}{file.relative_to(folder).as_posix()}", file)
+            for file in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)]
+
+
+def installed_zip(requirements: Sequence[str], target: WheelTarget, prefix: str,
+                  cache: Path = WHEEL_CACHE) -> Path:
+    """``requirements`` installed under ``prefix/`` (``python`` for a Lambda layer; ``""`` for the
+    archive's root) in a zip file that is byte-identical for identical requirements (sorted
+    entries, fixed times), so its asset hash changes only when they do, and CDK stages one file
+    instead of a folder of thousands."""
+    path = cache / f"{_key('zip', tuple(requirements), target, prefix)}.zip"
+    if path.exists():
+        return path
+    folder = install(requirements, target, cache / f"{_key('install', tuple(requirements), target)}-installed")
+    return _write_zip(path, _files(folder, f"{prefix}/" if prefix else ""))
+
+
+def code_zip(code_dir: Path, requirements: Sequence[str], target: WheelTarget, cache: Path = WHEEL_CACHE) -> Path:
+    """One zip holding ``requirements`` installed at its root and ``code_dir``'s files beside them,
+    so ``python3 -m <module>`` run where it is extracted imports them without any index (a job's
+    code asset). ``code_dir`` is named by its content (``lambda_bundles.stage_bundle``), so the zip
+    is rebuilt only when the code or the requirements change, and then by appending the code to the
+    cached packages' zip, not by compressing the packages again."""
+    path = code_dir.with_name(f"{code_dir.name}-{_key(tuple(requirements), target)}.zip")
+    if path.exists():
+        return path
+    packages = installed_zip(requirements, target, "", cache)
+    code = _files(code_dir)
+    with zipfile.ZipFile(packages) as archive:
+        clashes = set(archive.namelist()) & {name for name, _ in code}
+    if clashes:  # a zip may hold a name twice, and which one extraction keeps is not ours to leave open
+        raise ValueError(f"{code_dir} and the packages {', '.join(requirements)} both hold {sorted(clashes)[:3]}")
+    return _write_zip(path, code, base=packages)
 
 
 def main() -> int:

@@ -36,7 +36,7 @@ from ..function_settings import SearchResources
 from ..lambda_bundles import stage_bundle
 from ..runtime_tables import settings_env
 from ..wheel_sets import BULK_JOB_SDK_TARGET, sdk_requirements
-from ..wheels import with_packages
+from ..wheels import code_zip
 from ..pipelines.images import DEFAULT_SKLEARN
 from ..pipelines.monitoring_definition import sklearn_image_uri
 from .naming import EnvironmentNames
@@ -98,7 +98,9 @@ class SemanticSearch(Construct):
         self._route_documents()
         # The job's image may predate S3 Vectors: the tested SDK ships beside the code (pure-Python
         # wheels for the image's Python, installed at synthesis), so the job installs nothing.
-        self.bulk_code = s3_assets.Asset(self, "BulkIndexingCode", path=str(with_packages(
+        # One zip file (the S3 object is a zip either way): CDK copies one file into the cloud
+        # assembly instead of walking and copying the SDK's thousands.
+        self.bulk_code = s3_assets.Asset(self, "BulkIndexingCode", path=str(code_zip(
             stage_bundle(BULK_MODULE, BUNDLE_DIR), sdk_requirements(), BULK_JOB_SDK_TARGET)))
         self.bulk_pipeline = self._bulk_pipeline()
         self.alarms = self._alarms()
