@@ -650,15 +650,15 @@ def monitoring_job(endpoint: Any) -> None:
     """Reads the endpoint's ``--thresholds`` as the monitoring job does (``monitoring/report.py``), so
     that a value the job would refuse (a non-finite number) fails when the config loads. Nothing to
     build: the job takes plain arguments (``pipelines/monitoring_definition.py``), not a settings model."""
-    from monitoring import report
+    from monitoring.metrics import parse_thresholds  # the job's own parser, without numpy
 
-    report.parse_thresholds(json.dumps(dict(endpoint.monitoring.thresholds)))
+    parse_thresholds(json.dumps(dict(endpoint.monitoring.thresholds)))
 
 
 def _monitoring_job_problem(config: PlatformConfig, function: str, error: Exception) -> tuple[str, str] | None:
-    from monitoring import report
+    from monitoring.metrics import ThresholdError
 
-    if not function.startswith(MONITORING_JOB) or not isinstance(error, report.ThresholdError):
+    if not function.startswith(MONITORING_JOB) or not isinstance(error, ThresholdError):
         return None
     name = function.removeprefix(MONITORING_JOB)
     index = next(i for i, e in enumerate(config.serving.endpoints) if e.name == name)
@@ -668,6 +668,6 @@ def _monitoring_job_problem(config: PlatformConfig, function: str, error: Except
 
 
 def _job_errors() -> type[Exception]:
-    from monitoring import report
+    from monitoring.metrics import ThresholdError
 
-    return report.ThresholdError
+    return ThresholdError

@@ -2,12 +2,16 @@
 
 ``report.py`` publishes only metrics named here (the per-feature ones and the per-scope maxima as
 :data:`FEATURE_METRICS` and :data:`SCOPE_MAXIMA` say); ``mlops_platform/config/models.py`` validates
-the ``thresholds`` keys against :data:`THRESHOLDS`; ``mlops_platform/stacks/monitoring.py`` builds
+the ``thresholds`` keys against :data:`THRESHOLDS` and their values with :func:`parse_thresholds` (what the job runs); ``mlops_platform/stacks/monitoring.py`` builds
 its alarms from :data:`ALARMS` and its dashboard from :data:`QUALITY_METRICS`. A test checks that
 every alarmed metric is produced by a job run. Pure Python: the stack imports it at synthesis.
 """
 
 from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
 
 NAMESPACE = "MlopsPlatform/Monitoring"
 ALL = "_all"
@@ -100,3 +104,44 @@ THRESHOLDS = {
 # quality threshold key -> the metric published for it (dashboard lines)
 QUALITY_METRICS = {"auc_min": "AUC", "accuracy_min": "Accuracy", "precision_min": "Precision",
                    "recall_min": "Recall", "f1_min": "F1", "rmse_max": "RMSE", "mae_max": "MAE"}
+
+
+# --- the job's --thresholds: parsed here (no numpy), so the config checks them as the job does ---
+
+DEFAULT_THRESHOLDS: dict = {}
+"""No point threshold by default: drift is decided by ``decision.py``; quality targets are given."""
+
+
+class ThresholdError(ValueError):
+    pass
+
+
+def parse_thresholds(text: "str | None") -> dict:
+    """Thresholds from a JSON object or the path of a JSON file, merged over the defaults."""
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    if not text:
+        return thresholds
+    source = "--thresholds"
+    if not text.lstrip().startswith("{"):
+        path = Path(text)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ThresholdError(f"--thresholds: cannot read {path} ({exc.strerror or exc})") from None
+        source = str(path)
+    try:
+        given = json.loads(text)
+    except ValueError as exc:
+        raise ThresholdError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(given, dict):
+        raise ThresholdError(f"{source}: thresholds must be a JSON object")
+    for key, value in given.items():
+        if key not in THRESHOLDS:
+            raise ThresholdError(f"{source}: unknown threshold {key!r} (known: {', '.join(sorted(THRESHOLDS))})")
+        if value is None:
+            thresholds.pop(key, None)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ThresholdError(f"{source}: threshold {key!r} must be a number, got {value!r}")
+        thresholds[key] = float(value)
+    return thresholds

@@ -55,51 +55,15 @@ from pathlib import Path
 try:
     from . import decision
     from .metrics import ALL, FEATURE_METRICS, METRICS, NAMESPACE, SCOPE_MAXIMA, THRESHOLDS
+    from .metrics import DEFAULT_THRESHOLDS, ThresholdError, parse_thresholds  # noqa: F401 (the job's names)
 except ImportError:  # run as a script from a flat code directory (the processing job)
     import decision  # type: ignore[no-redef]
     from metrics import ALL, FEATURE_METRICS, METRICS, NAMESPACE, SCOPE_MAXIMA, THRESHOLDS  # type: ignore[no-redef]
+    from metrics import DEFAULT_THRESHOLDS, ThresholdError, parse_thresholds  # type: ignore[no-redef]  # noqa: F401
 
 REPORT_VERSION = 2
 PUT_METRIC_CHUNK = 500
 """Metrics per PutMetricData call (the API allows 1000 and 1 MB per request)."""
-
-DEFAULT_THRESHOLDS: dict = {}
-"""No point threshold by default: drift is decided by ``decision.py``; quality targets are given."""
-
-
-class ThresholdError(ValueError):
-    pass
-
-
-def parse_thresholds(text: "str | None") -> dict:
-    """Thresholds from a JSON object or the path of a JSON file, merged over the defaults."""
-    thresholds = dict(DEFAULT_THRESHOLDS)
-    if not text:
-        return thresholds
-    source = "--thresholds"
-    if not text.lstrip().startswith("{"):
-        path = Path(text)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ThresholdError(f"--thresholds: cannot read {path} ({exc.strerror or exc})") from None
-        source = str(path)
-    try:
-        given = json.loads(text)
-    except ValueError as exc:
-        raise ThresholdError(f"{source}: not valid JSON ({exc})") from None
-    if not isinstance(given, dict):
-        raise ThresholdError(f"{source}: thresholds must be a JSON object")
-    for key, value in given.items():
-        if key not in THRESHOLDS:
-            raise ThresholdError(f"{source}: unknown threshold {key!r} (known: {', '.join(sorted(THRESHOLDS))})")
-        if value is None:
-            thresholds.pop(key, None)
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ThresholdError(f"{source}: threshold {key!r} must be a number, got {value!r}")
-        thresholds[key] = float(value)
-    return thresholds
 
 
 def _fires(value: object, comparison: str, threshold: float) -> bool:

@@ -89,6 +89,19 @@ def test_environment_must_match_file_name(tmp_path):
     assert "field 'environment' = 'staging': must match the file name ('dev')" in message
 
 
+def test_the_regions_allowed_are_those_botocore_lists_for_sagemaker():
+    """The config reads botocore's endpoint data directly (a session loads SageMaker's service model
+    to learn its endpoint prefix): the list must be the one the session gives."""
+    import botocore.session
+
+    from mlops_platform.config.models import sagemaker_regions
+
+    session = botocore.session.get_session()
+    expected = {region for partition in ("aws", "aws-cn", "aws-us-gov")
+                for region in session.get_available_regions("sagemaker", partition_name=partition)}
+    assert sagemaker_regions() == tuple(sorted(expected)) and "eu-west-1" in expected and "cn-north-1" in expected
+
+
 def test_zones_must_be_in_region(tmp_path):
     data = valid(vpc={"enabled": True, "max_azs": 2, "availability_zones": ["eu-west-1a", "us-east-1b"]})
     assert "['us-east-1b'] are not zones of region eu-west-1" in error_of(tmp_path, data)
