@@ -61,12 +61,19 @@ def test_functions_calling_services_newer_than_the_runtime_get_the_tested_sdk(sy
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS[:1])
-def test_the_bulk_job_asset_imports_its_entry_point_with_only_the_standard_library(synthesis, environment):
+def test_the_bulk_job_asset_imports_its_entry_point_with_only_the_standard_library(synthesis, environment, tmp_path):
     config = synthesis.configs[environment]
     (pipeline,) = [p for p in resources(synthesis.template(environment, "Api"), "AWS::SageMaker::Pipeline").values()
                    if p["PipelineName"] == f"{config.name_prefix}-search-bulk-index"]
-    (asset,) = set(ASSET_HASH.findall(json.dumps(pipeline["PipelineDefinition"])))
-    code = synthesis.outdir / f"asset.{asset}"
+    definition = json.dumps(pipeline["PipelineDefinition"])
+    (asset,) = set(ASSET_HASH.findall(definition))
+    # One zip file (CDK copies one file into the assembly, not the SDK's thousands), which the job
+    # extracts as written in its command; each name once, so what extraction keeps is not left open.
+    assert f"{asset}.zip" in definition and "zipfile -e /opt/ml/processing/input/code/*.zip" in definition
+    with zipfile.ZipFile(synthesis.outdir / f"asset.{asset}.zip") as archive:
+        names = archive.namelist()
+        assert len(names) == len(set(names)) and not [name for name in names if "__pycache__" in name]
+        archive.extractall(code := tmp_path / "search")
     # -S: no site-packages at all (the image's are not trusted to hold boto3 or to know s3vectors);
     # -I: no PYTHONPATH or user site. The job runs `python3 -m mlops_runtime.search.bulk` in this folder.
     probe = ("import sys; sys.path.insert(0, '.'); import mlops_runtime.search.bulk, botocore.session; "

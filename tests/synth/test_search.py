@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import zipfile
 
 import pytest
 from aws_cdk.assertions import Match
@@ -139,25 +138,6 @@ def test_bulk_indexing_pipeline_runs_the_indexer_code_as_a_processing_job(synthe
     count = config.search.indexes[0].bulk_instance_count if config.search.indexes else 1
     assert f'{{"Name":"InstanceCount","Type":"Integer","DefaultValue":{count}}}' in text.replace(" ", "")
     assert '"InstanceCount":{"Get":"Parameters.InstanceCount"}' in text.replace(" ", "")
-
-
-def test_the_bulk_job_code_is_one_zip_of_its_bundle_and_the_sdk_it_imports(synthesis):
-    """The job extracts ``input/code/*.zip``: the asset is one file (CDK copies one file into the
-    assembly, not the SDK's thousands), holding the indexer's bundle and the SDK at its root."""
-    environment = ENVIRONMENTS[0]
-    body = json.dumps(next(p for p in resources(synthesis, environment, "AWS::SageMaker::Pipeline").values()
-                           if p["Properties"]["PipelineName"].endswith("-search-bulk-index")))
-    stack_file = synthesis.template_files[environment]["Api"]
-    assets = json.loads(stack_file.with_name(stack_file.name.replace(".template.json", ".assets.json")).read_text())
-    (source,) = [a["source"] for digest, a in assets["files"].items() if f"{digest}.zip" in body]
-    assert source["packaging"] == "file" and source["path"].endswith(".zip")
-    assert "zipfile -e /opt/ml/processing/input/code/*.zip" in body
-    with zipfile.ZipFile(stack_file.parent / source["path"]) as archive:
-        names = archive.namelist()
-    assert len(names) == len(set(names))
-    assert {"mlops_runtime/search/bulk.py", "mlops_runtime/__init__.py", "boto3/__init__.py",
-            "botocore/__init__.py"} <= set(names)
-    assert not [name for name in names if "__pycache__" in name]
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

@@ -108,3 +108,24 @@ def test_imports_for_annotations_only_are_not_shipped(tmp_path):
                       "if typing.TYPE_CHECKING:\n    import mlops_runtime.d\n"
                       "def f():\n    from mlops_runtime.c import C\n")
     assert _imported_modules(source) == {"mlops_runtime.b", "mlops_runtime.b.B", "mlops_runtime.c", "mlops_runtime.c.C"}
+
+
+def test_the_analysis_cache_is_keyed_by_content_and_agrees_with_a_fresh_parse(tmp_path):
+    """A module's imports and clients come from the cache only for the same bytes: an edited module
+    is parsed again, and what the cache returns is what a parse finds."""
+    from mlops_platform.lambda_bundles import _analyse, _AnalysisCache
+
+    module = tmp_path / "module.py"
+    module.write_text("import boto3\nfrom mlops_runtime.a import A\nsns = boto3.client('sns')\n")
+    cache = _AnalysisCache(tmp_path / "analysis.json")
+    first = cache.analysis(module)
+    assert first == ({"mlops_runtime.a", "mlops_runtime.a.A"}, {"sns"}) and cache.changed
+    cache.save()
+    module.write_text("import boto3\nfrom mlops_runtime.b import B\nsqs = boto3.client('sqs')\n")
+    reread = _AnalysisCache(tmp_path / "analysis.json")
+    assert reread.analysis(module) == ({"mlops_runtime.b", "mlops_runtime.b.B"}, {"sqs"}) and reread.changed
+    # the cache synthesis uses (build/lambda-bundles), entry by entry, against a parse of the module now
+    from mlops_platform.lambda_bundles import _cache
+
+    for path in sorted((RUNTIME_ROOT / "mlops_runtime").rglob("*.py")):
+        assert _cache().analysis(path) == _analyse(path.read_bytes(), str(path)), path
