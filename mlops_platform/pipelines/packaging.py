@@ -65,6 +65,9 @@ def _entries(source_dir: Path, wheels: WheelTarget | None) -> list[tuple[str, by
 def pack_source_dir(source_dir: Path, output_dir: Path, wheels: WheelTarget | None = None) -> Path:
     """Pack ``source_dir`` into ``output_dir/sourcedir-<hash>.tar.gz`` and return its path.
 
+    ``<hash>`` identifies the archive's content (:func:`asset_hash` gives it to CDK, which then need
+    not read the file to fingerprint it).
+
     With ``wheels`` (the job image's Python and platform), the packages its ``requirements.txt``
     names are downloaded as wheels for that target (cached, ``mlops_platform/wheels.py``) into
     ``wheels/`` of the archive, and the archived ``requirements.txt`` installs from them only.
@@ -75,7 +78,13 @@ def pack_source_dir(source_dir: Path, output_dir: Path, wheels: WheelTarget | No
     digest = hashlib.sha256()
     for name, content in entries:  # the archive is a function of these: skip rebuilding it
         digest.update(name.encode())
-        digest.update(hashlib.sha256(content if isinstance(content, bytes) else content.read_bytes()).digest())
+        if isinstance(content, Path) and content.suffix == ".whl":
+            # A wheel's file name names its content (an index never serves other bytes under a
+            # published name), so the ~50 MB of wheels are not read again on every synthesis; the
+            # size still tells a torn download from a whole one.
+            digest.update(b"wheel-size:%d" % content.stat().st_size)
+        else:
+            digest.update(hashlib.sha256(content if isinstance(content, bytes) else content.read_bytes()).digest())
     target = output_dir / f"sourcedir-{digest.hexdigest()[:16]}.tar.gz"
     if target.exists():
         return target
@@ -98,3 +107,8 @@ def pack_source_dir(source_dir: Path, output_dir: Path, wheels: WheelTarget | No
     temporary.write_bytes(compressed.getvalue())
     temporary.replace(target)
     return target
+
+
+def asset_hash(archive: Path) -> str:
+    """The content hash in a :func:`pack_source_dir` archive's name (``sourcedir-<hash>.tar.gz``)."""
+    return archive.name.removeprefix("sourcedir-").removesuffix(".tar.gz")

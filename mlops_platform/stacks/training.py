@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from aws_cdk import CfnTag, Duration, Stack
+from aws_cdk import AssetHashType, CfnTag, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -31,6 +31,7 @@ from ..constructs.model_promotion import (
 )
 from ..constructs.naming import pascal
 from ..constructs.roles import read_code_assets, service_role
+from ..pipelines.packaging import asset_hash as source_archive_hash
 from ..pipelines.packaging import pack_source_dir
 from ..wheel_sets import training_wheels
 from ..pipelines.cache import cached_training_pipeline_definition
@@ -277,8 +278,10 @@ class TrainingStack(Stack):
                                    path=str(REPO_ROOT / code.evaluate_script))
         # The training requirements travel as wheels for the training image's Python: the job
         # installs them without an index, so it needs no route to PyPI (a VPC without NAT).
-        source = s3_assets.Asset(self, f"{pascal(pipeline.name)}TrainSource", path=str(pack_source_dir(
-            REPO_ROOT / code.train_source_dir, TRAINING_SOURCES_DIR, wheels=training_wheels(pipeline))))
+        archive = pack_source_dir(REPO_ROOT / code.train_source_dir, TRAINING_SOURCES_DIR, wheels=training_wheels(pipeline))
+        # the archive's name holds its content hash: CDK need not read its ~50 MB to fingerprint it
+        source = s3_assets.Asset(self, f"{pascal(pipeline.name)}TrainSource", path=str(archive),
+                                 asset_hash=source_archive_hash(archive), asset_hash_type=AssetHashType.CUSTOM)
         return preprocess, evaluate, source
 
     def _input(self, pipeline: TrainingPipelineConfig) -> tuple[str, tuple[str, ...]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,35 @@ def test_a_source_dir_with_requirements_ships_wheels_and_installs_without_an_ind
     # without a target (or a requirements file) the directory is packed as it is
     plain = archive(packaging.pack_source_dir(source, tmp_path / "plain"))
     assert set(plain) == {"requirements.txt", "train.py"} and b"--no-index" not in plain["requirements.txt"]
+
+
+def test_the_archive_name_changes_with_the_code_and_the_wheels_but_wheels_are_not_read(tmp_path, monkeypatch):
+    """The name's hash is CDK's asset hash: it must follow the code's bytes and each wheel's name and
+    size; a wheel's bytes are not read (a published wheel's name names its content)."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text("print('hi')\n")
+    (source / "requirements.txt").write_text("wandb==0.19.11\n")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    wheel = wheels / "wandb-0.19.11-py3-none-any.whl"
+    wheel.write_bytes(b"wheel")
+    monkeypatch.setattr(packaging, "download", lambda lines, target: wheels)
+    target = linux_target("3.10")
+
+    def pack() -> str:
+        return packaging.asset_hash(packaging.pack_source_dir(source, tmp_path / "out", wheels=target))
+
+    first = pack()
+    assert len(first) == 16 and first in packaging.pack_source_dir(source, tmp_path / "out", wheels=target).name
+    (source / "train.py").write_text("print('hello')\n")
+    edited = pack()
+    wheel.write_bytes(b"a torn whee")  # another size
+    resized = pack()
+    wheel.rename(wheels / "wandb-0.19.12-py3-none-any.whl")
+    renamed = pack()
+    assert len({first, edited, resized, renamed}) == 4
+    read = []
+    real_read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self.name) or real_read_bytes(self))
+    assert pack() == renamed and not [name for name in read if name.endswith(".whl")]
