@@ -4,6 +4,7 @@
     npx cdk synth '**'              every environment in config/
     npx cdk synth '**' -c env=dev   one environment (comma-separate several)
     -c config_dir=path               read the environment files (and delivery/pipeline.yaml) from another folder
+    -c default_rules=true            also run CDK's default validation rules, as errors (make test does)
 
 With config/delivery/pipeline.yaml enabled, the environments are stages of the delivery pipeline.
 
@@ -27,6 +28,7 @@ def main() -> int:
     context = App().node  # a throwaway App, only to read -c env=... and -c config_dir=...
     selected = context.try_get_context("env")
     config_dir = context.try_get_context("config_dir")
+    default_rules = str(context.try_get_context("default_rules")).lower() == "true"
     names = [name.strip() for name in str(selected).split(",") if name.strip()] if selected else None
     try:
         configs = load_environments(names, Path(config_dir) if config_dir else CONFIG_DIR)
@@ -35,7 +37,7 @@ def main() -> int:
         print(error, file=sys.stderr)
         return 2
     try:
-        build_app(configs, delivery=delivery).synth()
+        build_app(configs, delivery=delivery, default_rules=default_rules).synth()
     except RuntimeError as error:  # jsii surfaces synthesis and validation failures this way
         print(str(error).splitlines()[0], file=sys.stderr)
         return 1

@@ -80,7 +80,7 @@ def synthesis(tmp_path_factory) -> Synthesis:
 
     configs = load_environments()
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app = build_app(configs, outdir=str(outdir))
+    app = build_app(configs, outdir=str(outdir), default_rules=True)  # CDK's default rules too, as errors
     error = None
     try:
         app.synth()

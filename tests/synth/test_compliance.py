@@ -81,3 +81,27 @@ def test_an_unacknowledged_finding_fails_synthesis(tmp_path):
     add_compliance_checks(app)
     with pytest.raises(RuntimeError, match=r"ValidationFailed(.|\n)*AwsSolutions-S1"):
         app.synth()
+
+
+def test_the_test_synthesis_runs_cdks_default_rules_as_errors_and_cdk_synth_leaves_them_out(tmp_path):
+    """``build_app`` validates every template against CloudFormation's schemas; CDK's default Rego
+    rules (in CDK 2.275 the GameLift fleet rules, warnings in CDK's default setup) fail the
+    synthesis ``make test`` runs (``default_rules=True``) and are left out of ``cdk synth``."""
+    from aws_cdk import Stack
+    from aws_cdk import aws_gamelift as gamelift
+
+    from mlops_platform.app_builder import build_app
+
+    def synthesize(default_rules: bool, outdir) -> None:
+        app = build_app([], outdir=str(outdir), default_rules=default_rules)
+        gamelift.CfnFleet(Stack(app, "Games"), "Fleet", name="fleet", ec2_instance_type="c5.large",
+                          ec2_inbound_permissions=[  # inverted (a default rule), and a port over the schema's range
+                              {"fromPort": 2000, "toPort": 1000, "ipRange": "10.0.0.0/8", "protocol": "TCP"},
+                              {"fromPort": 2000, "toPort": 70000, "ipRange": "10.0.0.0/8", "protocol": "TCP"}])
+        app.synth()
+
+    with pytest.raises(RuntimeError, match=r"CDK-GameLift-001"):
+        synthesize(True, tmp_path / "test")
+    synthesize(False, tmp_path / "cli")  # the inverted range is left to the test synthesis; the schema still checked
+    report = (tmp_path / "cli" / "validation-report.json").read_text()
+    assert "F3034" in report and "CDK-GameLift" not in report
