@@ -182,3 +182,25 @@ def test_the_teardown_properties_survive_cloudformation(source, deletes):
 def test_promotion_settings_rules(settings_json, problem):
     with pytest.raises(SettingsError, match=problem):
         PromotionSettings.from_env({SETTINGS_ENV: settings_json})
+
+
+SERVERLESS = {"kind": "serverless", "memory_mb": 2048, "max_concurrency": 5}
+
+
+@pytest.mark.parametrize(("changes", "field", "rule"), [
+    ({"challenger_initial_weight": 0}, "data_capture", "serverless variants do not support data capture"),
+    ({"data_capture": None}, "challenger_initial_weight", "must be 0 for a serverless endpoint"),
+    ({"data_capture": None, "challenger_initial_weight": 0, "guardrails": {"mode": "CANARY"}},
+     "guardrails.mode", "which a serverless endpoint does not have"),
+], ids=["capture", "second-variant", "canary"])
+def test_what_an_endpoint_of_a_kind_may_hold_is_the_deployers_rule_written_once(changes, field, rule):
+    """The config's variant models hold the kind's fields and sizing rules; what the endpoint may hold
+    (a challenger, capture, guardrail modes) is the deployer's layout rule from the kind's class, applied
+    at load: the config models alone accept these endpoints."""
+    data = with_endpoint(STAGING, monitoring=None, **changes)
+    data["serving"]["endpoints"][example_index(STAGING)]["variant"] = SERVERLESS
+    data["serving"]["experiments"] = []  # their arms name the example's challenger
+    assert config_models_alone_accept(data)
+    line = refused(data, STAGING)
+    assert line.startswith(f"{STAGING}: field '{field_of(STAGING, ENDPOINT)}.{field}' = "), line
+    assert rule in line and line.endswith("(the endpoint-deployer function would refuse it)"), line
