@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from cfnlint.api import ManualArgs, lint_file
 
 from mlops_platform.config.loader import environment_names
 
@@ -57,6 +56,10 @@ def test_acknowledgements_are_narrow(synthesis):
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_cfn_lint_clean(synthesis, environment):
+    # imported here: cfn-lint brings sympy and networkx, which the other xdist worker (it collects
+    # this module too, but never runs it) would otherwise import and, on a fresh clone, compile
+    from cfnlint.api import ManualArgs, lint_file
+
     region = synthesis.configs[environment].region
     files = synthesis.template_files[environment]
     assert {"Foundation", "FeatureStore", "Training", "Serving"} <= set(files)
