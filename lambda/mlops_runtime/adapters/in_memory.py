@@ -21,14 +21,15 @@ class InMemoryExperimentsStore(InMemoryFeedbackStore):
     """The three tables (predictions, statistics, state) in memory: an :class:`ExperimentsStore` for
     the inference API and the controller AND the feedback API's store (``InMemoryFeedbackStore``),
     sharing the statistics rows as the DynamoDB tables do. Values go through the DynamoDB
-    attribute round trip's equivalent (``stored_copy``), so handlers read what DynamoDB would return;
+    attribute round trip's equivalent (``stored_copy``; a state is kept as its JSON text, parsed on
+    each read: one encode per write and one decode per read), so handlers read what DynamoDB would return;
     a contract test runs the same operations against both (``tests/unit/inference/test_store_contract.py``).
     For the lifecycle simulation and tests (a moto transaction copies the table: too slow for weeks
     of traffic)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.states: dict[str, dict[str, Any]] = {}
+        self.states: dict[str, tuple[int, str]] = {}  # experiment -> (version, the state's JSON text)
         self.statistics = RoundIndexedRows()  # the feedback side adds rows through setdefault
 
     def record_prediction(self, item: Mapping[str, Any], experiment: str, row_key: str | None) -> None:
@@ -53,16 +54,16 @@ class InMemoryExperimentsStore(InMemoryFeedbackStore):
 
     def read_state(self, experiment: str) -> dict[str, Any] | None:
         with self._lock:
-            item = self.states.get(experiment)
-            return stored_copy(item) if item is not None else None
+            stored = self.states.get(experiment)
+        return json.loads(stored[1]) if stored is not None else None
 
     def write_state(self, experiment: str, state: Mapping[str, Any], expected_version: int) -> int:
         version = int(expected_version) + 1
         with self._lock:
             stored = self.states.get(experiment)
-            if (stored is None) != (not expected_version) or (stored is not None and stored["version"] != expected_version):
+            if (stored is None) != (not expected_version) or (stored is not None and stored[0] != expected_version):
                 raise StateConflict(f"experiment {experiment!r} state is no longer version {expected_version}")
-            self.states[experiment] = stored_copy({**state, "experiment": experiment, "version": version})
+            self.states[experiment] = (version, stored_text({**state, "experiment": experiment, "version": version}))
         return version
 
 
@@ -103,7 +104,12 @@ def stored_copy(values: Mapping[str, Any]) -> dict[str, Any]:
         if any(isinstance(value, float) and not math.isfinite(value) for value in values.values()):
             raise ValueError("DynamoDB cannot store a non-finite number")
         return dict(values)
-    return json.loads(json.dumps(values, allow_nan=False))
+    return json.loads(stored_text(values))
+
+
+def stored_text(values: Mapping[str, Any]) -> str:
+    """``values`` as JSON, whose parse is :func:`stored_copy`'s (non-finite numbers refused)."""
+    return json.dumps(values, allow_nan=False)
 
 
 class InMemoryS3Objects:
