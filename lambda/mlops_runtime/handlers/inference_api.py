@@ -147,10 +147,13 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
 
 
 def _header(name: str) -> str | None:
-    value = app.current_event.headers.get(name) if app.current_event.headers else None
-    if value is None and app.current_event.headers:  # API Gateway keeps the caller's case
+    headers = app.current_event.headers  # Powertools builds a new dict on each access: once here
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:  # API Gateway keeps the caller's case
         lowered = name.lower()
-        value = next((v for k, v in app.current_event.headers.items() if k.lower() == lowered), None)
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
     return value
 
 
