@@ -283,7 +283,25 @@ def category_key(value: object) -> "str | None":
 # --- numeric features -----------------------------------------------------------------------
 
 
+_PARSED_SPECS: "dict[int, tuple[dict, str, np.ndarray, np.ndarray]]" = {}
+
+
 def _numeric_spec(name: str, spec: dict) -> "tuple[np.ndarray, np.ndarray]":
+    """``(bin edges, baseline counts)`` of a numeric spec, validated; read-only arrays, parsed once
+    per spec object (the job builds one accumulator per capture file from the same baseline)."""
+    parsed = _PARSED_SPECS.get(id(spec))
+    if parsed is not None and parsed[0] is spec and parsed[1] == name:  # the entry holds ``spec``: its id is its own
+        return parsed[2], parsed[3]
+    edges, counts = _parse_numeric_spec(name, spec)
+    edges.setflags(write=False)
+    counts.setflags(write=False)
+    if len(_PARSED_SPECS) >= 256:
+        _PARSED_SPECS.clear()
+    _PARSED_SPECS[id(spec)] = (spec, name, edges, counts)
+    return edges, counts
+
+
+def _parse_numeric_spec(name: str, spec: dict) -> "tuple[np.ndarray, np.ndarray]":
     histogram = spec.get("histogram")
     if not isinstance(histogram, dict):
         raise BaselineError(f"feature {name!r}: no histogram")
