@@ -59,9 +59,11 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import fnmatch
 import gzip
 import json
 import json.scanner
+import os
 import re
 import zlib
 from datetime import datetime, timedelta, timezone
@@ -578,13 +580,19 @@ def find_files(directory: Path, patterns: tuple[str, ...] | None = ("*.jsonl",))
 
     Hidden files and directories (a name starting with ``.``) are left out.
     """
-    found = set()
-    for pattern in patterns or ("*",):
-        for path in directory.rglob(pattern):
-            relative = path.relative_to(directory)
-            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-                found.add(path)
-    return sorted(found, key=lambda path: path.relative_to(directory).as_posix())
+    patterns = patterns or ("*",)
+    top = os.fspath(directory)
+    found = []
+    for root, folders, names in os.walk(top):  # as rglob: symbolic links to folders are not followed
+        folders[:] = [folder for folder in folders if not folder.startswith(".")]
+        relative_root = root[len(top):].lstrip(os.sep).replace(os.sep, "/")
+        for name in names:
+            if name.startswith(".") or not any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+                continue
+            path = Path(root, name)
+            if path.is_file():
+                found.append((f"{relative_root}/{name}" if relative_root else name, path))
+    return [path for _, path in sorted(found)]
 
 
 _GZIP_MAGIC = b"\x1f\x8b"

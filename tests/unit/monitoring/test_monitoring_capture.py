@@ -325,6 +325,33 @@ def test_ground_truth_files_as_firehose_writes_them(tmp_path, build) -> None:
     assert issues.examples[0]["file"] == "2024/05/01/13/broken.gz"
 
 
+@pytest.mark.parametrize("patterns", [("*.jsonl",), ("*.jsonl", "*.json"), None, ()])
+def test_files_are_found_as_a_recursive_glob_finds_them(tmp_path, patterns) -> None:
+    """Hidden files and folders, folders named like files, links to files and folders, broken
+    links, a folder name that sorts differently from its path: the rglob-based search's answer."""
+    for name in ("a/b/x.jsonl", "a/b/y.json", "a/.hidden/z.jsonl", "a/.w.jsonl", "a-b/c.jsonl", "a/b-c/d.jsonl",
+                 "top.jsonl", "deep/1/2/3/e.jsonl", "other/f.txt", "link-target/g.jsonl"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}\n")
+    (tmp_path / "folder.jsonl").mkdir()
+    (tmp_path / "a" / "linked.jsonl").symlink_to(tmp_path / "top.jsonl")
+    (tmp_path / "a" / "broken.jsonl").symlink_to(tmp_path / "missing.jsonl")
+    (tmp_path / "linked-folder").symlink_to(tmp_path / "link-target", target_is_directory=True)
+
+    def by_rglob(directory, patterns):
+        found = set()
+        for pattern in patterns or ("*",):
+            for path in directory.rglob(pattern):
+                relative = path.relative_to(directory)
+                if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                    found.add(path)
+        return sorted(found, key=lambda path: path.relative_to(directory).as_posix())
+
+    for directory in (tmp_path, tmp_path / "a", tmp_path / "a" / ".hidden"):
+        assert capture.find_files(directory, patterns) == by_rglob(directory, patterns)
+    assert capture.find_files(tmp_path / "a", patterns)
+
+
 def test_gzip_capture_file(tmp_path, build) -> None:
     path = build.hour_dir(tmp_path, "v") / "f.jsonl"
     path.parent.mkdir(parents=True)
