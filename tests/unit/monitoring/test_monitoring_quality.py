@@ -6,8 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
@@ -44,24 +42,6 @@ def test_binary_metrics_match_scikit_learn(seed: int) -> None:
     matrix = metrics["confusion_matrix"]
     assert matrix["tp"] + matrix["fn"] == y.sum() and sum(matrix.values()) == 700
     assert result["class_counts"] == {"0": int((y == 0).sum()), "1": int(y.sum())}
-
-
-@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=300))
-@settings(max_examples=200, deadline=None)
-def test_the_counted_metrics_are_scikit_learns_to_the_bit(pairs) -> None:
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    y, predicted = (np.array(column, dtype=np.int8) for column in zip(*pairs))
-    metrics = quality.binary_metrics(y, predicted, predicted.astype(np.float64))
-    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y.astype(bool), predicted.astype(bool),
-                                                       labels=[False, True]).ravel())
-    precision, recall, f1 = (float(v) for v in precision_recall_fscore_support(
-        y.astype(bool), predicted.astype(bool), average="binary", zero_division=0)[:3])
-    assert metrics["confusion_matrix"] == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
-    assert metrics["accuracy"] == accuracy_score(y, predicted)
-    assert metrics["precision"] == (precision if tp + fp else None)
-    assert metrics["recall"] == (recall if tp + fn else None)
-    assert metrics["f1"] == (f1 if tp + fp + fn else None)
 
 
 def test_auc_with_heavy_ties_and_perfect_separation() -> None:
