@@ -42,9 +42,7 @@ Everything here is pure (numpy, scipy); ``report.py`` calls :func:`decide_window
 
 from __future__ import annotations
 
-import functools
 import math
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -252,39 +250,13 @@ def fill_p_values(tests: list) -> None:
         test["p_value"] = float(value)
 
 
-def chi2_tail(statistic: float, dof: float, noncentrality: float) -> float:
-    """``P(X >= statistic)``: ``scipy.stats.ncx2.sf(statistic, dof, noncentrality)``, or ``chi2.sf``
-    when the noncentrality is not positive, for scalars. Inside their support it calls the special
-    functions those ``sf`` evaluate (the same values, a test checks) without their ~50 us of argument
-    handling per call: the effect interval's root search calls it ~90 times a window."""
-    if statistic > 0 and dof > 0 and math.isfinite(statistic) and math.isfinite(dof):
-        special = _special()
-        if noncentrality > 0 and special.ncx2_sf is not None:
-            with np.errstate(over="ignore"):  # as scipy.stats.ncx2 calls it
-                return float(special.ncx2_sf(statistic, dof, noncentrality))
-        if not noncentrality > 0:
-            return float(special.chdtrc(dof, statistic))
-    if noncentrality > 0:
-        return float(_stats().ncx2.sf(statistic, dof, noncentrality))
-    return float(_stats().chi2.sf(statistic, dof))
-
-
-@functools.cache
-def _special() -> SimpleNamespace:
-    """The chi-square upper tails scipy.stats' ``chi2.sf`` and ``ncx2.sf`` compute with
-    (``ncx2_sf`` is scipy's private ufunc: None if a scipy release moves it; the stats call then)."""
-    from scipy import special
-
-    return SimpleNamespace(chdtrc=special.chdtrc, ncx2_sf=getattr(getattr(special, "_ufuncs", None), "_ncx2_sf", None))
-
-
 def effect_interval(test: dict, level: float) -> "tuple[float, float]":
     """``(lower, upper)`` bounds of the effect ``D`` from inverting the noncentral chi-square:
     each bound holds with probability ``1 - level`` (so the pair is a ``1 - 2 level`` interval)."""
     statistic, dof, n_eff = test["statistic"], test["dof"], test["n_eff"]
 
     def tail(noncentrality: float) -> float:
-        return chi2_tail(statistic, dof, noncentrality)
+        return float(_stats().ncx2.sf(statistic, dof, noncentrality)) if noncentrality > 0 else float(_stats().chi2.sf(statistic, dof))
 
     high = statistic + 20.0 * math.sqrt(statistic + dof) + 50.0
     while tail(high) < 1.0 - level:

@@ -91,25 +91,6 @@ def test_the_effect_interval_brackets_the_estimate_and_decides_like_the_p_value(
     assert (low > 0.002) == (test["p_value"] <= 1e-4)
 
 
-@given(st.one_of(st.just(0.0), st.floats(1e-300, 1e6), st.floats(0, 300)), st.integers(1, 300),
-       st.one_of(st.just(0.0), st.floats(0, 1e5)))
-@settings(max_examples=300, deadline=None)
-def test_the_chi2_tail_is_scipy_stats_sf_to_the_bit(statistic, dof, noncentrality):
-    from scipy import stats
-
-    def outcome(tail):  # a value, "nan" (boost's answer at some extreme arguments) or the error both raise
-        try:
-            value = tail()
-        except ArithmeticError as error:
-            return type(error)
-        return "nan" if value != value else value
-
-    expected = outcome(lambda: float(stats.ncx2.sf(statistic, float(dof), noncentrality)) if noncentrality > 0
-                       else float(stats.chi2.sf(statistic, float(dof))))
-    assert outcome(lambda: decision.chi2_tail(statistic, float(dof), noncentrality)) == expected
-    assert decision._special().ncx2_sf is not None  # the fast path is the one taken (scipy's ufunc found)
-
-
 def test_cells_are_merged_until_each_expects_enough_rows():
     reference = np.array([1000.0] * 10)
     merged, window, groups = decision.merge_cells(reference, np.ones(10), rows=30, ordered=True)
