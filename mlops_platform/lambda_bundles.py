@@ -116,13 +116,17 @@ def _cache() -> _AnalysisCache:
 
 
 @lru_cache(maxsize=None)
+def _analysis(path: Path) -> tuple[frozenset[str], frozenset[str]]:
+    """A module's (imports, client services), its bytes read and hashed once per process."""
+    return _cache().analysis(path)
+
+
 def _imported_modules(path: Path) -> frozenset[str]:
-    return _cache().analysis(path)[0]
+    return _analysis(path)[0]
 
 
-@lru_cache(maxsize=None)
 def _client_services(path: Path) -> frozenset[str]:
-    return _cache().analysis(path)[1]
+    return _analysis(path)[1]
 
 
 @lru_cache(maxsize=None)
