@@ -124,7 +124,7 @@ def variant_kind(cls: type) -> Any:
     Refused at import (so ``make synth`` stops): a tag registered twice, and a kind that does not say
     how SageMaker sizes it (``production_variant``)."""
     built = spec_dataclass(cls)
-    tag = built.__dataclass_fields__["kind"].default
+    tag = built.kind_tag()
     if tag in KINDS:
         raise TypeError(f"variant kind {tag!r} is registered twice ({KINDS[tag].__name__}, {cls.__name__})")
     if built.production_variant is VariantKind.production_variant:
