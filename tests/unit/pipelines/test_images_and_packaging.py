@@ -40,14 +40,24 @@ def archive(path) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
 
 
-def test_a_source_dir_with_requirements_ships_wheels_and_installs_without_an_index(tmp_path, monkeypatch):
+def source_with_a_wheel(tmp_path, requirements: str, wheel_name: str) -> tuple[Path, Path, Path]:
+    """A train source (train.py, ``requirements``) and a wheels folder holding one wheel: (source,
+    wheels folder, wheel)."""
     source = tmp_path / "src"
     source.mkdir()
     (source / "train.py").write_text("print('hi')\n")
-    (source / "requirements.txt").write_text("# tracking\nmlflow-skinny==3.0.0  # client\n\nwandb==0.19.11\n")
+    (source / "requirements.txt").write_text(requirements)
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    (wheels / "wandb-0.19.11-py3-none-manylinux2014_x86_64.whl").write_bytes(b"wheel")
+    wheel = wheels / wheel_name
+    wheel.write_bytes(b"wheel")
+    return source, wheels, wheel
+
+
+def test_a_source_dir_with_requirements_ships_wheels_and_installs_without_an_index(tmp_path, monkeypatch):
+    source, wheels, _ = source_with_a_wheel(
+        tmp_path, "# tracking\nmlflow-skinny==3.0.0  # client\n\nwandb==0.19.11\n",
+        "wandb-0.19.11-py3-none-manylinux2014_x86_64.whl")
     fetched = []
     monkeypatch.setattr(packaging, "download", lambda lines, target: fetched.append((lines, target)) or wheels)
 
@@ -68,14 +78,7 @@ def test_a_source_dir_with_requirements_ships_wheels_and_installs_without_an_ind
 def test_the_archive_name_changes_with_the_code_and_the_wheels_but_wheels_are_not_read(tmp_path, monkeypatch):
     """The name's hash is CDK's asset hash: it must follow the code's bytes and each wheel's name and
     size; a wheel's bytes are not read (a published wheel's name names its content)."""
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text("print('hi')\n")
-    (source / "requirements.txt").write_text("wandb==0.19.11\n")
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    wheel = wheels / "wandb-0.19.11-py3-none-any.whl"
-    wheel.write_bytes(b"wheel")
+    source, wheels, wheel = source_with_a_wheel(tmp_path, "wandb==0.19.11\n", "wandb-0.19.11-py3-none-any.whl")
     monkeypatch.setattr(packaging, "download", lambda lines, target: wheels)
     target = linux_target("3.10")
 
